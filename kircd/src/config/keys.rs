@@ -1,0 +1,330 @@
+//! The one list of every configuration key: its type, default, environment
+//! variable and documentation. Loading, validation, `kircd config keys` and the
+//! README's reference table all come from this list.
+
+use std::time::Duration;
+
+/// What values a key accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Str,
+    Path,
+    Bool,
+    Int { min: i64, max: i64 },
+    Duration { min: Duration, max: Duration },
+    Choice(&'static [&'static str]),
+}
+
+/// A key's default value, or how it is found when not set.
+#[derive(Debug, Clone, Copy)]
+pub enum Default {
+    /// No default: the key is optional, or required in some setups (the
+    /// validation says which).
+    Unset,
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+    /// Worked out at load time; the text says how.
+    Computed(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// `section.name`, as in the TOML file.
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: Default,
+    /// Never printed; may only come from the environment (not the file), so
+    /// that the config file can be shared or committed without leaking it.
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+impl KeySpec {
+    /// The environment variable that overrides this key: `KIRC_` followed by
+    /// the key in upper case with dots as underscores.
+    pub fn env_var(&self) -> String {
+        format!("KIRC_{}", self.key.replace('.', "_").to_ascii_uppercase())
+    }
+
+    pub fn section(&self) -> &'static str {
+        self.key.split_once('.').map_or(self.key, |(section, _)| section)
+    }
+}
+
+const fn key(key: &'static str, kind: Kind, default: Default, doc: &'static str) -> KeySpec {
+    KeySpec {
+        key,
+        kind,
+        default,
+        secret: false,
+        doc,
+    }
+}
+
+const fn secret(key: &'static str, doc: &'static str) -> KeySpec {
+    KeySpec {
+        key,
+        kind: Kind::Str,
+        default: Default::Unset,
+        secret: true,
+        doc,
+    }
+}
+
+const fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+pub const KEYS: &[KeySpec] = &[
+    key(
+        "actor.name",
+        Kind::Str,
+        Default::Computed("the login name"),
+        "Display name of this actor: a label for humans, not an identity.",
+    ),
+    key(
+        "kafka.bootstrap_servers",
+        Kind::Str,
+        Default::Str("127.0.0.1:19092"),
+        "Comma-separated host:port list of the actor's own Kafka cluster.",
+    ),
+    key(
+        "kafka.security_protocol",
+        Kind::Choice(&["plaintext", "ssl", "sasl_ssl"]),
+        Default::Str("plaintext"),
+        "plaintext (local stack only), ssl (TLS with a client certificate) or sasl_ssl (TLS with SCRAM, as on Aiven).",
+    ),
+    key(
+        "kafka.ca_file",
+        Kind::Path,
+        Default::Unset,
+        "PEM CA certificate that signed the broker's certificate (ssl, sasl_ssl); the system store when unset.",
+    ),
+    key(
+        "kafka.client_cert_file",
+        Kind::Path,
+        Default::Unset,
+        "PEM client certificate (required for ssl).",
+    ),
+    key(
+        "kafka.client_key_file",
+        Kind::Path,
+        Default::Unset,
+        "PEM private key of the client certificate (required for ssl).",
+    ),
+    key(
+        "kafka.sasl_mechanism",
+        Kind::Choice(&["SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        Default::Str("SCRAM-SHA-256"),
+        "SCRAM mechanism for sasl_ssl.",
+    ),
+    key(
+        "kafka.sasl_username",
+        Kind::Str,
+        Default::Unset,
+        "SCRAM user name (required for sasl_ssl).",
+    ),
+    key(
+        "kafka.sasl_password_file",
+        Kind::Path,
+        Default::Unset,
+        "File holding the SCRAM password (sasl_ssl); or set KIRC_KAFKA_SASL_PASSWORD.",
+    ),
+    secret(
+        "kafka.sasl_password",
+        "The SCRAM password itself; environment only.",
+    ),
+    key(
+        "kafka.topic_prefix",
+        Kind::Str,
+        Default::Str(""),
+        "Prefix of the four topic names, so that several actors can share one cluster.",
+    ),
+    key(
+        "kafka.topic_data_in",
+        Kind::Str,
+        Default::Computed("<topic_prefix>data-in"),
+        "Inbox: chat envelopes from other actors.",
+    ),
+    key(
+        "kafka.topic_data_out",
+        Kind::Str,
+        Default::Computed("<topic_prefix>data-out"),
+        "Outbox: every envelope this actor sends, durable until delivered.",
+    ),
+    key(
+        "kafka.topic_rpc_in",
+        Kind::Str,
+        Default::Computed("<topic_prefix>rpc-in"),
+        "Control inbox: contact requests, receipts, presence, typing, signalling.",
+    ),
+    key(
+        "kafka.topic_rpc_out",
+        Kind::Str,
+        Default::Computed("<topic_prefix>rpc-out"),
+        "Control outbox.",
+    ),
+    key(
+        "kafka.create_topics",
+        Kind::Bool,
+        Default::Bool(true),
+        "Create missing topics at start (needs the CreateTopics permission); otherwise only report them.",
+    ),
+    key(
+        "kafka.partitions",
+        Kind::Int { min: 1, max: 64 },
+        Default::Int(2),
+        "Partitions of each topic kircd creates (Aiven's free tier allows 2).",
+    ),
+    key(
+        "kafka.replication_factor",
+        Kind::Int { min: -1, max: 16 },
+        Default::Int(-1),
+        "Replication factor of each topic kircd creates; -1 takes the broker's default.",
+    ),
+    key(
+        "postgres.url",
+        Kind::Str,
+        Default::Str("postgres://kirc@127.0.0.1:15432/kirc"),
+        "PostgreSQL connection URI of the actor's own database (a password in it is accepted but better kept in postgres.password_file).",
+    ),
+    key(
+        "postgres.password_file",
+        Kind::Path,
+        Default::Unset,
+        "File holding the PostgreSQL password; or set KIRC_POSTGRES_PASSWORD.",
+    ),
+    secret(
+        "postgres.password",
+        "The PostgreSQL password itself; environment only.",
+    ),
+    key(
+        "postgres.max_connections",
+        Kind::Int { min: 1, max: 20 },
+        Default::Int(4),
+        "Connection pool size (Aiven's free tier allows 20 connections in all).",
+    ),
+    key(
+        "valkey.url",
+        Kind::Str,
+        Default::Str("redis://127.0.0.1:16379/0"),
+        "Valkey URI: redis:// or rediss:// (TLS), with the database index as path.",
+    ),
+    key(
+        "valkey.password_file",
+        Kind::Path,
+        Default::Unset,
+        "File holding the Valkey password; or set KIRC_VALKEY_PASSWORD.",
+    ),
+    secret(
+        "valkey.password",
+        "The Valkey password itself; environment only.",
+    ),
+    key(
+        "valkey.key_prefix",
+        Kind::Str,
+        Default::Str("kirc:"),
+        "Prefix of every key and channel kircd uses, so that several actors can share one server.",
+    ),
+    key(
+        "api.socket",
+        Kind::Path,
+        Default::Computed("$XDG_RUNTIME_DIR/kirc/kircd.sock, or /tmp/kirc-<uid>/kircd.sock"),
+        "Unix socket of the daemon API. Its folder is made owner-only.",
+    ),
+    key(
+        "api.event_buffer",
+        Kind::Int {
+            min: 16,
+            max: 1_048_576,
+        },
+        Default::Int(4096),
+        "Events kept for resuming subscribers; a subscriber further behind than this is cut off and starts again from a snapshot.",
+    ),
+    key(
+        "log.level",
+        Kind::Str,
+        Default::Str("info"),
+        "Log filter, as in RUST_LOG: a level (error, warn, info, debug, trace) or directives like kircd=debug,rdkafka=warn.",
+    ),
+    key(
+        "log.directory",
+        Kind::Path,
+        Default::Computed("$XDG_STATE_HOME/kirc/logs (~/.local/state/kirc/logs)"),
+        "Folder of the daily rolling log files.",
+    ),
+    key(
+        "log.file",
+        Kind::Bool,
+        Default::Bool(true),
+        "Write rolling log files as well as logging to stderr.",
+    ),
+    key(
+        "health.probe_interval",
+        Kind::Duration {
+            min: Duration::from_millis(100),
+            max: seconds(3600),
+        },
+        Default::Str("10s"),
+        "How often each backend is checked while it is up.",
+    ),
+    key(
+        "health.probe_timeout",
+        Kind::Duration {
+            min: Duration::from_millis(100),
+            max: seconds(120),
+        },
+        Default::Str("5s"),
+        "How long one check may take before the backend counts as down.",
+    ),
+    key(
+        "health.retry_initial",
+        Kind::Duration {
+            min: Duration::from_millis(10),
+            max: seconds(600),
+        },
+        Default::Str("500ms"),
+        "First retry delay after a backend goes down; it doubles on each failure.",
+    ),
+    key(
+        "health.retry_max",
+        Kind::Duration {
+            min: Duration::from_millis(10),
+            max: seconds(3600),
+        },
+        Default::Str("30s"),
+        "Cap of the retry delay.",
+    ),
+];
+
+pub fn find(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|spec| spec.key == key)
+}
+
+/// The README's configuration reference, printed by `kircd config keys`.
+pub fn markdown_reference() -> String {
+    let mut out = String::from("| key | environment | default | meaning |\n|---|---|---|---|\n");
+    for spec in KEYS {
+        let default = match spec.default {
+            Default::Unset => String::from("—"),
+            Default::Str("") => String::from("\"\""),
+            Default::Str(value) => format!("`{value}`"),
+            Default::Int(value) => format!("`{value}`"),
+            Default::Bool(value) => format!("`{value}`"),
+            Default::Computed(how) => how.to_owned(),
+        };
+        let kind = match spec.kind {
+            Kind::Choice(choices) => format!(" One of: {}.", choices.join(", ")),
+            _ => String::new(),
+        };
+        let file = if spec.secret { " (not in the file)" } else { "" };
+        out.push_str(&format!(
+            "| `{}`{file} | `{}` | {default} | {}{kind} |\n",
+            spec.key,
+            spec.env_var(),
+            spec.doc
+        ));
+    }
+    out
+}

@@ -1,0 +1,106 @@
+//! `kircd run`: wires the subsystems together, serves until a signal, and
+//! shuts down in a defined order.
+//!
+//! Start: bind the socket (refusing a second kircd) → start the backend
+//! supervisors → serve the API → READY.
+//! Stop: STOPPING → tell subscribers → stop accepting and end streams →
+//! stop the supervisors → close the pool → remove the socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kirc_proto::v1::Backend;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::kafka::{Cluster, KafkaProbe};
+use crate::postgres::PostgresProbe;
+use crate::valkey::ValkeyProbe;
+use crate::{api, postgres, supervise, systemd, valkey};
+
+/// How long open API calls may take to finish at shutdown.
+const API_GRACE: Duration = Duration::from_secs(3);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Signals are caught from the start, so that a stop during start-up is
+    // orderly too.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+
+    let (listener, socket_guard) = api::socket::bind(&config.api.socket)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %config.api.socket.display(),
+        config = %config.file.as_ref().map_or_else(|| String::from("(defaults and environment)"), |path| path.display().to_string()),
+        "kircd starting"
+    );
+
+    let hub = Hub::new(
+        &[
+            (Backend::Kafka, config.kafka.bootstrap_servers.clone()),
+            (Backend::Postgres, config.postgres.endpoint.clone()),
+            (Backend::Valkey, config.valkey.endpoint.clone()),
+        ],
+        config.api.event_buffer,
+    );
+
+    let backends_stop = CancellationToken::new();
+    let client_id = format!("kircd-{}", config.actor_name);
+    let cluster = Cluster::new(&config.kafka, &client_id)?;
+    let pool = postgres::pool(&config.postgres, config.health.probe_timeout)?;
+    let valkey = valkey::connect(&config.valkey, config.health.probe_timeout)?;
+    let supervisors = [
+        supervise::spawn(
+            Backend::Kafka,
+            KafkaProbe::new(cluster, Arc::clone(&hub), config.health.probe_timeout),
+            Arc::clone(&hub),
+            config.health.clone(),
+            backends_stop.clone(),
+        ),
+        supervise::spawn(
+            Backend::Postgres,
+            PostgresProbe::new(pool.clone()),
+            Arc::clone(&hub),
+            config.health.clone(),
+            backends_stop.clone(),
+        ),
+        supervise::spawn(
+            Backend::Valkey,
+            ValkeyProbe::new(valkey),
+            Arc::clone(&hub),
+            config.health.clone(),
+            backends_stop.clone(),
+        ),
+    ];
+
+    let api = api::spawn(listener, Arc::clone(&hub));
+    let systemd_stop = CancellationToken::new();
+    let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
+    systemd::ready();
+    tracing::info!("ready");
+
+    let reason = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(signal = reason, "stopping");
+
+    systemd::stopping();
+    hub.shutting_down(reason);
+    api.shutdown(API_GRACE).await;
+    backends_stop.cancel();
+    for supervisor in supervisors {
+        supervisor.join().await;
+    }
+    pool.close().await;
+    systemd_stop.cancel();
+    if let Some(task) = systemd_task {
+        let _ = task.await;
+    }
+    socket_guard.remove();
+    tracing::info!("stopped");
+    Ok(())
+}

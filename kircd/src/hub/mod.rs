@@ -1,0 +1,227 @@
+//! The hub: the daemon's shared view of itself (backend health, topics) and
+//! the sequenced event log that every subscriber follows.
+//!
+//! One lock guards the state, the sequence counter and the replay history
+//! together, so that a snapshot and the events after it never overlap or leave
+//! a gap. Live delivery goes through a bounded broadcast channel: a subscriber
+//! that falls further behind than its capacity is told so and cut off, and the
+//! publisher never waits for anyone.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, TopicStatus, event::Kind};
+use tokio::sync::broadcast;
+
+/// What a new subscriber receives before the live events.
+#[derive(Debug)]
+pub struct Subscription {
+    /// A snapshot, or the events the subscriber missed, in order.
+    pub backlog: Vec<Arc<pb::Event>>,
+    /// Events after the backlog.
+    pub live: broadcast::Receiver<Arc<pb::Event>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    seq: u64,
+    history: VecDeque<Arc<pb::Event>>,
+    backends: Vec<BackendStatus>,
+    topics: Vec<TopicStatus>,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+    live: broadcast::Sender<Arc<pb::Event>>,
+    history_capacity: usize,
+    /// Identifies this run of the daemon: sequence numbers of another run mean
+    /// nothing here.
+    epoch: u64,
+    started_at: SystemTime,
+    started: Instant,
+    refused_connections: AtomicU64,
+}
+
+impl Hub {
+    /// A hub for the given backends (with their display endpoints), keeping
+    /// `history_capacity` events for resuming subscribers.
+    pub fn new(backends: &[(Backend, String)], history_capacity: usize) -> Arc<Self> {
+        let started_at = SystemTime::now();
+        let now_ms = kirc_proto::unix_ms(started_at);
+        let backends = backends
+            .iter()
+            .map(|(backend, endpoint)| BackendStatus {
+                backend: *backend as i32,
+                state: BackendState::Connecting as i32,
+                endpoint: endpoint.clone(),
+                state_since_unix_ms: now_ms,
+                ..BackendStatus::default()
+            })
+            .collect();
+        let (live, _) = broadcast::channel(history_capacity.max(1));
+        let epoch = started_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(1)
+            ^ u64::from(std::process::id());
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                seq: 0,
+                history: VecDeque::with_capacity(history_capacity),
+                backends,
+                topics: Vec::new(),
+            }),
+            live,
+            history_capacity,
+            epoch,
+            started_at,
+            started: Instant::now(),
+            refused_connections: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind, never a
+        // half-made invariant worth dying for: keep serving.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The current status, as `GetStatus` returns it.
+    pub fn status(&self) -> pb::Status {
+        let inner = self.lock();
+        self.status_of(&inner)
+    }
+
+    fn status_of(&self, inner: &Inner) -> pb::Status {
+        pb::Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: kirc_proto::API_VERSION,
+            pid: std::process::id(),
+            started_at_unix_ms: kirc_proto::unix_ms(self.started_at),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            backends: inner.backends.clone(),
+            topics: inner.topics.clone(),
+            refused_connections: self.refused_connections.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish(&self, inner: &mut Inner, kind: Kind) {
+        inner.seq += 1;
+        let event = Arc::new(pb::Event {
+            seq: inner.seq,
+            at_unix_ms: kirc_proto::unix_ms(SystemTime::now()),
+            kind: Some(kind),
+        });
+        if inner.history.len() == self.history_capacity {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(Arc::clone(&event));
+        // No receiver is not an error: nobody is attached.
+        let _ = self.live.send(event);
+    }
+
+    /// Starts a subscription. `since` is the last sequence number the client
+    /// applied in the run identified by `epoch`; 0 (or another run's epoch)
+    /// starts with a snapshot.
+    pub fn subscribe(&self, since: u64, epoch: u64) -> Subscription {
+        let inner = self.lock();
+        let live = self.live.subscribe();
+        let oldest_kept = inner.history.front().map_or(inner.seq + 1, |event| event.seq);
+        let can_replay = since > 0 && epoch == self.epoch && since <= inner.seq && since + 1 >= oldest_kept;
+        let backlog = if can_replay {
+            inner.history.iter().filter(|event| event.seq > since).cloned().collect()
+        } else {
+            vec![Arc::new(pb::Event {
+                seq: inner.seq,
+                at_unix_ms: kirc_proto::unix_ms(SystemTime::now()),
+                kind: Some(Kind::Snapshot(pb::Snapshot {
+                    status: Some(self.status_of(&inner)),
+                    epoch: self.epoch,
+                })),
+            })]
+        };
+        Subscription { backlog, live }
+    }
+
+    /// Records a successful check of `backend`.
+    pub fn backend_up(&self, backend: Backend) {
+        let now = kirc_proto::unix_ms(SystemTime::now());
+        self.update_backend(backend, |status| {
+            status.state = BackendState::Up as i32;
+            status.last_error.clear();
+            status.last_ok_unix_ms = now;
+            status.consecutive_failures = 0;
+        });
+    }
+
+    /// Records a failed check of `backend`. `error` must hold no secret.
+    pub fn backend_down(&self, backend: Backend, error: String) {
+        self.update_backend(backend, |status| {
+            status.state = BackendState::Down as i32;
+            status.last_error = error;
+            status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+        });
+    }
+
+    /// Applies `change` and publishes the new status if its state or error
+    /// changed; counters and timestamps alone do not make an event.
+    fn update_backend(&self, backend: Backend, change: impl FnOnce(&mut BackendStatus)) {
+        let mut inner = self.lock();
+        let Some(status) = inner.backends.iter_mut().find(|status| status.backend == backend as i32) else {
+            return;
+        };
+        let before = (status.state, status.last_error.clone());
+        change(status);
+        if before != (status.state, status.last_error.clone()) {
+            if before.0 != status.state {
+                status.state_since_unix_ms = kirc_proto::unix_ms(SystemTime::now());
+            }
+            let changed = status.clone();
+            self.publish(&mut inner, Kind::BackendChanged(changed));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn backend(&self, backend: Backend) -> Option<BackendStatus> {
+        self.lock()
+            .backends
+            .iter()
+            .find(|status| status.backend == backend as i32)
+            .cloned()
+    }
+
+    /// Replaces the topic list, publishing it if it changed.
+    pub fn set_topics(&self, topics: Vec<TopicStatus>) {
+        let mut inner = self.lock();
+        if inner.topics != topics {
+            inner.topics = topics.clone();
+            self.publish(&mut inner, Kind::TopicsChanged(pb::TopicsChanged { topics }));
+        }
+    }
+
+    /// Tells every subscriber that the daemon is stopping.
+    pub fn shutting_down(&self, reason: &str) {
+        let mut inner = self.lock();
+        self.publish(
+            &mut inner,
+            Kind::ShuttingDown(pb::ShuttingDown {
+                reason: reason.to_owned(),
+            }),
+        );
+    }
+
+    pub fn count_refused_connection(&self) -> u64 {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! kircd: the K-IRC daemon. See ARCHITECTURE.md for the map.
+
+mod api;
+mod config;
+mod daemon;
+mod doctor;
+mod hub;
+mod kafka;
+mod logging;
+mod postgres;
+mod status;
+mod supervise;
+mod systemd;
+mod valkey;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for an invalid configuration (sysexits' EX_CONFIG), so that a
+/// service manager can tell it from a crash and not restart in a loop.
+const EXIT_CONFIG: u8 = 78;
+/// Exit code when another kircd already serves the socket.
+const EXIT_ALREADY_RUNNING: u8 = 75;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kircd",
+    version,
+    about = "The K-IRC daemon: keeps your Kafka mailbox, PostgreSQL memory and Valkey cache connected, and serves kirc-tui on a Unix socket."
+)]
+struct Cli {
+    /// Config file [default: $XDG_CONFIG_HOME/kirc/kircd.toml, if it exists].
+    #[arg(long, global = true, env = "KIRC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log filter, overriding log.level (e.g. debug, or kircd=debug,librdkafka=info).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// Socket path, overriding api.socket.
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (what the systemd unit runs).
+    Run,
+    /// Check the configuration, each backend, the topics and the socket folder.
+    Doctor {
+        /// How long each backend may take to answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Show the running daemon's status.
+    Status,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every key that is set, its value (secrets redacted) and where it came from.
+    Show,
+    /// Print the reference of every key as a Markdown table.
+    Keys,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut flags = Vec::new();
+    if let Some(level) = cli.log_level {
+        flags.push(("log.level", "--log-level", level));
+    }
+    if let Some(socket) = cli.socket {
+        flags.push(("api.socket", "--socket", socket.to_string_lossy().into_owned()));
+    }
+    let loaded = config::load(&config::Sources::from_process(cli.config, flags));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kircd: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Keys,
+        } => {
+            print!("{}", config::keys::markdown_reference());
+            ExitCode::SUCCESS
+        }
+        Command::Doctor { timeout } => {
+            let checks = match &loaded {
+                Ok(config) => runtime.block_on(doctor::run(config, timeout)),
+                Err(err) => doctor::config_failure(err),
+            };
+            print!("{}", doctor::render(&checks));
+            if doctor::passed(&checks) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Run => with_config(loaded, |config| run(&runtime, config)),
+        Command::Status => with_config(loaded, |config| runtime.block_on(status::print(&config.api.socket))),
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => with_config(loaded, |config| {
+            print!("{}", status::render_config(&config));
+            ExitCode::SUCCESS
+        }),
+    }
+}
+
+/// Runs `command` with a valid config, or reports the config error with the
+/// exit code that says so.
+fn with_config(
+    loaded: Result<config::Config, config::ConfigError>,
+    command: impl FnOnce(config::Config) -> ExitCode,
+) -> ExitCode {
+    match loaded {
+        Ok(config) => command(config),
+        Err(err) => {
+            eprintln!("kircd: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(runtime: &tokio::runtime::Runtime, config: config::Config) -> ExitCode {
+    let _log_guard = match logging::init(&config.log, true) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("kircd: {err:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime.block_on(daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            match err.downcast_ref::<api::socket::Error>() {
+                Some(api::socket::Error::AlreadyRunning { .. }) => ExitCode::from(EXIT_ALREADY_RUNNING),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The actor's own PostgreSQL database: a small lazy pool, the embedded
+//! migrations from `migrations/`, and the health probe.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::config::PostgresConfig;
+use crate::supervise::Probe;
+
+/// The migrations, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", describe(.0))]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// sqlx's messages for the usual failures, shortened to what matters.
+fn describe(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => String::from("no connection within the probe timeout"),
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    /// The SQLSTATE code of a server error.
+    fn code(&self) -> Option<String> {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => db.code().map(|code| code.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, for `kircd doctor`.
+    pub fn fix(&self, config: &PostgresConfig) -> String {
+        match self.code().as_deref() {
+            Some("3D000") => {
+                let database = config.endpoint.rsplit('/').next().unwrap_or("kirc");
+                format!(
+                    "create the database (local stack: dev/stack createdb {database}), or point postgres.url at an existing one"
+                )
+            }
+            Some("28P01" | "28000") => String::from(
+                "check the user in postgres.url and the password (postgres.password_file or KIRC_POSTGRES_PASSWORD)",
+            ),
+            _ if matches!(self, Error::Migrate(_)) => {
+                String::from("the database holds a schema kircd does not know: use a database of its own")
+            }
+            _ => String::from(
+                "check postgres.url and that the server is running (local stack: dev/stack up postgres)",
+            ),
+        }
+    }
+}
+
+/// A pool that connects on first use, so that kircd starts while the server
+/// is away and recovers by itself when it returns.
+pub fn pool(config: &PostgresConfig, acquire_timeout: Duration) -> Result<PgPool, Error> {
+    let mut options = PgConnectOptions::from_str(config.url.expose_secret())?
+        .application_name("kircd");
+    if let Some(password) = &config.password {
+        options = options.password(password.expose_secret());
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(options))
+}
+
+/// What a check of the database found.
+#[derive(Debug, Clone)]
+pub struct DatabaseReport {
+    pub server_version: String,
+    pub pending_migrations: usize,
+}
+
+/// Checks the server and counts the migrations not yet applied.
+pub async fn inspect(pool: &PgPool) -> Result<DatabaseReport, Error> {
+    let server_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(pool).await?;
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let applied: Vec<i64> = if has_table {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let pending_migrations = MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration() && !applied.contains(&migration.version))
+        .count();
+    Ok(DatabaseReport {
+        server_version,
+        pending_migrations,
+    })
+}
+
+/// The supervisor's view of the database: the first successful check applies
+/// the migrations and records this run.
+#[derive(Debug)]
+pub struct PostgresProbe {
+    pool: PgPool,
+    migrated: Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl PostgresProbe {
+    pub fn new(pool: PgPool) -> Self {
+        PostgresProbe {
+            pool,
+            migrated: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        MIGRATOR.run(&self.pool).await?;
+        sqlx::query("INSERT INTO daemon_runs (version, pid, hostname) VALUES ($1, $2, $3)")
+            .bind(env!("CARGO_PKG_VERSION"))
+            .bind(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
+            .bind(rustix::system::uname().nodename().to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await?;
+        tracing::info!(migrations = MIGRATOR.iter().count(), "database schema up to date");
+        Ok(())
+    }
+}
+
+impl Probe for PostgresProbe {
+    async fn probe(&mut self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|err| Error::from(err).to_string())?;
+        self.migrated
+            .get_or_try_init(|| self.migrate())
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(())
+    }
+}

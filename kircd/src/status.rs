@@ -1,0 +1,99 @@
+//! `kircd status` and `kircd config show`: what the daemon and the config say,
+//! as text for humans.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kirc_proto::v1::{self as pb, BackendState};
+
+use crate::config::Config;
+use crate::supervise::backend_name;
+
+/// Exit code of `kircd status` when no daemon answers.
+const EXIT_NOT_RUNNING: u8 = 3;
+
+pub async fn print(socket: &Path) -> ExitCode {
+    let mut client = match kirc_proto::connect(socket).await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("kircd: {err}");
+            return ExitCode::from(EXIT_NOT_RUNNING);
+        }
+    };
+    match client.get_status(pb::GetStatusRequest {}).await {
+        Ok(status) => {
+            let status = status.into_inner();
+            print!("{}", render_status(&status));
+            if status.backends.iter().all(|backend| backend.state() == BackendState::Up) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("kircd: the daemon on {} did not answer: {}", socket.display(), err.message());
+            ExitCode::from(EXIT_NOT_RUNNING)
+        }
+    }
+}
+
+pub fn render_status(status: &pb::Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "kircd {} (api v{}), pid {}, up {}",
+        status.version,
+        status.api_version,
+        status.pid,
+        humantime::format_duration(Duration::from_secs(status.uptime_ms / 1000))
+    );
+    for backend in &status.backends {
+        let state = match backend.state() {
+            BackendState::Up => "up",
+            BackendState::Down => "DOWN",
+            BackendState::Connecting | BackendState::Unspecified => "connecting",
+        };
+        let _ = write!(out, "  {:<9} {:<10} {}", backend_name(backend.backend()), state, backend.endpoint);
+        if !backend.last_error.is_empty() {
+            let _ = write!(out, "  ({})", backend.last_error);
+        }
+        out.push('\n');
+    }
+    for topic in &status.topics {
+        let _ = writeln!(
+            out,
+            "  topic     {:<10} {}{}",
+            topic.role,
+            topic.name,
+            if topic.present {
+                format!(" ({} partitions)", topic.partitions)
+            } else {
+                String::from(" MISSING")
+            }
+        );
+    }
+    if status.refused_connections > 0 {
+        let _ = writeln!(out, "  refused connections from other users: {}", status.refused_connections);
+    }
+    out
+}
+
+pub fn render_config(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# config file: {}",
+        config
+            .file
+            .as_ref()
+            .map_or_else(|| String::from("none"), |path| path.display().to_string())
+    );
+    let _ = writeln!(out, "# socket: {}", config.api.socket.display());
+    let _ = writeln!(out, "# topics: {}", config.kafka.topics.with_roles().map(|(_, name)| name).join(", "));
+    for (spec, shown, origin) in &config.values {
+        let _ = writeln!(out, "{} = {shown}    # from {origin}", spec.key);
+    }
+    out
+}
