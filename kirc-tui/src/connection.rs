@@ -1,0 +1,148 @@
+//! The link to kircd: connect, subscribe, forward events, and when the daemon
+//! goes away, report it and reconnect with capped backoff, resuming from the
+//! last event so that nothing is missed or repeated.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use kirc_proto::v1::{self as pb, event::Kind};
+use tokio::sync::mpsc;
+
+use crate::state::Link;
+use crate::update::Msg;
+
+/// Reconnect delays: from `INITIAL_RETRY`, doubling, capped at `MAX_RETRY`.
+const INITIAL_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Where the subscription stands, for resuming after a reconnect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+impl Position {
+    /// Checks that `event` follows this position and advances to it. A
+    /// snapshot always fits (it restarts the count); any other event must be
+    /// the next one in sequence.
+    pub fn advance(&mut self, event: &pb::Event) -> Result<(), String> {
+        match &event.kind {
+            Some(Kind::Snapshot(snapshot)) => {
+                self.epoch = snapshot.epoch;
+            }
+            _ if event.seq != self.seq + 1 => {
+                return Err(format!("event {} arrived after event {}", event.seq, self.seq));
+            }
+            _ => {}
+        }
+        self.seq = event.seq;
+        Ok(())
+    }
+}
+
+/// Runs until `messages` is closed (the app quit).
+pub async fn run(socket: PathBuf, messages: mpsc::Sender<Msg>) {
+    let mut position = Position::default();
+    let mut attempt: u32 = 1;
+    let mut retry = INITIAL_RETRY;
+    loop {
+        if messages.send(Msg::Link(Link::Connecting { attempt })).await.is_err() {
+            return;
+        }
+        let error = match follow(&socket, &mut position, &messages).await {
+            Followed::Quit => return,
+            Followed::Lost { error, was_connected } => {
+                if was_connected {
+                    attempt = 1;
+                    retry = INITIAL_RETRY;
+                }
+                error
+            }
+        };
+        let lost = Msg::Link(Link::Disconnected {
+            error,
+            since_unix_ms: kirc_proto::unix_ms(SystemTime::now()),
+            attempt,
+            retry_in_ms: u64::try_from(retry.as_millis()).unwrap_or(u64::MAX),
+        });
+        if messages.send(lost).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+enum Followed {
+    Quit,
+    Lost { error: String, was_connected: bool },
+}
+
+async fn follow(socket: &std::path::Path, position: &mut Position, messages: &mpsc::Sender<Msg>) -> Followed {
+    let lost = |error: String, was_connected: bool| Followed::Lost { error, was_connected };
+    let mut client = match kirc_proto::connect(socket).await {
+        Ok(client) => client,
+        Err(err) => return lost(err.to_string(), false),
+    };
+    let request = pb::SubscribeRequest {
+        since: position.seq,
+        epoch: position.epoch,
+    };
+    let mut stream = match client.subscribe(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return lost(format!("subscribe failed: {}", status.message()), false),
+    };
+    if messages.send(Msg::Link(Link::Connected)).await.is_err() {
+        return Followed::Quit;
+    }
+    loop {
+        match stream.message().await {
+            Ok(Some(event)) => {
+                if let Err(gap) = position.advance(&event) {
+                    // Never apply out of order: start over from a snapshot.
+                    *position = Position::default();
+                    return lost(format!("resynchronising: {gap}"), true);
+                }
+                if messages.send(Msg::Event(event)).await.is_err() {
+                    return Followed::Quit;
+                }
+            }
+            Ok(None) => return lost(String::from("kircd closed the connection"), true),
+            Err(status) => return lost(status.message().to_owned(), true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> pb::Event {
+        pb::Event {
+            seq,
+            at_unix_ms: 0,
+            kind: Some(Kind::ShuttingDown(pb::ShuttingDown::default())),
+        }
+    }
+
+    #[test]
+    fn position_accepts_snapshots_and_consecutive_events_only() {
+        let mut position = Position::default();
+        let snapshot = pb::Event {
+            seq: 10,
+            at_unix_ms: 0,
+            kind: Some(Kind::Snapshot(pb::Snapshot {
+                status: None,
+                epoch: 99,
+            })),
+        };
+        position.advance(&snapshot).unwrap();
+        assert_eq!(position, Position { seq: 10, epoch: 99 });
+        position.advance(&event(11)).unwrap();
+        assert!(position.advance(&event(13)).is_err());
+        assert!(position.advance(&event(11)).is_err());
+        assert_eq!(position.seq, 11);
+    }
+}
