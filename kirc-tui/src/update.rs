@@ -41,27 +41,9 @@ fn on_key(state: &mut State, key: KeyEvent) {
 
 fn apply_event(state: &mut State, event: pb::Event) {
     state.last_seq = event.seq;
-    match event.kind {
-        Some(Kind::Snapshot(snapshot)) => {
-            state.status = snapshot.status;
-        }
-        Some(Kind::BackendChanged(changed)) => {
-            if let Some(status) = &mut state.status {
-                match status.backends.iter_mut().find(|backend| backend.backend == changed.backend) {
-                    Some(backend) => *backend = changed,
-                    None => status.backends.push(changed),
-                }
-            }
-        }
-        Some(Kind::TopicsChanged(topics)) => {
-            if let Some(status) = &mut state.status {
-                status.topics = topics.topics;
-            }
-        }
-        Some(Kind::ShuttingDown(stopping)) => {
-            state.daemon_stopping = Some(stopping.reason);
-        }
-        None => {}
+    kirc_proto::apply_event(&mut state.status, &event);
+    if let Some(Kind::ShuttingDown(stopping)) = event.kind {
+        state.daemon_stopping = Some(stopping.reason);
     }
 }
 

@@ -50,7 +50,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let backends_stop = CancellationToken::new();
     let client_id = format!("kircd-{}", config.actor_name);
     let cluster = Cluster::new(&config.kafka, &client_id)?;
-    let pool = postgres::pool(&config.postgres, config.health.probe_timeout)?;
+    let pg_options = postgres::connect_options(&config.postgres)?;
+    let pool = postgres::pool(
+        pg_options.clone(),
+        config.postgres.max_connections,
+        config.health.probe_timeout,
+    );
     let valkey = valkey::connect(&config.valkey, config.health.probe_timeout)?;
     let supervisors = [
         supervise::spawn(
@@ -62,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         supervise::spawn(
             Backend::Postgres,
-            PostgresProbe::new(pool.clone()),
+            PostgresProbe::new(pool.clone(), pg_options, config.health.probe_timeout),
             Arc::clone(&hub),
             config.health.clone(),
             backends_stop.clone(),

@@ -158,12 +158,15 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
 async fn check_postgres(config: &Config, timeout: Duration) -> Check {
     let endpoint = &config.postgres.endpoint;
     let result = async {
-        let pool = postgres::pool(&config.postgres, timeout)?;
-        let report = postgres::inspect(&pool).await;
+        let options = postgres::connect_options(&config.postgres)?;
+        let pool = postgres::pool(options.clone(), 1, timeout);
+        let report = postgres::inspect(&pool, &options, timeout).await;
         pool.close().await;
         report
     };
-    match tokio::time::timeout(timeout, result).await {
+    // A failed check spends one timeout on the pool and one on finding out
+    // why; the bound only catches a hang.
+    match tokio::time::timeout(timeout * 3, result).await {
         Ok(Ok(report)) if report.pending_migrations == 0 => Check::ok(
             "postgres",
             format!("{endpoint}: PostgreSQL {}, schema up to date", report.server_version),

@@ -78,10 +78,13 @@ pub fn spawn<P: Probe>(
         let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
         let mut was_up: Option<bool> = None;
         loop {
+            // Each probe bounds its own requests by probe_timeout and says
+            // why it failed; this outer bound only catches a probe that hangs.
+            let bound = health.probe_timeout * 2;
             let outcome = tokio::select! {
                 () = cancel.cancelled() => break,
-                outcome = tokio::time::timeout(health.probe_timeout, probe.probe()) => outcome
-                    .unwrap_or_else(|_| Err(format!("no answer within {}", humantime::format_duration(health.probe_timeout)))),
+                outcome = tokio::time::timeout(bound, probe.probe()) => outcome
+                    .unwrap_or_else(|_| Err(format!("no answer within {}", humantime::format_duration(bound)))),
             };
             let delay = match outcome {
                 Ok(()) => {

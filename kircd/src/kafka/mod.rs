@@ -17,6 +17,10 @@ use crate::config::{KafkaConfig, KafkaSecurity};
 use crate::hub::Hub;
 use crate::supervise::Probe;
 
+/// How long a failed check waits for librdkafka's error event, which says
+/// why (refused, TLS, authentication) where the failed request does not.
+const ERROR_EVENT_WAIT: Duration = Duration::from_millis(250);
+
 /// Retention of the control topics: control messages go stale in minutes, so
 /// a day is plenty and keeps the free tier's disk small. Data topics keep the
 /// broker's default.
@@ -60,8 +64,8 @@ pub struct KafkaContext {
 }
 
 impl KafkaContext {
-    fn take_last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -79,7 +83,12 @@ impl ClientContext for KafkaContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
-        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_owned());
+        let mut last = self.last_error();
+        // "n/n brokers are down" follows the error that says why; keep that.
+        let summary = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
+        if !(summary && last.is_some()) {
+            *last = Some(reason.to_owned());
+        }
     }
 }
 
@@ -187,15 +196,26 @@ impl Cluster {
         // fetch_metadata blocks its thread for up to `timeout`.
         tokio::task::spawn_blocking(move || {
             let metadata = producer.client().fetch_metadata(None, timeout);
-            // Serves the error callback, so that a failure can say why.
+            // Serves the error callback, so that a failure can say why. A
+            // failure that came faster than its error event waits a moment
+            // for it.
             producer.poll(Duration::ZERO);
-            let metadata = metadata.map_err(|err| {
-                let reason = producer.context().take_last_error();
-                Error::Unreachable(match reason {
-                    Some(reason) => reason,
-                    None => format!("cannot fetch cluster metadata: {err}"),
-                })
-            })?;
+            let metadata = match metadata {
+                Ok(metadata) => {
+                    producer.context().last_error().take();
+                    metadata
+                }
+                Err(err) => {
+                    if producer.context().last_error().is_none() {
+                        producer.poll(ERROR_EVENT_WAIT);
+                    }
+                    let reason = producer.context().last_error().clone();
+                    return Err(Error::Unreachable(match reason {
+                        Some(reason) => reason,
+                        None => format!("cannot fetch cluster metadata: {err}"),
+                    }));
+                }
+            };
             let report = topics
                 .with_roles()
                 .iter()

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::config::PostgresConfig;
 use crate::supervise::Probe;
@@ -64,20 +65,49 @@ impl Error {
     }
 }
 
-/// A pool that connects on first use, so that kircd starts while the server
-/// is away and recovers by itself when it returns.
-pub fn pool(config: &PostgresConfig, acquire_timeout: Duration) -> Result<PgPool, Error> {
-    let mut options = PgConnectOptions::from_str(config.url.expose_secret())?
-        .application_name("kircd");
+/// The connection settings, with the password from its own setting if given.
+pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Error> {
+    let mut options = PgConnectOptions::from_str(config.url.expose_secret())?.application_name("kircd");
     if let Some(password) = &config.password {
         options = options.password(password.expose_secret());
     }
-    Ok(PgPoolOptions::new()
-        .max_connections(config.max_connections)
+    Ok(options)
+}
+
+/// A pool that connects on first use, so that kircd starts while the server
+/// is away and recovers by itself when it returns.
+pub fn pool(options: PgConnectOptions, max_connections: u32, acquire_timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
+}
+
+/// The pool reports only that it timed out; one direct connection attempt
+/// tells why (refused, authentication, no such database).
+async fn explain_timeout(options: &PgConnectOptions, timeout: Duration) -> Error {
+    match tokio::time::timeout(timeout, PgConnection::connect_with(options)).await {
+        Ok(Err(err)) => Error::Database(err),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Error::Database(sqlx::Error::PoolTimedOut)
+        }
+        Err(_) => Error::Database(sqlx::Error::PoolTimedOut),
+    }
+}
+
+/// Runs `check` on the pool, explaining a pool timeout.
+async fn with_explained_timeout<T>(
+    options: &PgConnectOptions,
+    timeout: Duration,
+    check: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match check.await {
+        Err(Error::Database(sqlx::Error::PoolTimedOut)) => Err(explain_timeout(options, timeout).await),
+        other => other,
+    }
 }
 
 /// What a check of the database found.
@@ -88,7 +118,11 @@ pub struct DatabaseReport {
 }
 
 /// Checks the server and counts the migrations not yet applied.
-pub async fn inspect(pool: &PgPool) -> Result<DatabaseReport, Error> {
+pub async fn inspect(pool: &PgPool, options: &PgConnectOptions, timeout: Duration) -> Result<DatabaseReport, Error> {
+    with_explained_timeout(options, timeout, inspect_pool(pool)).await
+}
+
+async fn inspect_pool(pool: &PgPool) -> Result<DatabaseReport, Error> {
     let server_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(pool).await?;
     let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(pool)
@@ -115,13 +149,17 @@ pub async fn inspect(pool: &PgPool) -> Result<DatabaseReport, Error> {
 #[derive(Debug)]
 pub struct PostgresProbe {
     pool: PgPool,
+    options: PgConnectOptions,
+    timeout: Duration,
     migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl PostgresProbe {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, options: PgConnectOptions, timeout: Duration) -> Self {
         PostgresProbe {
             pool,
+            options,
+            timeout,
             migrated: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
@@ -141,10 +179,10 @@ impl PostgresProbe {
 
 impl Probe for PostgresProbe {
     async fn probe(&mut self) -> Result<(), String> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        let ping = async { sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Error::from) };
+        with_explained_timeout(&self.options, self.timeout, ping)
             .await
-            .map_err(|err| Error::from(err).to_string())?;
+            .map_err(|err| err.to_string())?;
         self.migrated
             .get_or_try_init(|| self.migrate())
             .await

@@ -1,0 +1,411 @@
+//! The test harness: real kircd processes against the local stack started by
+//! `dev/stack up` (Kafka, PostgreSQL, Valkey on loopback). Each [`Actor`] gets
+//! its own database, topic prefix, Valkey key prefix and socket, so tests run
+//! side by side on one stack. Readiness comes from kircd's own READY
+//! notification and event stream, never from sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use kirc_proto::DaemonClient;
+use kirc_proto::v1::{self as pb, Backend, BackendState};
+use sqlx::Connection;
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+/// How long kircd may take to report READY.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the local stack listens (`dev/stack env`).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub kafka: String,
+    /// postgres://user:password@host:port (no database).
+    pub postgres: String,
+    pub valkey: String,
+}
+
+impl Stack {
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Stack {
+            kafka: var("KIRC_STACK_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+            postgres: var("KIRC_STACK_POSTGRES_URL", "postgres://kirc:kirc@127.0.0.1:15432"),
+            valkey: var("KIRC_STACK_VALKEY_URL", "redis://127.0.0.1:16379"),
+        }
+    }
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs `dev/stack` with `args` (e.g. `["down", "postgres"]`) and checks it
+/// succeeded.
+pub fn stack_ctl(args: &[&str]) {
+    let output = std::process::Command::new(repo_root().join("dev/stack"))
+        .args(args)
+        .output()
+        .expect("run dev/stack");
+    assert!(
+        output.status.success(),
+        "dev/stack {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A binary of this workspace, built next to the running test.
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    let dir = if dir.ends_with("deps") { dir.parent().unwrap() } else { dir };
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{}_{}_{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// One actor's own slice of the stack and its config file.
+#[derive(Debug)]
+pub struct Actor {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub socket: PathBuf,
+    pub database: String,
+    pub topic_prefix: String,
+    pub stack: Stack,
+    overrides: toml::Table,
+}
+
+impl Actor {
+    /// A fresh actor: creates its database, picks unique names.
+    pub async fn new(name: &str) -> Actor {
+        let stack = Stack::from_env();
+        let suffix = unique_suffix();
+        let database = format!("kirc_test_{name}_{suffix}");
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", stack.postgres))
+            .await
+            .unwrap_or_else(|err| panic!("cannot reach the stack's PostgreSQL (run dev/stack up): {err}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+
+        let dir = tempfile::Builder::new().prefix("kirc-test-").tempdir().unwrap();
+        let actor = Actor {
+            name: name.to_owned(),
+            config_path: dir.path().join("kircd.toml"),
+            socket: dir.path().join("run").join("kircd.sock"),
+            dir,
+            topic_prefix: format!("t.{name}.{suffix}."),
+            database,
+            stack,
+            overrides: toml::Table::new(),
+        };
+        actor.write_config();
+        actor
+    }
+
+    /// Sets `section.key` in the config file (on top of the test defaults).
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        let (section, name) = key.split_once('.').unwrap();
+        self.overrides
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap()
+            .insert(name.to_owned(), value.into());
+        self.write_config();
+        self
+    }
+
+    fn write_config(&self) {
+        let base = format!(
+            r#"
+[actor]
+name = "{name}"
+[kafka]
+bootstrap_servers = "{kafka}"
+topic_prefix = "{prefix}"
+[postgres]
+url = "{postgres}/{database}"
+max_connections = 2
+[valkey]
+url = "{valkey}/0"
+key_prefix = "{prefix}"
+[api]
+socket = "{socket}"
+[log]
+level = "info,kircd=debug"
+directory = "{logs}"
+[health]
+probe_interval = "300ms"
+probe_timeout = "2s"
+retry_initial = "100ms"
+retry_max = "1s"
+"#,
+            name = self.name,
+            kafka = self.stack.kafka,
+            prefix = self.topic_prefix,
+            postgres = self.stack.postgres,
+            database = self.database,
+            valkey = self.stack.valkey,
+            socket = self.socket.display(),
+            logs = self.dir.path().join("logs").display(),
+        );
+        let mut table: toml::Table = base.parse().unwrap();
+        for (section, values) in &self.overrides {
+            let target = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .unwrap();
+            for (key, value) in values.as_table().unwrap() {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+        std::fs::write(&self.config_path, toml::to_string(&table).unwrap()).unwrap();
+    }
+
+    /// A `kircd` command with this actor's config and a clean environment.
+    pub fn kircd(&self) -> Command {
+        let mut command = Command::new(bin("kircd"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("KIRC_CONFIG", &self.config_path)
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// A running kircd.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub stderr_path: PathBuf,
+    pub log_dir: PathBuf,
+    _notify_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `kircd run` for `actor` and waits for its READY notification.
+    pub async fn start(actor: &Actor) -> Daemon {
+        Self::start_command(actor, actor.kircd()).await
+    }
+
+    /// Starts `command` (a `kircd` from [`Actor::kircd`] with extra settings)
+    /// and waits for READY.
+    pub async fn start_command(actor: &Actor, mut command: Command) -> Daemon {
+        let notify_dir = tempfile::tempdir().unwrap();
+        let notify_path = notify_dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        let stderr_path = actor.dir.path().join(format!("kircd-{}.stderr", unique_suffix()));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = command
+            .arg("run")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon {
+            child,
+            socket: actor.socket.clone(),
+            stderr_path,
+            log_dir: actor.dir.path().join("logs"),
+            _notify_dir: notify_dir,
+        };
+        daemon.wait_ready(&notify).await;
+        daemon
+    }
+
+    async fn wait_ready(&mut self, notify: &UnixDatagram) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            tokio::select! {
+                received = tokio::time::timeout(remaining, notify.recv(&mut buf)) => {
+                    let Ok(received) = received else {
+                        panic!("kircd sent no READY within {START_TIMEOUT:?}:\n{}", self.stderr());
+                    };
+                    let text = String::from_utf8_lossy(&buf[..received.unwrap()]).into_owned();
+                    if text.lines().any(|line| line == "READY=1") {
+                        return;
+                    }
+                }
+                status = self.child.wait() => {
+                    panic!("kircd exited before READY ({:?}):\n{}", status, self.stderr());
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> DaemonClient {
+        kirc_proto::connect(&self.socket).await.unwrap()
+    }
+
+    pub async fn status(&self) -> pb::Status {
+        self.client().await.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner()
+    }
+
+    pub async fn watch(&self) -> Watcher {
+        Watcher::subscribe(&self.socket, 0, 0).await
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub async fn stop(mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("kircd did not stop within 30 s of SIGTERM")
+            .unwrap()
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = self.child.id() {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Waits for an exit without signalling.
+    pub async fn wait(&mut self) -> ExitStatus {
+        self.child.wait().await.unwrap()
+    }
+}
+
+/// A subscriber that keeps its own copy of the status, as every client does.
+#[derive(Debug)]
+pub struct Watcher {
+    stream: tonic::Streaming<pb::Event>,
+    pub status: Option<pb::Status>,
+    pub seq: u64,
+    pub epoch: u64,
+    /// Every event received, in order.
+    pub events: Vec<pb::Event>,
+}
+
+impl Watcher {
+    pub async fn subscribe(socket: &Path, since: u64, epoch: u64) -> Watcher {
+        let mut client = kirc_proto::connect(socket).await.unwrap();
+        let stream = client
+            .subscribe(pb::SubscribeRequest { since, epoch })
+            .await
+            .unwrap()
+            .into_inner();
+        Watcher {
+            stream,
+            status: None,
+            seq: since,
+            epoch,
+            events: Vec::new(),
+        }
+    }
+
+    /// The next event, checked to follow the previous one.
+    pub async fn next(&mut self, timeout: Duration) -> Option<pb::Event> {
+        let event = tokio::time::timeout(timeout, self.stream.message())
+            .await
+            .ok()?
+            .unwrap_or_else(|status| panic!("event stream failed: {status}"))?;
+        if let Some(pb::event::Kind::Snapshot(snapshot)) = &event.kind {
+            self.epoch = snapshot.epoch;
+        } else {
+            assert_eq!(event.seq, self.seq + 1, "event out of sequence");
+        }
+        self.seq = event.seq;
+        kirc_proto::apply_event(&mut self.status, &event);
+        self.events.push(event.clone());
+        Some(event)
+    }
+
+    /// Applies events until `condition` holds for the status, or panics after
+    /// `timeout` naming `what` and the last status.
+    pub async fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&pb::Status) -> bool,
+    ) -> pb::Status {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = &self.status
+                && condition(status)
+            {
+                return status.clone();
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if self.next(remaining).await.is_none() {
+                panic!("timed out after {timeout:?} waiting for {what}; last status: {:#?}", self.status);
+            }
+        }
+    }
+
+    /// Reads the stream to its end (the daemon stopped), returning what came.
+    pub async fn drain(&mut self, timeout: Duration) -> Vec<pb::Event> {
+        let mut events = Vec::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.stream.message()).await {
+                Ok(Ok(Some(event))) => events.push(event),
+                Ok(Ok(None) | Err(_)) => return events,
+                Err(_) => panic!("the event stream did not end within {timeout:?}"),
+            }
+        }
+    }
+}
+
+pub fn backend(status: &pb::Status, backend: Backend) -> &pb::BackendStatus {
+    status
+        .backends
+        .iter()
+        .find(|entry| entry.backend == backend as i32)
+        .unwrap()
+}
+
+pub fn is(status: &pb::Status, which: Backend, state: BackendState) -> bool {
+    backend(status, which).state == state as i32
+}
+
+pub fn all_up(status: &pb::Status) -> bool {
+    [Backend::Kafka, Backend::Postgres, Backend::Valkey]
+        .into_iter()
+        .all(|which| is(status, which, BackendState::Up))
+        && status.topics.len() == 4
+        && status.topics.iter().all(|topic| topic.present)
+}
