@@ -14,7 +14,9 @@ pub type DaemonClient = GeneratedClient<Channel>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("no kircd is listening on {path}: the socket does not exist (start it with `kircd run`)")]
+    #[error(
+        "no kircd is listening on {path}: the socket does not exist (start it with `kircd run`)"
+    )]
     NotFound { path: PathBuf },
     #[error("kircd's socket {path} exists but nobody accepts on it (kircd is not running)")]
     Refused { path: PathBuf },
@@ -48,16 +50,19 @@ pub async fn connect(path: &Path) -> Result<DaemonClient, ConnectError> {
     let socket_path = path.to_path_buf();
     // The URI is required by the HTTP/2 layer but never resolved: every
     // connection goes through the connector below.
-    let channel = Endpoint::from_static("http://kircd.sock")
-        .connect_with_connector(service_fn(move |_| {
-            let socket_path = socket_path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket_path).await?)) }
-        }))
-        .await
-        .map_err(|source| ConnectError::Transport {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let channel =
+        Endpoint::from_static("http://kircd.sock")
+            .connect_with_connector(service_fn(move |_| {
+                let socket_path = socket_path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket_path).await?))
+                }
+            }))
+            .await
+            .map_err(|source| ConnectError::Transport {
+                path: path.to_path_buf(),
+                source,
+            })?;
     Ok(GeneratedClient::new(channel))
 }
 

@@ -32,7 +32,11 @@ pub fn apply_event(status: &mut Option<v1::Status>, event: &v1::Event) {
         Some(Kind::Snapshot(snapshot)) => *status = snapshot.status.clone(),
         Some(Kind::BackendChanged(changed)) => {
             if let Some(status) = status {
-                match status.backends.iter_mut().find(|backend| backend.backend == changed.backend) {
+                match status
+                    .backends
+                    .iter_mut()
+                    .find(|backend| backend.backend == changed.backend)
+                {
                     Some(backend) => *backend = changed.clone(),
                     None => status.backends.push(changed.clone()),
                 }

@@ -32,7 +32,10 @@ impl Position {
                 self.epoch = snapshot.epoch;
             }
             _ if event.seq != self.seq + 1 => {
-                return Err(format!("event {} arrived after event {}", event.seq, self.seq));
+                return Err(format!(
+                    "event {} arrived after event {}",
+                    event.seq, self.seq
+                ));
             }
             _ => {}
         }
@@ -47,12 +50,19 @@ pub async fn run(socket: PathBuf, messages: mpsc::Sender<Msg>) {
     let mut attempt: u32 = 1;
     let mut retry = INITIAL_RETRY;
     loop {
-        if messages.send(Msg::Link(Link::Connecting { attempt })).await.is_err() {
+        if messages
+            .send(Msg::Link(Link::Connecting { attempt }))
+            .await
+            .is_err()
+        {
             return;
         }
         let error = match follow(&socket, &mut position, &messages).await {
             Followed::Quit => return,
-            Followed::Lost { error, was_connected } => {
+            Followed::Lost {
+                error,
+                was_connected,
+            } => {
                 if was_connected {
                     attempt = 1;
                     retry = INITIAL_RETRY;
@@ -80,8 +90,15 @@ enum Followed {
     Lost { error: String, was_connected: bool },
 }
 
-async fn follow(socket: &std::path::Path, position: &mut Position, messages: &mpsc::Sender<Msg>) -> Followed {
-    let lost = |error: String, was_connected: bool| Followed::Lost { error, was_connected };
+async fn follow(
+    socket: &std::path::Path,
+    position: &mut Position,
+    messages: &mpsc::Sender<Msg>,
+) -> Followed {
+    let lost = |error: String, was_connected: bool| Followed::Lost {
+        error,
+        was_connected,
+    };
     let mut client = match kirc_proto::connect(socket).await {
         Ok(client) => client,
         Err(err) => return lost(err.to_string(), false),

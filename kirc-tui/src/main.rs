@@ -13,7 +13,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
-#[command(name = "kirc-tui", version, about = "The K-IRC terminal client: attaches to your running kircd.")]
+#[command(
+    name = "kirc-tui",
+    version,
+    about = "The K-IRC terminal client: attaches to your running kircd."
+)]
 struct Cli {
     /// kircd's socket [default: KIRC_API_SOCKET, else api.socket in kircd's config, else $XDG_RUNTIME_DIR/kirc/kircd.sock].
     #[arg(long, value_name = "PATH")]
@@ -26,7 +30,9 @@ struct TerminalGuard(ratatui::DefaultTerminal);
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
-        Ok(TerminalGuard(ratatui::try_init().context("cannot set up the terminal")?))
+        Ok(TerminalGuard(
+            ratatui::try_init().context("cannot set up the terminal")?,
+        ))
     }
 }
 

@@ -20,9 +20,12 @@ pub enum SettingsError {
 
 /// kircd's config file: `KIRC_CONFIG`, else `$XDG_CONFIG_HOME/kirc/kircd.toml`.
 pub fn kircd_config_file() -> Option<PathBuf> {
-    std::env::var_os("KIRC_CONFIG").map(PathBuf::from).or_else(|| {
-        directories::ProjectDirs::from("", "", "kirc").map(|dirs| dirs.config_dir().join("kircd.toml"))
-    })
+    std::env::var_os("KIRC_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            directories::ProjectDirs::from("", "", "kirc")
+                .map(|dirs| dirs.config_dir().join("kircd.toml"))
+        })
 }
 
 /// `api.socket` from a kircd config file, if the file exists and sets it.
@@ -37,10 +40,12 @@ pub fn socket_from_config(path: &Path) -> Result<Option<PathBuf>, SettingsError>
             });
         }
     };
-    let table: toml::Table = text.parse().map_err(|err: toml::de::Error| SettingsError::Syntax {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    })?;
+    let table: toml::Table =
+        text.parse()
+            .map_err(|err: toml::de::Error| SettingsError::Syntax {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            })?;
     match table.get("api").and_then(|api| api.get("socket")) {
         None => Ok(None),
         Some(toml::Value::String(socket)) => Ok(Some(PathBuf::from(socket))),
@@ -74,11 +79,21 @@ mod tests {
     fn reads_api_socket_from_kircd_config() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kircd.toml");
-        std::fs::write(&file, "[api]\nsocket = \"/run/x/kircd.sock\"\n[kafka]\npartitions = 2\n").unwrap();
-        assert_eq!(socket_from_config(&file).unwrap(), Some(PathBuf::from("/run/x/kircd.sock")));
+        std::fs::write(
+            &file,
+            "[api]\nsocket = \"/run/x/kircd.sock\"\n[kafka]\npartitions = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            socket_from_config(&file).unwrap(),
+            Some(PathBuf::from("/run/x/kircd.sock"))
+        );
         std::fs::write(&file, "[kafka]\npartitions = 2\n").unwrap();
         assert_eq!(socket_from_config(&file).unwrap(), None);
-        assert_eq!(socket_from_config(&dir.path().join("missing.toml")).unwrap(), None);
+        assert_eq!(
+            socket_from_config(&dir.path().join("missing.toml")).unwrap(),
+            None
+        );
         std::fs::write(&file, "[api]\nsocket = 3\n").unwrap();
         assert!(socket_from_config(&file).is_err());
     }

@@ -100,12 +100,21 @@ mod tests {
     #[test]
     fn q_and_ctrl_c_quit_other_keys_do_not() {
         let mut state = state();
-        update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)));
+        update(
+            &mut state,
+            Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)),
+        );
         assert!(!state.quit);
-        update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        update(
+            &mut state,
+            Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        );
         assert!(state.quit);
         let mut state = self::state();
-        update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE)));
+        update(
+            &mut state,
+            Msg::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE)),
+        );
         assert!(state.quit);
     }
 

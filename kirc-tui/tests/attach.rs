@@ -9,16 +9,25 @@ use kirc_testkit::{Actor, Daemon, Tmux, all_up, bin};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn backends_up(screen: &str) -> bool {
-    ["Kafka      up", "PostgreSQL up", "Valkey     up", " connected "]
-        .iter()
-        .all(|needle| screen.contains(needle))
+    [
+        "Kafka      up",
+        "PostgreSQL up",
+        "Valkey     up",
+        " connected ",
+    ]
+    .iter()
+    .all(|needle| screen.contains(needle))
 }
 
 #[tokio::test]
 async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
     let actor = Actor::new("tui").await;
     let daemon = Daemon::start(&actor).await;
-    daemon.watch().await.wait_until("all up", WAIT, all_up).await;
+    daemon
+        .watch()
+        .await
+        .wait_until("all up", WAIT, all_up)
+        .await;
 
     let command = format!(
         "env TZ=UTC {} --socket {}",
@@ -27,8 +36,14 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
     );
     let tui = Tmux::start(&command, 100, 30);
     let screen = tui.wait_for("the status screen", WAIT, backends_up).await;
-    assert!(screen.contains(&format!("{}data-in", actor.topic_prefix)), "{screen}");
-    assert!(screen.contains(&format!("pid {}", daemon.pid())), "{screen}");
+    assert!(
+        screen.contains(&format!("{}data-in", actor.topic_prefix)),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("pid {}", daemon.pid())),
+        "{screen}"
+    );
 
     // The daemon stops: the TUI says so and keeps running.
     assert!(daemon.stop().await.success());
@@ -37,7 +52,11 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
             screen.contains("DISCONNECTED") && screen.contains("kircd stopped (SIGTERM)")
         })
         .await;
-    assert_eq!(tui.exit_status(), None, "the TUI is still running:\n{screen}");
+    assert_eq!(
+        tui.exit_status(),
+        None,
+        "the TUI is still running:\n{screen}"
+    );
 
     // It comes back: the TUI reconnects by itself and shows the new daemon.
     let daemon = Daemon::start(&actor).await;
@@ -54,7 +73,10 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
         .wait_for("the TUI to exit", WAIT, |_| tui.exit_status().is_some())
         .await;
     assert_eq!(tui.exit_status(), Some(0), "{screen}");
-    assert!(screen.contains("before the TUI"), "terminal restored:\n{screen}");
+    assert!(
+        screen.contains("before the TUI"),
+        "terminal restored:\n{screen}"
+    );
     assert!(!screen.contains("Backends"), "terminal restored:\n{screen}");
     assert!(daemon.stop().await.success());
 }
@@ -62,7 +84,11 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
 #[tokio::test]
 async fn sigterm_restores_the_terminal_too() {
     let actor = Actor::new("tuisig").await;
-    let command = format!("env TZ=UTC {} --socket {}", bin("kirc-tui").display(), actor.socket.display());
+    let command = format!(
+        "env TZ=UTC {} --socket {}",
+        bin("kirc-tui").display(),
+        actor.socket.display()
+    );
     let tui = Tmux::start(&command, 80, 20);
     // No daemon at all: the TUI explains and keeps retrying.
     tui.wait_for("the not-running hint", WAIT, |screen| {
@@ -74,5 +100,8 @@ async fn sigterm_restores_the_terminal_too() {
         .wait_for("the TUI to exit", WAIT, |_| tui.exit_status().is_some())
         .await;
     assert_eq!(tui.exit_status(), Some(0), "{screen}");
-    assert!(screen.contains("before the TUI"), "terminal restored:\n{screen}");
+    assert!(
+        screen.contains("before the TUI"),
+        "terminal restored:\n{screen}"
+    );
 }

@@ -90,7 +90,13 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
     let endpoint = &config.kafka.bootstrap_servers;
     let cluster = match Cluster::new(&config.kafka, "kircd-doctor") {
         Ok(cluster) => cluster,
-        Err(err) => return vec![Check::fail("kafka", format!("{endpoint}: {err}"), err.fix())],
+        Err(err) => {
+            return vec![Check::fail(
+                "kafka",
+                format!("{endpoint}: {err}"),
+                err.fix(),
+            )];
+        }
     };
     // The doctor only looks: creating topics is the daemon's job.
     let report = match cluster.inspect(timeout).await {
@@ -98,7 +104,11 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
         Err(err) => {
             return vec![
                 Check::fail("kafka", format!("{endpoint}: {err}"), err.fix()),
-                Check::fail("topics", "not checked: Kafka is unreachable", "fix Kafka first"),
+                Check::fail(
+                    "topics",
+                    "not checked: Kafka is unreachable",
+                    "fix Kafka first",
+                ),
             ];
         }
     };
@@ -118,11 +128,17 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let missing: Vec<&str> = report.missing().iter().map(|topic| topic.name.as_str()).collect();
+    let missing: Vec<&str> = report
+        .missing()
+        .iter()
+        .map(|topic| topic.name.as_str())
+        .collect();
     let few_partitions: Vec<&str> = report
         .topics
         .iter()
-        .filter(|topic| topic.present && i64::from(topic.partitions) < i64::from(config.kafka.partitions))
+        .filter(|topic| {
+            topic.present && i64::from(topic.partitions) < i64::from(config.kafka.partitions)
+        })
         .map(|topic| topic.name.as_str())
         .collect();
     let topics = if !missing.is_empty() {
@@ -169,7 +185,10 @@ async fn check_postgres(config: &Config, timeout: Duration) -> Check {
     match tokio::time::timeout(timeout * 3, result).await {
         Ok(Ok(report)) if report.pending_migrations == 0 => Check::ok(
             "postgres",
-            format!("{endpoint}: PostgreSQL {}, schema up to date", report.server_version),
+            format!(
+                "{endpoint}: PostgreSQL {}, schema up to date",
+                report.server_version
+            ),
         ),
         Ok(Ok(report)) => Check::ok(
             "postgres",
@@ -178,10 +197,17 @@ async fn check_postgres(config: &Config, timeout: Duration) -> Check {
                 report.server_version, report.pending_migrations
             ),
         ),
-        Ok(Err(err)) => Check::fail("postgres", format!("{endpoint}: {err}"), err.fix(&config.postgres)),
+        Ok(Err(err)) => Check::fail(
+            "postgres",
+            format!("{endpoint}: {err}"),
+            err.fix(&config.postgres),
+        ),
         Err(_) => Check::fail(
             "postgres",
-            format!("{endpoint}: no answer within {}", humantime::format_duration(timeout)),
+            format!(
+                "{endpoint}: no answer within {}",
+                humantime::format_duration(timeout)
+            ),
             "check postgres.url and that the server is running (local stack: dev/stack up postgres)",
         ),
     }
@@ -197,7 +223,10 @@ async fn check_valkey(config: &Config, timeout: Duration) -> Check {
         Ok(Ok(report)) => {
             let detail = format!("{endpoint}: server {}", report.version);
             match report.keyspace_events.as_deref() {
-                Some(events) if !(events.contains('E') && (events.contains('x') || events.contains('A'))) => {
+                Some(events)
+                    if !(events.contains('E')
+                        && (events.contains('x') || events.contains('A'))) =>
+                {
                     Check::warn(
                         "valkey",
                         format!("{detail}, notify-keyspace-events = \"{events}\""),
@@ -210,7 +239,10 @@ async fn check_valkey(config: &Config, timeout: Duration) -> Check {
         Ok(Err(err)) => Check::fail("valkey", format!("{endpoint}: {err}"), err.fix()),
         Err(_) => Check::fail(
             "valkey",
-            format!("{endpoint}: no answer within {}", humantime::format_duration(timeout)),
+            format!(
+                "{endpoint}: no answer within {}",
+                humantime::format_duration(timeout)
+            ),
             "check valkey.url and that the server is running (local stack: dev/stack up valkey)",
         ),
     }
@@ -218,7 +250,11 @@ async fn check_valkey(config: &Config, timeout: Duration) -> Check {
 
 fn check_socket_dir(config: &Config) -> Check {
     let Some(dir) = config.api.socket.parent() else {
-        return Check::fail("socket dir", "api.socket has no parent folder", "set api.socket to a full path");
+        return Check::fail(
+            "socket dir",
+            "api.socket has no parent folder",
+            "set api.socket to a full path",
+        );
     };
     let shown = dir.display();
     match std::fs::metadata(dir) {
@@ -236,7 +272,10 @@ fn check_socket_dir(config: &Config) -> Check {
             if metadata.uid() != uid {
                 Check::fail(
                     "socket dir",
-                    format!("{shown} belongs to uid {}, not to you (uid {uid})", metadata.uid()),
+                    format!(
+                        "{shown} belongs to uid {}, not to you (uid {uid})",
+                        metadata.uid()
+                    ),
                     "set api.socket to a path in a folder of your own",
                 )
             } else if mode != 0o700 {
@@ -269,11 +308,19 @@ async fn check_daemon(config: &Config) -> Check {
             }
             Err(err) => Check::warn(
                 "daemon",
-                format!("a kircd answers on {} but GetStatus failed: {}", config.api.socket.display(), err.message()),
+                format!(
+                    "a kircd answers on {} but GetStatus failed: {}",
+                    config.api.socket.display(),
+                    err.message()
+                ),
                 "restart it: it may be an incompatible version",
             ),
         },
-        Err(err) => Check::warn("daemon", err.to_string(), "start it: kircd run (or systemctl --user start kircd)"),
+        Err(err) => Check::warn(
+            "daemon",
+            err.to_string(),
+            "start it: kircd run (or systemctl --user start kircd)",
+        ),
     }
 }
 
@@ -291,7 +338,10 @@ pub fn render(checks: &[Check]) -> String {
             let _ = writeln!(out, "      {:<11} fix: {fix}", "");
         }
     }
-    let failures = checks.iter().filter(|check| check.verdict == Verdict::Fail).count();
+    let failures = checks
+        .iter()
+        .filter(|check| check.verdict == Verdict::Fail)
+        .count();
     if failures == 0 {
         out.push_str("all checks passed\n");
     } else {

@@ -36,7 +36,12 @@ pub fn init(config: &LogConfig, to_file: bool) -> anyhow::Result<Option<WorkerGu
             .recursive(true)
             .mode(0o700)
             .create(&config.directory)
-            .with_context(|| format!("cannot create the log folder {}", config.directory.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot create the log folder {}",
+                    config.directory.display()
+                )
+            })?;
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("kircd")
@@ -45,7 +50,9 @@ pub fn init(config: &LogConfig, to_file: bool) -> anyhow::Result<Option<WorkerGu
             .build(&config.directory)
             .with_context(|| format!("cannot open a log file in {}", config.directory.display()))?;
         let (writer, guard) = tracing_appender::non_blocking(appender);
-        let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false);
         (Some(layer), Some(guard))
     } else {
         (None, None)

@@ -82,7 +82,11 @@ fn main() -> ExitCode {
         flags.push(("log.level", "--log-level", level));
     }
     if let Some(socket) = cli.socket {
-        flags.push(("api.socket", "--socket", socket.to_string_lossy().into_owned()));
+        flags.push((
+            "api.socket",
+            "--socket",
+            socket.to_string_lossy().into_owned(),
+        ));
     }
     let loaded = config::load(&config::Sources::from_process(cli.config, flags));
 
@@ -118,7 +122,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => with_config(loaded, |config| run(&runtime, config)),
-        Command::Status => with_config(loaded, |config| runtime.block_on(status::print(&config.api.socket))),
+        Command::Status => with_config(loaded, |config| {
+            runtime.block_on(status::print(&config.api.socket))
+        }),
         Command::Config {
             command: ConfigCommand::Show,
         } => with_config(loaded, |config| {
@@ -156,7 +162,9 @@ fn run(runtime: &tokio::runtime::Runtime, config: config::Config) -> ExitCode {
         Err(err) => {
             tracing::error!("{err:#}");
             match err.downcast_ref::<api::socket::Error>() {
-                Some(api::socket::Error::AlreadyRunning { .. }) => ExitCode::from(EXIT_ALREADY_RUNNING),
+                Some(api::socket::Error::AlreadyRunning { .. }) => {
+                    ExitCode::from(EXIT_ALREADY_RUNNING)
+                }
                 _ => ExitCode::FAILURE,
             }
         }

@@ -26,14 +26,22 @@ pub async fn print(socket: &Path) -> ExitCode {
         Ok(status) => {
             let status = status.into_inner();
             print!("{}", render_status(&status));
-            if status.backends.iter().all(|backend| backend.state() == BackendState::Up) {
+            if status
+                .backends
+                .iter()
+                .all(|backend| backend.state() == BackendState::Up)
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
         Err(err) => {
-            eprintln!("kircd: the daemon on {} did not answer: {}", socket.display(), err.message());
+            eprintln!(
+                "kircd: the daemon on {} did not answer: {}",
+                socket.display(),
+                err.message()
+            );
             ExitCode::from(EXIT_NOT_RUNNING)
         }
     }
@@ -55,7 +63,13 @@ pub fn render_status(status: &pb::Status) -> String {
             BackendState::Down => "DOWN",
             BackendState::Connecting | BackendState::Unspecified => "connecting",
         };
-        let _ = write!(out, "  {:<9} {:<10} {}", backend_name(backend.backend()), state, backend.endpoint);
+        let _ = write!(
+            out,
+            "  {:<9} {:<10} {}",
+            backend_name(backend.backend()),
+            state,
+            backend.endpoint
+        );
         if !backend.last_error.is_empty() {
             let _ = write!(out, "  ({})", backend.last_error);
         }
@@ -75,7 +89,11 @@ pub fn render_status(status: &pb::Status) -> String {
         );
     }
     if status.refused_connections > 0 {
-        let _ = writeln!(out, "  refused connections from other users: {}", status.refused_connections);
+        let _ = writeln!(
+            out,
+            "  refused connections from other users: {}",
+            status.refused_connections
+        );
     }
     out
 }
@@ -91,7 +109,16 @@ pub fn render_config(config: &Config) -> String {
             .map_or_else(|| String::from("none"), |path| path.display().to_string())
     );
     let _ = writeln!(out, "# socket: {}", config.api.socket.display());
-    let _ = writeln!(out, "# topics: {}", config.kafka.topics.with_roles().map(|(_, name)| name).join(", "));
+    let _ = writeln!(
+        out,
+        "# topics: {}",
+        config
+            .kafka
+            .topics
+            .with_roles()
+            .map(|(_, name)| name)
+            .join(", ")
+    );
     for (spec, shown, origin) in &config.values {
         let _ = writeln!(out, "{} = {shown}    # from {origin}", spec.key);
     }

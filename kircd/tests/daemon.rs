@@ -22,7 +22,11 @@ async fn starts_healthy_with_its_four_topics() {
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(status.api_version, kirc_proto::API_VERSION);
     assert_eq!(status.pid, daemon.pid());
-    let roles: Vec<_> = status.topics.iter().map(|topic| topic.role.as_str()).collect();
+    let roles: Vec<_> = status
+        .topics
+        .iter()
+        .map(|topic| topic.role.as_str())
+        .collect();
     assert_eq!(roles, ["data-in", "data-out", "rpc-in", "rpc-out"]);
     for topic in &status.topics {
         assert_eq!(topic.name, format!("{}{}", actor.topic_prefix, topic.role));
@@ -48,19 +52,28 @@ async fn starts_healthy_with_its_four_topics() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("kafka     up"), "{text}");
-    assert!(text.contains(&format!("{}rpc-in (2 partitions)", actor.topic_prefix)), "{text}");
+    assert!(
+        text.contains(&format!("{}rpc-in (2 partitions)", actor.topic_prefix)),
+        "{text}"
+    );
 
     // The doctor passes on the same config.
     let output = actor.kircd().arg("doctor").output().await.unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("all checks passed"), "{text}");
-    assert!(text.contains(&format!("kircd {} running", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.contains(&format!("kircd {} running", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
 
     // Migrations ran and this run was recorded.
-    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/{}", actor.stack.postgres, actor.database))
-        .await
-        .unwrap();
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+        "{}/{}",
+        actor.stack.postgres, actor.database
+    ))
+    .await
+    .unwrap();
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM daemon_runs WHERE pid = $1")
         .bind(i32::try_from(daemon.pid()).unwrap())
         .fetch_one(&mut db)
@@ -89,7 +102,10 @@ async fn graceful_stop_tells_subscribers_and_removes_the_socket() {
     let mut daemon = daemon;
     assert!(daemon.wait().await.success());
     assert!(!actor.socket.exists(), "the socket is removed");
-    assert!(!actor.socket.with_extension("lock").exists(), "the lock file is removed");
+    assert!(
+        !actor.socket.with_extension("lock").exists(),
+        "the lock file is removed"
+    );
 
     // The rolling log file holds the whole story.
     let log = std::fs::read_dir(&log_dir)
@@ -110,7 +126,10 @@ async fn a_second_kircd_on_the_same_socket_is_refused_and_a_stale_socket_is_repl
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(75), "{stderr}");
     assert!(
-        stderr.contains(&format!("another kircd (pid {}) is already serving", first.pid())),
+        stderr.contains(&format!(
+            "another kircd (pid {}) is already serving",
+            first.pid()
+        )),
         "{stderr}"
     );
     // The first is unharmed.
@@ -124,7 +143,11 @@ async fn a_second_kircd_on_the_same_socket_is_refused_and_a_stale_socket_is_repl
     assert!(actor.socket.exists(), "SIGKILL leaves the socket file");
     let second = Daemon::start(&actor).await;
     assert_eq!(second.status().await.pid, second.pid());
-    assert!(second.stderr().contains("replaced a stale socket"), "{}", second.stderr());
+    assert!(
+        second.stderr().contains("replaced a stale socket"),
+        "{}",
+        second.stderr()
+    );
     assert!(second.stop().await.success());
 }
 
@@ -159,13 +182,19 @@ async fn two_subscribers_see_the_same_events_and_a_resumed_one_gets_exactly_what
 
     // Stop PostgreSQL's database for this actor only, by revoking access:
     // other tests keep theirs. Dropping connections makes the pool fail.
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", actor.stack.postgres))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false", actor.database)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+        "{}/postgres",
+        actor.stack.postgres
+    ))
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
+        actor.database
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
         actor.database
@@ -174,14 +203,21 @@ async fn two_subscribers_see_the_same_events_and_a_resumed_one_gets_exactly_what
     .await
     .unwrap();
     first
-        .wait_until("postgres down", WAIT, |status| is(status, Backend::Postgres, BackendState::Down))
+        .wait_until("postgres down", WAIT, |status| {
+            is(status, Backend::Postgres, BackendState::Down)
+        })
         .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true", actor.database)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
+        actor.database
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     first
-        .wait_until("postgres up again", WAIT, |status| is(status, Backend::Postgres, BackendState::Up))
+        .wait_until("postgres up again", WAIT, |status| {
+            is(status, Backend::Postgres, BackendState::Up)
+        })
         .await;
     let missed: Vec<pb::Event> = first
         .events
@@ -194,7 +230,10 @@ async fn two_subscribers_see_the_same_events_and_a_resumed_one_gets_exactly_what
     let mut resumed = Watcher::subscribe(&daemon.socket, resume_at.0, resume_at.1).await;
     for expected in &missed {
         let got = resumed.next(WAIT).await.expect("a replayed event");
-        assert_eq!(&got, expected, "replay matches the live stream event for event");
+        assert_eq!(
+            &got, expected,
+            "replay matches the live stream event for event"
+        );
     }
     // Nothing more than what was missed: the next event either does not
     // come, or is a new one that the first subscriber sees too.
@@ -219,18 +258,35 @@ async fn unreachable_bootstrap_is_reported_with_its_error_and_the_daemon_stays_u
         .watch()
         .await
         .wait_until("kafka down with an error", WAIT, |status| {
-            is(status, Backend::Kafka, BackendState::Down) && is(status, Backend::Postgres, BackendState::Up)
+            is(status, Backend::Kafka, BackendState::Down)
+                && is(status, Backend::Postgres, BackendState::Up)
         })
         .await;
     let kafka = backend(&status, Backend::Kafka);
-    assert!(kafka.last_error.contains("127.0.0.1:9"), "{}", kafka.last_error);
-    assert!(kafka.last_error.contains("Connection refused"), "{}", kafka.last_error);
+    assert!(
+        kafka.last_error.contains("127.0.0.1:9"),
+        "{}",
+        kafka.last_error
+    );
+    assert!(
+        kafka.last_error.contains("Connection refused"),
+        "{}",
+        kafka.last_error
+    );
 
-    let output = actor.kircd().args(["doctor", "--timeout", "3s"]).output().await.unwrap();
+    let output = actor
+        .kircd()
+        .args(["doctor", "--timeout", "3s"])
+        .output()
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(text.contains("FAIL  kafka       127.0.0.1:9:"), "{text}");
-    assert!(text.contains("fix: check kafka.bootstrap_servers"), "{text}");
+    assert!(
+        text.contains("fix: check kafka.bootstrap_servers"),
+        "{text}"
+    );
     assert!(daemon.stop().await.success());
 }
 
@@ -242,7 +298,10 @@ async fn invalid_config_exits_before_binding_and_names_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("invalid `kafka.partitions`"), "{stderr}");
-    assert!(stderr.contains("fix: use a number from 1 to 64"), "{stderr}");
+    assert!(
+        stderr.contains("fix: use a number from 1 to 64"),
+        "{stderr}"
+    );
     assert!(!actor.socket.exists(), "nothing was bound");
 
     let mut actor = Actor::new("nocert").await;
@@ -254,7 +313,8 @@ async fn invalid_config_exits_before_binding_and_names_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(
-        stderr.contains("invalid `kafka.client_cert_file`") && stderr.contains("/nonexistent/client.pem"),
+        stderr.contains("invalid `kafka.client_cert_file`")
+            && stderr.contains("/nonexistent/client.pem"),
         "{stderr}"
     );
 
@@ -263,7 +323,10 @@ async fn invalid_config_exits_before_binding_and_names_the_key() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(text.contains("FAIL  config"), "{text}");
-    assert!(text.contains("fix: point `kafka.client_cert_file` at an existing"), "{text}");
+    assert!(
+        text.contains("fix: point `kafka.client_cert_file` at an existing"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -309,7 +372,10 @@ async fn connections_from_another_uid_are_refused() {
     let status = daemon.status().await;
     assert!(status.refused_connections >= 1, "{status:?}");
     assert!(
-        daemon.stderr().contains("refused a connection from another user") && daemon.stderr().contains("peer_uid=65534"),
+        daemon
+            .stderr()
+            .contains("refused a connection from another user")
+            && daemon.stderr().contains("peer_uid=65534"),
         "{}",
         daemon.stderr()
     );

@@ -27,10 +27,15 @@ async fn each_backend_goes_down_and_comes_back_without_a_daemon_restart() {
     ] {
         stack_ctl(&["down", service]);
         let status = watcher
-            .wait_until(&format!("{service} down"), WAIT, |status| is(status, which, BackendState::Down))
+            .wait_until(&format!("{service} down"), WAIT, |status| {
+                is(status, which, BackendState::Down)
+            })
             .await;
         let down = backend(&status, which);
-        assert!(!down.last_error.is_empty(), "{service}: the error is reported");
+        assert!(
+            !down.last_error.is_empty(),
+            "{service}: the error is reported"
+        );
         assert!(
             down.last_error.contains(error_hint),
             "{service}: {:?} should mention {error_hint:?}",

@@ -30,10 +30,14 @@ pub struct Stack {
 
 impl Stack {
     pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Stack {
             kafka: var("KIRC_STACK_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            postgres: var("KIRC_STACK_POSTGRES_URL", "postgres://kirc:kirc@127.0.0.1:15432"),
+            postgres: var(
+                "KIRC_STACK_POSTGRES_URL",
+                "postgres://kirc:kirc@127.0.0.1:15432",
+            ),
             valkey: var("KIRC_STACK_VALKEY_URL", "redis://127.0.0.1:16379"),
         }
     }
@@ -41,7 +45,10 @@ impl Stack {
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Runs `dev/stack` with `args` (e.g. `["down", "postgres"]`) and checks it
@@ -64,9 +71,17 @@ pub fn bin(name: &str) -> PathBuf {
     // Test executables live in target/<profile>/deps; binaries one level up.
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap();
-    let dir = if dir.ends_with("deps") { dir.parent().unwrap() } else { dir };
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap()
+    } else {
+        dir
+    };
     let path = dir.join(name);
-    assert!(path.exists(), "{} is not built: run the tests with `cargo test --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`",
+        path.display()
+    );
     path
 }
 
@@ -105,14 +120,21 @@ impl Actor {
         let database = format!("kirc_test_{name}_{suffix}");
         let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", stack.postgres))
             .await
-            .unwrap_or_else(|err| panic!("cannot reach the stack's PostgreSQL (run dev/stack up): {err}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+            .unwrap_or_else(|err| {
+                panic!("cannot reach the stack's PostgreSQL (run dev/stack up): {err}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{database}\""
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         admin.close().await.ok();
 
-        let dir = tempfile::Builder::new().prefix("kirc-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("kirc-test-")
+            .tempdir()
+            .unwrap();
         let actor = Actor {
             name: name.to_owned(),
             config_path: dir.path().join("kircd.toml"),
@@ -223,7 +245,10 @@ impl Daemon {
         let notify_dir = tempfile::tempdir().unwrap();
         let notify_path = notify_dir.path().join("notify");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
-        let stderr_path = actor.dir.path().join(format!("kircd-{}.stderr", unique_suffix()));
+        let stderr_path = actor
+            .dir
+            .path()
+            .join(format!("kircd-{}.stderr", unique_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let child = command
             .arg("run")
@@ -279,7 +304,12 @@ impl Daemon {
     }
 
     pub async fn status(&self) -> pb::Status {
-        self.client().await.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner()
+        self.client()
+            .await
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     pub async fn watch(&self) -> Watcher {
@@ -370,7 +400,10 @@ impl Watcher {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if self.next(remaining).await.is_none() {
-                panic!("timed out after {timeout:?} waiting for {what}; last status: {:#?}", self.status);
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {:#?}",
+                    self.status
+                );
             }
         }
     }
@@ -458,7 +491,11 @@ impl Tmux {
             .args(args)
             .output()
             .expect("tmux is installed (.ci/run installs it)");
-        assert!(output.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -483,14 +520,24 @@ impl Tmux {
 
     /// Sends `signal` to the program in the pane.
     pub fn signal_program(&self, signal: rustix::process::Signal) {
-        let pid: i32 = std::fs::read_to_string(self.pid_file.path()).unwrap().trim().parse().unwrap();
-        rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), signal).unwrap();
+        let pid: i32 = std::fs::read_to_string(self.pid_file.path())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), signal)
+            .unwrap();
     }
 
     /// Waits until the screen satisfies `condition`. A terminal has no
     /// readiness signal of its own, so the screen is read every 50 ms until
     /// `timeout`; the panic shows the last screen.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();

@@ -11,7 +11,11 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use crate::state::{Link, State};
 
 pub fn render(frame: &mut Frame<'_>, state: &State) {
-    let banner_height = if matches!(state.link, Link::Disconnected { .. }) { 2 } else { 0 };
+    let banner_height = if matches!(state.link, Link::Disconnected { .. }) {
+        2
+    } else {
+        0
+    };
     let [title, banner, body, status_bar, help] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_height),
@@ -86,7 +90,10 @@ fn state_span(backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
     let color = if stale { Color::DarkGray } else { color };
     [
         Span::styled(format!(" {dot} "), Style::new().fg(color)),
-        Span::styled(format!("{word:<11}"), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{word:<11}"),
+            Style::new().fg(color).add_modifier(Modifier::BOLD),
+        ),
     ]
 }
 
@@ -95,10 +102,14 @@ fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let Some(status) = &state.status else {
         let text = match &state.link {
             Link::Connecting { .. } => "Connecting to kircd…",
-            _ => "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`).",
+            _ => {
+                "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`)."
+            }
         };
         frame.render_widget(
-            Paragraph::new(text).wrap(Wrap { trim: true }).block(Block::new().borders(Borders::TOP).title(" Daemon ")),
+            Paragraph::new(text)
+                .wrap(Wrap { trim: true })
+                .block(Block::new().borders(Borders::TOP).title(" Daemon ")),
             area,
         );
         return;
@@ -109,7 +120,10 @@ fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
         let [dot, word] = state_span(backend, stale);
         lines.push(Line::from(vec![
             dot,
-            Span::styled(format!("{:<11}", backend_name(backend.backend())), Style::new().bold()),
+            Span::styled(
+                format!("{:<11}", backend_name(backend.backend())),
+                Style::new().bold(),
+            ),
             word,
             Span::raw(backend.endpoint.clone()),
         ]));
@@ -148,22 +162,36 @@ fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
     if status.refused_connections > 0 {
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
-            format!(" {} connection(s) from other users refused", status.refused_connections),
+            format!(
+                " {} connection(s) from other users refused",
+                status.refused_connections
+            ),
             Style::new().fg(Color::Yellow),
         )));
     }
     let block = Block::new().borders(Borders::TOP).title(" Backends ");
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
 }
 
 fn link_line(state: &State) -> Line<'static> {
     match &state.link {
         Link::Connected => Line::from(vec![
-            Span::styled(" connected ", Style::new().fg(Color::Black).bg(Color::Green)),
+            Span::styled(
+                " connected ",
+                Style::new().fg(Color::Black).bg(Color::Green),
+            ),
             Span::raw(format!(" {} · event {}", state.socket, state.last_seq)),
         ]),
         Link::Connecting { attempt } => Line::from(vec![
-            Span::styled(" connecting ", Style::new().fg(Color::Black).bg(Color::Yellow)),
+            Span::styled(
+                " connecting ",
+                Style::new().fg(Color::Black).bg(Color::Yellow),
+            ),
             Span::raw(format!(" {} · attempt {attempt}", state.socket)),
         ]),
         Link::Disconnected {
@@ -172,7 +200,10 @@ fn link_line(state: &State) -> Line<'static> {
             retry_in_ms,
             ..
         } => Line::from(vec![
-            Span::styled(" DISCONNECTED ", Style::new().fg(Color::White).bg(Color::Red).bold()),
+            Span::styled(
+                " DISCONNECTED ",
+                Style::new().fg(Color::White).bg(Color::Red).bold(),
+            ),
             Span::raw(format!(
                 " since {} · retry {attempt} in {} · {}",
                 format_time(state, *since_unix_ms, TIME),

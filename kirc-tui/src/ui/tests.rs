@@ -58,7 +58,10 @@ fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
 }
 
 fn connected(status: pb::Status) -> State {
-    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
+    let mut state = State::new(
+        "/run/user/1000/kirc/kircd.sock".into(),
+        jiff::tz::TimeZone::UTC,
+    );
     state.link = Link::Connected;
     state.status = Some(status);
     state.last_seq = 17;
@@ -111,7 +114,10 @@ fn disconnected_keeps_the_last_known_status_greyed() {
 
 #[test]
 fn never_connected() {
-    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
+    let mut state = State::new(
+        "/run/user/1000/kirc/kircd.sock".into(),
+        jiff::tz::TimeZone::UTC,
+    );
     state.link = Link::Disconnected {
         error: "no kircd is listening on /run/user/1000/kirc/kircd.sock: the socket does not exist (start it with `kircd run`)".into(),
         since_unix_ms: T0,

@@ -29,16 +29,25 @@ impl DaemonService {
 
 #[tonic::async_trait]
 impl Daemon for DaemonService {
-    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::Status>, Status> {
         Ok(Response::new(self.hub.status()))
     }
 
     type SubscribeStream = EventStream;
 
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let request = request.into_inner();
         let subscription = self.hub.subscribe(request.since, request.epoch);
-        Ok(Response::new(event_stream(subscription, self.streams_end.clone())))
+        Ok(Response::new(event_stream(
+            subscription,
+            self.streams_end.clone(),
+        )))
     }
 }
 
@@ -48,7 +57,11 @@ impl Daemon for DaemonService {
 pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) -> EventStream {
     let Subscription { backlog, live } = subscription;
     let last_seq = backlog.last().map_or(0, |event| event.seq);
-    let backlog = futures::stream::iter(backlog.into_iter().map(|event| Ok(pb::Event::clone(&event))));
+    let backlog = futures::stream::iter(
+        backlog
+            .into_iter()
+            .map(|event| Ok(pb::Event::clone(&event))),
+    );
     struct Live {
         receiver: tokio::sync::broadcast::Receiver<Arc<pb::Event>>,
         last_seq: u64,
@@ -79,7 +92,11 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
                     Some((Ok(pb::Event::clone(&event)), state))
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, resume_from = state.last_seq, "cut off a subscriber that fell behind");
+                    tracing::warn!(
+                        missed,
+                        resume_from = state.last_seq,
+                        "cut off a subscriber that fell behind"
+                    );
                     let status = Status::resource_exhausted(format!(
                         "subscriber fell {missed} events behind; subscribe again with since={}",
                         state.last_seq

@@ -97,9 +97,11 @@ pub fn prepare_dir(dir: &Path) -> Result<(), Error> {
     }
     if metadata.mode() & 0o777 != DIR_MODE {
         tracing::warn!(path = %dir.display(), mode = format!("{:o}", metadata.mode() & 0o777), "socket folder was not owner-only; fixing");
-        std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(|source| Error::Chmod {
-            path: dir.to_path_buf(),
-            source,
+        std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(|source| {
+            Error::Chmod {
+                path: dir.to_path_buf(),
+                source,
+            }
         })?;
     }
     Ok(())
@@ -107,7 +109,9 @@ pub fn prepare_dir(dir: &Path) -> Result<(), Error> {
 
 /// Takes the lock next to `socket`, replaces a stale socket file, and binds.
 pub fn bind(socket: &Path) -> Result<(UnixListener, SocketGuard), Error> {
-    let dir = socket.parent().ok_or_else(|| Error::NoParent(socket.to_path_buf()))?;
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Error::NoParent(socket.to_path_buf()))?;
     prepare_dir(dir)?;
 
     let lock_path = socket.with_extension("lock");
@@ -169,9 +173,11 @@ pub fn bind(socket: &Path) -> Result<(UnixListener, SocketGuard), Error> {
         path: socket.to_path_buf(),
         source,
     })?;
-    std::fs::set_permissions(socket, Permissions::from_mode(SOCKET_MODE)).map_err(|source| Error::Chmod {
-        path: socket.to_path_buf(),
-        source,
+    std::fs::set_permissions(socket, Permissions::from_mode(SOCKET_MODE)).map_err(|source| {
+        Error::Chmod {
+            path: socket.to_path_buf(),
+            source,
+        }
     })?;
     let guard = SocketGuard {
         path: socket.to_path_buf(),

@@ -48,7 +48,9 @@ impl KeySpec {
     }
 
     pub fn section(&self) -> &'static str {
-        self.key.split_once('.').map_or(self.key, |(section, _)| section)
+        self.key
+            .split_once('.')
+            .map_or(self.key, |(section, _)| section)
     }
 }
 
@@ -318,7 +320,11 @@ pub fn markdown_reference() -> String {
             Kind::Choice(choices) => format!(" One of: {}.", choices.join(", ")),
             _ => String::new(),
         };
-        let file = if spec.secret { " (not in the file)" } else { "" };
+        let file = if spec.secret {
+            " (not in the file)"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "| `{}`{file} | `{}` | {default} | {}{kind} |\n",
             spec.key,

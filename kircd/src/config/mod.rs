@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use keys::{KEYS, Kind, KeySpec};
+use keys::{KEYS, KeySpec, Kind};
 
 /// Where a value came from, for error messages and `kircd config show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,9 @@ impl fmt::Display for Origin {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}\n  fix: check the path given with --config or KIRC_CONFIG")]
+    #[error(
+        "cannot read the config file {path}: {source}\n  fix: check the path given with --config or KIRC_CONFIG"
+    )]
     Read {
         path: PathBuf,
         #[source]
@@ -126,7 +128,10 @@ pub struct ValkeyConfig {
     /// Holds credentials: only ever shown through [`ValkeyConfig::endpoint`].
     pub url: SecretString,
     pub password: Option<SecretString>,
-    #[expect(dead_code, reason = "presence and the event channel (issue 5) put their keys under it")]
+    #[expect(
+        dead_code,
+        reason = "presence and the event channel (issue 5) put their keys under it"
+    )]
     pub key_prefix: String,
     /// host:port/db, without credentials.
     pub endpoint: String,
@@ -251,10 +256,12 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
         path: path.to_path_buf(),
         source,
     })?;
-    let table: toml::Table = text.parse().map_err(|err: toml::de::Error| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|err: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })?;
     let origin = Origin::File(path.to_path_buf());
     for (section, body) in table {
         let toml::Value::Table(body) = body else {
@@ -287,7 +294,10 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
     Ok(())
 }
 
-fn read_env(env: &[(String, String)], raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+fn read_env(
+    env: &[(String, String)],
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Result<(), ConfigError> {
     let sections: Vec<String> = KEYS
         .iter()
         .map(|spec| format!("KIRC_{}_", spec.section().to_ascii_uppercase()))
@@ -310,7 +320,9 @@ fn read_env(env: &[(String, String)], raw: &mut BTreeMap<&'static str, Raw>) -> 
                     key: name.clone(),
                     origin,
                     fix: match suggestion {
-                        Some(close) => format!("did you mean {close}? (`kircd config keys` lists them all)"),
+                        Some(close) => {
+                            format!("did you mean {close}? (`kircd config keys` lists them all)")
+                        }
                         None => String::from("`kircd config keys` lists every variable"),
                     },
                 });
@@ -342,7 +354,11 @@ fn closest(wrong: &str, candidates: impl Iterator<Item = String>) -> Option<Stri
 }
 
 /// Turns an environment variable's or flag's text into the key's TOML type.
-fn parse_text(spec: &'static KeySpec, text: &str, origin: &Origin) -> Result<toml::Value, ConfigError> {
+fn parse_text(
+    spec: &'static KeySpec,
+    text: &str,
+    origin: &Origin,
+) -> Result<toml::Value, ConfigError> {
     let invalid = |problem: String, fix: String| ConfigError::Invalid {
         key: spec.key,
         origin: origin.clone(),
@@ -350,7 +366,9 @@ fn parse_text(spec: &'static KeySpec, text: &str, origin: &Origin) -> Result<tom
         fix,
     };
     Ok(match spec.kind {
-        Kind::Str | Kind::Path | Kind::Duration { .. } | Kind::Choice(_) => toml::Value::String(text.to_owned()),
+        Kind::Str | Kind::Path | Kind::Duration { .. } | Kind::Choice(_) => {
+            toml::Value::String(text.to_owned())
+        }
         Kind::Bool => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
             "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
@@ -398,7 +416,8 @@ fn check_kind(spec: &'static KeySpec, raw: &Raw) -> Result<(), ConfigError> {
         }
     };
     match (spec.kind, &raw.value) {
-        (Kind::Str | Kind::Path, toml::Value::String(_)) | (Kind::Bool, toml::Value::Boolean(_)) => Ok(()),
+        (Kind::Str | Kind::Path, toml::Value::String(_))
+        | (Kind::Bool, toml::Value::Boolean(_)) => Ok(()),
         (Kind::Int { min, max }, toml::Value::Integer(n)) => {
             if (min..=max).contains(n) {
                 Ok(())
@@ -467,7 +486,9 @@ impl Values {
     }
 
     fn origin(&self, key: &'static str) -> Origin {
-        self.raw.get(key).map_or(Origin::Default, |raw| raw.origin.clone())
+        self.raw
+            .get(key)
+            .map_or(Origin::Default, |raw| raw.origin.clone())
     }
 
     fn opt_str(&self, key: &'static str) -> Option<String> {
@@ -485,7 +506,9 @@ impl Values {
     }
 
     fn opt_path(&self, key: &'static str) -> Option<PathBuf> {
-        self.opt_str(key).filter(|text| !text.is_empty()).map(PathBuf::from)
+        self.opt_str(key)
+            .filter(|text| !text.is_empty())
+            .map(PathBuf::from)
     }
 
     fn bool(&self, key: &'static str) -> bool {
@@ -513,7 +536,12 @@ impl Values {
             .unwrap_or_default()
     }
 
-    fn invalid(&self, key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    fn invalid(
+        &self,
+        key: &'static str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             key,
             origin: self.origin(key),
@@ -523,7 +551,11 @@ impl Values {
     }
 
     /// A secret from its environment variable or from its `_file` key.
-    fn secret(&self, key: &'static str, file_key: &'static str) -> Result<Option<SecretString>, ConfigError> {
+    fn secret(
+        &self,
+        key: &'static str,
+        file_key: &'static str,
+    ) -> Result<Option<SecretString>, ConfigError> {
         if let Some(value) = self.opt_str(key) {
             return Ok(Some(SecretString::from(value)));
         }
@@ -537,7 +569,9 @@ impl Values {
                 "point it at a readable file that holds only the secret",
             )
         })?;
-        Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
+        Ok(Some(SecretString::from(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        )))
     }
 
     fn existing_file(&self, key: &'static str, what: &str) -> Result<Option<PathBuf>, ConfigError> {
@@ -554,7 +588,12 @@ impl Values {
         }
     }
 
-    fn required_file(&self, key: &'static str, what: &str, protocol: &str) -> Result<PathBuf, ConfigError> {
+    fn required_file(
+        &self,
+        key: &'static str,
+        what: &str,
+        protocol: &str,
+    ) -> Result<PathBuf, ConfigError> {
         self.existing_file(key, what)?.ok_or_else(|| {
             self.invalid(
                 key,
@@ -619,11 +658,21 @@ impl Values {
         let security = match protocol.as_str() {
             "ssl" => KafkaSecurity::Ssl {
                 ca_file: self.existing_file("kafka.ca_file", "CA certificate")?,
-                client_cert_file: self.required_file("kafka.client_cert_file", "client certificate", "ssl")?,
-                client_key_file: self.required_file("kafka.client_key_file", "client key", "ssl")?,
+                client_cert_file: self.required_file(
+                    "kafka.client_cert_file",
+                    "client certificate",
+                    "ssl",
+                )?,
+                client_key_file: self.required_file(
+                    "kafka.client_key_file",
+                    "client key",
+                    "ssl",
+                )?,
             },
             "sasl_ssl" => {
-                let username = self.opt_str("kafka.sasl_username").filter(|name| !name.is_empty());
+                let username = self
+                    .opt_str("kafka.sasl_username")
+                    .filter(|name| !name.is_empty());
                 let username = username.ok_or_else(|| {
                     self.invalid(
                         "kafka.sasl_username",
@@ -666,7 +715,9 @@ impl Values {
         };
         let prefix = self.str("kafka.topic_prefix");
         let topic = |key: &'static str, role: &str| -> Result<String, ConfigError> {
-            let name = self.opt_str(key).unwrap_or_else(|| format!("{prefix}{role}"));
+            let name = self
+                .opt_str(key)
+                .unwrap_or_else(|| format!("{prefix}{role}"));
             check_topic_name(&name).map_err(|problem| {
                 self.invalid(
                     key,
@@ -707,7 +758,10 @@ impl Values {
         let options = sqlx::postgres::PgConnectOptions::from_str(&url).map_err(|err| {
             self.invalid(
                 "postgres.url",
-                format!("not a PostgreSQL URI: {}", redact_error(&err.to_string(), &url)),
+                format!(
+                    "not a PostgreSQL URI: {}",
+                    redact_error(&err.to_string(), &url)
+                ),
                 "write postgres://user@host:port/database (add ?sslmode=require for Aiven)",
             )
         })?;
@@ -730,13 +784,14 @@ impl Values {
 
     fn valkey(&self) -> Result<ValkeyConfig, ConfigError> {
         let url = self.str("valkey.url");
-        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|err| {
-            self.invalid(
-                "valkey.url",
-                format!("not a Valkey URI: {}", redact_error(&err.to_string(), &url)),
-                "write redis://host:port/db, or rediss://… for TLS",
-            )
-        })?;
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|err| {
+                self.invalid(
+                    "valkey.url",
+                    format!("not a Valkey URI: {}", redact_error(&err.to_string(), &url)),
+                    "write redis://host:port/db, or rediss://… for TLS",
+                )
+            })?;
         let endpoint = format!("{}/{}", info.addr(), info.redis_settings().db());
         Ok(ValkeyConfig {
             url: SecretString::from(url),
@@ -747,9 +802,15 @@ impl Values {
     }
 
     fn api(&self) -> Result<ApiConfig, ConfigError> {
-        let socket = self.opt_path("api.socket").unwrap_or_else(kirc_proto::default_socket_path);
+        let socket = self
+            .opt_path("api.socket")
+            .unwrap_or_else(kirc_proto::default_socket_path);
         if !socket.is_absolute() {
-            return Err(self.invalid("api.socket", "is not an absolute path", "write the full path, from /"));
+            return Err(self.invalid(
+                "api.socket",
+                "is not an absolute path",
+                "write the full path, from /",
+            ));
         }
         // sun_path holds 108 bytes with the trailing NUL.
         if socket.as_os_str().len() > 107 {
@@ -776,7 +837,9 @@ impl Values {
         })?;
         Ok(LogConfig {
             level,
-            directory: self.opt_path("log.directory").unwrap_or_else(default_log_dir),
+            directory: self
+                .opt_path("log.directory")
+                .unwrap_or_else(default_log_dir),
             file: self.bool("log.file"),
         })
     }

@@ -4,11 +4,17 @@ use secrecy::ExposeSecret;
 
 use super::*;
 
-fn load_with(file: Option<&str>, env: &[(&str, &str)]) -> (Result<Config, ConfigError>, tempfile::TempDir) {
+fn load_with(
+    file: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Result<Config, ConfigError>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let explicit_file = file.map(|text| {
         let path = dir.path().join("kircd.toml");
-        std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         path
     });
     let sources = Sources {
@@ -19,7 +25,10 @@ fn load_with(file: Option<&str>, env: &[(&str, &str)]) -> (Result<Config, Config
             std::fs::write(&path, "").unwrap();
             path
         })),
-        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         flags: Vec::new(),
     };
     (load(&sources), dir)
@@ -56,7 +65,11 @@ fn every_key_has_a_usable_default_or_none() {
     for spec in KEYS {
         if let (Kind::Duration { min, max }, keys::Default::Str(text)) = (spec.kind, spec.default) {
             let value = humantime::parse_duration(text).unwrap();
-            assert!(value >= min && value <= max, "{} default out of range", spec.key);
+            assert!(
+                value >= min && value <= max,
+                "{} default out of range",
+                spec.key
+            );
         }
     }
 }
@@ -91,7 +104,10 @@ fn file_env_and_flags_layer_in_order() {
             .map(|(_, _, origin)| origin.clone())
     };
     assert_eq!(origin_of("kafka.topic_prefix"), Some(Origin::File(path)));
-    assert_eq!(origin_of("kafka.partitions"), Some(Origin::Env("KIRC_KAFKA_PARTITIONS".into())));
+    assert_eq!(
+        origin_of("kafka.partitions"),
+        Some(Origin::Env("KIRC_KAFKA_PARTITIONS".into()))
+    );
     assert_eq!(origin_of("log.level"), Some(Origin::Flag("--log-level")));
 }
 
@@ -99,15 +115,24 @@ fn file_env_and_flags_layer_in_order() {
 fn unknown_key_in_file_is_named_with_a_suggestion() {
     let (result, _dir) = load_with(Some("[kafka]\nbootstrap_server = \"x:1\"\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("unknown key `kafka.bootstrap_server`"), "{text}");
-    assert!(text.contains("did you mean `kafka.bootstrap_servers`"), "{text}");
+    assert!(
+        text.contains("unknown key `kafka.bootstrap_server`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("did you mean `kafka.bootstrap_servers`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_section_is_rejected() {
     let (result, _dir) = load_with(Some("[kafak]\nbootstrap_servers = \"x:1\"\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("unknown key `kafak.bootstrap_servers`"), "{text}");
+    assert!(
+        text.contains("unknown key `kafak.bootstrap_servers`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -115,7 +140,10 @@ fn misspelt_environment_variable_is_rejected() {
     let (result, _dir) = load_with(None, &[("KIRC_KAFKA_BOOTSTRAP_SERVER", "x:1")]);
     let text = error_text(result);
     assert!(text.contains("KIRC_KAFKA_BOOTSTRAP_SERVER"), "{text}");
-    assert!(text.contains("did you mean KIRC_KAFKA_BOOTSTRAP_SERVERS"), "{text}");
+    assert!(
+        text.contains("did you mean KIRC_KAFKA_BOOTSTRAP_SERVERS"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -135,16 +163,27 @@ fn wrong_type_and_range_name_the_key_and_fix() {
 
     let (result, _dir) = load_with(Some("[postgres]\nmax_connections = 50\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("invalid `postgres.max_connections`"), "{text}");
+    assert!(
+        text.contains("invalid `postgres.max_connections`"),
+        "{text}"
+    );
     assert!(text.contains("use a number from 1 to 20"), "{text}");
 
     let (result, _dir) = load_with(None, &[("KIRC_HEALTH_PROBE_INTERVAL", "soon")]);
     let text = error_text(result);
-    assert!(text.contains("invalid `health.probe_interval` (from environment variable KIRC_HEALTH_PROBE_INTERVAL)"), "{text}");
+    assert!(
+        text.contains(
+            "invalid `health.probe_interval` (from environment variable KIRC_HEALTH_PROBE_INTERVAL)"
+        ),
+        "{text}"
+    );
 
     let (result, _dir) = load_with(Some("[kafka]\nsecurity_protocol = \"tls\"\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("use one of: plaintext, ssl, sasl_ssl"), "{text}");
+    assert!(
+        text.contains("use one of: plaintext, ssl, sasl_ssl"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -160,7 +199,10 @@ fn ssl_needs_existing_certificate_files() {
     let (result, _dir) = load_with(Some("[kafka]\nsecurity_protocol = \"ssl\"\n"), &[]);
     let text = error_text(result);
     assert!(text.contains("invalid `kafka.client_cert_file`"), "{text}");
-    assert!(text.contains("is required when kafka.security_protocol is ssl"), "{text}");
+    assert!(
+        text.contains("is required when kafka.security_protocol is ssl"),
+        "{text}"
+    );
 
     let (result, _dir) = load_with(
         Some(
@@ -170,7 +212,10 @@ fn ssl_needs_existing_certificate_files() {
     );
     let text = error_text(result);
     assert!(text.contains("invalid `kafka.client_cert_file`"), "{text}");
-    assert!(text.contains("cannot read the client certificate /nonexistent/client.pem"), "{text}");
+    assert!(
+        text.contains("cannot read the client certificate /nonexistent/client.pem"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -192,7 +237,12 @@ fn sasl_ssl_reads_the_password_from_env_or_file_and_never_shows_it() {
     };
     assert_eq!(password.expose_secret(), "hunter2");
     assert!(!format!("{config:?}").contains("hunter2"));
-    assert!(config.values.iter().all(|(_, shown, _)| !shown.contains("hunter2")));
+    assert!(
+        config
+            .values
+            .iter()
+            .all(|(_, shown, _)| !shown.contains("hunter2"))
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("password");
@@ -215,7 +265,10 @@ fn sasl_ssl_reads_the_password_from_env_or_file_and_never_shows_it() {
 fn secrets_are_refused_in_the_file() {
     let (result, _dir) = load_with(Some("[kafka]\nsasl_password = \"hunter2\"\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("secrets are not read from the config file"), "{text}");
+    assert!(
+        text.contains("secrets are not read from the config file"),
+        "{text}"
+    );
     assert!(text.contains("KIRC_KAFKA_SASL_PASSWORD"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
@@ -236,19 +289,41 @@ fn topic_names_are_checked_and_distinct() {
 
     let (result, _dir) = load_with(Some("[kafka]\ntopic_rpc_in = \"data-in\"\n"), &[]);
     let text = error_text(result);
-    assert!(text.contains("data-in and rpc-in would both be the topic `data-in`"), "{text}");
+    assert!(
+        text.contains("data-in and rpc-in would both be the topic `data-in`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn postgres_url_password_is_never_shown() {
-    let (result, _dir) = load_with(None, &[("KIRC_POSTGRES_URL", "postgres://kirc:s3cret@db.example:5432/alice")]);
+    let (result, _dir) = load_with(
+        None,
+        &[(
+            "KIRC_POSTGRES_URL",
+            "postgres://kirc:s3cret@db.example:5432/alice",
+        )],
+    );
     let config = result.unwrap();
     assert_eq!(config.postgres.endpoint, "db.example:5432/alice");
-    let shown: Vec<_> = config.values.iter().map(|(_, shown, _)| shown.clone()).collect();
-    assert!(shown.iter().all(|value| !value.contains("s3cret")), "{shown:?}");
+    let shown: Vec<_> = config
+        .values
+        .iter()
+        .map(|(_, shown, _)| shown.clone())
+        .collect();
+    assert!(
+        shown.iter().all(|value| !value.contains("s3cret")),
+        "{shown:?}"
+    );
     assert!(!format!("{config:?}").contains("s3cret"));
 
-    let (result, _dir) = load_with(None, &[("KIRC_POSTGRES_URL", "postgres://kirc:s3cret@db.example:5432")]);
+    let (result, _dir) = load_with(
+        None,
+        &[(
+            "KIRC_POSTGRES_URL",
+            "postgres://kirc:s3cret@db.example:5432",
+        )],
+    );
     let text = error_text(result);
     assert!(text.contains("names no database"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
@@ -278,9 +353,15 @@ fn socket_path_must_fit_sun_path() {
 
 #[test]
 fn redact_url_strips_user_info() {
-    assert_eq!(redact_url("postgres://u:p@h:1/db"), "postgres://[redacted]@h:1/db");
+    assert_eq!(
+        redact_url("postgres://u:p@h:1/db"),
+        "postgres://[redacted]@h:1/db"
+    );
     assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
-    assert_eq!(redact_url("rediss://default:pw@h:1"), "rediss://[redacted]@h:1");
+    assert_eq!(
+        redact_url("rediss://default:pw@h:1"),
+        "rediss://[redacted]@h:1"
+    );
     assert_eq!(redact_url("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
 }
 
@@ -295,7 +376,8 @@ fn reference_lists_every_key_with_its_variable() {
 
 #[test]
 fn readme_carries_the_current_reference() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     assert!(
         readme.contains(&keys::markdown_reference()),
         "README.md's configuration table is out of date: paste the output of `kircd config keys`"

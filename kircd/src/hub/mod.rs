@@ -86,7 +86,9 @@ impl Hub {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind, never a
         // half-made invariant worth dying for: keep serving.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[cfg(test)]
@@ -134,10 +136,19 @@ impl Hub {
     pub fn subscribe(&self, since: u64, epoch: u64) -> Subscription {
         let inner = self.lock();
         let live = self.live.subscribe();
-        let oldest_kept = inner.history.front().map_or(inner.seq + 1, |event| event.seq);
-        let can_replay = since > 0 && epoch == self.epoch && since <= inner.seq && since + 1 >= oldest_kept;
+        let oldest_kept = inner
+            .history
+            .front()
+            .map_or(inner.seq + 1, |event| event.seq);
+        let can_replay =
+            since > 0 && epoch == self.epoch && since <= inner.seq && since + 1 >= oldest_kept;
         let backlog = if can_replay {
-            inner.history.iter().filter(|event| event.seq > since).cloned().collect()
+            inner
+                .history
+                .iter()
+                .filter(|event| event.seq > since)
+                .cloned()
+                .collect()
         } else {
             vec![Arc::new(pb::Event {
                 seq: inner.seq,
@@ -175,7 +186,11 @@ impl Hub {
     /// changed; counters and timestamps alone do not make an event.
     fn update_backend(&self, backend: Backend, change: impl FnOnce(&mut BackendStatus)) {
         let mut inner = self.lock();
-        let Some(status) = inner.backends.iter_mut().find(|status| status.backend == backend as i32) else {
+        let Some(status) = inner
+            .backends
+            .iter_mut()
+            .find(|status| status.backend == backend as i32)
+        else {
             return;
         };
         let before = (status.state, status.last_error.clone());
@@ -203,7 +218,10 @@ impl Hub {
         let mut inner = self.lock();
         if inner.topics != topics {
             inner.topics = topics.clone();
-            self.publish(&mut inner, Kind::TopicsChanged(pb::TopicsChanged { topics }));
+            self.publish(
+                &mut inner,
+                Kind::TopicsChanged(pb::TopicsChanged { topics }),
+            );
         }
     }
 

@@ -38,7 +38,9 @@ fn fresh_subscriber_gets_a_snapshot_then_live_events() {
     hub.backend_down(Backend::Postgres, "connection refused".into());
     let event = sub.live.try_recv().unwrap();
     assert_eq!(event.seq, 2);
-    assert!(matches!(&event.kind, Some(Kind::BackendChanged(status)) if status.last_error == "connection refused"));
+    assert!(
+        matches!(&event.kind, Some(Kind::BackendChanged(status)) if status.last_error == "connection refused")
+    );
 }
 
 #[test]
@@ -48,10 +50,19 @@ fn repeated_identical_failures_publish_once_but_count() {
     hub.backend_down(Backend::Valkey, "refused".into());
     hub.backend_down(Backend::Valkey, "refused".into());
     let sub = hub.subscribe(0, 0);
-    assert_eq!(sub.backlog[0].seq, 1, "one event for three identical failures");
-    assert_eq!(hub.backend(Backend::Valkey).unwrap().consecutive_failures, 3);
+    assert_eq!(
+        sub.backlog[0].seq, 1,
+        "one event for three identical failures"
+    );
+    assert_eq!(
+        hub.backend(Backend::Valkey).unwrap().consecutive_failures,
+        3
+    );
     hub.backend_up(Backend::Valkey);
-    assert_eq!(hub.backend(Backend::Valkey).unwrap().consecutive_failures, 0);
+    assert_eq!(
+        hub.backend(Backend::Valkey).unwrap().consecutive_failures,
+        0
+    );
 }
 
 #[test]
@@ -94,7 +105,10 @@ fn slow_subscriber_lags_without_stalling_the_publisher() {
         hub.backend_down(Backend::Kafka, format!("error {round}"));
         assert_eq!(fast.live.try_recv().unwrap().seq, round + 1);
     }
-    assert!(matches!(slow.live.try_recv(), Err(broadcast::error::TryRecvError::Lagged(92))));
+    assert!(matches!(
+        slow.live.try_recv(),
+        Err(broadcast::error::TryRecvError::Lagged(92))
+    ));
 }
 
 #[test]

@@ -42,7 +42,10 @@ impl Error {
     /// What the user can do about it, for `kircd doctor`.
     pub fn fix(&self) -> &'static str {
         let text = self.to_string();
-        if text.contains("Connection refused") || text.contains("Timed out") || text.contains("no answer") {
+        if text.contains("Connection refused")
+            || text.contains("Timed out")
+            || text.contains("no answer")
+        {
             "check kafka.bootstrap_servers and that the cluster is running (local stack: dev/stack up kafka; Aiven: the service is powered on)"
         } else if text.contains("SASL authentication") || text.contains("Authentication failed") {
             "check kafka.sasl_username and the password (kafka.sasl_password_file or KIRC_KAFKA_SASL_PASSWORD)"
@@ -65,7 +68,9 @@ pub struct KafkaContext {
 
 impl KafkaContext {
     fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -120,7 +125,10 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
         } => {
             client
                 .set("security.protocol", "ssl")
-                .set("ssl.certificate.location", client_cert_file.to_string_lossy())
+                .set(
+                    "ssl.certificate.location",
+                    client_cert_file.to_string_lossy(),
+                )
                 .set("ssl.key.location", client_key_file.to_string_lossy());
             if let Some(ca) = ca_file {
                 client.set("ssl.ca.location", ca.to_string_lossy());
@@ -228,7 +236,9 @@ impl Cluster {
                         role: (*role).to_owned(),
                         name: (*name).to_owned(),
                         present: found.is_some(),
-                        partitions: found.map_or(0, |topic| u32::try_from(topic.partitions().len()).unwrap_or(0)),
+                        partitions: found.map_or(0, |topic| {
+                            u32::try_from(topic.partitions().len()).unwrap_or(0)
+                        }),
                     }
                 })
                 .collect();
@@ -243,7 +253,11 @@ impl Cluster {
 
     /// Creates the given topics with the configured partitions and
     /// replication. A topic that already exists counts as created.
-    pub async fn create_topics(&self, missing: &[&TopicStatus], timeout: Duration) -> Result<(), Error> {
+    pub async fn create_topics(
+        &self,
+        missing: &[&TopicStatus],
+        timeout: Duration,
+    ) -> Result<(), Error> {
         // The admin client runs a polling thread, so it lives only as long as
         // this call.
         let admin = AdminClient::from_config_and_context(
@@ -266,7 +280,9 @@ impl Cluster {
                 }
             })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
         let results = admin
             .create_topics(new_topics.iter(), &options)
             .await
@@ -286,7 +302,10 @@ impl Cluster {
     }
 
     /// Inspects the cluster and creates missing topics where allowed.
-    pub async fn ensure_topics(&self, timeout: Duration) -> Result<(ClusterReport, Option<Error>), Error> {
+    pub async fn ensure_topics(
+        &self,
+        timeout: Duration,
+    ) -> Result<(ClusterReport, Option<Error>), Error> {
         let report = self.inspect(timeout).await?;
         let missing = report.missing();
         if missing.is_empty() || !self.config.create_topics {
@@ -328,7 +347,11 @@ impl Probe for KafkaProbe {
             .ensure_topics(self.timeout)
             .await
             .map_err(|err| err.to_string())?;
-        let missing: Vec<String> = report.missing().iter().map(|topic| topic.name.clone()).collect();
+        let missing: Vec<String> = report
+            .missing()
+            .iter()
+            .map(|topic| topic.name.clone())
+            .collect();
         if self.reported_missing.as_ref() != Some(&missing) {
             if missing.is_empty() {
                 tracing::info!(topics = ?report.topics.iter().map(|t| &t.name).collect::<Vec<_>>(), "all topics present");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sqlx::migrate::Migrator;
 use sqlx::Connection;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::config::PostgresConfig;
@@ -55,9 +55,9 @@ impl Error {
             Some("28P01" | "28000") => String::from(
                 "check the user in postgres.url and the password (postgres.password_file or KIRC_POSTGRES_PASSWORD)",
             ),
-            _ if matches!(self, Error::Migrate(_)) => {
-                String::from("the database holds a schema kircd does not know: use a database of its own")
-            }
+            _ if matches!(self, Error::Migrate(_)) => String::from(
+                "the database holds a schema kircd does not know: use a database of its own",
+            ),
             _ => String::from(
                 "check postgres.url and that the server is running (local stack: dev/stack up postgres)",
             ),
@@ -67,7 +67,8 @@ impl Error {
 
 /// The connection settings, with the password from its own setting if given.
 pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Error> {
-    let mut options = PgConnectOptions::from_str(config.url.expose_secret())?.application_name("kircd");
+    let mut options =
+        PgConnectOptions::from_str(config.url.expose_secret())?.application_name("kircd");
     if let Some(password) = &config.password {
         options = options.password(password.expose_secret());
     }
@@ -105,7 +106,9 @@ async fn with_explained_timeout<T>(
     check: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     match check.await {
-        Err(Error::Database(sqlx::Error::PoolTimedOut)) => Err(explain_timeout(options, timeout).await),
+        Err(Error::Database(sqlx::Error::PoolTimedOut)) => {
+            Err(explain_timeout(options, timeout).await)
+        }
         other => other,
     }
 }
@@ -118,12 +121,18 @@ pub struct DatabaseReport {
 }
 
 /// Checks the server and counts the migrations not yet applied.
-pub async fn inspect(pool: &PgPool, options: &PgConnectOptions, timeout: Duration) -> Result<DatabaseReport, Error> {
+pub async fn inspect(
+    pool: &PgPool,
+    options: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<DatabaseReport, Error> {
     with_explained_timeout(options, timeout, inspect_pool(pool)).await
 }
 
 async fn inspect_pool(pool: &PgPool) -> Result<DatabaseReport, Error> {
-    let server_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(pool).await?;
+    let server_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(pool)
+        .await?;
     let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
         .fetch_one(pool)
         .await?;
@@ -136,7 +145,9 @@ async fn inspect_pool(pool: &PgPool) -> Result<DatabaseReport, Error> {
     };
     let pending_migrations = MIGRATOR
         .iter()
-        .filter(|migration| !migration.migration_type.is_down_migration() && !applied.contains(&migration.version))
+        .filter(|migration| {
+            !migration.migration_type.is_down_migration() && !applied.contains(&migration.version)
+        })
         .count();
     Ok(DatabaseReport {
         server_version,
@@ -169,17 +180,30 @@ impl PostgresProbe {
         sqlx::query("INSERT INTO daemon_runs (version, pid, hostname) VALUES ($1, $2, $3)")
             .bind(env!("CARGO_PKG_VERSION"))
             .bind(i32::try_from(std::process::id()).unwrap_or(i32::MAX))
-            .bind(rustix::system::uname().nodename().to_string_lossy().into_owned())
+            .bind(
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
             .execute(&self.pool)
             .await?;
-        tracing::info!(migrations = MIGRATOR.iter().count(), "database schema up to date");
+        tracing::info!(
+            migrations = MIGRATOR.iter().count(),
+            "database schema up to date"
+        );
         Ok(())
     }
 }
 
 impl Probe for PostgresProbe {
     async fn probe(&mut self) -> Result<(), String> {
-        let ping = async { sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Error::from) };
+        let ping = async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(Error::from)
+        };
         with_explained_timeout(&self.options, self.timeout, ping)
             .await
             .map_err(|err| err.to_string())?;

@@ -21,7 +21,9 @@ impl Error {
     /// What the user can do about it, for `kircd doctor`.
     pub fn fix(&self) -> &'static str {
         let Error::Valkey(err) = self;
-        if err.kind() == redis::ErrorKind::AuthenticationFailed || err.to_string().contains("NOAUTH") {
+        if err.kind() == redis::ErrorKind::AuthenticationFailed
+            || err.to_string().contains("NOAUTH")
+        {
             "check the password (valkey.password_file or KIRC_VALKEY_PASSWORD) and the user in valkey.url"
         } else {
             "check valkey.url and that the server is running (local stack: dev/stack up valkey)"
@@ -33,7 +35,10 @@ impl Error {
 pub fn connect(config: &ValkeyConfig, timeout: Duration) -> Result<ConnectionManager, Error> {
     let mut info = config.url.expose_secret().into_connection_info()?;
     if let Some(password) = &config.password {
-        let settings = info.redis_settings().clone().set_password(password.expose_secret());
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_password(password.expose_secret());
         info = info.set_redis_settings(settings);
     }
     let client = Client::open(info)?;
@@ -42,7 +47,10 @@ pub fn connect(config: &ValkeyConfig, timeout: Duration) -> Result<ConnectionMan
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    Ok(ConnectionManager::new_lazy_with_config(client, manager_config)?)
+    Ok(ConnectionManager::new_lazy_with_config(
+        client,
+        manager_config,
+    )?)
 }
 
 /// What a check of the server found.
@@ -55,7 +63,10 @@ pub struct ServerReport {
 
 /// Pings the server and reads its version.
 pub async fn inspect(connection: &mut ConnectionManager) -> Result<ServerReport, Error> {
-    let info: redis::InfoDict = redis::cmd("INFO").arg("server").query_async(connection).await?;
+    let info: redis::InfoDict = redis::cmd("INFO")
+        .arg("server")
+        .query_async(connection)
+        .await?;
     let version = info
         .get::<String>("valkey_version")
         .or_else(|| info.get::<String>("redis_version"))
