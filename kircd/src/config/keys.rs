@@ -248,7 +248,7 @@ pub const KEYS: &[KeySpec] = &[
         "log.level",
         Kind::Str,
         Default::Str("info"),
-        "Log filter, as in RUST_LOG: a level (error, warn, info, debug, trace) or directives like kircd=debug,rdkafka=warn.",
+        "Log filter, as in RUST_LOG: a level (error, warn, info, debug, trace) or directives like kircd=debug,librdkafka=warn.",
     ),
     key(
         "log.directory",
