@@ -1,0 +1,174 @@
+//! kircd's issue-#2 figures, each against a baseline measured in the same run:
+//!
+//! - `GetStatus` round trip over the socket vs. a raw Unix-socket echo of 64
+//!   bytes (the floor any socket RPC pays);
+//! - cold start to READY (`kircd run` until its sd_notify READY=1) vs. the
+//!   same binary's `--version` (process start alone);
+//! - idle RSS and CPU of a kircd with all backends up, after a minute.
+//!
+//! Run with `dev/bench` (it starts the stack). `KIRC_BENCH_IDLE_SECS` shortens
+//! the idle minute for a quick look.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::time::{Duration, Instant};
+
+use kirc_proto::v1::GetStatusRequest;
+use kirc_testkit::{Actor, Daemon, all_up, bin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RTT_WARMUP: usize = 2_000;
+const RTT_SAMPLES: usize = 20_000;
+const STARTS: usize = 15;
+
+struct Summary {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |quantile: f64| samples[((samples.len() as f64 - 1.0) * quantile).round() as usize];
+    Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.1} µs", duration.as_secs_f64() * 1e6)
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1e3)
+}
+
+async fn raw_socket_round_trips(dir: &std::path::Path) -> Vec<Duration> {
+    let path = dir.join("echo.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        while stream.read_exact(&mut buf).await.is_ok() {
+            stream.write_all(&buf).await.unwrap();
+        }
+    });
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut buf = [7u8; 64];
+    let mut samples = Vec::with_capacity(RTT_SAMPLES);
+    for round in 0..RTT_WARMUP + RTT_SAMPLES {
+        let start = Instant::now();
+        stream.write_all(&buf).await.unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
+        if round >= RTT_WARMUP {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+async fn get_status_round_trips(daemon: &Daemon) -> Vec<Duration> {
+    let mut client = daemon.client().await;
+    let mut samples = Vec::with_capacity(RTT_SAMPLES);
+    for round in 0..RTT_WARMUP + RTT_SAMPLES {
+        let start = Instant::now();
+        client.get_status(GetStatusRequest {}).await.unwrap();
+        if round >= RTT_WARMUP {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap()
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces; fields count from after its ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let idle_secs: u64 = std::env::var("KIRC_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(60);
+    let mut actor = Actor::new("bench").await;
+    // The default probe interval, as a user runs it.
+    actor.set("health.probe_interval", "10s").set("log.level", "warn");
+    println!("kircd {} at {}", env!("CARGO_PKG_VERSION"), bin("kircd").display());
+
+    // Cold start to READY, and the bare process start as its baseline.
+    let mut version_runs = Vec::new();
+    for _ in 0..STARTS {
+        let start = Instant::now();
+        let status = actor.kircd().arg("--version").output().await.unwrap().status;
+        assert!(status.success());
+        version_runs.push(start.elapsed());
+    }
+    let mut starts = Vec::new();
+    for _ in 0..STARTS {
+        let start = Instant::now();
+        let daemon = Daemon::start(&actor).await;
+        starts.push(start.elapsed());
+        assert!(daemon.stop().await.success());
+    }
+
+    let daemon = Daemon::start(&actor).await;
+    daemon.watch().await.wait_until("all up", Duration::from_secs(30), all_up).await;
+
+    // Round trips: the raw socket first, then GetStatus, in this process.
+    let scratch = tempfile::tempdir().unwrap();
+    let raw = summarize(raw_socket_round_trips(scratch.path()).await);
+    let rpc = summarize(get_status_round_trips(&daemon).await);
+
+    // Idle: all backends up, no client, default probe interval.
+    let pid = daemon.pid();
+    let ticks_before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let ticks_after = cpu_ticks(pid);
+    let rss_kib = proc_field(pid, "status", "VmRSS:");
+    let hwm_kib = proc_field(pid, "status", "VmHWM:");
+    let threads = proc_field(pid, "status", "Threads:");
+    let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
+    let cpu_seconds = (ticks_after - ticks_before) as f64 / ticks_per_second;
+    let cpu_percent = cpu_seconds / idle_secs as f64 * 100.0;
+    assert!(daemon.stop().await.success());
+
+    let start = summarize(starts);
+    let version = summarize(version_runs);
+    println!();
+    println!("| figure | kircd p50 | kircd p99 | baseline p50 | baseline p99 | ratio (p50) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| GetStatus round trip ({RTT_SAMPLES} calls) vs raw 64-byte Unix-socket echo | {} | {} | {} | {} | {:.1}× |",
+        micros(rpc.p50),
+        micros(rpc.p99),
+        micros(raw.p50),
+        micros(raw.p99),
+        rpc.p50.as_secs_f64() / raw.p50.as_secs_f64()
+    );
+    println!(
+        "| cold start to READY ({STARTS} starts) vs `kircd --version` | {} | {} | {} | {} | {:.1}× |",
+        millis(start.p50),
+        millis(start.p99),
+        millis(version.p50),
+        millis(version.p99),
+        start.p50.as_secs_f64() / version.p50.as_secs_f64()
+    );
+    println!();
+    println!(
+        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, CPU {cpu_seconds:.2} s = {cpu_percent:.3} %",
+        rss_kib as f64 / 1024.0,
+        hwm_kib as f64 / 1024.0
+    );
+}
