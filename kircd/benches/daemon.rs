@@ -8,7 +8,12 @@
 //!
 //! Run with `dev/bench` (it starts the stack). `KIRC_BENCH_IDLE_SECS` shortens
 //! the idle minute for a quick look.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +97,9 @@ fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The command name may hold spaces; fields count from after its ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
@@ -104,14 +111,26 @@ async fn main() {
         .unwrap_or(60);
     let mut actor = Actor::new("bench").await;
     // The default probe interval, as a user runs it.
-    actor.set("health.probe_interval", "10s").set("log.level", "warn");
-    println!("kircd {} at {}", env!("CARGO_PKG_VERSION"), bin("kircd").display());
+    actor
+        .set("health.probe_interval", "10s")
+        .set("log.level", "warn");
+    println!(
+        "kircd {} at {}",
+        env!("CARGO_PKG_VERSION"),
+        bin("kircd").display()
+    );
 
     // Cold start to READY, and the bare process start as its baseline.
     let mut version_runs = Vec::new();
     for _ in 0..STARTS {
         let start = Instant::now();
-        let status = actor.kircd().arg("--version").output().await.unwrap().status;
+        let status = actor
+            .kircd()
+            .arg("--version")
+            .output()
+            .await
+            .unwrap()
+            .status;
         assert!(status.success());
         version_runs.push(start.elapsed());
     }
@@ -124,7 +143,11 @@ async fn main() {
     }
 
     let daemon = Daemon::start(&actor).await;
-    daemon.watch().await.wait_until("all up", Duration::from_secs(30), all_up).await;
+    daemon
+        .watch()
+        .await
+        .wait_until("all up", Duration::from_secs(30), all_up)
+        .await;
 
     // Round trips: the raw socket first, then GetStatus, in this process.
     let scratch = tempfile::tempdir().unwrap();

@@ -381,3 +381,95 @@ async fn connections_from_another_uid_are_refused() {
     );
     assert!(daemon.stop().await.success());
 }
+
+#[tokio::test]
+async fn speaks_sd_notify_status_watchdog_and_stopping() {
+    let actor = Actor::new("notify").await;
+    let mut command = actor.kircd();
+    // As systemd sets it for WatchdogSec=1s: pings are due every 500 ms.
+    command.env("WATCHDOG_USEC", "1000000");
+    let daemon = Daemon::start_command(&actor, command).await;
+
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !(seen.iter().any(|text: &String| text.contains("WATCHDOG=1"))
+        && seen
+            .iter()
+            .any(|text| text.contains("STATUS=kafka up, postgres up, valkey up")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notifications so far: {seen:?}"
+        );
+        if let Some(text) = daemon.notification(Duration::from_secs(2)).await {
+            seen.push(text);
+        }
+    }
+    // Pings keep coming at about half the watchdog interval.
+    let start = std::time::Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        let text = daemon
+            .notification(Duration::from_secs(2))
+            .await
+            .expect("a watchdog ping");
+        if text.contains("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "3 pings took {:?}",
+        start.elapsed()
+    );
+
+    daemon.signal(rustix::process::Signal::TERM);
+    let mut stopping = false;
+    while let Some(text) = daemon.notification(Duration::from_secs(5)).await {
+        if text.contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 was sent");
+    let mut daemon = daemon;
+    assert!(daemon.wait().await.success());
+}
+
+#[tokio::test]
+async fn missing_topics_are_named_when_kircd_may_not_create_them() {
+    let mut actor = Actor::new("notopics").await;
+    actor.set("kafka.create_topics", false);
+    let daemon = Daemon::start(&actor).await;
+    let status = daemon
+        .watch()
+        .await
+        .wait_until("kafka up with topics listed", WAIT, |status| {
+            is(status, Backend::Kafka, BackendState::Up) && status.topics.len() == 4
+        })
+        .await;
+    assert!(
+        status
+            .topics
+            .iter()
+            .all(|topic| !topic.present && topic.partitions == 0)
+    );
+    assert!(
+        daemon.stderr().contains(&format!(
+            "missing={p}data-in, {p}data-out, {p}rpc-in, {p}rpc-out",
+            p = actor.topic_prefix
+        )),
+        "{}",
+        daemon.stderr()
+    );
+
+    let output = actor.kircd().arg("doctor").output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        text.contains(&format!("{}rpc-out MISSING", actor.topic_prefix)),
+        "{text}"
+    );
+    assert!(text.contains("or set kafka.create_topics = true"), "{text}");
+    assert!(daemon.stop().await.success());
+}

@@ -230,6 +230,7 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub stderr_path: PathBuf,
     pub log_dir: PathBuf,
+    notify: UnixDatagram,
     _notify_dir: tempfile::TempDir,
 }
 
@@ -263,32 +264,38 @@ impl Daemon {
             socket: actor.socket.clone(),
             stderr_path,
             log_dir: actor.dir.path().join("logs"),
+            notify,
             _notify_dir: notify_dir,
         };
-        daemon.wait_ready(&notify).await;
+        daemon.wait_ready().await;
         daemon
     }
 
-    async fn wait_ready(&mut self, notify: &UnixDatagram) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut buf = vec![0u8; 4096];
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let stderr = || std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
             tokio::select! {
-                received = tokio::time::timeout(remaining, notify.recv(&mut buf)) => {
-                    let Ok(received) = received else {
-                        panic!("kircd sent no READY within {START_TIMEOUT:?}:\n{}", self.stderr());
+                text = receive(&self.notify, remaining) => {
+                    let Some(text) = text else {
+                        panic!("kircd sent no READY within {START_TIMEOUT:?}:\n{}", stderr());
                     };
-                    let text = String::from_utf8_lossy(&buf[..received.unwrap()]).into_owned();
                     if text.lines().any(|line| line == "READY=1") {
                         return;
                     }
                 }
                 status = self.child.wait() => {
-                    panic!("kircd exited before READY ({:?}):\n{}", status, self.stderr());
+                    panic!("kircd exited before READY ({:?}):\n{}", status, stderr());
                 }
             }
         }
+    }
+
+    /// The next sd_notify message kircd sent (lines like `READY=1`), or
+    /// None after `timeout`.
+    pub async fn notification(&self, timeout: Duration) -> Option<String> {
+        receive(&self.notify, timeout).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -336,6 +343,15 @@ impl Daemon {
     pub async fn wait(&mut self) -> ExitStatus {
         self.child.wait().await.unwrap()
     }
+}
+
+async fn receive(notify: &UnixDatagram, timeout: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let received = tokio::time::timeout(timeout, notify.recv(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
+    Some(String::from_utf8_lossy(&buf[..received]).into_owned())
 }
 
 /// A subscriber that keeps its own copy of the status, as every client does.

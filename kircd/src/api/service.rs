@@ -110,3 +110,48 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
     );
     Box::pin(backlog.chain(live))
 }
+
+#[cfg(test)]
+mod tests {
+    use kirc_proto::v1::Backend;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_where_to_resume_and_cut_off() {
+        let hub = Hub::new(&[(Backend::Kafka, "k:1".into())], 16);
+        let mut stream = event_stream(hub.subscribe(0, 0), CancellationToken::new());
+        let snapshot = stream.next().await.unwrap().unwrap();
+        assert_eq!(snapshot.seq, 0);
+        // The publisher runs far ahead; it never waits for this subscriber.
+        for round in 0..100 {
+            hub.backend_down(Backend::Kafka, format!("error {round}"));
+        }
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("84 events behind"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("subscribe again with since=0"),
+            "{}",
+            status.message()
+        );
+        assert!(stream.next().await.is_none(), "the stream ends");
+    }
+
+    #[tokio::test]
+    async fn ending_the_streams_delivers_what_was_published_first() {
+        let hub = Hub::new(&[(Backend::Kafka, "k:1".into())], 16);
+        let streams_end = CancellationToken::new();
+        let mut stream = event_stream(hub.subscribe(0, 0), streams_end.clone());
+        stream.next().await.unwrap().unwrap();
+        hub.shutting_down("SIGTERM");
+        streams_end.cancel();
+        let last = stream.next().await.unwrap().unwrap();
+        assert!(matches!(last.kind, Some(pb::event::Kind::ShuttingDown(_))));
+        assert!(stream.next().await.is_none());
+    }
+}
