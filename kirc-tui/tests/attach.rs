@@ -70,9 +70,11 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
     // alternate screen was left).
     tui.send_keys(&["q"]);
     let screen = tui
-        .wait_for("the TUI to exit", WAIT, |_| tui.exit_status().is_some())
+        .wait_for("the TUI to exit", WAIT, |screen| {
+            Tmux::exit_status_on(screen).is_some()
+        })
         .await;
-    assert_eq!(tui.exit_status(), Some(0), "{screen}");
+    assert_eq!(Tmux::exit_status_on(&screen), Some(0), "{screen}");
     assert!(
         screen.contains("before the TUI"),
         "terminal restored:\n{screen}"
@@ -97,9 +99,11 @@ async fn sigterm_restores_the_terminal_too() {
     .await;
     tui.signal_program(rustix::process::Signal::TERM);
     let screen = tui
-        .wait_for("the TUI to exit", WAIT, |_| tui.exit_status().is_some())
+        .wait_for("the TUI to exit", WAIT, |screen| {
+            Tmux::exit_status_on(screen).is_some()
+        })
         .await;
-    assert_eq!(tui.exit_status(), Some(0), "{screen}");
+    assert_eq!(Tmux::exit_status_on(&screen), Some(0), "{screen}");
     assert!(
         screen.contains("before the TUI"),
         "terminal restored:\n{screen}"

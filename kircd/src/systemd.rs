@@ -2,6 +2,9 @@
 //! pings. Every call is a no-op when kircd is not run by systemd
 //! (`NOTIFY_SOCKET` unset).
 
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
 
 use kirc_proto::v1::{BackendState, event::Kind};
@@ -12,12 +15,34 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::Hub;
 use crate::supervise::backend_name;
 
+/// Sends `states` to the service manager without ever blocking: a manager
+/// that does not read (or a full queue) costs a dropped notification, never a
+/// stalled daemon. sd-notify's own sender blocks, so only its message format
+/// and watchdog parsing are used.
 fn notify(states: &[NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
-    }
-    if let Err(err) = sd_notify::notify(states) {
-        tracing::warn!(error = %err, "could not notify systemd");
+    };
+    let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+    let sent = (|| -> std::io::Result<usize> {
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        match path.as_bytes().strip_prefix(b"@") {
+            Some(name) => {
+                socket.send_to_addr(message.as_bytes(), &SocketAddr::from_abstract_name(name)?)
+            }
+            None => socket.send_to(message.as_bytes(), &path),
+        }
+    })();
+    match sent {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+            tracing::debug!(
+                message = message.trim_end(),
+                "the service manager's queue is full; notification dropped"
+            );
+        }
+        Err(err) => tracing::warn!(error = %err, "could not notify the service manager"),
     }
 }
 

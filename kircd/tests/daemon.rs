@@ -473,3 +473,28 @@ async fn missing_topics_are_named_when_kircd_may_not_create_them() {
     assert!(text.contains("or set kafka.create_topics = true"), "{text}");
     assert!(daemon.stop().await.success());
 }
+
+#[tokio::test]
+async fn a_service_manager_that_stops_reading_cannot_stall_the_daemon() {
+    let actor = Actor::new("deafmanager").await;
+    let mut command = actor.kircd();
+    // Pings every 50 ms fill the never-read notification queue quickly.
+    command.env("WATCHDOG_USEC", "100000");
+    let daemon = Daemon::start_command(&actor, command).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    // kircd logs each notification it had to drop; the log is the only
+    // signal that the queue is full.
+    while !daemon.stderr().contains("notification dropped") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still serving, and it stops promptly.
+    assert!(daemon.status().await.pid > 0);
+    let started = std::time::Instant::now();
+    assert!(daemon.stop().await.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}

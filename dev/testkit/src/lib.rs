@@ -326,10 +326,13 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit.
     pub async fn stop(mut self) -> ExitStatus {
         self.signal(rustix::process::Signal::TERM);
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("kircd did not stop within 30 s of SIGTERM")
-            .unwrap()
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!(
+                "kircd did not stop within 30 s of SIGTERM:\n{}",
+                self.stderr()
+            ),
+        }
     }
 
     pub fn signal(&self, signal: rustix::process::Signal) {
@@ -529,7 +532,12 @@ impl Tmux {
 
     /// The program's exit status, once it has exited.
     pub fn exit_status(&self) -> Option<i32> {
-        self.screen()
+        Self::exit_status_on(&self.screen())
+    }
+
+    /// The exit status shown on `screen`, once the program has exited.
+    pub fn exit_status_on(screen: &str) -> Option<i32> {
+        screen
             .lines()
             .find_map(|line| line.strip_prefix("exited with ")?.trim().parse().ok())
     }
