@@ -2,7 +2,10 @@
 //! that building K-IRC never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/kirc/v1/daemon.proto"];
+    let protos = [
+        "proto/kirc/v1/daemon.proto",
+        "proto/kirc/wire/v1/wire.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

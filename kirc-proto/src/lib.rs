@@ -8,6 +8,14 @@ pub mod v1 {
     tonic::include_proto!("kirc.v1");
 }
 
+pub mod wire {
+    //! The actor-to-actor wire format, package `kirc.wire.v1`.
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, unused_qualifications)]
+        tonic::include_proto!("kirc.wire.v1");
+    }
+}
+
 mod client;
 
 pub use client::{ConnectError, DaemonClient, connect, default_runtime_dir, default_socket_path};

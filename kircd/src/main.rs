@@ -1,17 +1,6 @@
 //! kircd: the K-IRC daemon. See ARCHITECTURE.md for the map.
 
-mod api;
-mod config;
-mod daemon;
-mod doctor;
-mod hub;
-mod kafka;
-mod logging;
-mod postgres;
-mod status;
-mod supervise;
-mod systemd;
-mod valkey;
+use kircd::{api, config, daemon, doctor, logging, status};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

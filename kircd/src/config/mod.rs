@@ -128,10 +128,6 @@ pub struct ValkeyConfig {
     /// Holds credentials: only ever shown through [`ValkeyConfig::endpoint`].
     pub url: SecretString,
     pub password: Option<SecretString>,
-    #[expect(
-        dead_code,
-        reason = "presence and the event channel (issue 5) put their keys under it"
-    )]
     pub key_prefix: String,
     /// host:port/db, without credentials.
     pub endpoint: String,
