@@ -17,6 +17,7 @@ pub mod wire {
 }
 
 mod client;
+mod view;
 
 pub use client::{ConnectError, DaemonClient, connect, default_runtime_dir, default_socket_path};
 
@@ -31,30 +32,4 @@ pub fn unix_ms(time: std::time::SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// Folds one event into a client's copy of the daemon status: a snapshot
-/// replaces it, a change updates the part it names. Every client (kirc-tui,
-/// tests, tools) keeps its copy with this one function, so they all agree.
-pub fn apply_event(status: &mut Option<v1::Status>, event: &v1::Event) {
-    use v1::event::Kind;
-    match &event.kind {
-        Some(Kind::Snapshot(snapshot)) => *status = snapshot.status.clone(),
-        Some(Kind::BackendChanged(changed)) => {
-            if let Some(status) = status {
-                match status
-                    .backends
-                    .iter_mut()
-                    .find(|backend| backend.backend == changed.backend)
-                {
-                    Some(backend) => *backend = changed.clone(),
-                    None => status.backends.push(changed.clone()),
-                }
-            }
-        }
-        Some(Kind::TopicsChanged(topics)) => {
-            if let Some(status) = status {
-                status.topics = topics.topics.clone();
-            }
-        }
-        Some(Kind::ShuttingDown(_)) | None => {}
-    }
-}
+pub use view::DaemonView;

@@ -1,7 +1,7 @@
 //! Everything the screen shows, and nothing else.
 
 use jiff::tz::TimeZone;
-use kirc_proto::v1 as pb;
+use kirc_proto::DaemonView;
 
 /// The link to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +24,9 @@ pub enum Link {
 pub struct State {
     pub socket: String,
     pub link: Link,
-    /// The daemon's status as of the last event; kept while disconnected so
+    /// The daemon's state as of the last event; kept while disconnected so
     /// that the screen still shows what was last known.
-    pub status: Option<pb::Status>,
+    pub view: DaemonView,
     /// The sequence number of the last event applied.
     pub last_seq: u64,
     /// Why the daemon last said it was stopping, if it did.
@@ -41,7 +41,7 @@ impl State {
         State {
             socket,
             link: Link::Connecting { attempt: 1 },
-            status: None,
+            view: DaemonView::default(),
             last_seq: 0,
             daemon_stopping: None,
             time_zone,

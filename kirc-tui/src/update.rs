@@ -41,7 +41,7 @@ fn on_key(state: &mut State, key: KeyEvent) {
 
 fn apply_event(state: &mut State, event: pb::Event) {
     state.last_seq = event.seq;
-    kirc_proto::apply_event(&mut state.status, &event);
+    state.view.apply(&event);
     if let Some(Kind::ShuttingDown(stopping)) = event.kind {
         state.daemon_stopping = Some(stopping.reason);
     }
@@ -91,7 +91,7 @@ mod tests {
                 })),
             }),
         );
-        let status = state.status.as_ref().unwrap();
+        let status = state.view.status.as_ref().unwrap();
         assert_eq!(status.backends.len(), 1);
         assert_eq!(status.backends[0].last_error, "refused");
         assert_eq!(state.last_seq, 5);
@@ -141,7 +141,7 @@ mod tests {
                 retry_in_ms: 250,
             }),
         );
-        assert!(state.status.is_some());
+        assert!(state.view.status.is_some());
         assert_eq!(state.daemon_stopping.as_deref(), Some("SIGTERM"));
         update(&mut state, Msg::Link(Link::Connected));
         assert_eq!(state.daemon_stopping, None);

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod contacts;
 pub mod daemon;
 pub mod doctor;
 pub mod envelope;
@@ -13,6 +14,7 @@ pub mod kafka;
 pub mod logging;
 pub mod postgres;
 pub mod status;
+pub mod store;
 pub mod supervise;
 pub mod systemd;
 pub mod valkey;

@@ -60,7 +60,7 @@ const TIME: &str = "%H:%M:%S";
 
 fn title_line(state: &State) -> Line<'static> {
     let mut spans = vec![Span::styled(" K-IRC ", Style::new().bold().reversed())];
-    if let Some(status) = &state.status {
+    if let Some(status) = &state.view.status {
         spans.push(Span::raw(format!(
             " kircd {} · pid {} · started {}",
             status.version,
@@ -99,7 +99,7 @@ fn state_span(backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
 
 fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let stale = state.link != Link::Connected;
-    let Some(status) = &state.status else {
+    let Some(status) = &state.view.status else {
         let text = match &state.link {
             Link::Connecting { .. } => "Connecting to kircd…",
             _ => {

@@ -63,7 +63,7 @@ fn connected(status: pb::Status) -> State {
         jiff::tz::TimeZone::UTC,
     );
     state.link = Link::Connected;
-    state.status = Some(status);
+    state.view.status = Some(status);
     state.last_seq = 17;
     state
 }
@@ -87,7 +87,7 @@ fn degraded() {
         "127.0.0.1:15432/kirc_alice",
         "Connection refused (os error 111)",
     )));
-    if let Some(status) = &mut state.status {
+    if let Some(status) = &mut state.view.status {
         status.topics[2].present = false;
         status.topics[2].partitions = 0;
     }

@@ -86,6 +86,12 @@ pub const KEYS: &[KeySpec] = &[
         "Display name of this actor: a label for humans, not an identity.",
     ),
     key(
+        "identity.file",
+        Kind::Path,
+        Default::Computed("$XDG_DATA_HOME/kirc/identity.key (~/.local/share/kirc/identity.key)"),
+        "The identity (Ed25519 and X25519 secret keys) made by `kircd init`; mode 0600.",
+    ),
+    key(
         "kafka.bootstrap_servers",
         Kind::Str,
         Default::Str("127.0.0.1:19092"),
@@ -184,6 +190,61 @@ pub const KEYS: &[KeySpec] = &[
         Kind::Int { min: -1, max: 16 },
         Default::Int(-1),
         "Replication factor of each topic kircd creates; -1 takes the broker's default.",
+    ),
+    key(
+        "public.bootstrap_servers",
+        Kind::Str,
+        Default::Computed("kafka.bootstrap_servers"),
+        "Bootstrap servers contacts use to reach your inbox, as published in your profile.",
+    ),
+    key(
+        "public.security_protocol",
+        Kind::Choice(&["plaintext", "ssl", "sasl_ssl"]),
+        Default::Computed("kafka.security_protocol"),
+        "How contacts connect to your cluster.",
+    ),
+    key(
+        "public.sasl_mechanism",
+        Kind::Choice(&["SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        Default::Str("SCRAM-SHA-256"),
+        "SCRAM mechanism of the public credential.",
+    ),
+    key(
+        "public.username",
+        Kind::Str,
+        Default::Unset,
+        "The write-only, quota-limited user contacts use (sasl_ssl); it may write to data-in and rpc-in only.",
+    ),
+    key(
+        "public.password_file",
+        Kind::Path,
+        Default::Unset,
+        "File holding that user's password; or set KIRC_PUBLIC_PASSWORD. It is shared with your contacts.",
+    ),
+    secret(
+        "public.password",
+        "The public user's password itself; environment only.",
+    ),
+    key(
+        "public.ca_file",
+        Kind::Path,
+        Default::Unset,
+        "PEM CA certificate contacts need to trust your brokers; published in your profile.",
+    ),
+    key(
+        "messaging.read_receipts",
+        Kind::Bool,
+        Default::Bool(true),
+        "Tell contacts when you have read their messages.",
+    ),
+    key(
+        "messaging.invite_ttl",
+        Kind::Duration {
+            min: seconds(60),
+            max: seconds(365 * 24 * 3600),
+        },
+        Default::Str("7days"),
+        "How long an invite stays valid.",
     ),
     key(
         "postgres.url",

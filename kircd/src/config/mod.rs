@@ -154,11 +154,32 @@ pub struct HealthConfig {
     pub retry_max: Duration,
 }
 
+/// What contacts get in the public profile to reach this actor's inbox.
+#[derive(Debug, Clone)]
+pub struct PublicConfig {
+    pub bootstrap_servers: String,
+    pub security_protocol: String,
+    pub sasl_mechanism: String,
+    pub username: Option<String>,
+    /// The write-only credential: shared with contacts, yet never logged.
+    pub password: Option<SecretString>,
+    pub ca_pem: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessagingConfig {
+    pub read_receipts: bool,
+    pub invite_ttl: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file the configuration was read from, if any.
     pub file: Option<PathBuf>,
     pub actor_name: String,
+    pub identity_file: PathBuf,
+    pub public: PublicConfig,
+    pub messaging: MessagingConfig,
     pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
     pub valkey: ValkeyConfig,
@@ -606,6 +627,7 @@ impl Values {
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| String::from("me"));
         let kafka = self.kafka()?;
+        let public = self.public(&kafka)?;
         let postgres = self.postgres()?;
         let valkey = self.valkey()?;
         let api = self.api()?;
@@ -628,6 +650,14 @@ impl Values {
         Ok(Config {
             file: self.file.clone(),
             actor_name,
+            identity_file: self
+                .opt_path("identity.file")
+                .unwrap_or_else(crate::identity::default_path),
+            public,
+            messaging: MessagingConfig {
+                read_receipts: self.bool("messaging.read_receipts"),
+                invite_ttl: self.duration("messaging.invite_ttl"),
+            },
             kafka,
             postgres,
             valkey,
@@ -746,6 +776,48 @@ impl Values {
             create_topics: self.bool("kafka.create_topics"),
             partitions: i32::try_from(self.int("kafka.partitions")).unwrap_or(2),
             replication_factor: i32::try_from(self.int("kafka.replication_factor")).unwrap_or(-1),
+        })
+    }
+
+    fn public(&self, kafka: &KafkaConfig) -> Result<PublicConfig, ConfigError> {
+        let own_protocol = match kafka.security {
+            KafkaSecurity::Plaintext => "plaintext",
+            KafkaSecurity::Ssl { .. } => "ssl",
+            KafkaSecurity::SaslSsl { .. } => "sasl_ssl",
+        };
+        let security_protocol = self
+            .opt_str("public.security_protocol")
+            .unwrap_or_else(|| own_protocol.to_owned());
+        let username = self
+            .opt_str("public.username")
+            .filter(|name| !name.is_empty());
+        let password = self.secret("public.password", "public.password_file")?;
+        if security_protocol == "sasl_ssl" && (username.is_none() || password.is_none()) {
+            return Err(self.invalid(
+                "public.username",
+                "contacts need a user and password to write to your inbox over sasl_ssl",
+                "set public.username and public.password_file to the write-only user (terraform/ creates it)",
+            ));
+        }
+        let ca_pem = match self.existing_file("public.ca_file", "CA certificate")? {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|err| {
+                self.invalid(
+                    "public.ca_file",
+                    format!("cannot read {}: {err}", path.display()),
+                    "point it at a PEM file",
+                )
+            })?),
+            None => None,
+        };
+        Ok(PublicConfig {
+            bootstrap_servers: self
+                .opt_str("public.bootstrap_servers")
+                .unwrap_or_else(|| kafka.bootstrap_servers.clone()),
+            security_protocol,
+            sasl_mechanism: self.str("public.sasl_mechanism"),
+            username,
+            password,
+            ca_pem,
         })
     }
 

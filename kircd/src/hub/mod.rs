@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, TopicStatus, event::Kind};
+use kirc_proto::DaemonView;
+use kirc_proto::v1::{
+    self as pb, Backend, BackendState, BackendStatus, RejectionCount, TopicStatus, event::Kind,
+};
 use tokio::sync::broadcast;
 
 /// What a new subscriber receives before the live events.
@@ -30,6 +33,12 @@ struct Inner {
     history: VecDeque<Arc<pb::Event>>,
     backends: Vec<BackendStatus>,
     topics: Vec<TopicStatus>,
+    /// Contacts and conversations as clients see them, kept by folding every
+    /// published event in exactly as clients do.
+    view: DaemonView,
+    actor_id: String,
+    display_name: String,
+    rejected: Vec<RejectionCount>,
 }
 
 #[derive(Debug)]
@@ -73,6 +82,10 @@ impl Hub {
                 history: VecDeque::with_capacity(history_capacity),
                 backends,
                 topics: Vec::new(),
+                view: DaemonView::default(),
+                actor_id: String::new(),
+                display_name: String::new(),
+                rejected: Vec::new(),
             }),
             live,
             history_capacity,
@@ -112,7 +125,19 @@ impl Hub {
             backends: inner.backends.clone(),
             topics: inner.topics.clone(),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
+            actor_id: inner.actor_id.clone(),
+            display_name: inner.display_name.clone(),
+            rejected: inner.rejected.clone(),
         }
+    }
+
+    fn snapshot_of(&self, inner: &Inner) -> Kind {
+        Kind::Snapshot(pb::Snapshot {
+            status: Some(self.status_of(inner)),
+            epoch: self.epoch,
+            contacts: inner.view.contacts.clone(),
+            conversations: inner.view.conversations.clone(),
+        })
     }
 
     fn publish(&self, inner: &mut Inner, kind: Kind) {
@@ -122,6 +147,7 @@ impl Hub {
             at_unix_ms: kirc_proto::unix_ms(SystemTime::now()),
             kind: Some(kind),
         });
+        inner.view.apply(&event);
         if inner.history.len() == self.history_capacity {
             inner.history.pop_front();
         }
@@ -153,10 +179,7 @@ impl Hub {
             vec![Arc::new(pb::Event {
                 seq: inner.seq,
                 at_unix_ms: kirc_proto::unix_ms(SystemTime::now()),
-                kind: Some(Kind::Snapshot(pb::Snapshot {
-                    status: Some(self.status_of(&inner)),
-                    epoch: self.epoch,
-                })),
+                kind: Some(self.snapshot_of(&inner)),
             })]
         };
         Subscription { backlog, live }
@@ -234,6 +257,47 @@ impl Hub {
                 reason: reason.to_owned(),
             }),
         );
+    }
+
+    /// Sets who this daemon is, once the identity is loaded.
+    pub fn set_actor(&self, actor_id: String, display_name: String) {
+        let mut inner = self.lock();
+        inner.actor_id = actor_id;
+        inner.display_name = display_name;
+    }
+
+    /// Replaces contacts and conversations (loaded from the database) and
+    /// tells subscribers with a fresh snapshot in the stream.
+    pub fn load_view(&self, contacts: Vec<pb::Contact>, conversations: Vec<pb::Conversation>) {
+        let mut inner = self.lock();
+        inner.view.contacts = contacts;
+        inner.view.conversations = conversations;
+        let snapshot = self.snapshot_of(&inner);
+        self.publish(&mut inner, snapshot);
+    }
+
+    /// Publishes a messaging event (message added, state changed, contact
+    /// changed, read marker moved).
+    pub fn publish_event(&self, kind: Kind) {
+        let mut inner = self.lock();
+        self.publish(&mut inner, kind);
+    }
+
+    /// Replaces the rejection counters, publishing them if they changed.
+    pub fn set_rejections(&self, rejected: Vec<RejectionCount>) {
+        let mut inner = self.lock();
+        if inner.rejected != rejected {
+            inner.rejected = rejected.clone();
+            self.publish(
+                &mut inner,
+                Kind::RejectionsChanged(pb::RejectionsChanged { rejected }),
+            );
+        }
+    }
+
+    /// The conversation summaries as clients see them.
+    pub fn conversations(&self) -> Vec<pb::Conversation> {
+        self.lock().view.conversations.clone()
     }
 
     pub fn count_refused_connection(&self) -> u64 {

@@ -1,0 +1,124 @@
+//! A client's copy of the daemon's state, kept current from `Subscribe`.
+//! kirc-tui, the tests and any other tool fold events with this one type, so
+//! they all agree with each other and with the daemon.
+
+use crate::v1::{self as pb, event::Kind};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonView {
+    pub status: Option<pb::Status>,
+    pub contacts: Vec<pb::Contact>,
+    /// Most recent activity first.
+    pub conversations: Vec<pb::Conversation>,
+}
+
+impl DaemonView {
+    /// Folds one event in: a snapshot replaces everything, any other event
+    /// updates the part it names.
+    pub fn apply(&mut self, event: &pb::Event) {
+        match &event.kind {
+            Some(Kind::Snapshot(snapshot)) => {
+                self.status = snapshot.status.clone();
+                self.contacts = snapshot.contacts.clone();
+                self.conversations = snapshot.conversations.clone();
+            }
+            Some(Kind::BackendChanged(changed)) => {
+                if let Some(status) = &mut self.status {
+                    match status
+                        .backends
+                        .iter_mut()
+                        .find(|backend| backend.backend == changed.backend)
+                    {
+                        Some(backend) => *backend = changed.clone(),
+                        None => status.backends.push(changed.clone()),
+                    }
+                }
+            }
+            Some(Kind::TopicsChanged(topics)) => {
+                if let Some(status) = &mut self.status {
+                    status.topics = topics.topics.clone();
+                }
+            }
+            Some(Kind::RejectionsChanged(rejections)) => {
+                if let Some(status) = &mut self.status {
+                    status.rejected = rejections.rejected.clone();
+                }
+            }
+            Some(Kind::ContactChanged(contact)) => self.upsert_contact(contact),
+            Some(Kind::MessageAdded(message)) => self.add_message(message),
+            Some(Kind::MessageStateChanged(changed)) => {
+                if let Some(conversation) = self.conversation_mut(&changed.conversation_id)
+                    && let Some(last) = &mut conversation.last_message
+                    && last.id == changed.message_id
+                {
+                    last.state = changed.state;
+                }
+            }
+            Some(Kind::ReadMarkerMoved(moved)) => {
+                if let Some(conversation) = self.conversation_mut(&moved.conversation_id) {
+                    conversation.last_read_seq = moved.last_read_seq;
+                    conversation.unread = moved.unread;
+                }
+            }
+            Some(Kind::ShuttingDown(_)) | None => {}
+        }
+    }
+
+    pub fn conversation(&self, id: &str) -> Option<&pb::Conversation> {
+        self.conversations
+            .iter()
+            .find(|conversation| conversation.id == id)
+    }
+
+    fn conversation_mut(&mut self, id: &str) -> Option<&mut pb::Conversation> {
+        self.conversations
+            .iter_mut()
+            .find(|conversation| conversation.id == id)
+    }
+
+    pub fn contact(&self, actor_id: &str) -> Option<&pb::Contact> {
+        self.contacts
+            .iter()
+            .find(|contact| contact.actor_id == actor_id)
+    }
+
+    fn upsert_contact(&mut self, contact: &pb::Contact) {
+        match self
+            .contacts
+            .iter_mut()
+            .find(|known| known.actor_id == contact.actor_id)
+        {
+            Some(known) => *known = contact.clone(),
+            None => self.contacts.push(contact.clone()),
+        }
+        match self.conversation_mut(&contact.conversation_id) {
+            Some(conversation) => conversation.peer = Some(contact.clone()),
+            None => self.conversations.push(pb::Conversation {
+                id: contact.conversation_id.clone(),
+                peer: Some(contact.clone()),
+                last_activity_unix_ms: contact.added_at_unix_ms,
+                ..pb::Conversation::default()
+            }),
+        }
+    }
+
+    fn add_message(&mut self, message: &pb::ChatMessage) {
+        let Some(index) = self
+            .conversations
+            .iter()
+            .position(|conversation| conversation.id == message.conversation_id)
+        else {
+            return;
+        };
+        let mut conversation = self.conversations.remove(index);
+        conversation.last_activity_unix_ms = conversation
+            .last_activity_unix_ms
+            .max(message.created_at_unix_ms);
+        if !message.outgoing && message.seq > conversation.last_read_seq {
+            conversation.unread += 1;
+        }
+        conversation.last_message = Some(message.clone());
+        // Most recent activity first.
+        self.conversations.insert(0, conversation);
+    }
+}
