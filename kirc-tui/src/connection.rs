@@ -153,6 +153,7 @@ mod tests {
             kind: Some(Kind::Snapshot(pb::Snapshot {
                 status: None,
                 epoch: 99,
+                ..pb::Snapshot::default()
             })),
         };
         position.advance(&snapshot).unwrap();

@@ -66,6 +66,7 @@ mod tests {
                     ..pb::Status::default()
                 }),
                 epoch: 7,
+                ..pb::Snapshot::default()
             })),
         }
     }

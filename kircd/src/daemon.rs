@@ -1,10 +1,11 @@
 //! `kircd run`: wires the subsystems together, serves until a signal, and
 //! shuts down in a defined order.
 //!
-//! Start: bind the socket (refusing a second kircd) → start the backend
-//! supervisors → serve the API → READY.
+//! Start: load the identity → bind the socket (refusing a second kircd) →
+//! start the backend supervisors → start messaging → serve the API → READY.
 //! Stop: STOPPING → tell subscribers → stop accepting and end streams →
-//! stop the supervisors → close the pool → remove the socket.
+//! stop messaging (offsets committed, outbox flushed) → stop the supervisors
+//! → close the pool → remove the socket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::identity::Identity;
 use crate::kafka::{Cluster, KafkaProbe};
+use crate::messaging::{self, Messaging};
 use crate::postgres::PostgresProbe;
 use crate::valkey::ValkeyProbe;
 use crate::{api, postgres, supervise, systemd, valkey};
@@ -30,11 +33,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
 
+    let identity = Identity::load(&config.identity_file)?;
     let (listener, socket_guard) = api::socket::bind(&config.api.socket)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %config.api.socket.display(),
         config = %config.file.as_ref().map_or_else(|| String::from("(defaults and environment)"), |path| path.display().to_string()),
+        actor = %identity.id(),
         "kircd starting"
     );
 
@@ -81,7 +86,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     ];
 
-    let api = api::spawn(listener, Arc::clone(&hub));
+    let messaging = Messaging::new(&config, identity, pool.clone(), Arc::clone(&hub))?;
+    let messaging_stop = CancellationToken::new();
+    let messaging_task = messaging::spawn(Arc::clone(&messaging), messaging_stop.clone());
+
+    let api = api::spawn(listener, Arc::clone(&hub), messaging);
     let systemd_stop = CancellationToken::new();
     let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
     systemd::ready();
@@ -96,6 +105,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     systemd::stopping();
     hub.shutting_down(reason);
     api.shutdown(API_GRACE).await;
+    // The workers finish the record in hand, store their offsets, commit,
+    // and flush the outbox.
+    messaging_stop.cancel();
+    messaging_task.join().await;
     backends_stop.cancel();
     for supervisor in supervisors {
         supervisor.join().await;

@@ -1,6 +1,6 @@
 //! kircd: the K-IRC daemon. See ARCHITECTURE.md for the map.
 
-use kircd::{api, config, daemon, doctor, logging, status};
+use kircd::{api, config, daemon, doctor, init, logging, status};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create this actor's identity (Ed25519 + X25519 keys, owner-only file)
+    /// and record its profile; prints the actor id.
+    Init {
+        /// Replace an existing identity. Your contacts will no longer know you.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the daemon in the foreground (what the systemd unit runs).
     Run,
     /// Check the configuration, each backend, the topics and the socket folder.
@@ -109,6 +116,9 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Command::Init { force } => {
+            with_config(loaded, |config| runtime.block_on(init::run(&config, force)))
         }
         Command::Run => with_config(loaded, |config| run(&runtime, config)),
         Command::Status => with_config(loaded, |config| {

@@ -654,6 +654,21 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     Ok(stored)
 }
 
+/// Which of `ids` are our own messages in `conversation`.
+pub async fn outgoing_in(
+    pool: &PgPool,
+    conversation: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM messages WHERE id = ANY($1) AND conversation_id = $2 AND outgoing",
+    )
+    .bind(ids)
+    .bind(conversation)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn insert_receipts(pool: &PgPool, ids: &[Uuid], kind: &str) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO receipts (message_id, kind)

@@ -10,8 +10,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use kirc_proto::DaemonClient;
 use kirc_proto::v1::{self as pb, Backend, BackendState};
+use kirc_proto::{DaemonClient, DaemonView};
 use sqlx::Connection;
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
@@ -103,6 +103,8 @@ fn unique_suffix() -> String {
 #[derive(Debug)]
 pub struct Actor {
     pub name: String,
+    /// 32 hex digits, from `kircd init`.
+    pub actor_id: String,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub socket: PathBuf,
@@ -135,7 +137,8 @@ impl Actor {
             .prefix("kirc-test-")
             .tempdir()
             .unwrap();
-        let actor = Actor {
+        let mut actor = Actor {
+            actor_id: String::new(),
             name: name.to_owned(),
             config_path: dir.path().join("kircd.toml"),
             socket: dir.path().join("run").join("kircd.sock"),
@@ -146,6 +149,18 @@ impl Actor {
             overrides: toml::Table::new(),
         };
         actor.write_config();
+        let output = actor.kircd().arg("init").output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "kircd init failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        actor.actor_id = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("actor id:"))
+            .map(|id| id.trim().to_owned())
+            .expect("kircd init prints the actor id");
         actor
     }
 
@@ -178,6 +193,8 @@ url = "{valkey}/0"
 key_prefix = "{prefix}"
 [api]
 socket = "{socket}"
+[identity]
+file = "{identity}"
 [log]
 level = "info,kircd=debug"
 directory = "{logs}"
@@ -194,6 +211,7 @@ retry_max = "1s"
             database = self.database,
             valkey = self.stack.valkey,
             socket = self.socket.display(),
+            identity = self.dir.path().join("identity.key").display(),
             logs = self.dir.path().join("logs").display(),
         );
         let mut table: toml::Table = base.parse().unwrap();
@@ -357,11 +375,12 @@ async fn receive(notify: &UnixDatagram, timeout: Duration) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..received]).into_owned())
 }
 
-/// A subscriber that keeps its own copy of the status, as every client does.
+/// A subscriber that keeps its own copy of the daemon's state, as every
+/// client does.
 #[derive(Debug)]
 pub struct Watcher {
     stream: tonic::Streaming<pb::Event>,
-    pub status: Option<pb::Status>,
+    pub view: DaemonView,
     pub seq: u64,
     pub epoch: u64,
     /// Every event received, in order.
@@ -378,7 +397,7 @@ impl Watcher {
             .into_inner();
         Watcher {
             stream,
-            status: None,
+            view: DaemonView::default(),
             seq: since,
             epoch,
             events: Vec::new(),
@@ -397,7 +416,7 @@ impl Watcher {
             assert_eq!(event.seq, self.seq + 1, "event out of sequence");
         }
         self.seq = event.seq;
-        kirc_proto::apply_event(&mut self.status, &event);
+        self.view.apply(&event);
         self.events.push(event.clone());
         Some(event)
     }
@@ -410,18 +429,32 @@ impl Watcher {
         timeout: Duration,
         condition: impl Fn(&pb::Status) -> bool,
     ) -> pb::Status {
+        self.wait_for(what, timeout, |view| {
+            view.status.as_ref().is_some_and(&condition)
+        })
+        .await
+        .status
+        .unwrap_or_default()
+    }
+
+    /// Applies events until `condition` holds for the whole view (contacts,
+    /// conversations, status), or panics after `timeout`.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&DaemonView) -> bool,
+    ) -> DaemonView {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = &self.status
-                && condition(status)
-            {
-                return status.clone();
+            if condition(&self.view) {
+                return self.view.clone();
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if self.next(remaining).await.is_none() {
                 panic!(
-                    "timed out after {timeout:?} waiting for {what}; last status: {:#?}",
-                    self.status
+                    "timed out after {timeout:?} waiting for {what}; last view: {:#?}",
+                    self.view
                 );
             }
         }

@@ -48,6 +48,7 @@ fn status(postgres: BackendStatus) -> pb::Status {
         ],
         topics: topics(),
         refused_connections: 0,
+        ..pb::Status::default()
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::messaging::Messaging;
 use service::DaemonService;
 
 /// The running API server.
@@ -23,10 +24,10 @@ pub struct ApiHandle {
 }
 
 /// Serves the API on `listener` until [`ApiHandle::shutdown`].
-pub fn spawn(listener: UnixListener, hub: Arc<Hub>) -> ApiHandle {
+pub fn spawn(listener: UnixListener, hub: Arc<Hub>, messaging: Arc<Messaging>) -> ApiHandle {
     let stop_accepting = CancellationToken::new();
     let streams_end = CancellationToken::new();
-    let service = DaemonService::new(Arc::clone(&hub), streams_end.clone());
+    let service = DaemonService::new(Arc::clone(&hub), messaging, streams_end.clone());
     let incoming = socket::incoming(listener, hub);
     let shutdown = stop_accepting.clone();
     let task = tokio::spawn(

@@ -9,21 +9,51 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::contacts::InviteError;
 use crate::hub::{Hub, Subscription};
+use crate::messaging::{Messaging, MessagingError};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 #[derive(Debug, Clone)]
 pub struct DaemonService {
     hub: Arc<Hub>,
+    messaging: Arc<Messaging>,
     /// Cancelled when the daemon stops: every event stream then ends after
     /// delivering what it already holds (including the ShuttingDown event).
     streams_end: CancellationToken,
 }
 
 impl DaemonService {
-    pub fn new(hub: Arc<Hub>, streams_end: CancellationToken) -> Self {
-        DaemonService { hub, streams_end }
+    pub fn new(hub: Arc<Hub>, messaging: Arc<Messaging>, streams_end: CancellationToken) -> Self {
+        DaemonService {
+            hub,
+            messaging,
+            streams_end,
+        }
+    }
+}
+
+/// The gRPC status for each messaging error: the message is the error's own
+/// text, which names the problem and the fix.
+fn status(err: MessagingError) -> Status {
+    let message = err.to_string();
+    match err {
+        MessagingError::NotReady(_) | MessagingError::Outbox(_) => Status::unavailable(message),
+        MessagingError::Store(crate::store::StoreError::Database(_)) => {
+            Status::unavailable(message)
+        }
+        MessagingError::Store(_) => Status::failed_precondition(message),
+        MessagingError::Invite(InviteError::AlreadyUsed(_)) => Status::already_exists(message),
+        MessagingError::Invite(_)
+        | MessagingError::InvalidArgument(_)
+        | MessagingError::AmbiguousContact(_) => Status::invalid_argument(message),
+        MessagingError::UnknownContact(_)
+        | MessagingError::UnknownConversation(_)
+        | MessagingError::UnknownMessage(_) => Status::not_found(message),
+        MessagingError::Blocked(_) | MessagingError::NotAccepted(_) => {
+            Status::failed_precondition(message)
+        }
     }
 }
 
@@ -48,6 +78,132 @@ impl Daemon for DaemonService {
             subscription,
             self.streams_end.clone(),
         )))
+    }
+
+    async fn create_invite(
+        &self,
+        request: Request<pb::CreateInviteRequest>,
+    ) -> Result<Response<pb::CreateInviteResponse>, Status> {
+        let ttl = match request.into_inner().ttl_seconds {
+            0 => None,
+            seconds => Some(std::time::Duration::from_secs(seconds)),
+        };
+        self.messaging
+            .create_invite(ttl)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn add_contact(
+        &self,
+        request: Request<pb::AddContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        self.messaging
+            .add_contact(&request.into_inner().token)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn accept_contact(
+        &self,
+        request: Request<pb::ContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        self.messaging
+            .accept_contact(&request.into_inner().contact)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn block_contact(
+        &self,
+        request: Request<pb::ContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        self.messaging
+            .block_contact(&request.into_inner().contact, true)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn unblock_contact(
+        &self,
+        request: Request<pb::ContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
+        self.messaging
+            .block_contact(&request.into_inner().contact, false)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn list_contacts(
+        &self,
+        _: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        self.messaging
+            .list_contacts()
+            .map(|contacts| Response::new(pb::ListContactsResponse { contacts }))
+            .map_err(status)
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::ChatMessage>, Status> {
+        let request = request.into_inner();
+        self.messaging
+            .send_message(&request.to, &request.text, request.action)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        self.messaging
+            .history(&request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn list_conversations(
+        &self,
+        _: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        self.messaging
+            .conversations()
+            .await
+            .map(|conversations| Response::new(pb::ListConversationsResponse { conversations }))
+            .map_err(status)
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let request = request.into_inner();
+        self.messaging
+            .mark_read(&request.conversation_id, &request.up_to)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.messaging
+            .search(&request.into_inner())
+            .await
+            .map(|messages| Response::new(pb::SearchResponse { messages }))
+            .map_err(status)
     }
 }
 

@@ -229,7 +229,11 @@ fn sasl_ssl_reads_the_password_from_env_or_file_and_never_shows_it() {
 
     let (result, _dir) = load_with(
         Some("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_username = \"alice\"\n"),
-        &[("KIRC_KAFKA_SASL_PASSWORD", "hunter2")],
+        &[
+            ("KIRC_KAFKA_SASL_PASSWORD", "hunter2"),
+            ("KIRC_PUBLIC_USERNAME", "kirc-public"),
+            ("KIRC_PUBLIC_PASSWORD", "shared-with-contacts"),
+        ],
     );
     let config = result.unwrap();
     let KafkaSecurity::SaslSsl { password, .. } = &config.kafka.security else {
@@ -237,6 +241,7 @@ fn sasl_ssl_reads_the_password_from_env_or_file_and_never_shows_it() {
     };
     assert_eq!(password.expose_secret(), "hunter2");
     assert!(!format!("{config:?}").contains("hunter2"));
+    assert!(!format!("{config:?}").contains("shared-with-contacts"));
     assert!(
         config
             .values
@@ -249,7 +254,7 @@ fn sasl_ssl_reads_the_password_from_env_or_file_and_never_shows_it() {
     std::fs::write(&secret_file, "from-file\n").unwrap();
     let (result, _dir) = load_with(
         Some(&format!(
-            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_username = \"alice\"\nsasl_password_file = \"{}\"\n",
+            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_username = \"alice\"\nsasl_password_file = \"{}\"\n[public]\nsecurity_protocol = \"plaintext\"\n",
             secret_file.display()
         )),
         &[],

@@ -97,6 +97,8 @@ impl ClientContext for KafkaContext {
     }
 }
 
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}
+
 impl ProducerContext for KafkaContext {
     type DeliveryOpaque = ();
 

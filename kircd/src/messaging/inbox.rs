@@ -1,0 +1,406 @@
+//! The inbox worker: consumes the own `data-in` and `rpc-in` in batches,
+//! checks each record (size, format, version, recipient, sender, signature,
+//! decryption), stores what is good in one statement per batch, publishes
+//! the events, and only then stores the offsets. A bad record is counted,
+//! quarantined where useful, logged, and skipped; it never stops the worker or
+//! the records behind it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use kirc_proto::v1::event::Kind as EventKind;
+use kirc_proto::wire::v1 as wire;
+use prost::Message as _;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::OwnedMessage;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Messaging, MessagingError, links};
+use crate::contacts;
+use crate::envelope::{self, Header, Rejection};
+use crate::identity::ActorId;
+use crate::store::{self, ContactRecord, ContactState, Incoming, MessageState, Quarantined};
+use crate::supervise::Backoff;
+
+/// Records handled together: one database statement and one receipt per
+/// sender per batch.
+const BATCH_MAX: usize = 1000;
+
+pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
+    let topics = messaging.config.kafka.topics.clone();
+    let consumer = match links::consumer(&messaging.config.kafka, messaging.me, "inbox") {
+        Ok(consumer) => consumer,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot create the inbox consumer");
+            return;
+        }
+    };
+    if let Err(err) = consumer.subscribe(&[&topics.data_in, &topics.rpc_in]) {
+        tracing::error!(error = %err, "cannot subscribe the inbox consumer");
+        return;
+    }
+    let health = messaging.config.health.clone();
+    'outer: loop {
+        let first = tokio::select! {
+            () = cancel.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let mut batch = Vec::new();
+        match first {
+            Ok(record) => batch.push(record.detach()),
+            Err(err) => {
+                tracing::debug!(error = %err, "inbox consumer error");
+                continue;
+            }
+        }
+        // Whatever else is already fetched joins the batch.
+        while batch.len() < BATCH_MAX {
+            match consumer.recv().now_or_never() {
+                Some(Ok(record)) => batch.push(record.detach()),
+                _ => break,
+            }
+        }
+        let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
+        loop {
+            match process(&messaging, &batch).await {
+                Ok(()) => break,
+                Err(err) => {
+                    // Nothing of the batch is acknowledged: it is processed
+                    // again (storing is idempotent) once the database is back.
+                    tracing::warn!(error = %err, records = batch.len(), "cannot store the inbox batch; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => break 'outer,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+        for record in &batch {
+            if let Err(err) =
+                consumer.store_offset(record.topic(), record.partition(), record.offset())
+            {
+                tracing::warn!(error = %err, "could not store an inbox offset");
+            }
+        }
+    }
+    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %err, "final inbox commit");
+    }
+}
+
+/// What one record turned out to be.
+enum Checked {
+    Chat(Incoming),
+    Control(Header, wire::Envelope),
+}
+
+struct Rejected {
+    rejection: Rejection,
+    sender: Option<ActorId>,
+    message_id: Option<Uuid>,
+}
+
+impl Rejected {
+    fn plain(rejection: Rejection) -> Self {
+        Rejected {
+            rejection,
+            sender: None,
+            message_id: None,
+        }
+    }
+
+    fn of(rejection: Rejection, header: &Header) -> Self {
+        Rejected {
+            rejection,
+            sender: Some(header.sender),
+            message_id: Some(header.message_id),
+        }
+    }
+}
+
+async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), MessagingError> {
+    let data_in = &messaging.config.kafka.topics.data_in;
+    let mut chats = Vec::new();
+    let mut controls = Vec::new();
+    let mut counts_changed = false;
+    for record in batch {
+        let bytes = record.payload().unwrap_or_default();
+        let is_data = record.topic() == data_in;
+        match check(messaging, record, is_data) {
+            Ok(Checked::Chat(incoming)) => chats.push(incoming),
+            Ok(Checked::Control(header, envelope)) => controls.push((record, header, envelope)),
+            Err(rejected) => {
+                reject(messaging, record, bytes, &rejected).await?;
+                counts_changed = true;
+            }
+        }
+    }
+
+    let stored = store::insert_incoming(&messaging.pool, &chats).await?;
+    for message in &stored.added {
+        messaging
+            .hub
+            .publish_event(EventKind::MessageAdded(message.clone()));
+    }
+    for id in &stored.replayed {
+        messaging.rejections.add(Rejection::Replay);
+        counts_changed = true;
+        tracing::warn!(message_id = %id, "rejected a replayed message: already stored from elsewhere");
+    }
+    // Received receipts, one per sender, for what is now stored (a
+    // redelivered message is acknowledged again: the first receipt may have
+    // been lost with a crash).
+    let replayed: std::collections::HashSet<Uuid> = stored.replayed.iter().copied().collect();
+    let mut by_sender: HashMap<ActorId, Vec<Uuid>> = HashMap::new();
+    for chat in chats.iter().filter(|chat| !replayed.contains(&chat.id)) {
+        by_sender.entry(chat.sender).or_default().push(chat.id);
+    }
+    for (sender, ids) in by_sender {
+        if let Some(contact) = messaging.known(&sender)
+            && contact.state == ContactState::Accepted
+        {
+            messaging
+                .send_receipt(&contact, wire::ReceiptKind::Received, &ids)
+                .await?;
+        }
+    }
+
+    for (record, header, envelope) in controls {
+        if let Err(rejected) = control(messaging, &header, &envelope).await? {
+            reject(
+                messaging,
+                record,
+                record.payload().unwrap_or_default(),
+                &rejected,
+            )
+            .await?;
+            counts_changed = true;
+        }
+    }
+    if counts_changed {
+        messaging.publish_rejections();
+    }
+    Ok(())
+}
+
+async fn reject(
+    messaging: &Messaging,
+    record: &OwnedMessage,
+    bytes: &[u8],
+    rejected: &Rejected,
+) -> Result<(), MessagingError> {
+    messaging.rejections.add(rejected.rejection);
+    tracing::warn!(
+        reason = rejected.rejection.reason(),
+        topic = record.topic(),
+        partition = record.partition(),
+        offset = record.offset(),
+        sender = ?rejected.sender,
+        "rejected an inbound record"
+    );
+    // A replay is the copy of something already stored: nothing to inspect.
+    if rejected.rejection != Rejection::Replay {
+        store::quarantine(
+            &messaging.pool,
+            &Quarantined {
+                topic: record.topic(),
+                partition: record.partition(),
+                offset: record.offset(),
+                reason: rejected.rejection.reason(),
+                sender: rejected.sender,
+                message_id: rejected.message_id,
+                bytes,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The checks that need no database: format, recipient, sender, signature,
+/// decryption of chat messages.
+fn check(messaging: &Messaging, record: &OwnedMessage, is_data: bool) -> Result<Checked, Rejected> {
+    let bytes = record.payload().unwrap_or_default();
+    let (envelope, header) = envelope::parse(bytes, messaging.me).map_err(Rejected::plain)?;
+    match (is_data, header.kind) {
+        (true, wire::Kind::Chat) => {}
+        // Control kinds belong on rpc-in, chat on data-in.
+        (false, wire::Kind::Chat) | (true, _) => {
+            return Err(Rejected::of(Rejection::Malformed, &header));
+        }
+        (false, _) => return Ok(Checked::Control(header, envelope)),
+    }
+    let contact = sender_contact(messaging, &header)?;
+    envelope::verify(&envelope, &contact.signing_key)
+        .map_err(|rejection| Rejected::of(rejection, &header))?;
+    let payload = envelope::open(&envelope, &header, &messaging.identity, &contact.box_key)
+        .map_err(|rejection| Rejected::of(rejection, &header))?;
+    let chat = wire::ChatPayload::decode(payload.as_slice())
+        .map_err(|_| Rejected::of(Rejection::Undecryptable, &header))?;
+    Ok(Checked::Chat(Incoming {
+        id: header.message_id,
+        conversation_id: contact.conversation_id,
+        sender: header.sender,
+        action: chat.action,
+        body: chat.text,
+        created_at_unix_ms: header.created_at_unix_ms(),
+        partition: record.partition(),
+        offset: record.offset(),
+    }))
+}
+
+/// The sender as a contact that may write to us.
+fn sender_contact(messaging: &Messaging, header: &Header) -> Result<ContactRecord, Rejected> {
+    match messaging.known(&header.sender) {
+        None => Err(Rejected::of(Rejection::Stranger, header)),
+        Some(contact) if contact.state == ContactState::Blocked => {
+            Err(Rejected::of(Rejection::Blocked, header))
+        }
+        Some(contact) => Ok(contact),
+    }
+}
+
+/// Handles one control envelope. The outer error is a database failure (the
+/// batch is retried); the inner one a rejection of this record.
+async fn control(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    match header.kind {
+        wire::Kind::ContactRequest => contact_request(messaging, header, envelope).await,
+        wire::Kind::ContactAccepted => contact_accepted(messaging, header, envelope).await,
+        wire::Kind::Receipt => receipt(messaging, header, envelope).await,
+        wire::Kind::Chat => Ok(Err(Rejected::of(Rejection::Malformed, header))),
+    }
+}
+
+async fn contact_request(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    let reject = |rejection| Ok(Err(Rejected::of(rejection, header)));
+    let Ok(payload) = envelope::open_anonymous(envelope, &messaging.identity) else {
+        return reject(Rejection::Undecryptable);
+    };
+    let Ok(request) = wire::ContactRequest::decode(payload.as_slice()) else {
+        return reject(Rejection::Undecryptable);
+    };
+    let Some(profile) = request
+        .profile
+        .as_ref()
+        .and_then(|signed| contacts::verify_profile(signed).ok())
+    else {
+        return reject(Rejection::BadSignature);
+    };
+    // The envelope must come from the actor the profile describes.
+    if profile.actor_id != header.sender
+        || envelope::verify(envelope, &profile.signing_key).is_err()
+    {
+        return reject(Rejection::BadSignature);
+    }
+    if let Some(existing) = messaging.known(&header.sender)
+        && existing.state == ContactState::Blocked
+    {
+        return reject(Rejection::Blocked);
+    }
+    let claim = if request.invite_secret.is_empty() {
+        store::InviteClaim::Unknown
+    } else {
+        store::claim_invite(
+            &messaging.pool,
+            &contacts::secret_hash(&request.invite_secret),
+            header.sender,
+        )
+        .await?
+    };
+    let state = if claim == store::InviteClaim::Valid {
+        ContactState::Accepted
+    } else {
+        ContactState::Request
+    };
+    let contact = store::save_contact(&messaging.pool, messaging.me, &profile, state, true).await?;
+    tracing::info!(contact = %contact.display_name, ?claim, state = ?contact.state, "contact request");
+    messaging.remember(&contact);
+    if contact.state == ContactState::Accepted {
+        messaging.send_accepted(&contact).await?;
+    }
+    Ok(Ok(()))
+}
+
+async fn contact_accepted(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    let contact = match sender_contact(messaging, header) {
+        Ok(contact) => contact,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    let reject = |rejection| Ok(Err(Rejected::of(rejection, header)));
+    if envelope::verify(envelope, &contact.signing_key).is_err() {
+        return reject(Rejection::BadSignature);
+    }
+    let Ok(payload) = envelope::open(envelope, header, &messaging.identity, &contact.box_key)
+    else {
+        return reject(Rejection::Undecryptable);
+    };
+    let Ok(accepted) = wire::ContactAccepted::decode(payload.as_slice()) else {
+        return reject(Rejection::Undecryptable);
+    };
+    let Some(profile) = accepted
+        .profile
+        .as_ref()
+        .and_then(|signed| contacts::verify_profile(signed).ok())
+    else {
+        return reject(Rejection::BadSignature);
+    };
+    if profile.actor_id != header.sender {
+        return reject(Rejection::BadSignature);
+    }
+    let contact =
+        store::save_contact(&messaging.pool, messaging.me, &profile, contact.state, true).await?;
+    messaging.remember(&contact);
+    Ok(Ok(()))
+}
+
+async fn receipt(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    let contact = match sender_contact(messaging, header) {
+        Ok(contact) => contact,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    let reject = |rejection| Ok(Err(Rejected::of(rejection, header)));
+    if envelope::verify(envelope, &contact.signing_key).is_err() {
+        return reject(Rejection::BadSignature);
+    }
+    let Ok(payload) = envelope::open(envelope, header, &messaging.identity, &contact.box_key)
+    else {
+        return reject(Rejection::Undecryptable);
+    };
+    let Ok(receipt) = wire::Receipt::decode(payload.as_slice()) else {
+        return reject(Rejection::Undecryptable);
+    };
+    let ids: Vec<Uuid> = receipt
+        .message_ids
+        .iter()
+        .filter_map(|id| Uuid::from_slice(id).ok())
+        .collect();
+    let (state, kind) = match wire::ReceiptKind::try_from(receipt.kind) {
+        Ok(wire::ReceiptKind::Read) => (MessageState::Read, "read"),
+        _ => (MessageState::Received, "received"),
+    };
+    // Only our messages in the conversation with this contact: a contact
+    // cannot mark messages to others.
+    let ids = store::outgoing_in(&messaging.pool, contact.conversation_id, &ids).await?;
+    store::insert_receipts(&messaging.pool, &ids, kind).await?;
+    messaging.advance(&ids, state).await?;
+    Ok(Ok(()))
+}

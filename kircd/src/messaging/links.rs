@@ -1,0 +1,206 @@
+//! Kafka clients of the messaging core: the producer to this actor's own
+//! outbox topics, producers to peers' clusters (one per distinct cluster and
+//! credential), and the consumers of the own topics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kirc_proto::wire::v1 as wire;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::KafkaConfig;
+use crate::identity::ActorId;
+use crate::kafka::{KafkaContext, client_config};
+
+/// How long a produce may wait in librdkafka before it fails and the caller
+/// retries with its own backoff (and, for peers, a fresh look at the
+/// contact's profile).
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Producer settings shared by the outbox and peer producers: idempotent
+/// (no duplicates or reordering from retries), acknowledged by all replicas,
+/// sent at once.
+fn producer_settings(config: &mut ClientConfig) {
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set(
+            "message.timeout.ms",
+            PRODUCE_TIMEOUT.as_millis().to_string(),
+        )
+        // An idle daemon keeps at most this much of its own messages in
+        // librdkafka's queue; it bounds memory, not throughput.
+        .set("queue.buffering.max.kbytes", "16384");
+}
+
+/// A producer to the actor's own cluster (data-out, rpc-out).
+#[derive(Clone)]
+pub struct Outbox {
+    producer: FutureProducer<KafkaContext>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    pub fn new(config: &KafkaConfig, actor: ActorId) -> Result<Self, KafkaError> {
+        let mut settings = client_config(config, &format!("kircd-{actor}-outbox"));
+        producer_settings(&mut settings);
+        Ok(Outbox {
+            producer: FutureProducer::from_config_and_context(&settings, KafkaContext::default())?,
+        })
+    }
+
+    /// Produces one record and waits for the broker's acknowledgement.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(i32, i64), KafkaError> {
+        produce(&self.producer, topic, key, value).await
+    }
+
+    /// Waits for everything queued to be acknowledged (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = rdkafka::producer::Producer::flush(&self.producer, timeout) {
+            tracing::warn!(error = %err, "outbox flush did not complete");
+        }
+    }
+}
+
+async fn produce(
+    producer: &FutureProducer<KafkaContext>,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(i32, i64), KafkaError> {
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(value),
+            Duration::ZERO,
+        )
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .map_err(|(err, _)| err)
+}
+
+/// What identifies a peer cluster connection: the same cluster with the same
+/// credential shares one producer.
+fn access_key(access: &wire::KafkaAccess) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        access.bootstrap_servers, access.security_protocol, access.sasl_mechanism, access.username
+    )
+}
+
+fn peer_config(access: &wire::KafkaAccess, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &access.bootstrap_servers)
+        .set("client.id", client_id)
+        .set("security.protocol", &access.security_protocol)
+        .set("reconnect.backoff.max.ms", "10000")
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    if access.security_protocol == "sasl_ssl" {
+        config
+            .set("sasl.mechanisms", &access.sasl_mechanism)
+            .set("sasl.username", &access.username)
+            .set("sasl.password", &access.password);
+    }
+    if !access.ca_pem.is_empty() {
+        config.set("ssl.ca.pem", &access.ca_pem);
+    }
+    producer_settings(&mut config);
+    config
+}
+
+/// Producers to peers' clusters, made on first use.
+#[derive(Clone, Default)]
+pub struct PeerProducers {
+    producers: Arc<Mutex<HashMap<String, FutureProducer<KafkaContext>>>>,
+}
+
+impl std::fmt::Debug for PeerProducers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerProducers").finish_non_exhaustive()
+    }
+}
+
+impl PeerProducers {
+    fn producer(
+        &self,
+        access: &wire::KafkaAccess,
+        me: ActorId,
+    ) -> Result<FutureProducer<KafkaContext>, KafkaError> {
+        let key = access_key(access);
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(producer) = producers.get(&key) {
+            return Ok(producer.clone());
+        }
+        let producer: FutureProducer<KafkaContext> = FutureProducer::from_config_and_context(
+            &peer_config(access, &format!("kircd-{me}-peer")),
+            KafkaContext::default(),
+        )?;
+        producers.insert(key, producer.clone());
+        Ok(producer)
+    }
+
+    /// Produces to a peer's topic and waits for its broker's acknowledgement.
+    pub async fn produce(
+        &self,
+        access: &wire::KafkaAccess,
+        me: ActorId,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), KafkaError> {
+        let producer = self.producer(access, me)?;
+        produce(&producer, topic, key, value).await.map(drop)
+    }
+
+    /// Drops the producer of `access` (after failures, so that a changed DNS
+    /// or a replaced cluster gets a fresh connection).
+    pub fn forget(&self, access: &wire::KafkaAccess) {
+        self.producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&access_key(access));
+    }
+}
+
+/// A consumer of own topics that stores offsets only when told to (after the
+/// record's effect is durable) and commits them in the background.
+pub fn consumer(
+    config: &KafkaConfig,
+    actor: ActorId,
+    role: &str,
+) -> Result<StreamConsumer<KafkaContext>, KafkaError> {
+    let mut settings = client_config(config, &format!("kircd-{actor}-{role}"));
+    settings
+        .set("group.id", format!("kircd.{actor}.{role}"))
+        // Static membership: a restarted kircd takes its partitions back at
+        // once instead of waiting for its predecessor's session to expire.
+        .set("group.instance.id", format!("kircd.{actor}.{role}"))
+        .set("session.timeout.ms", "30000")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        // Bounds what librdkafka prefetches per partition.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.wait.max.ms", "100");
+    StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
+}
