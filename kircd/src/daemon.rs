@@ -27,6 +27,10 @@ use crate::{api, postgres, supervise, systemd, valkey};
 /// How long open API calls may take to finish at shutdown.
 const API_GRACE: Duration = Duration::from_secs(3);
 
+/// The longest kircd waits for its backends before telling systemd it is
+/// ready anyway; systemd's default start timeout is 90 s.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Signals are caught from the start, so that a stop during start-up is
     // orderly too.
@@ -90,15 +94,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let messaging_stop = CancellationToken::new();
     let messaging_task = messaging::spawn(Arc::clone(&messaging), messaging_stop.clone());
 
-    let api = api::spawn(listener, Arc::clone(&hub), messaging);
+    let api = api::spawn(listener, Arc::clone(&hub), Arc::clone(&messaging));
     let systemd_stop = CancellationToken::new();
     let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
-    systemd::ready();
-    tracing::info!("ready");
 
-    let reason = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
+    // READY once commands work (the database is reached and the state
+    // loaded), but no later than READY_DEADLINE: a backend that is down at
+    // boot is then reported like any outage, instead of systemd killing and
+    // restarting kircd in a loop.
+    let stop_during_start = tokio::select! {
+        () = messaging.wait_ready() => None,
+        () = tokio::time::sleep(READY_DEADLINE) => {
+            tracing::warn!(after = ?READY_DEADLINE, "not all backends are reachable yet; serving anyway and retrying");
+            None
+        }
+        _ = sigterm.recv() => Some("SIGTERM"),
+        _ = sigint.recv() => Some("SIGINT"),
+    };
+    let reason = match stop_during_start {
+        Some(reason) => reason,
+        None => {
+            systemd::ready();
+            tracing::info!("ready");
+            tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            }
+        }
     };
     tracing::info!(signal = reason, "stopping");
 

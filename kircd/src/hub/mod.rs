@@ -39,6 +39,7 @@ struct Inner {
     actor_id: String,
     display_name: String,
     rejected: Vec<RejectionCount>,
+    ready: bool,
 }
 
 #[derive(Debug)]
@@ -86,6 +87,7 @@ impl Hub {
                 actor_id: String::new(),
                 display_name: String::new(),
                 rejected: Vec::new(),
+                ready: false,
             }),
             live,
             history_capacity,
@@ -128,6 +130,7 @@ impl Hub {
             actor_id: inner.actor_id.clone(),
             display_name: inner.display_name.clone(),
             rejected: inner.rejected.clone(),
+            ready: inner.ready,
         }
     }
 
@@ -266,10 +269,12 @@ impl Hub {
         inner.display_name = display_name;
     }
 
-    /// Replaces contacts and conversations (loaded from the database) and
-    /// tells subscribers with a fresh snapshot in the stream.
+    /// Replaces contacts and conversations (loaded from the database), marks
+    /// the daemon ready, and tells subscribers with a fresh snapshot in the
+    /// stream.
     pub fn load_view(&self, contacts: Vec<pb::Contact>, conversations: Vec<pb::Conversation>) {
         let mut inner = self.lock();
+        inner.ready = true;
         inner.view.contacts = contacts;
         inner.view.conversations = conversations;
         let snapshot = self.snapshot_of(&inner);

@@ -110,6 +110,9 @@ pub struct Messaging {
     contacts: RwLock<HashMap<ActorId, ContactRecord>>,
     rejections: Rejections,
     ready: AtomicBool,
+    /// Becomes true once, when `ready` does; the daemon waits on it before
+    /// telling systemd it is ready.
+    ready_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Messaging {
@@ -147,6 +150,7 @@ impl Messaging {
             contacts: RwLock::new(HashMap::new()),
             rejections: Rejections::default(),
             ready: AtomicBool::new(false),
+            ready_signal: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -606,6 +610,13 @@ impl Messaging {
         Ok(())
     }
 
+    /// Waits until the messaging core has loaded.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready_signal.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
     pub fn rejections(&self) -> &Rejections {
         &self.rejections
     }
@@ -632,11 +643,12 @@ impl Messaging {
             );
         }
         let conversations = store::conversations(&self.pool, self.me).await?;
+        self.ready.store(true, Ordering::Release);
         self.hub.load_view(
             contacts.iter().map(ContactRecord::to_pb).collect(),
             conversations,
         );
-        self.ready.store(true, Ordering::Release);
+        self.ready_signal.send_replace(true);
         let pending = store::pending_outgoing(&self.pool).await?;
         if !pending.is_empty() {
             tracing::info!(
