@@ -122,7 +122,7 @@ async fn follow(
                     *position = Position::default();
                     return lost(format!("resynchronising: {gap}"), true);
                 }
-                if messages.send(Msg::Event(event)).await.is_err() {
+                if messages.send(Msg::Event(Box::new(event))).await.is_err() {
                     return Followed::Quit;
                 }
             }

@@ -11,7 +11,7 @@ use crate::state::{Link, State};
 pub enum Msg {
     Key(KeyEvent),
     Link(Link),
-    Event(pb::Event),
+    Event(Box<pb::Event>),
 }
 
 pub fn update(state: &mut State, msg: Msg) {
@@ -23,7 +23,7 @@ pub fn update(state: &mut State, msg: Msg) {
             }
             state.link = link;
         }
-        Msg::Event(event) => apply_event(state, event),
+        Msg::Event(event) => apply_event(state, *event),
     }
 }
 
@@ -78,10 +78,10 @@ mod tests {
     #[test]
     fn backend_change_replaces_that_backend_only() {
         let mut state = state();
-        update(&mut state, Msg::Event(snapshot(4)));
+        update(&mut state, Msg::Event(Box::new(snapshot(4))));
         update(
             &mut state,
-            Msg::Event(pb::Event {
+            Msg::Event(Box::new(pb::Event {
                 seq: 5,
                 at_unix_ms: 0,
                 kind: Some(Kind::BackendChanged(BackendStatus {
@@ -90,7 +90,7 @@ mod tests {
                     last_error: "refused".into(),
                     ..BackendStatus::default()
                 })),
-            }),
+            })),
         );
         let status = state.view.status.as_ref().unwrap();
         assert_eq!(status.backends.len(), 1);
@@ -122,16 +122,16 @@ mod tests {
     #[test]
     fn status_survives_a_disconnect_and_stopping_clears_on_reconnect() {
         let mut state = state();
-        update(&mut state, Msg::Event(snapshot(1)));
+        update(&mut state, Msg::Event(Box::new(snapshot(1))));
         update(
             &mut state,
-            Msg::Event(pb::Event {
+            Msg::Event(Box::new(pb::Event {
                 seq: 2,
                 at_unix_ms: 0,
                 kind: Some(Kind::ShuttingDown(pb::ShuttingDown {
                     reason: "SIGTERM".into(),
                 })),
-            }),
+            })),
         );
         update(
             &mut state,

@@ -1,6 +1,7 @@
 //! The real kirc-tui binary in a real pty (tmux), attached to a real kircd on
 //! the local stack: it shows the status, survives a daemon restart, and gives
 //! the terminal back on exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

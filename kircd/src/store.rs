@@ -605,7 +605,7 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     }
     stored.added.sort_by_key(|message| message.seq);
     let mut latest: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-    for message in &batch[..] {
+    for message in batch {
         let entry = latest
             .entry(message.conversation_id)
             .or_insert(message.created_at_unix_ms);

@@ -1,5 +1,6 @@
 //! kircd against the real local stack, driven over its real socket.
 //! Needs `dev/stack up` (the README's test command does it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Two (or three) real kircd processes on the local stack exchanging invites
 //! and messages over their real sockets and real Kafka topics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! This file stops the shared local stack's services, so it holds a single
 //! test: cargo runs test binaries one after another, and the tests inside
 //! this binary cannot race each other.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
