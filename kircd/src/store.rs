@@ -194,6 +194,22 @@ pub async fn ensure_profile(
     }
 }
 
+/// The profile last sent to contacts, if any.
+pub async fn published_profile(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT published_profile FROM profile")
+        .fetch_optional(pool)
+        .await?
+        .flatten())
+}
+
+pub async fn set_published_profile(pool: &PgPool, profile: &[u8]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE profile SET published_profile = $1")
+        .bind(profile)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------ contacts
 
 macro_rules! contact_columns {

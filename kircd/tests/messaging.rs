@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, ContactState, MessageState};
-use kirc_testkit::{Actor, Daemon, Watcher};
+use kirc_testkit::{Actor, Daemon, Watcher, history_all, send};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -63,46 +63,6 @@ async fn contacts() -> Pair {
         bob,
         alice_daemon,
         bob_daemon,
-    }
-}
-
-async fn send(daemon: &Daemon, to: &str, text: &str) -> pb::ChatMessage {
-    daemon
-        .client()
-        .await
-        .send_message(pb::SendMessageRequest {
-            to: to.to_owned(),
-            text: text.to_owned(),
-            action: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn history_all(daemon: &Daemon, conversation: &str) -> Vec<pb::ChatMessage> {
-    let mut client = daemon.client().await;
-    let mut messages = Vec::new();
-    let mut anchor = None;
-    loop {
-        let page = client
-            .get_history(pb::GetHistoryRequest {
-                conversation_id: conversation.to_owned(),
-                anchor: anchor.clone(),
-                limit: 500,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let more = page.more_before;
-        let first = page.messages.first().map(|message| message.id.clone());
-        let mut page_messages = page.messages;
-        page_messages.append(&mut messages);
-        messages = page_messages;
-        match (more, first) {
-            (true, Some(first)) => anchor = Some(pb::get_history_request::Anchor::Before(first)),
-            _ => return messages,
-        }
     }
 }
 

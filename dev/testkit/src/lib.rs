@@ -617,3 +617,97 @@ impl Drop for Tmux {
             .output();
     }
 }
+
+/// Makes `inviter` and `adder` contacts: `inviter` creates an invite, `adder`
+/// adds it, and both wait until each side shows the other as accepted.
+pub async fn befriend(inviter: (&Actor, &Daemon), adder: (&Actor, &Daemon)) {
+    let wait = Duration::from_secs(60);
+    let mut inviter_watch = inviter.1.watch().await;
+    let mut adder_watch = adder.1.watch().await;
+    let token = inviter
+        .1
+        .client()
+        .await
+        .create_invite(pb::CreateInviteRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    adder
+        .1
+        .client()
+        .await
+        .add_contact(pb::AddContactRequest { token })
+        .await
+        .unwrap();
+    let accepted = |id: &str| {
+        let id = id.to_owned();
+        move |view: &DaemonView| {
+            view.contact(&id).is_some_and(|contact| {
+                contact.state == pb::ContactState::Accepted as i32 && contact.peer_accepted
+            })
+        }
+    };
+    inviter_watch
+        .wait_for(
+            "the adder accepted at the inviter",
+            wait,
+            accepted(&adder.0.actor_id),
+        )
+        .await;
+    adder_watch
+        .wait_for(
+            "the inviter confirmed at the adder",
+            wait,
+            accepted(&inviter.0.actor_id),
+        )
+        .await;
+}
+
+/// Sends a text message and returns it as stored (QUEUED).
+pub async fn send(daemon: &Daemon, to: &str, text: &str) -> pb::ChatMessage {
+    try_send(daemon, to, text).await.unwrap()
+}
+
+pub async fn try_send(
+    daemon: &Daemon,
+    to: &str,
+    text: &str,
+) -> Result<pb::ChatMessage, tonic::Status> {
+    kirc_proto::connect(&daemon.socket)
+        .await
+        .map_err(|err| tonic::Status::unavailable(err.to_string()))?
+        .send_message(pb::SendMessageRequest {
+            to: to.to_owned(),
+            text: text.to_owned(),
+            action: false,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The whole history of a conversation, oldest first, read page by page.
+pub async fn history_all(daemon: &Daemon, conversation: &str) -> Vec<pb::ChatMessage> {
+    let mut client = daemon.client().await;
+    let mut messages = Vec::new();
+    let mut anchor = None;
+    loop {
+        let page = client
+            .get_history(pb::GetHistoryRequest {
+                conversation_id: conversation.to_owned(),
+                anchor: anchor.clone(),
+                limit: 500,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = page.messages.first().map(|message| message.id.clone());
+        let mut page_messages = page.messages;
+        page_messages.append(&mut messages);
+        messages = page_messages;
+        match (page.more_before, first) {
+            (true, Some(first)) => anchor = Some(pb::get_history_request::Anchor::Before(first)),
+            _ => return messages,
+        }
+    }
+}

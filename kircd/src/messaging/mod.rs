@@ -610,6 +610,40 @@ impl Messaging {
         Ok(())
     }
 
+    /// Sends the current profile to every contact if it changed since it was
+    /// last sent (a new address, credential or display name), so that they
+    /// reach this actor where it is now.
+    async fn publish_profile_if_changed(
+        &self,
+        contacts: &[ContactRecord],
+    ) -> Result<(), MessagingError> {
+        let mut current = wire::PublicProfile::decode(self.signed_profile().profile.as_slice())
+            .unwrap_or_default();
+        current.updated_at_unix_ms = 0;
+        let current = current.encode_to_vec();
+        let published = store::published_profile(&self.pool).await?;
+        if published.as_deref() == Some(current.as_slice()) {
+            return Ok(());
+        }
+        // The first start has nobody to tell; later changes go to everyone
+        // who accepted us.
+        let recipients: Vec<&ContactRecord> = contacts
+            .iter()
+            .filter(|contact| contact.state == ContactState::Accepted)
+            .collect();
+        if published.is_some() {
+            tracing::info!(
+                contacts = recipients.len(),
+                "the public profile changed; sending it to contacts"
+            );
+            for contact in recipients {
+                self.send_accepted(contact).await?;
+            }
+        }
+        store::set_published_profile(&self.pool, &current).await?;
+        Ok(())
+    }
+
     /// Waits until the messaging core has loaded.
     pub async fn wait_ready(&self) {
         let mut ready = self.ready_signal.subscribe();
@@ -649,6 +683,7 @@ impl Messaging {
             conversations,
         );
         self.ready_signal.send_replace(true);
+        self.publish_profile_if_changed(&contacts).await?;
         let pending = store::pending_outgoing(&self.pool).await?;
         if !pending.is_empty() {
             tracing::info!(
