@@ -193,19 +193,35 @@ fn unsigned(
     }
 }
 
-/// Seals `payload` for a known recipient: boxed to its box key, signed.
+/// The box between this actor and one peer: the X25519 agreement is done
+/// once per contact, not once per message.
+pub struct PairKey(ChaChaBox);
+
+impl std::fmt::Debug for PairKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairKey(..)")
+    }
+}
+
+impl PairKey {
+    pub fn new(me: &Identity, peer_box: &crypto_box::PublicKey) -> Self {
+        PairKey(ChaChaBox::new(peer_box, me.box_secret()))
+    }
+}
+
+/// Seals `payload` for a known recipient: boxed with the pair's key, signed.
 pub fn seal(
     sender: &Identity,
     recipient: ActorId,
-    recipient_box: &crypto_box::PublicKey,
+    pair: &PairKey,
     kind: wire::Kind,
     message_id: Uuid,
     payload: &[u8],
 ) -> Vec<u8> {
-    let cipher = ChaChaBox::new(recipient_box, sender.box_secret());
     // Encryption with a valid key and nonce cannot fail for in-memory
     // payloads; an empty ciphertext would be rejected by the receiver.
-    let ciphertext = cipher
+    let ciphertext = pair
+        .0
         .encrypt(&nonce(&message_id, &sender.id()), payload)
         .unwrap_or_default();
     sign_and_encode(
@@ -276,10 +292,9 @@ pub fn verify(envelope: &wire::Envelope, sender_key: &VerifyingKey) -> Result<()
 pub fn open(
     envelope: &wire::Envelope,
     header: &Header,
-    me: &Identity,
-    sender_box: &crypto_box::PublicKey,
+    pair: &PairKey,
 ) -> Result<Vec<u8>, Rejection> {
-    ChaChaBox::new(sender_box, me.box_secret())
+    pair.0
         .decrypt(
             &nonce(&header.message_id, &header.sender),
             envelope.ciphertext.as_slice(),
@@ -315,7 +330,7 @@ mod tests {
         let bytes = seal(
             &alice,
             bob.id(),
-            &bob.box_key(),
+            &PairKey::new(&alice, &bob.box_key()),
             wire::Kind::Chat,
             id,
             &chat("hello"),
@@ -329,7 +344,7 @@ mod tests {
                 < 5_000
         );
         verify(&envelope, &alice.signing_key()).unwrap();
-        let payload = open(&envelope, &header, &bob, &alice.box_key()).unwrap();
+        let payload = open(&envelope, &header, &PairKey::new(&bob, &alice.box_key())).unwrap();
         assert_eq!(
             wire::ChatPayload::decode(payload.as_slice()).unwrap().text,
             "hello"
@@ -364,7 +379,7 @@ mod tests {
         let good = seal(
             &alice,
             bob.id(),
-            &bob.box_key(),
+            &PairKey::new(&alice, &bob.box_key()),
             wire::Kind::Chat,
             new_message_id(),
             &chat("x"),
@@ -415,14 +430,14 @@ mod tests {
         let bytes = seal(
             &alice,
             bob.id(),
-            &bob.box_key(),
+            &PairKey::new(&alice, &bob.box_key()),
             wire::Kind::Chat,
             new_message_id(),
             &chat("secret"),
         );
         let (envelope, header) = parse(&bytes, bob.id()).unwrap();
         assert_eq!(
-            open(&envelope, &header, &eve, &alice.box_key()),
+            open(&envelope, &header, &PairKey::new(&eve, &alice.box_key())),
             Err(Rejection::Undecryptable)
         );
     }
@@ -465,7 +480,7 @@ mod tests {
             let bytes = seal(
                 &alice,
                 bob.id(),
-                &bob.box_key(),
+                &PairKey::new(&alice, &bob.box_key()),
                 wire::Kind::Chat,
                 new_message_id(),
                 &chat(&text),

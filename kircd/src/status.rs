@@ -88,6 +88,23 @@ pub fn render_status(status: &pb::Status) -> String {
             }
         );
     }
+    if !status.actor_id.is_empty() {
+        let _ = writeln!(
+            out,
+            "  actor     {} ({}){}",
+            status.display_name,
+            status.actor_id,
+            if status.ready { "" } else { " — starting" }
+        );
+    }
+    if !status.rejected.is_empty() {
+        let counts: Vec<String> = status
+            .rejected
+            .iter()
+            .map(|count| format!("{} {}", count.reason, count.count))
+            .collect();
+        let _ = writeln!(out, "  rejected  {}", counts.join(", "));
+    }
     if status.refused_connections > 0 {
         let _ = writeln!(
             out,

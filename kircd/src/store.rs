@@ -6,12 +6,12 @@ use ed25519_dalek::VerifyingKey;
 use kirc_proto::v1 as pb;
 use kirc_proto::wire::v1 as wire;
 use prost::Message;
+use sqlx::Row;
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::contacts::{VerifiedProfile, verify_profile};
-use crate::envelope::conversation_id;
+use crate::envelope::{PairKey, conversation_id};
 use crate::identity::{ActorId, Identity};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,8 @@ pub struct ContactRecord {
     pub peer_accepted: bool,
     pub added_at_unix_ms: i64,
     pub conversation_id: Uuid,
+    /// The box between us, computed once per contact.
+    pub pair: std::sync::Arc<PairKey>,
 }
 
 impl ContactRecord {
@@ -218,7 +220,10 @@ macro_rules! contact_columns {
     };
 }
 
-fn contact_from_row(row: &sqlx::postgres::PgRow, me: ActorId) -> Result<ContactRecord, StoreError> {
+fn contact_from_row(
+    row: &sqlx::postgres::PgRow,
+    me: &Identity,
+) -> Result<ContactRecord, StoreError> {
     let actor_bytes: Vec<u8> = row.try_get("actor_id")?;
     let signed_bytes: Vec<u8> = row.try_get("signed_profile")?;
     let shown =
@@ -245,19 +250,20 @@ fn record(
     state: ContactState,
     peer_accepted: bool,
     added_at_unix_ms: i64,
-    me: ActorId,
+    me: &Identity,
 ) -> ContactRecord {
     ContactRecord {
         actor_id: verified.actor_id,
         display_name: verified.profile.display_name.clone(),
         signing_key: verified.signing_key,
-        box_key: verified.box_key,
         access: verified.profile.kafka.clone().unwrap_or_default(),
         signed_profile: verified.signed,
         state,
         peer_accepted,
         added_at_unix_ms,
-        conversation_id: conversation_id(me, verified.actor_id),
+        conversation_id: conversation_id(me.id(), verified.actor_id),
+        pair: std::sync::Arc::new(PairKey::new(me, &verified.box_key)),
+        box_key: verified.box_key,
     }
 }
 
@@ -266,7 +272,7 @@ fn record(
 /// request (adding someone who asked accepts them). Blocked stays blocked.
 pub async fn save_contact(
     pool: &PgPool,
-    me: ActorId,
+    me: &Identity,
     verified: &VerifiedProfile,
     state: ContactState,
     peer_accepted: bool,
@@ -295,7 +301,7 @@ pub async fn save_contact(
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO conversations (id, peer) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-        .bind(conversation_id(me, verified.actor_id))
+        .bind(conversation_id(me.id(), verified.actor_id))
         .bind(verified.actor_id.as_bytes().as_slice())
         .execute(&mut *tx)
         .await?;
@@ -305,7 +311,7 @@ pub async fn save_contact(
 
 pub async fn set_contact_state(
     pool: &PgPool,
-    me: ActorId,
+    me: &Identity,
     actor: ActorId,
     state: ContactState,
 ) -> Result<Option<ContactRecord>, StoreError> {
@@ -322,7 +328,7 @@ pub async fn set_contact_state(
 
 pub async fn set_peer_accepted(
     pool: &PgPool,
-    me: ActorId,
+    me: &Identity,
     actor: ActorId,
 ) -> Result<Option<ContactRecord>, StoreError> {
     let row = sqlx::query(concat!(
@@ -337,7 +343,7 @@ pub async fn set_peer_accepted(
 
 pub async fn contact(
     pool: &PgPool,
-    me: ActorId,
+    me: &Identity,
     actor: ActorId,
 ) -> Result<Option<ContactRecord>, StoreError> {
     let row = sqlx::query(concat!(
@@ -351,7 +357,7 @@ pub async fn contact(
     row.map(|row| contact_from_row(&row, me)).transpose()
 }
 
-pub async fn contacts(pool: &PgPool, me: ActorId) -> Result<Vec<ContactRecord>, StoreError> {
+pub async fn contacts(pool: &PgPool, me: &Identity) -> Result<Vec<ContactRecord>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         contact_columns!(),
@@ -469,12 +475,20 @@ pub async fn insert_outgoing(
     pool: &PgPool,
     message: &Outgoing,
 ) -> Result<pb::ChatMessage, StoreError> {
-    let mut tx = pool.begin().await?;
+    // One statement: the message and the conversation's activity together,
+    // in one round trip (the send path waits for it).
     let row = sqlx::query(concat!(
-        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope)
-         VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7)
-         RETURNING ",
-        message_columns!()
+        "WITH inserted AS (
+             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope)
+             VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7)
+             RETURNING *
+         ), touched AS (
+             UPDATE conversations SET last_activity_at = greatest(last_activity_at, to_timestamp($6 / 1000.0))
+             WHERE id = $2
+         )
+         SELECT ",
+        message_columns!(),
+        " FROM inserted"
     ))
     .bind(message.id)
     .bind(message.conversation_id)
@@ -483,26 +497,9 @@ pub async fn insert_outgoing(
     .bind(&message.body)
     .bind(message.created_at_unix_ms)
     .bind(&message.envelope)
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    touch_conversation(&mut tx, message.conversation_id, message.created_at_unix_ms).await?;
-    tx.commit().await?;
     Ok(message_from_row(&row)?)
-}
-
-async fn touch_conversation(
-    connection: &mut PgConnection,
-    conversation: Uuid,
-    at_unix_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE conversations SET last_activity_at = greatest(last_activity_at, to_timestamp($2 / 1000.0)) WHERE id = $1",
-    )
-    .bind(conversation)
-    .bind(at_unix_ms)
-    .execute(connection)
-    .await?;
-    Ok(())
 }
 
 /// Moves messages forward to `state`; returns those that moved, with their
@@ -594,17 +591,26 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     let created: Vec<i64> = batch.iter().map(|m| m.created_at_unix_ms).collect();
     let partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
     let offsets: Vec<i64> = batch.iter().map(|m| m.offset).collect();
-    let mut tx = pool.begin().await?;
-    // WITH ORDINALITY keeps the batch's order in `seq`.
+    // One statement: the batch, in order (WITH ORDINALITY keeps it in
+    // `seq`), and the conversations' activity; a message id already stored
+    // is left as it is.
     let rows = sqlx::query(concat!(
-        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset)
-         SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off
-         FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])
-              WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, position)
-         ORDER BY position
-         ON CONFLICT (id) DO NOTHING
-         RETURNING ",
-        message_columns!()
+        "WITH inserted AS (
+             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset)
+             SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off
+             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])
+                  WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, position)
+             ORDER BY position
+             ON CONFLICT (id) DO NOTHING
+             RETURNING *
+         ), touched AS (
+             UPDATE conversations c SET last_activity_at = greatest(c.last_activity_at, latest.at)
+             FROM (SELECT conversation_id, max(created_at) AS at FROM inserted GROUP BY conversation_id) latest
+             WHERE c.id = latest.conversation_id
+         )
+         SELECT ",
+        message_columns!(),
+        " FROM inserted"
     ))
     .bind(&ids)
     .bind(&conversations)
@@ -614,23 +620,12 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     .bind(&created)
     .bind(&partitions)
     .bind(&offsets)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
     for row in &rows {
         stored.added.push(message_from_row(row)?);
     }
     stored.added.sort_by_key(|message| message.seq);
-    let mut latest: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-    for message in batch {
-        let entry = latest
-            .entry(message.conversation_id)
-            .or_insert(message.created_at_unix_ms);
-        *entry = (*entry).max(message.created_at_unix_ms);
-    }
-    for (conversation, at) in latest {
-        touch_conversation(&mut tx, conversation, at).await?;
-    }
-    tx.commit().await?;
 
     if stored.added.len() < batch.len() {
         let added: std::collections::HashSet<String> =
@@ -878,7 +873,7 @@ pub async fn search(
 
 pub async fn conversations(
     pool: &PgPool,
-    me: ActorId,
+    me: &Identity,
 ) -> Result<Vec<pb::Conversation>, StoreError> {
     let contacts: std::collections::HashMap<Vec<u8>, ContactRecord> = contacts(pool, me)
         .await?

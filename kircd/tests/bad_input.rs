@@ -82,7 +82,7 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         envelope::seal(
             &alice_keys,
             bob_id,
-            &bob_keys.box_key(),
+            &envelope::PairKey::new(&alice_keys, &bob_keys.box_key()),
             wire::Kind::Chat,
             envelope::new_message_id(),
             &chat(text),
@@ -114,7 +114,7 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         envelope::seal(
             &alice_keys,
             someone_else.id(),
-            &someone_else.box_key(),
+            &envelope::PairKey::new(&alice_keys, &someone_else.box_key()),
             wire::Kind::Chat,
             envelope::new_message_id(),
             &chat("not for bob"),
@@ -126,7 +126,7 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         envelope::seal(
             &eve,
             bob_id,
-            &bob_keys.box_key(),
+            &envelope::PairKey::new(&eve, &bob_keys.box_key()),
             wire::Kind::Chat,
             envelope::new_message_id(),
             &chat("hi from eve"),
@@ -141,7 +141,7 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         envelope::seal(
             &eve,
             bob_id,
-            &bob_keys.box_key(),
+            &envelope::PairKey::new(&eve, &bob_keys.box_key()),
             wire::Kind::Receipt,
             envelope::new_message_id(),
             b"",

@@ -114,6 +114,9 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("client.id", client_id)
         .set("socket.keepalive.enable", "true")
+        // Chat is small records one at a time: Nagle's algorithm would hold
+        // them back waiting for delayed ACKs.
+        .set("socket.nagle.disable", "true")
         .set("reconnect.backoff.max.ms", "10000")
         .set_log_level(RDKafkaLogLevel::Warning);
     match &config.security {

@@ -122,14 +122,14 @@ impl Rejected {
 }
 
 async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), MessagingError> {
+    let started = std::time::Instant::now();
     let data_in = &messaging.config.kafka.topics.data_in;
     let mut chats = Vec::new();
     let mut controls = Vec::new();
     let mut counts_changed = false;
-    for record in batch {
+    for (record, checked) in batch.iter().zip(check_all(messaging, batch, data_in)) {
         let bytes = record.payload().unwrap_or_default();
-        let is_data = record.topic() == data_in;
-        match check(messaging, record, is_data) {
+        match checked {
             Ok(Checked::Chat(incoming)) => chats.push(incoming),
             Ok(Checked::Control(header, envelope)) => controls.push((record, header, envelope)),
             Err(rejected) => {
@@ -139,7 +139,9 @@ async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), Me
         }
     }
 
+    let checked = started.elapsed();
     let stored = store::insert_incoming(&messaging.pool, &chats).await?;
+    let inserted = started.elapsed();
     for message in &stored.added {
         messaging
             .hub
@@ -168,6 +170,14 @@ async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), Me
         }
     }
 
+    let receipted = started.elapsed();
+    tracing::debug!(
+        records = batch.len(),
+        checked_ms = checked.as_millis(),
+        stored_ms = (inserted - checked).as_millis(),
+        receipts_ms = (receipted - inserted).as_millis(),
+        "inbox batch"
+    );
     for (record, header, envelope) in controls {
         if let Err(rejected) = control(messaging, &header, &envelope).await? {
             reject(
@@ -220,6 +230,45 @@ async fn reject(
     Ok(())
 }
 
+/// Below this many records a batch is checked on one thread.
+const PARALLEL_FROM: usize = 64;
+
+/// Checks every record of the batch, in order. Signature checks and
+/// decryption are most of the inbox's CPU time, so a large batch is split
+/// over the machine's cores (off the async workers).
+fn check_all(
+    messaging: &Messaging,
+    batch: &[OwnedMessage],
+    data_in: &str,
+) -> Vec<Result<Checked, Rejected>> {
+    let check_part = |part: &[OwnedMessage]| -> Vec<Result<Checked, Rejected>> {
+        part.iter()
+            .map(|record| check(messaging, record, record.topic() == data_in))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if batch.len() < PARALLEL_FROM || threads < 2 {
+        return check_part(batch);
+    }
+    let chunk = batch.len().div_ceil(threads);
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = batch
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || check_part(part)))
+                .collect();
+            parts
+                .into_iter()
+                // A panic in a check is a bug; it must not drop records.
+                .flat_map(|part| {
+                    part.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    })
+}
+
 /// The checks that need no database: format, recipient, sender, signature,
 /// decryption of chat messages.
 fn check(messaging: &Messaging, record: &OwnedMessage, is_data: bool) -> Result<Checked, Rejected> {
@@ -236,7 +285,7 @@ fn check(messaging: &Messaging, record: &OwnedMessage, is_data: bool) -> Result<
     let contact = sender_contact(messaging, &header)?;
     envelope::verify(&envelope, &contact.signing_key)
         .map_err(|rejection| Rejected::of(rejection, &header))?;
-    let payload = envelope::open(&envelope, &header, &messaging.identity, &contact.box_key)
+    let payload = envelope::open(&envelope, &header, &contact.pair)
         .map_err(|rejection| Rejected::of(rejection, &header))?;
     let chat = wire::ChatPayload::decode(payload.as_slice())
         .map_err(|_| Rejected::of(Rejection::Undecryptable, &header))?;
@@ -323,7 +372,8 @@ async fn contact_request(
     } else {
         ContactState::Request
     };
-    let contact = store::save_contact(&messaging.pool, messaging.me, &profile, state, true).await?;
+    let contact =
+        store::save_contact(&messaging.pool, &messaging.identity, &profile, state, true).await?;
     tracing::info!(contact = %contact.display_name, ?claim, state = ?contact.state, "contact request");
     messaging.remember(&contact);
     if contact.state == ContactState::Accepted {
@@ -345,8 +395,7 @@ async fn contact_accepted(
     if envelope::verify(envelope, &contact.signing_key).is_err() {
         return reject(Rejection::BadSignature);
     }
-    let Ok(payload) = envelope::open(envelope, header, &messaging.identity, &contact.box_key)
-    else {
+    let Ok(payload) = envelope::open(envelope, header, &contact.pair) else {
         return reject(Rejection::Undecryptable);
     };
     let Ok(accepted) = wire::ContactAccepted::decode(payload.as_slice()) else {
@@ -362,8 +411,14 @@ async fn contact_accepted(
     if profile.actor_id != header.sender {
         return reject(Rejection::BadSignature);
     }
-    let contact =
-        store::save_contact(&messaging.pool, messaging.me, &profile, contact.state, true).await?;
+    let contact = store::save_contact(
+        &messaging.pool,
+        &messaging.identity,
+        &profile,
+        contact.state,
+        true,
+    )
+    .await?;
     messaging.remember(&contact);
     Ok(Ok(()))
 }
@@ -381,8 +436,7 @@ async fn receipt(
     if envelope::verify(envelope, &contact.signing_key).is_err() {
         return reject(Rejection::BadSignature);
     }
-    let Ok(payload) = envelope::open(envelope, header, &messaging.identity, &contact.box_key)
-    else {
+    let Ok(payload) = envelope::open(envelope, header, &contact.pair) else {
         return reject(Rejection::Undecryptable);
     };
     let Ok(receipt) = wire::Receipt::decode(payload.as_slice()) else {

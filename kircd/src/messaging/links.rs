@@ -109,6 +109,7 @@ fn peer_config(access: &wire::KafkaAccess, client_id: &str) -> ClientConfig {
         .set("client.id", client_id)
         .set("security.protocol", &access.security_protocol)
         .set("reconnect.backoff.max.ms", "10000")
+        .set("socket.nagle.disable", "true")
         .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
     if access.security_protocol == "sasl_ssl" {
         config

@@ -272,9 +272,14 @@ impl Messaging {
                 ContactState::Request => {}
             }
         }
-        let contact =
-            store::save_contact(&self.pool, self.me, &profile, ContactState::Accepted, false)
-                .await?;
+        let contact = store::save_contact(
+            &self.pool,
+            &self.identity,
+            &profile,
+            ContactState::Accepted,
+            false,
+        )
+        .await?;
         self.remember(&contact);
         let request = wire::ContactRequest {
             profile: Some(self.signed_profile()),
@@ -300,7 +305,7 @@ impl Messaging {
         }
         let contact = store::set_contact_state(
             &self.pool,
-            self.me,
+            &self.identity,
             contact.actor_id,
             ContactState::Accepted,
         )
@@ -323,7 +328,7 @@ impl Messaging {
         } else {
             ContactState::Accepted
         };
-        let contact = store::set_contact_state(&self.pool, self.me, contact.actor_id, state)
+        let contact = store::set_contact_state(&self.pool, &self.identity, contact.actor_id, state)
             .await?
             .ok_or_else(|| MessagingError::UnknownContact(reference.to_owned()))?;
         self.remember(&contact);
@@ -348,7 +353,7 @@ impl Messaging {
         let envelope = envelope::seal(
             &self.identity,
             contact.actor_id,
-            &contact.box_key,
+            &contact.pair,
             wire::Kind::ContactAccepted,
             envelope::new_message_id(),
             &accepted.encode_to_vec(),
@@ -408,7 +413,7 @@ impl Messaging {
         let sealed = envelope::seal(
             &self.identity,
             contact.actor_id,
-            &contact.box_key,
+            &contact.pair,
             wire::Kind::Chat,
             id,
             &payload.encode_to_vec(),
@@ -504,7 +509,7 @@ impl Messaging {
 
     pub async fn conversations(&self) -> Result<Vec<pb::Conversation>, MessagingError> {
         self.check_ready()?;
-        Ok(store::conversations(&self.pool, self.me).await?)
+        Ok(store::conversations(&self.pool, &self.identity).await?)
     }
 
     pub async fn search(
@@ -600,7 +605,7 @@ impl Messaging {
             let envelope = envelope::seal(
                 &self.identity,
                 contact.actor_id,
-                &contact.box_key,
+                &contact.pair,
                 wire::Kind::Receipt,
                 envelope::new_message_id(),
                 &receipt.encode_to_vec(),
@@ -663,7 +668,7 @@ impl Messaging {
     /// crash left between the database and the outbox.
     async fn load(&self) -> Result<(), MessagingError> {
         store::ensure_profile(&self.pool, &self.identity, &self.display_name).await?;
-        let contacts = store::contacts(&self.pool, self.me).await?;
+        let contacts = store::contacts(&self.pool, &self.identity).await?;
         {
             let mut known = self
                 .contacts
@@ -676,7 +681,7 @@ impl Messaging {
                     .map(|contact| (contact.actor_id, contact.clone())),
             );
         }
-        let conversations = store::conversations(&self.pool, self.me).await?;
+        let conversations = store::conversations(&self.pool, &self.identity).await?;
         self.ready.store(true, Ordering::Release);
         self.hub.load_view(
             contacts.iter().map(ContactRecord::to_pb).collect(),

@@ -1,0 +1,331 @@
+//! The messaging core's figures (issue #3), each with a baseline run in this
+//! program against the same broker:
+//!
+//! - latency: alice's `SendMessage` call → the message's `MessageAdded` event
+//!   on bob's `Subscribe` stream, one message at a time, against raw rdkafka
+//!   produce → consume of a record of the same size (same client settings);
+//! - ingest: bob's daemon started on a `data-in` pre-filled with valid
+//!   envelopes → messages stored and emitted per second, against a raw
+//!   consumer reading the same records;
+//! - wire bytes per message against the plaintext size.
+//!
+//! Run with `dev/bench`. `KIRC_BENCH_MESSAGES` and `KIRC_BENCH_INGEST` change
+//! the counts (default 1,000 and 100,000).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kirc_proto::v1::{self as pb, event::Kind};
+use kirc_proto::wire::v1 as wire;
+use kirc_testkit::{Actor, Daemon, befriend, bin};
+use kircd::envelope;
+use kircd::identity::Identity;
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Summary {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |quantile: f64| samples[((samples.len() as f64 - 1.0) * quantile).round() as usize];
+    Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+/// The client settings kircd uses, so that the baseline differs only in
+/// what kircd adds.
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.nagle.disable", "true")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0");
+    config
+}
+
+async fn fresh_topic(bootstrap: &str, name: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(name, 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+}
+
+fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("socket.nagle.disable", "true")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Raw produce → consume latency of `count` records of `size` bytes, one at
+/// a time.
+async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Duration> {
+    let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
+    fresh_topic(bootstrap, &topic).await;
+    let producer: FutureProducer = client(bootstrap).create().unwrap();
+    let consumer = consumer(bootstrap, &topic);
+    let payload = vec![b'x'; size];
+    // Warm up until the consumer has its partitions.
+    producer
+        .send(
+            FutureRecord::to(&topic).key("warm").payload(&payload),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    consumer.recv().await.unwrap();
+    let mut samples = Vec::with_capacity(count);
+    for index in 0..count {
+        let key = index.to_string();
+        let start = Instant::now();
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        loop {
+            let message = consumer.recv().await.unwrap();
+            if message.key() == Some(key.as_bytes()) {
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+async fn send_latency(
+    alice: &Daemon,
+    bob: &Daemon,
+    to: &str,
+    count: usize,
+    text: &str,
+) -> Vec<Duration> {
+    let mut client = alice.client().await;
+    let mut events = bob
+        .client()
+        .await
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        let sent = client
+            .send_message(pb::SendMessageRequest {
+                to: to.to_owned(),
+                text: text.to_owned(),
+                action: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        loop {
+            let event = events.next().await.unwrap().unwrap();
+            if let Some(Kind::MessageAdded(message)) = &event.kind
+                && message.id == sent.id
+            {
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = count("KIRC_BENCH_MESSAGES", 1000);
+    let ingest = count("KIRC_BENCH_INGEST", 100_000);
+    println!(
+        "kircd {} at {}",
+        env!("CARGO_PKG_VERSION"),
+        bin("kircd").display()
+    );
+    let alice = Actor::new("alice").await;
+    let mut bob = Actor::new("bob").await;
+    for actor in [&mut bob] {
+        actor.set(
+            "log.level",
+            std::env::var("KIRC_BENCH_BOB_LOG").unwrap_or_else(|_| String::from("warn")),
+        );
+    }
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+
+    // Wire bytes: a sealed chat envelope plus its 16-byte key.
+    let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
+    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
+    let text = "a typical chat line of about sixty bytes, give or take a few";
+    let sealed = |text: &str| {
+        envelope::seal(
+            &alice_keys,
+            bob_keys.id(),
+            &envelope::PairKey::new(&alice_keys, &bob_keys.box_key()),
+            wire::Kind::Chat,
+            envelope::new_message_id(),
+            &wire::ChatPayload {
+                text: text.to_owned(),
+                action: false,
+            }
+            .encode_to_vec(),
+        )
+    };
+    let mut wire_rows = Vec::new();
+    for size in [1usize, 60, 500, 4000] {
+        let text = "x".repeat(size);
+        let bytes = sealed(&text).len() + 16;
+        wire_rows.push((size, bytes));
+    }
+
+    // Latency, baseline first.
+    let record_size = sealed(text).len();
+    let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
+    let ours =
+        summarize(send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await);
+
+    // Ingest: bob stops; his data-in fills with valid envelopes; he starts.
+    assert!(bob_daemon.stop().await.success());
+    let data_in = format!("{}data-in", bob.topic_prefix);
+    let conversation = envelope::conversation_id(alice_keys.id(), bob_keys.id());
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bob.stack.kafka)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let fill_start = Instant::now();
+    let mut deliveries = Vec::with_capacity(ingest);
+    for index in 0..ingest {
+        let bytes = sealed(&format!("ingest {index}"));
+        deliveries.push(
+            producer
+                .send_result(
+                    FutureRecord::to(&data_in)
+                        .key(conversation.as_bytes().as_slice())
+                        .payload(&bytes),
+                )
+                .map_err(|(err, _)| err)
+                .unwrap(),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+    eprintln!(
+        "filled {ingest} envelopes in {:.1} s",
+        fill_start.elapsed().as_secs_f64()
+    );
+
+    // Baseline: a raw consumer reading them all.
+    let raw_consumer = consumer(&bob.stack.kafka, &data_in);
+    let raw_start = Instant::now();
+    for _ in 0..ingest {
+        raw_consumer.recv().await.unwrap();
+    }
+    let raw_ingest = raw_start.elapsed();
+    drop(raw_consumer);
+
+    let ingest_start = Instant::now();
+    let bob_daemon = Daemon::start(&bob).await;
+    let mut events = bob_daemon
+        .client()
+        .await
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut added = 0usize;
+    while added < ingest {
+        let event = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .expect("ingest stalled")
+            .unwrap()
+            .unwrap();
+        if let Some(Kind::MessageAdded(message)) = &event.kind
+            && message.body.starts_with("ingest ")
+        {
+            added += 1;
+        }
+    }
+    let ingest_elapsed = ingest_start.elapsed();
+    if std::env::var_os("KIRC_BENCH_BOB_LOG").is_some() {
+        eprintln!("{}", bob_daemon.stderr());
+    }
+    assert!(bob_daemon.stop().await.success());
+    assert!(alice_daemon.stop().await.success());
+
+    println!();
+    println!("| figure | kircd p50 | kircd p99 | baseline p50 | baseline p99 | ratio (p50) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| SendMessage → peer's MessageAdded event ({messages} messages) vs raw rdkafka produce → consume ({record_size}-byte records) | {} | {} | {} | {} | {:.1}× |",
+        ms(ours.p50),
+        ms(ours.p99),
+        ms(raw.p50),
+        ms(raw.p99),
+        ours.p50.as_secs_f64() / raw.p50.as_secs_f64()
+    );
+    println!();
+    let ours_rate = ingest as f64 / ingest_elapsed.as_secs_f64();
+    let raw_rate = ingest as f64 / raw_ingest.as_secs_f64();
+    println!(
+        "ingest of {ingest} pre-filled envelopes (from kircd start): {ours_rate:.0} messages/s stored and emitted ({:.1} s); raw consumer: {raw_rate:.0} records/s ({:.1} s); ratio {:.1}×",
+        ingest_elapsed.as_secs_f64(),
+        raw_ingest.as_secs_f64(),
+        raw_rate / ours_rate
+    );
+    println!();
+    println!("| plaintext bytes | wire bytes (value + key) | overhead |");
+    println!("|---|---|---|");
+    for (size, bytes) in wire_rows {
+        println!("| {size} | {bytes} | {} |", bytes - size);
+    }
+}
