@@ -189,12 +189,12 @@ async fn main() {
     );
     let alice = Actor::new("alice").await;
     let mut bob = Actor::new("bob").await;
-    for actor in [&mut bob] {
-        actor.set(
-            "log.level",
-            std::env::var("KIRC_BENCH_BOB_LOG").unwrap_or_else(|_| String::from("warn")),
-        );
-    }
+    // Quiet by default; KIRC_BENCH_BOB_LOG=kircd::messaging::inbox=debug
+    // shows where each inbox batch spends its time.
+    bob.set(
+        "log.level",
+        std::env::var("KIRC_BENCH_BOB_LOG").unwrap_or_else(|_| String::from("warn")),
+    );
     let alice_daemon = Daemon::start(&alice).await;
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
