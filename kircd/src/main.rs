@@ -160,11 +160,20 @@ fn run(runtime: &tokio::runtime::Runtime, config: config::Config) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
-            match err.downcast_ref::<api::socket::Error>() {
-                Some(api::socket::Error::AlreadyRunning { .. }) => {
-                    ExitCode::from(EXIT_ALREADY_RUNNING)
-                }
-                _ => ExitCode::FAILURE,
+            if matches!(
+                err.downcast_ref::<api::socket::Error>(),
+                Some(api::socket::Error::AlreadyRunning { .. })
+            ) {
+                ExitCode::from(EXIT_ALREADY_RUNNING)
+            } else if err
+                .downcast_ref::<kircd::identity::IdentityError>()
+                .is_some()
+            {
+                // A missing or unreadable identity is a setup problem, like a
+                // bad config: restarting will not fix it.
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

@@ -499,3 +499,56 @@ async fn a_service_manager_that_stops_reading_cannot_stall_the_daemon() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn init_creates_an_owner_only_identity_and_refuses_to_replace_it() {
+    // Actor::new ran `kircd init` already.
+    let actor = Actor::new("init").await;
+    let key = actor.dir.path().join("identity.key");
+    let mode = std::fs::metadata(&key).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read(&key).unwrap();
+
+    let output = actor.kircd().arg("init").output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("an identity already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the identity is untouched"
+    );
+
+    // The profile was recorded in the actor's database.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+        "{}/{}",
+        actor.stack.postgres, actor.database
+    ))
+    .await
+    .unwrap();
+    let (name, id): (String, Vec<u8>) =
+        sqlx::query_as("SELECT display_name, actor_id FROM profile")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(name, "init");
+    assert_eq!(
+        id.iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>(),
+        actor.actor_id
+    );
+
+    // A daemon without an identity refuses to start, and says how to fix it.
+    std::fs::remove_file(&key).unwrap();
+    let output = actor.kircd().arg("run").output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("no identity at") && stderr.contains("kircd init"),
+        "{stderr}"
+    );
+}
