@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kirc_proto::v1::{self as pb};
 use kirc_proto::wire::v1 as wire;
-use kirc_testkit::{Actor, Daemon};
+use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::envelope::{self, MAX_ENVELOPE_BYTES};
 use kircd::identity::Identity;
 use prost::Message;
@@ -40,28 +40,9 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
     let bob = Actor::new("bob").await;
     let alice_daemon = Daemon::start(&alice).await;
     let bob_daemon = Daemon::start(&bob).await;
-    let mut bob_watch = bob_daemon.watch().await;
     // Contacts the usual way.
-    let token = bob_daemon
-        .client()
-        .await
-        .create_invite(pb::CreateInviteRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    alice_daemon
-        .client()
-        .await
-        .add_contact(pb::AddContactRequest { token })
-        .await
-        .unwrap();
-    bob_watch
-        .wait_for("alice accepted at bob", WAIT, |view| {
-            view.contact(&alice.actor_id)
-                .is_some_and(|contact| contact.state == pb::ContactState::Accepted as i32)
-        })
-        .await;
+    befriend((&bob, &bob_daemon), (&alice, &alice_daemon)).await;
+    let mut bob_watch = bob_daemon.watch().await;
     // alice's daemon stops: from here on "alice" is this test, holding her
     // keys, writing to bob's inbox directly.
     assert!(alice_daemon.stop().await.success());

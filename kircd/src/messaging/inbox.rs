@@ -282,13 +282,7 @@ fn check(messaging: &Messaging, record: &OwnedMessage, is_data: bool) -> Result<
         }
         (false, _) => return Ok(Checked::Control(header, envelope)),
     }
-    let contact = sender_contact(messaging, &header)?;
-    envelope::verify(&envelope, &contact.signing_key)
-        .map_err(|rejection| Rejected::of(rejection, &header))?;
-    let payload = envelope::open(&envelope, &header, &contact.pair)
-        .map_err(|rejection| Rejected::of(rejection, &header))?;
-    let chat = wire::ChatPayload::decode(payload.as_slice())
-        .map_err(|_| Rejected::of(Rejection::Undecryptable, &header))?;
+    let (contact, chat) = open_from_contact::<wire::ChatPayload>(messaging, &header, &envelope)?;
     Ok(Checked::Chat(Incoming {
         id: header.message_id,
         conversation_id: contact.conversation_id,
@@ -299,6 +293,23 @@ fn check(messaging: &Messaging, record: &OwnedMessage, is_data: bool) -> Result<
         partition: record.partition(),
         offset: record.offset(),
     }))
+}
+
+/// A record from a contact that may write to us: its signature checked
+/// against the contact's key, then decrypted and decoded as `T`.
+fn open_from_contact<T: prost::Message + Default>(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<(ContactRecord, T), Rejected> {
+    let contact = sender_contact(messaging, header)?;
+    envelope::verify(envelope, &contact.signing_key)
+        .map_err(|rejection| Rejected::of(rejection, header))?;
+    let payload = envelope::open(envelope, header, &contact.pair)
+        .map_err(|rejection| Rejected::of(rejection, header))?;
+    let decoded = T::decode(payload.as_slice())
+        .map_err(|_| Rejected::of(Rejection::Undecryptable, header))?;
+    Ok((contact, decoded))
 }
 
 /// The sender as a contact that may write to us.
@@ -387,20 +398,12 @@ async fn contact_accepted(
     header: &Header,
     envelope: &wire::Envelope,
 ) -> Result<Result<(), Rejected>, MessagingError> {
-    let contact = match sender_contact(messaging, header) {
-        Ok(contact) => contact,
-        Err(rejected) => return Ok(Err(rejected)),
-    };
+    let (contact, accepted) =
+        match open_from_contact::<wire::ContactAccepted>(messaging, header, envelope) {
+            Ok(opened) => opened,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
     let reject = |rejection| Ok(Err(Rejected::of(rejection, header)));
-    if envelope::verify(envelope, &contact.signing_key).is_err() {
-        return reject(Rejection::BadSignature);
-    }
-    let Ok(payload) = envelope::open(envelope, header, &contact.pair) else {
-        return reject(Rejection::Undecryptable);
-    };
-    let Ok(accepted) = wire::ContactAccepted::decode(payload.as_slice()) else {
-        return reject(Rejection::Undecryptable);
-    };
     let Some(profile) = accepted
         .profile
         .as_ref()
@@ -428,19 +431,9 @@ async fn receipt(
     header: &Header,
     envelope: &wire::Envelope,
 ) -> Result<Result<(), Rejected>, MessagingError> {
-    let contact = match sender_contact(messaging, header) {
-        Ok(contact) => contact,
+    let (contact, receipt) = match open_from_contact::<wire::Receipt>(messaging, header, envelope) {
+        Ok(opened) => opened,
         Err(rejected) => return Ok(Err(rejected)),
-    };
-    let reject = |rejection| Ok(Err(Rejected::of(rejection, header)));
-    if envelope::verify(envelope, &contact.signing_key).is_err() {
-        return reject(Rejection::BadSignature);
-    }
-    let Ok(payload) = envelope::open(envelope, header, &contact.pair) else {
-        return reject(Rejection::Undecryptable);
-    };
-    let Ok(receipt) = wire::Receipt::decode(payload.as_slice()) else {
-        return reject(Rejection::Undecryptable);
     };
     let ids: Vec<Uuid> = receipt
         .message_ids
