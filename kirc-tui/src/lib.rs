@@ -5,7 +5,10 @@
 //! connection change) to it, and [`ui::render`] draws it without any I/O. Only
 //! [`connection`] talks to the daemon, and only over its socket.
 
+pub mod commands;
 pub mod connection;
+pub mod input;
+pub mod keys;
 pub mod settings;
 pub mod state;
 pub mod ui;

@@ -1,77 +1,139 @@
-//! kirc-tui: attaches to a running kircd and shows its state.
+//! kirc-tui: attaches to a running kircd.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use crossterm::event::{Event, EventStream};
+use crossterm::event::{
+    DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange, Event, EventStream,
+};
 use futures::StreamExt;
+use kirc_tui::settings::{self, Desktop, NotifyConfig};
 use kirc_tui::state::State;
-use kirc_tui::update::{Msg, update};
-use kirc_tui::{connection, settings, ui};
+use kirc_tui::update::{Effect, Msg, update};
+use kirc_tui::{connection, ui};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "kirc-tui",
-    version,
-    about = "The K-IRC terminal client: attaches to your running kircd."
-)]
+#[command(name = "kirc-tui", version, about = "The K-IRC terminal client: attaches to your running kircd.")]
 struct Cli {
     /// kircd's socket [default: KIRC_API_SOCKET, else api.socket in kircd's config, else $XDG_RUNTIME_DIR/kirc/kircd.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+
+    /// kirc-tui's settings [default: KIRC_TUI_CONFIG, else $XDG_CONFIG_HOME/kirc/tui.toml].
+    #[arg(long, value_name = "FILE")]
+    tui_config: Option<PathBuf>,
+
+    /// Open the conversation with this contact (name or actor id) at start.
+    #[arg(long, value_name = "CONTACT")]
+    open: Option<String>,
 }
 
-/// Puts the terminal in raw mode on the alternate screen, and puts it back
-/// when dropped: on return, on error, and on panic (ratatui's hook).
+/// Puts the terminal in raw mode on the alternate screen with focus and
+/// bracketed-paste reporting, and puts it back when dropped: on return, on
+/// error, and on panic (ratatui's hook restores raw mode and the screen).
 struct TerminalGuard(ratatui::DefaultTerminal);
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
-        Ok(TerminalGuard(
-            ratatui::try_init().context("cannot set up the terminal")?,
-        ))
+        let terminal = ratatui::try_init().context("cannot set up the terminal")?;
+        crossterm::execute!(std::io::stdout(), EnableFocusChange, EnableBracketedPaste)
+            .context("cannot enable focus and paste reporting")?;
+        Ok(TerminalGuard(terminal))
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste, DisableFocusChange);
         ratatui::restore();
     }
+}
+
+/// Rings the bell and/or asks the terminal for a desktop notification.
+fn notify(config: NotifyConfig, title: &str, body: &str) {
+    let mut out = std::io::stdout();
+    // Notification text goes inside an escape sequence: keep only what is
+    // printable and cut it short.
+    let clean = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !c.is_control() && *c != ';')
+            .take(200)
+            .collect()
+    };
+    if config.bell {
+        let _ = out.write_all(b"\x07");
+    }
+    match config.desktop {
+        Desktop::Off => {}
+        Desktop::Osc9 => {
+            let _ = write!(out, "\x1b]9;{}: {}\x07", clean(title), clean(body));
+        }
+        Desktop::Osc777 => {
+            let _ = write!(out, "\x1b]777;notify;{};{}\x07", clean(title), clean(body));
+        }
+    }
+    let _ = out.flush();
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let socket = settings::socket_path(cli.socket)?;
+    let tui_config = match cli.tui_config.or_else(settings::tui_config_file) {
+        Some(path) => settings::load_tui_config(&path)?,
+        None => settings::TuiConfig::default(),
+    };
     let time_zone = jiff::tz::TimeZone::system();
     let mut state = State::new(socket.display().to_string(), time_zone);
+    state.keymap = tui_config.keymap;
+    state.notify = tui_config.notify;
+    state.pending_open = cli.open;
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let (messages, mut inbox) = mpsc::channel(256);
-    let link = tokio::spawn(connection::run(socket, messages));
+    let (messages, mut inbox) = mpsc::channel(1024);
+    let (effects, effects_inbox) = mpsc::channel::<Effect>(256);
+    let link = tokio::spawn(connection::run(socket.clone(), messages.clone()));
+    let executor = tokio::spawn(connection::execute(socket, effects_inbox, messages));
 
     let mut terminal = TerminalGuard::enter()?;
+    let size = terminal.0.size().context("cannot read the terminal size")?;
+    update(&mut state, Msg::Resize(size.width, size.height));
     let mut keys = EventStream::new();
     while !state.quit {
         terminal.0.draw(|frame| ui::render(frame, &state))?;
-        tokio::select! {
+        let msg = tokio::select! {
             input = keys.next() => match input {
-                Some(Ok(Event::Key(key))) => update(&mut state, Msg::Key(key)),
-                // A resize only needs the redraw at the top of the loop.
-                Some(Ok(_)) => {}
+                Some(Ok(Event::Key(key))) => Msg::Key(key),
+                Some(Ok(Event::Paste(text))) => Msg::Paste(text),
+                Some(Ok(Event::FocusGained)) => Msg::Focus(true),
+                Some(Ok(Event::FocusLost)) => Msg::Focus(false),
+                Some(Ok(Event::Resize(columns, rows))) => Msg::Resize(columns, rows),
+                Some(Ok(_)) => continue,
                 Some(Err(err)) => return Err(err).context("reading the terminal failed"),
                 None => break,
             },
-            Some(msg) = inbox.recv() => update(&mut state, msg),
+            Some(msg) = inbox.recv() => msg,
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
+        };
+        for effect in update(&mut state, msg) {
+            match effect {
+                Effect::Notify { title, body } => notify(state.notify, &title, &body),
+                other => {
+                    if effects.send(other).await.is_err() {
+                        break;
+                    }
+                }
+            }
         }
     }
     drop(terminal);
     link.abort();
+    executor.abort();
     Ok(())
 }

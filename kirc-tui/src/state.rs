@@ -1,7 +1,15 @@
-//! Everything the screen shows, and nothing else.
+//! Everything the screen shows, and nothing else. Only `update` changes it;
+//! `ui::render` reads it.
+
+use std::collections::{HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use kirc_proto::DaemonView;
+use kirc_proto::v1 as pb;
+
+use crate::input::Input;
+use crate::keys::Keymap;
+use crate::settings::NotifyConfig;
 
 /// The link to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +28,55 @@ pub enum Link {
     },
 }
 
+/// The loaded part of one conversation's history: a contiguous run of
+/// messages in `seq` order. Older pages are fetched as the user scrolls up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scrollback {
+    pub messages: Vec<pb::ChatMessage>,
+    pub more_before: bool,
+    /// False when the window was opened around an older message (a search
+    /// result) and newer ones are not loaded.
+    pub reaches_newest: bool,
+    /// A page request is on its way.
+    pub loading: bool,
+    /// Lines scrolled up from the newest; 0 follows new messages.
+    pub scroll: usize,
+}
+
+impl Scrollback {
+    /// Adds a page; messages already held are not added twice.
+    pub fn merge(&mut self, page: Vec<pb::ChatMessage>) {
+        let known: HashSet<String> = self.messages.iter().map(|message| message.id.clone()).collect();
+        self.messages
+            .extend(page.into_iter().filter(|message| !known.contains(&message.id)));
+        self.messages.sort_by_key(|message| message.seq);
+    }
+}
+
+/// A panel over the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help,
+    Invite { token: String, expires_at_unix_ms: i64 },
+    Search { query: String, results: Vec<pb::ChatMessage>, selected: usize },
+    Contacts,
+    Whois { actor_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+}
+
+/// Tab completion in progress: the word's start and the candidates cycled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub start: usize,
+    pub candidates: Vec<String>,
+    pub index: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct State {
     pub socket: String,
@@ -27,12 +84,34 @@ pub struct State {
     /// The daemon's state as of the last event; kept while disconnected so
     /// that the screen still shows what was last known.
     pub view: DaemonView,
-    /// The sequence number of the last event applied.
-    pub last_seq: u64,
     /// Why the daemon last said it was stopping, if it did.
     pub daemon_stopping: Option<String>,
-    /// The time zone times are shown in.
     pub time_zone: TimeZone,
+    pub keymap: Keymap,
+    pub notify: NotifyConfig,
+    /// Whether the terminal has focus (from focus events; assumed at start).
+    pub focused: bool,
+    /// The conversation on screen.
+    pub open: Option<String>,
+    pub scrollbacks: HashMap<String, Scrollback>,
+    pub input: Input,
+    pub completion: Option<Completion>,
+    pub overlay: Option<Overlay>,
+    pub notice: Option<Notice>,
+    /// A line that looked like a mistyped command, sent as text on a second
+    /// Enter.
+    pub confirm: Option<String>,
+    /// Conversations with an unread message that mentions us.
+    pub mentions: HashSet<String>,
+    /// The highest `seq` a MarkRead was asked for, per conversation, so that
+    /// the same request is not sent twice while the daemon answers.
+    pub read_requested: HashMap<String, u64>,
+    /// The terminal's size (columns, rows), for paging and wrapping the
+    /// same way the screen does.
+    pub screen: (u16, u16),
+    /// A contact whose conversation opens once the first snapshot arrives
+    /// (`--open`).
+    pub pending_open: Option<String>,
     pub quit: bool,
 }
 
@@ -42,10 +121,53 @@ impl State {
             socket,
             link: Link::Connecting { attempt: 1 },
             view: DaemonView::default(),
-            last_seq: 0,
             daemon_stopping: None,
             time_zone,
+            keymap: Keymap::default(),
+            notify: NotifyConfig::default(),
+            focused: true,
+            open: None,
+            scrollbacks: HashMap::new(),
+            input: Input::default(),
+            completion: None,
+            overlay: None,
+            notice: None,
+            confirm: None,
+            mentions: HashSet::new(),
+            read_requested: HashMap::new(),
+            screen: (80, 24),
+            pending_open: None,
             quit: false,
         }
+    }
+
+    /// The open conversation as the daemon describes it.
+    pub fn open_conversation(&self) -> Option<&pb::Conversation> {
+        self.open.as_deref().and_then(|id| self.view.conversation(id))
+    }
+
+    /// The conversations in list order: most recent activity first.
+    pub fn conversation_ids(&self) -> Vec<String> {
+        self.view
+            .conversations
+            .iter()
+            .map(|conversation| conversation.id.clone())
+            .collect()
+    }
+
+    /// A contact's display name by actor id, or a short id.
+    pub fn name_of(&self, actor_id: &str) -> String {
+        if self.view.status.as_ref().is_some_and(|status| status.actor_id == actor_id) {
+            return self
+                .view
+                .status
+                .as_ref()
+                .map(|status| status.display_name.clone())
+                .unwrap_or_default();
+        }
+        self.view
+            .contact(actor_id)
+            .map(|contact| contact.display_name.clone())
+            .unwrap_or_else(|| actor_id.chars().take(8).collect())
     }
 }

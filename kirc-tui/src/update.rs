@@ -1,150 +1,548 @@
-//! Applies messages to the state. No I/O: what to do outside (quit) is read
-//! from the state by the main loop.
+//! Applies messages to the state and says what to ask the daemon. No I/O:
+//! the main loop carries out the returned effects and feeds their results
+//! back as messages.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use kirc_proto::v1::{self as pb, event::Kind};
 
-use crate::state::{Link, State};
+use crate::commands::{self, Command, Line};
+use crate::keys::Action;
+use crate::state::{Completion, Link, Notice, Overlay, Scrollback, State};
+
+/// Messages per history page.
+pub const PAGE: u32 = 200;
+/// Load the older page when the view is this many lines from the top of
+/// what is loaded.
+const PREFETCH_LINES: usize = 50;
 
 /// Everything that can change the state.
 #[derive(Debug, Clone)]
 pub enum Msg {
     Key(KeyEvent),
+    Paste(String),
+    Focus(bool),
+    /// The terminal's size, in columns and rows.
+    Resize(u16, u16),
     Link(Link),
     Event(Box<pb::Event>),
+    /// A page of history arrived.
+    History {
+        conversation: String,
+        page: pb::GetHistoryResponse,
+        anchor: Anchor,
+    },
+    Invite(pb::CreateInviteResponse),
+    SearchResults { query: String, messages: Vec<pb::ChatMessage> },
+    /// A command finished; the text is shown in the status line.
+    Done(String),
+    Failed(String),
 }
 
-pub fn update(state: &mut State, msg: Msg) {
+/// Which page of a conversation to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchor {
+    Latest,
+    Before(String),
+    Around(String),
+}
+
+/// What the main loop asks the daemon for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    LoadHistory { conversation: String, anchor: Anchor },
+    Send { to: String, text: String, action: bool },
+    MarkRead { conversation: String, up_to: String },
+    AddContact(String),
+    CreateInvite,
+    Accept(String),
+    Block(String),
+    Unblock(String),
+    Search(String),
+    /// Bell and/or desktop notification, as configured.
+    Notify { title: String, body: String },
+}
+
+pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
     match msg {
-        Msg::Key(key) => on_key(state, key),
+        Msg::Key(key) => on_key(state, key, &mut effects),
+        Msg::Paste(text) => {
+            // A paste is text in the line, never lines sent one by one.
+            state.input.insert_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
+            state.completion = None;
+        }
+        Msg::Focus(focused) => state.focused = focused,
+        Msg::Resize(columns, rows) => state.screen = (columns, rows),
         Msg::Link(link) => {
             if link == Link::Connected {
                 state.daemon_stopping = None;
             }
             state.link = link;
         }
-        Msg::Event(event) => apply_event(state, *event),
+        Msg::Event(event) => on_event(state, *event, &mut effects),
+        Msg::History { conversation, page, anchor } => {
+            let scrollback = state.scrollbacks.entry(conversation).or_default();
+            scrollback.loading = false;
+            match anchor {
+                Anchor::Latest => {
+                    scrollback.merge(page.messages);
+                    scrollback.more_before = page.more_before;
+                    scrollback.reaches_newest = true;
+                }
+                Anchor::Before(_) => {
+                    scrollback.merge(page.messages);
+                    scrollback.more_before = page.more_before;
+                }
+                Anchor::Around(_) => {
+                    *scrollback = Scrollback {
+                        messages: page.messages,
+                        more_before: page.more_before,
+                        reaches_newest: !page.more_after,
+                        loading: false,
+                        scroll: 0,
+                    };
+                }
+            }
+        }
+        Msg::Invite(invite) => {
+            state.overlay = Some(Overlay::Invite {
+                token: invite.token,
+                expires_at_unix_ms: invite.expires_at_unix_ms,
+            });
+        }
+        Msg::SearchResults { query, messages } => {
+            state.overlay = Some(Overlay::Search {
+                query,
+                results: messages,
+                selected: 0,
+            });
+        }
+        Msg::Done(text) => state.notice = Some(Notice { text, error: false }),
+        Msg::Failed(text) => state.notice = Some(Notice { text, error: true }),
     }
+    effects.extend(mark_read(state));
+    effects
 }
 
-fn on_key(state: &mut State, key: KeyEvent) {
-    if key.kind == KeyEventKind::Release {
-        return;
-    }
-    match (key.code, key.modifiers) {
-        (KeyCode::Char('q'), KeyModifiers::NONE) | (KeyCode::Char('c'), KeyModifiers::CONTROL) => {
-            state.quit = true;
+fn notice(state: &mut State, text: impl Into<String>, error: bool) {
+    state.notice = Some(Notice { text: text.into(), error });
+}
+
+// ---------------------------------------------------------------- events
+
+fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
+    state.view.apply(&event);
+    match event.kind {
+        Some(Kind::Snapshot(_)) => {
+            // A new snapshot (a reconnect, a restarted daemon): held pages
+            // may be stale; the open one is fetched again.
+            state.scrollbacks.clear();
+            state.read_requested.clear();
+            if let Some(wanted) = state.pending_open.take() {
+                match find_contact(state, &wanted) {
+                    Some(contact) => state.open = Some(contact.conversation_id.clone()),
+                    None => notice(state, format!("no contact named {wanted}"), true),
+                }
+            }
+            if let Some(open) = state.open.clone() {
+                if state.view.conversation(&open).is_some() {
+                    effects.extend(load(state, &open, Anchor::Latest));
+                } else {
+                    state.open = None;
+                }
+            }
         }
+        Some(Kind::MessageAdded(message)) => {
+            let conversation = message.conversation_id.clone();
+            if !message.outgoing {
+                let own_name = state
+                    .view
+                    .status
+                    .as_ref()
+                    .map(|status| status.display_name.clone())
+                    .unwrap_or_default();
+                if !own_name.is_empty() && message.body.to_lowercase().contains(&own_name.to_lowercase()) {
+                    state.mentions.insert(conversation.clone());
+                }
+                let on_screen = state.open.as_deref() == Some(conversation.as_str());
+                if !state.focused || !on_screen {
+                    effects.push(Effect::Notify {
+                        title: format!("K-IRC: {}", state.name_of(&message.sender)),
+                        body: crate::ui::sanitize(&message.body),
+                    });
+                }
+            }
+            if let Some(scrollback) = state.scrollbacks.get_mut(&conversation)
+                && scrollback.reaches_newest
+            {
+                let grows_above = scrollback.scroll > 0;
+                scrollback.merge(vec![message]);
+                // Someone reading older messages keeps their place.
+                if grows_above {
+                    scrollback.scroll += 1;
+                }
+            }
+        }
+        Some(Kind::MessageStateChanged(changed)) => {
+            if let Some(scrollback) = state.scrollbacks.get_mut(&changed.conversation_id)
+                && let Some(message) = scrollback
+                    .messages
+                    .iter_mut()
+                    .rev()
+                    .find(|message| message.id == changed.message_id)
+            {
+                message.state = changed.state;
+            }
+        }
+        Some(Kind::ReadMarkerMoved(moved)) => {
+            if moved.unread == 0 {
+                state.mentions.remove(&moved.conversation_id);
+            }
+        }
+        Some(Kind::ShuttingDown(stopping)) => state.daemon_stopping = Some(stopping.reason),
         _ => {}
     }
 }
 
-fn apply_event(state: &mut State, event: pb::Event) {
-    state.last_seq = event.seq;
-    state.view.apply(&event);
-    if let Some(Kind::ShuttingDown(stopping)) = event.kind {
-        state.daemon_stopping = Some(stopping.reason);
+/// Moves the read marker when, and only when, the newest message of the
+/// open conversation is on screen and the terminal has focus (soju's rule):
+/// a message arriving does not make it read by itself.
+fn mark_read(state: &mut State) -> Option<Effect> {
+    if !state.focused || state.overlay.is_some() || !matches!(state.link, Link::Connected) {
+        return None;
+    }
+    let open = state.open.clone()?;
+    let conversation = state.view.conversation(&open)?;
+    let scrollback = state.scrollbacks.get(&open)?;
+    if scrollback.scroll != 0 || !scrollback.reaches_newest {
+        return None;
+    }
+    let newest = scrollback.messages.iter().rev().find(|message| !message.outgoing)?;
+    let requested = state.read_requested.get(&open).copied().unwrap_or(0);
+    if newest.seq <= conversation.last_read_seq || newest.seq <= requested {
+        return None;
+    }
+    state.read_requested.insert(open.clone(), newest.seq);
+    Some(Effect::MarkRead {
+        conversation: open,
+        up_to: newest.id.clone(),
+    })
+}
+
+fn load(state: &mut State, conversation: &str, anchor: Anchor) -> Option<Effect> {
+    let scrollback = state.scrollbacks.entry(conversation.to_owned()).or_default();
+    if scrollback.loading {
+        return None;
+    }
+    scrollback.loading = true;
+    Some(Effect::LoadHistory {
+        conversation: conversation.to_owned(),
+        anchor,
+    })
+}
+
+/// Opens a conversation: shows it and fetches its newest page if it has none.
+fn open(state: &mut State, conversation: &str, effects: &mut Vec<Effect>) {
+    state.open = Some(conversation.to_owned());
+    state.overlay = None;
+    state.confirm = None;
+    let loaded = state
+        .scrollbacks
+        .get(conversation)
+        .is_some_and(|scrollback| scrollback.reaches_newest && !scrollback.messages.is_empty());
+    if !loaded {
+        effects.extend(load(state, conversation, Anchor::Latest));
+    }
+}
+
+// ---------------------------------------------------------------- keys
+
+fn on_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    if key.code != KeyCode::Tab {
+        state.completion = None;
+    }
+    if state.overlay.is_some() && overlay_key(state, key, effects) {
+        return;
+    }
+    if let Some(action) = state.keymap.action(&key) {
+        on_action(state, action, effects);
+        return;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    match key.code {
+        KeyCode::Char(digit @ '1'..='9') if alt => {
+            let index = (digit as usize) - ('1' as usize);
+            if let Some(conversation) = state.conversation_ids().get(index).cloned() {
+                open(state, &conversation, effects);
+            }
+        }
+        KeyCode::Char('a') if ctrl => state.input.home(),
+        KeyCode::Char('e') if ctrl => state.input.end(),
+        KeyCode::Char('w') if ctrl => state.input.delete_word_back(),
+        KeyCode::Char('u') if ctrl => state.input.delete_to_start(),
+        KeyCode::Char('k') if ctrl => state.input.delete_to_end(),
+        KeyCode::Char('b') if alt => state.input.word_left(),
+        KeyCode::Char('f') if alt => state.input.word_right(),
+        KeyCode::Char(c) if !ctrl && !alt => state.input.insert(c),
+        KeyCode::Left => state.input.left(),
+        KeyCode::Right => state.input.right(),
+        KeyCode::Up => state.input.history_back(),
+        KeyCode::Down => state.input.history_forward(),
+        KeyCode::Backspace => state.input.backspace(),
+        KeyCode::Delete => state.input.delete(),
+        KeyCode::Enter => submit(state, effects),
+        KeyCode::Esc => state.notice = None,
+        _ => {}
+    }
+}
+
+/// Keys while an overlay is open; returns true if the key was used.
+fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) -> bool {
+    if key.code == KeyCode::Esc {
+        state.overlay = None;
+        return true;
+    }
+    if let Some(Overlay::Search { results, selected, .. }) = &mut state.overlay {
+        match key.code {
+            KeyCode::Up => {
+                *selected = selected.saturating_sub(1);
+                return true;
+            }
+            KeyCode::Down => {
+                *selected = (*selected + 1).min(results.len().saturating_sub(1));
+                return true;
+            }
+            KeyCode::Enter => {
+                if let Some(result) = results.get(*selected).cloned() {
+                    state.overlay = None;
+                    state.open = Some(result.conversation_id.clone());
+                    if let Some(scrollback) = state.scrollbacks.get_mut(&result.conversation_id) {
+                        scrollback.loading = false;
+                    }
+                    effects.extend(load(state, &result.conversation_id, Anchor::Around(result.id)));
+                }
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn on_action(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
+    match action {
+        Action::NextConversation | Action::PreviousConversation => {
+            let ids = state.conversation_ids();
+            if ids.is_empty() {
+                return;
+            }
+            let current = state
+                .open
+                .as_ref()
+                .and_then(|open| ids.iter().position(|id| id == open));
+            let next = match (current, action) {
+                (None, _) => 0,
+                (Some(index), Action::NextConversation) => (index + 1) % ids.len(),
+                (Some(index), _) => (index + ids.len() - 1) % ids.len(),
+            };
+            open(state, &ids[next], effects);
+        }
+        Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => scroll(state, action, effects),
+        Action::Complete => complete(state),
+        Action::Help => state.overlay = Some(Overlay::Help),
+        Action::Quit => state.quit = true,
+    }
+}
+
+fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
+    let Some(conversation) = state.open.clone() else { return };
+    let page_rows = crate::ui::scrollback_rows(state);
+    let page = usize::from(page_rows.max(2)) - 1;
+    let rows = crate::ui::scrollback_lines(state, &conversation);
+    let Some(scrollback) = state.scrollbacks.get_mut(&conversation) else { return };
+    match action {
+        Action::ScrollUp => scrollback.scroll = (scrollback.scroll + page).min(rows.saturating_sub(1)),
+        Action::ScrollDown => scrollback.scroll = scrollback.scroll.saturating_sub(page),
+        Action::ScrollTop => scrollback.scroll = rows.saturating_sub(1),
+        _ => {
+            scrollback.scroll = 0;
+            if !scrollback.reaches_newest {
+                // Back from an old search result to the present.
+                scrollback.messages.clear();
+                scrollback.loading = false;
+                effects.extend(load(state, &conversation, Anchor::Latest));
+                return;
+            }
+        }
+    }
+    // Near the top of what is loaded: fetch the page before it.
+    let near_top = scrollback.scroll + usize::from(page_rows) + PREFETCH_LINES >= rows;
+    if near_top
+        && scrollback.more_before
+        && let Some(first) = scrollback.messages.first().map(|message| message.id.clone())
+    {
+        effects.extend(load(state, &conversation, Anchor::Before(first)));
+    }
+}
+
+/// Tab: completes a command name (first word after `/`) or a contact name;
+/// Tab again cycles through the candidates.
+fn complete(state: &mut State) {
+    if let Some(completion) = &mut state.completion {
+        completion.index = (completion.index + 1) % completion.candidates.len();
+        let candidate = completion.candidates[completion.index].clone();
+        let start = completion.start;
+        state.input.replace_word(start, &candidate);
+        return;
+    }
+    let (start, word) = state.input.current_word();
+    let is_command = start == 0 && word.starts_with('/');
+    let candidates: Vec<String> = if is_command {
+        commands::complete(&word[1..])
+            .into_iter()
+            .map(|name| format!("/{name} "))
+            .collect()
+    } else {
+        let lower = word.to_lowercase();
+        let mut names: Vec<String> = state
+            .view
+            .contacts
+            .iter()
+            .map(|contact| contact.display_name.clone())
+            .filter(|name| name.to_lowercase().starts_with(&lower))
+            .collect();
+        names.sort();
+        names.dedup();
+        // A name at the start of a message addresses someone: "bob: ".
+        let suffix = if start == 0 { ": " } else { " " };
+        names.into_iter().map(|name| format!("{name}{suffix}")).collect()
+    };
+    if candidates.is_empty() {
+        return;
+    }
+    state.input.replace_word(start, &candidates[0]);
+    if candidates.len() > 1 {
+        state.completion = Some(Completion {
+            start,
+            candidates,
+            index: 0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------- lines
+
+fn submit(state: &mut State, effects: &mut Vec<Effect>) {
+    let line = state.input.take();
+    if line.trim().is_empty() {
+        return;
+    }
+    // A line that was questioned and is entered again goes out as text.
+    if state.confirm.as_deref() == Some(line.as_str()) {
+        state.confirm = None;
+        send_text(state, line, false, effects);
+        return;
+    }
+    state.confirm = None;
+    match commands::parse(&line) {
+        Line::Text(text) => send_text(state, text, false, effects),
+        Line::Usage(usage) => {
+            state.input.set(&line);
+            notice(state, usage, true);
+        }
+        Line::Unknown { name, suggestion } => {
+            // Probably a typo: nothing is sent until Enter confirms it.
+            let hint = suggestion.map_or_else(String::new, |command| format!(" (did you mean /{command}?)"));
+            notice(
+                state,
+                format!("/{name} is not a command{hint}; Enter again sends the line as a message"),
+                true,
+            );
+            state.input.set(&line);
+            state.confirm = Some(line);
+        }
+        Line::Command(command) => run(state, command, effects),
+    }
+}
+
+fn send_text(state: &mut State, text: String, action: bool, effects: &mut Vec<Effect>) {
+    let Some(peer) = state.open_conversation().and_then(|conversation| conversation.peer.clone()) else {
+        notice(state, "open a conversation first: /msg <contact>", true);
+        state.input.set(&text);
+        return;
+    };
+    effects.push(Effect::Send {
+        to: peer.actor_id,
+        text,
+        action,
+    });
+}
+
+/// A contact by name, actor id or fingerprint, or the open conversation's.
+fn contact_ref(state: &State, name: Option<&str>) -> Option<String> {
+    match name {
+        Some(name) => Some(name.to_owned()),
+        None => state
+            .open_conversation()
+            .and_then(|conversation| conversation.peer.as_ref())
+            .map(|peer| peer.actor_id.clone()),
+    }
+}
+
+fn find_contact<'a>(state: &'a State, name: &str) -> Option<&'a pb::Contact> {
+    state.view.contacts.iter().find(|contact| {
+        contact.display_name.eq_ignore_ascii_case(name) || contact.actor_id == name || contact.fingerprint.replace(' ', "") == name.replace(' ', "")
+    })
+}
+
+fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>) {
+    match command {
+        Command::Msg { to, text } => match find_contact(state, &to).cloned() {
+            Some(contact) => {
+                open(state, &contact.conversation_id, effects);
+                if let Some(text) = text {
+                    effects.push(Effect::Send {
+                        to: contact.actor_id,
+                        text,
+                        action: false,
+                    });
+                }
+            }
+            None => notice(state, format!("no contact named {to}; /contacts lists them"), true),
+        },
+        Command::Me(action) => send_text(state, action, true, effects),
+        Command::Add(token) => effects.push(Effect::AddContact(token)),
+        Command::Invite => effects.push(Effect::CreateInvite),
+        Command::Accept(name) => match contact_ref(state, name.as_deref()) {
+            Some(contact) => effects.push(Effect::Accept(contact)),
+            None => notice(state, "name the contact, or open their conversation first", true),
+        },
+        Command::Block(name) => match contact_ref(state, name.as_deref()) {
+            Some(contact) => effects.push(Effect::Block(contact)),
+            None => notice(state, "name the contact, or open their conversation first", true),
+        },
+        Command::Unblock(name) => effects.push(Effect::Unblock(name)),
+        Command::Contacts => state.overlay = Some(Overlay::Contacts),
+        Command::Whois(name) => match find_contact(state, &name) {
+            Some(contact) => {
+                state.overlay = Some(Overlay::Whois {
+                    actor_id: contact.actor_id.clone(),
+                })
+            }
+            None => notice(state, format!("no contact named {name}"), true),
+        },
+        Command::Search(words) => effects.push(Effect::Search(words)),
+        Command::Close => {
+            state.open = None;
+        }
+        Command::Help => state.overlay = Some(Overlay::Help),
+        Command::Quit => state.quit = true,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kirc_proto::v1::{Backend, BackendState, BackendStatus};
-
-    fn snapshot(seq: u64) -> pb::Event {
-        pb::Event {
-            seq,
-            at_unix_ms: 0,
-            kind: Some(Kind::Snapshot(pb::Snapshot {
-                status: Some(pb::Status {
-                    backends: vec![BackendStatus {
-                        backend: Backend::Kafka as i32,
-                        state: BackendState::Up as i32,
-                        ..BackendStatus::default()
-                    }],
-                    ..pb::Status::default()
-                }),
-                epoch: 7,
-                ..pb::Snapshot::default()
-            })),
-        }
-    }
-
-    fn state() -> State {
-        State::new("/tmp/s".into(), jiff::tz::TimeZone::UTC)
-    }
-
-    #[test]
-    fn backend_change_replaces_that_backend_only() {
-        let mut state = state();
-        update(&mut state, Msg::Event(Box::new(snapshot(4))));
-        update(
-            &mut state,
-            Msg::Event(Box::new(pb::Event {
-                seq: 5,
-                at_unix_ms: 0,
-                kind: Some(Kind::BackendChanged(BackendStatus {
-                    backend: Backend::Kafka as i32,
-                    state: BackendState::Down as i32,
-                    last_error: "refused".into(),
-                    ..BackendStatus::default()
-                })),
-            })),
-        );
-        let status = state.view.status.as_ref().unwrap();
-        assert_eq!(status.backends.len(), 1);
-        assert_eq!(status.backends[0].last_error, "refused");
-        assert_eq!(state.last_seq, 5);
-    }
-
-    #[test]
-    fn q_and_ctrl_c_quit_other_keys_do_not() {
-        let mut state = state();
-        update(
-            &mut state,
-            Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)),
-        );
-        assert!(!state.quit);
-        update(
-            &mut state,
-            Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
-        );
-        assert!(state.quit);
-        let mut state = self::state();
-        update(
-            &mut state,
-            Msg::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE)),
-        );
-        assert!(state.quit);
-    }
-
-    #[test]
-    fn status_survives_a_disconnect_and_stopping_clears_on_reconnect() {
-        let mut state = state();
-        update(&mut state, Msg::Event(Box::new(snapshot(1))));
-        update(
-            &mut state,
-            Msg::Event(Box::new(pb::Event {
-                seq: 2,
-                at_unix_ms: 0,
-                kind: Some(Kind::ShuttingDown(pb::ShuttingDown {
-                    reason: "SIGTERM".into(),
-                })),
-            })),
-        );
-        update(
-            &mut state,
-            Msg::Link(Link::Disconnected {
-                error: "gone".into(),
-                since_unix_ms: 0,
-                attempt: 1,
-                retry_in_ms: 250,
-            }),
-        );
-        assert!(state.view.status.is_some());
-        assert_eq!(state.daemon_stopping.as_deref(), Some("SIGTERM"));
-        update(&mut state, Msg::Link(Link::Connected));
-        assert_eq!(state.daemon_stopping, None);
-    }
-}
+mod tests;

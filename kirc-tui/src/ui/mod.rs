@@ -1,30 +1,73 @@
 //! Drawing. `render` reads the state and nothing else: no I/O, no clock.
+//!
+//! Layout: conversation list on the left (hidden on narrow terminals), the
+//! open conversation (title, scrollback, input) on the right, a status bar at
+//! the bottom, a red banner at the top while the daemon is away, and
+//! overlays (help, invite, search, contacts, whois) on top.
+
+mod overlay;
+mod scrollback;
 
 use jiff::Timestamp;
-use kirc_proto::v1::{Backend, BackendState, BackendStatus};
+use kirc_proto::v1::{Backend, BackendState, BackendStatus, ContactState};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use unicode_width::UnicodeWidthStr;
 
 use crate::state::{Link, State};
+pub use scrollback::{scrollback_lines, scrollback_rows};
 
-pub fn render(frame: &mut Frame<'_>, state: &State) {
-    let banner_height = if matches!(state.link, Link::Disconnected { .. }) {
-        2
-    } else {
-        0
-    };
-    let [title, banner, body, status_bar, help] = Layout::vertical([
-        Constraint::Length(1),
+/// The conversation list is shown when the terminal is at least this wide.
+const LIST_MIN_WIDTH: u16 = 60;
+const LIST_WIDTH: u16 = 24;
+
+/// Where each part of the screen goes; `update` uses the same layout to
+/// page and wrap exactly as drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct Areas {
+    pub banner: Rect,
+    pub list: Option<Rect>,
+    pub title: Rect,
+    pub body: Rect,
+    pub input: Rect,
+    pub status: Rect,
+}
+
+pub fn areas(area: Rect, state: &State) -> Areas {
+    let banner_height = if matches!(state.link, Link::Disconnected { .. }) { 2 } else { 0 };
+    let [banner, middle, status] = Layout::vertical([
         Constraint::Length(banner_height),
         Constraint::Min(0),
         Constraint::Length(1),
+    ])
+    .areas(area);
+    let (list, main) = if area.width >= LIST_MIN_WIDTH {
+        let [list, main] = Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(0)]).areas(middle);
+        (Some(list), main)
+    } else {
+        (None, middle)
+    };
+    let [title, body, input] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
-    frame.render_widget(Paragraph::new(title_line(state)), title);
+    .areas(main);
+    Areas {
+        banner,
+        list,
+        title,
+        body,
+        input,
+        status,
+    }
+}
+
+pub fn render(frame: &mut Frame<'_>, state: &State) {
+    let areas = areas(frame.area(), state);
     if let Link::Disconnected { error, .. } = &state.link {
         let why = match &state.daemon_stopping {
             Some(reason) => format!("kircd stopped ({reason}); waiting for it to come back."),
@@ -34,18 +77,44 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
             Paragraph::new(why)
                 .style(Style::new().fg(Color::Red))
                 .wrap(Wrap { trim: true }),
-            banner,
+            areas.banner,
         );
     }
-    render_body(frame, body, state);
-    frame.render_widget(Paragraph::new(link_line(state)), status_bar);
-    frame.render_widget(
-        Paragraph::new(Line::from(vec![" q".bold(), " quit".dim()])),
-        help,
-    );
+    if let Some(list) = areas.list {
+        render_list(frame, list, state);
+    }
+    match state.open_conversation() {
+        Some(_) => {
+            render_title(frame, areas.title, state);
+            scrollback::render(frame, areas.body, state);
+        }
+        None => {
+            frame.render_widget(Paragraph::new(home_title(state)), areas.title);
+            render_home(frame, areas.body, state);
+        }
+    }
+    render_input(frame, areas.input, state);
+    frame.render_widget(Paragraph::new(status_line(state)), areas.status);
+    if let Some(overlay) = &state.overlay {
+        overlay::render(frame, frame.area(), state, overlay);
+    }
 }
 
-fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
+/// Text from peers, made safe to draw: control characters (escape sequences
+/// among them) and bidirectional overrides become visible placeholders, so a
+/// message can neither move the cursor nor reorder the screen.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+pub(crate) fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
     match Timestamp::from_millisecond(unix_ms) {
         Ok(timestamp) if unix_ms > 0 => timestamp
             .to_zoned_datetime(state.time_zone.clone())
@@ -58,11 +127,123 @@ fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
 const DATE_TIME: &str = "%Y-%m-%d %H:%M:%S";
 const TIME: &str = "%H:%M:%S";
 
-fn title_line(state: &State) -> Line<'static> {
+/// A stable colour per actor, so a name looks the same everywhere.
+pub(crate) fn colour_of(actor_id: &str) -> Color {
+    const PALETTE: [Color; 10] = [
+        Color::Cyan,
+        Color::Magenta,
+        Color::Yellow,
+        Color::Green,
+        Color::Blue,
+        Color::LightRed,
+        Color::LightCyan,
+        Color::LightMagenta,
+        Color::LightGreen,
+        Color::LightBlue,
+    ];
+    // FNV-1a: stable across runs and machines, unlike std's hasher.
+    let hash = actor_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
+}
+
+fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let block = Block::new().borders(Borders::RIGHT);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::new();
+    for (index, conversation) in state.view.conversations.iter().enumerate() {
+        let Some(peer) = &conversation.peer else { continue };
+        let selected = state.open.as_deref() == Some(conversation.id.as_str());
+        let mark = match peer.state() {
+            ContactState::Request => "?",
+            ContactState::Blocked => "⊘",
+            _ if state.mentions.contains(&conversation.id) => "@",
+            _ => " ",
+        };
+        let unread = if conversation.unread > 0 {
+            format!("{}", conversation.unread)
+        } else {
+            String::new()
+        };
+        let number = if index < 9 { format!("{}", index + 1) } else { String::from(" ") };
+        let name = sanitize(&peer.display_name);
+        let width = usize::from(inner.width);
+        let used = number.width() + 1 + mark.width() + 1 + unread.width();
+        let room = width.saturating_sub(used + 1);
+        let name: String = truncate(&name, room);
+        let padding = width.saturating_sub(used + name.width());
+        let mut style = Style::new();
+        if conversation.unread > 0 {
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        if selected {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        lines.push(Line::from(vec![
+            Span::styled(format!("{number} "), Style::new().dim()),
+            Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
+            Span::styled(name, style.fg(colour_of(&peer.actor_id))),
+            Span::raw(" ".repeat(padding)),
+            Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
+        ]));
+    }
+    if lines.is_empty() {
+        lines.push(Line::from("no contacts yet".dim()));
+        lines.push(Line::from("/invite or /add".dim()));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Cuts `text` to at most `width` columns, with an ellipsis if cut.
+pub(crate) fn truncate(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.width() + c.to_string().width() + 1 > width {
+            break;
+        }
+        out.push(c);
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
+}
+
+fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    let Some(peer) = state.open_conversation().and_then(|conversation| conversation.peer.as_ref()) else {
+        return;
+    };
+    let (what, colour) = match peer.state() {
+        ContactState::Request => ("message request: /accept or /block", Color::Yellow),
+        ContactState::Blocked => ("blocked: /unblock to talk again", Color::Red),
+        _ if !peer.peer_accepted => ("waiting for them to accept", Color::Yellow),
+        _ => ("contact", Color::Green),
+    };
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(format!(" {} ", sanitize(&peer.display_name)), Style::new().bold().reversed()),
+            Span::styled(format!(" {what}"), Style::new().fg(colour)),
+            Span::styled(format!("  {}", peer.fingerprint), Style::new().dim()),
+        ])),
+        area,
+    );
+}
+
+fn home_title(state: &State) -> Line<'static> {
     let mut spans = vec![Span::styled(" K-IRC ", Style::new().bold().reversed())];
     if let Some(status) = &state.view.status {
+        let me = if status.display_name.is_empty() {
+            String::new()
+        } else {
+            format!(" {} ·", sanitize(&status.display_name))
+        };
         spans.push(Span::raw(format!(
-            " kircd {} · pid {} · started {}",
+            "{me} kircd {} · pid {} · started {}",
             status.version,
             status.pid,
             format_time(state, status.started_at_unix_ms, DATE_TIME)
@@ -90,21 +271,17 @@ fn state_span(backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
     let color = if stale { Color::DarkGray } else { color };
     [
         Span::styled(format!(" {dot} "), Style::new().fg(color)),
-        Span::styled(
-            format!("{word:<11}"),
-            Style::new().fg(color).add_modifier(Modifier::BOLD),
-        ),
+        Span::styled(format!("{word:<11}"), Style::new().fg(color).add_modifier(Modifier::BOLD)),
     ]
 }
 
-fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
+/// The home screen: the daemon's status, and how to start.
+fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let stale = state.link != Link::Connected;
     let Some(status) = &state.view.status else {
         let text = match &state.link {
             Link::Connecting { .. } => "Connecting to kircd…",
-            _ => {
-                "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`)."
-            }
+            _ => "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`).",
         };
         frame.render_widget(
             Paragraph::new(text)
@@ -114,16 +291,12 @@ fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
         );
         return;
     };
-
     let mut lines = Vec::new();
     for backend in &status.backends {
         let [dot, word] = state_span(backend, stale);
         lines.push(Line::from(vec![
             dot,
-            Span::styled(
-                format!("{:<11}", backend_name(backend.backend())),
-                Style::new().bold(),
-            ),
+            Span::styled(format!("{:<11}", backend_name(backend.backend())), Style::new().bold()),
             word,
             Span::raw(backend.endpoint.clone()),
         ]));
@@ -159,59 +332,119 @@ fn render_body(frame: &mut Frame<'_>, area: Rect, state: &State) {
             detail,
         ]));
     }
-    if status.refused_connections > 0 {
+    if !status.rejected.is_empty() {
+        let counts: Vec<String> = status
+            .rejected
+            .iter()
+            .map(|count| format!("{} {}", count.reason, count.count))
+            .collect();
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
-            format!(
-                " {} connection(s) from other users refused",
-                status.refused_connections
-            ),
+            format!(" rejected inbound records: {}", counts.join(", ")),
             Style::new().fg(Color::Yellow),
         )));
     }
+    if status.refused_connections > 0 {
+        lines.push(Line::default());
+        lines.push(Line::from(Span::styled(
+            format!(" {} connection(s) from other users refused", status.refused_connections),
+            Style::new().fg(Color::Yellow),
+        )));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(
+        " Ctrl+N or /msg <contact> opens a conversation · /invite to add someone · F1 help".dim(),
+    ));
     let block = Block::new().borders(Borders::TOP).title(" Backends ");
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
 }
 
-fn link_line(state: &State) -> Line<'static> {
-    match &state.link {
-        Link::Connected => Line::from(vec![
-            Span::styled(
-                " connected ",
-                Style::new().fg(Color::Black).bg(Color::Green),
-            ),
-            Span::raw(format!(" {} · event {}", state.socket, state.last_seq)),
-        ]),
-        Link::Connecting { attempt } => Line::from(vec![
-            Span::styled(
-                " connecting ",
-                Style::new().fg(Color::Black).bg(Color::Yellow),
-            ),
-            Span::raw(format!(" {} · attempt {attempt}", state.socket)),
-        ]),
+fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    const PROMPT: &str = "> ";
+    // Newlines from a paste are shown, not executed.
+    let shown: String = state
+        .input
+        .text()
+        .chars()
+        .map(|c| if c == '\n' { '↵' } else { c })
+        .collect();
+    let shown = sanitize(&shown);
+    let before_cursor: String = shown.chars().take(state.input.cursor()).collect();
+    let room = usize::from(area.width).saturating_sub(PROMPT.len() + 1);
+    // Scroll the line so the cursor stays in view.
+    let mut skip = 0;
+    while before_cursor.chars().skip(skip).collect::<String>().width() > room {
+        skip += 1;
+    }
+    let visible: String = shown.chars().skip(skip).collect();
+    let visible = truncate_plain(&visible, room);
+    let cursor_column = before_cursor.chars().skip(skip).collect::<String>().width();
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![Span::styled(PROMPT, Style::new().bold()), Span::raw(visible)])),
+        area,
+    );
+    if state.overlay.is_none() && area.width > 0 && area.height > 0 {
+        let x = area.x + u16::try_from(PROMPT.len() + cursor_column).unwrap_or(u16::MAX).min(area.width - 1);
+        frame.set_cursor_position(Position::new(x, area.y));
+    }
+}
+
+/// Cuts to `width` columns without an ellipsis.
+fn truncate_plain(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.width() + c.to_string().width() > width {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn status_line(state: &State) -> Line<'static> {
+    let mut spans = match &state.link {
+        Link::Connected => vec![Span::styled(" connected ", Style::new().fg(Color::Black).bg(Color::Green))],
+        Link::Connecting { attempt } => vec![Span::styled(
+            format!(" connecting ({attempt}) "),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        )],
         Link::Disconnected {
             since_unix_ms,
             attempt,
             retry_in_ms,
             ..
-        } => Line::from(vec![
-            Span::styled(
-                " DISCONNECTED ",
-                Style::new().fg(Color::White).bg(Color::Red).bold(),
-            ),
+        } => vec![
+            Span::styled(" DISCONNECTED ", Style::new().fg(Color::White).bg(Color::Red).bold()),
             Span::raw(format!(
-                " since {} · retry {attempt} in {} · {}",
+                " since {} · retry {attempt} in {}",
                 format_time(state, *since_unix_ms, TIME),
-                humantime::format_duration(std::time::Duration::from_millis(*retry_in_ms)),
-                state.socket
+                humantime::format_duration(std::time::Duration::from_millis(*retry_in_ms))
             )),
-        ]),
+        ],
+    };
+    if let Some(status) = &state.view.status {
+        let stale = state.link != Link::Connected;
+        for backend in &status.backends {
+            let colour = match (stale, backend.state()) {
+                (true, _) => Color::DarkGray,
+                (_, BackendState::Up) => Color::Green,
+                (_, BackendState::Down) => Color::Red,
+                _ => Color::Yellow,
+            };
+            let short = match backend.backend() {
+                Backend::Kafka => "kafka",
+                Backend::Postgres => "pg",
+                Backend::Valkey => "valkey",
+                Backend::Unspecified => "?",
+            };
+            spans.push(Span::styled(format!(" ●{short}"), Style::new().fg(colour)));
+        }
     }
+    if let Some(notice) = &state.notice {
+        let style = if notice.error { Style::new().fg(Color::Red) } else { Style::new().fg(Color::Cyan) };
+        spans.push(Span::styled(format!("  {}", sanitize(&notice.text)), style));
+    }
+    Line::from(spans)
 }
 
 #[cfg(test)]

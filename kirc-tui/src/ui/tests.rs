@@ -1,14 +1,18 @@
-//! Snapshots of the status screen. Times are fixed and shown in UTC, so the
+//! Snapshots of the main screens. Times are fixed and shown in UTC, so the
 //! snapshots do not depend on the machine.
 
-use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, TopicStatus};
+use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, ContactState, TopicStatus, event::Kind};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::render;
-use crate::state::{Link, State};
+use crate::state::{Link, Overlay, Scrollback, State};
+use crate::update::{Msg, update};
 
 const T0: i64 = 1_795_000_000_000;
+const ME: &str = "0c25af013d72cdeda5f6702551730668";
+const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+const CAROL: &str = "ca401ca401ca401ca401ca401ca401ca";
 
 fn backend(backend: Backend, state: BackendState, endpoint: &str, error: &str) -> BackendStatus {
     BackendStatus {
@@ -40,16 +44,21 @@ fn status(postgres: BackendStatus) -> pb::Status {
         api_version: 1,
         pid: 4242,
         started_at_unix_ms: T0,
-        uptime_ms: 0,
         backends: vec![
             backend(Backend::Kafka, BackendState::Up, "127.0.0.1:19092", ""),
             postgres,
             backend(Backend::Valkey, BackendState::Up, "127.0.0.1:16379/0", ""),
         ],
         topics: topics(),
-        refused_connections: 0,
+        actor_id: ME.into(),
+        display_name: "alice".into(),
+        ready: true,
         ..pb::Status::default()
     }
+}
+
+fn healthy() -> pb::Status {
+    status(backend(Backend::Postgres, BackendState::Up, "127.0.0.1:15432/kirc_alice", ""))
 }
 
 fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
@@ -58,51 +67,129 @@ fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
     terminal
 }
 
+fn contact(actor_id: &str, name: &str, state: ContactState, peer_accepted: bool) -> pb::Contact {
+    pb::Contact {
+        actor_id: actor_id.into(),
+        display_name: name.into(),
+        state: state as i32,
+        peer_accepted,
+        conversation_id: format!("conv-{name}"),
+        fingerprint: "b0b0 b0b0 b0b0 b0b0 b0b0 b0b0 b0b0 b0b0".into(),
+        delivery_path: "127.0.0.1:19092 → bob.data-in (plaintext)".into(),
+        added_at_unix_ms: T0,
+    }
+}
+
+/// A connected state with contacts bob (accepted) and carol (a message
+/// request), the given status, sized 100×30.
 fn connected(status: pb::Status) -> State {
-    let mut state = State::new(
-        "/run/user/1000/kirc/kircd.sock".into(),
-        jiff::tz::TimeZone::UTC,
+    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
+    let contacts = vec![
+        contact(BOB, "bob", ContactState::Accepted, true),
+        contact(CAROL, "carol", ContactState::Request, true),
+    ];
+    let conversations = vec![
+        pb::Conversation {
+            id: "conv-bob".into(),
+            peer: Some(contacts[0].clone()),
+            last_activity_unix_ms: T0,
+            unread: 0,
+            last_read_seq: 3,
+            last_message: None,
+        },
+        pb::Conversation {
+            id: "conv-carol".into(),
+            peer: Some(contacts[1].clone()),
+            last_activity_unix_ms: T0,
+            unread: 2,
+            last_read_seq: 0,
+            last_message: None,
+        },
+    ];
+    update(&mut state, Msg::Link(Link::Connected));
+    update(&mut state, Msg::Resize(100, 30));
+    update(
+        &mut state,
+        Msg::Event(Box::new(pb::Event {
+            seq: 1,
+            at_unix_ms: 0,
+            kind: Some(Kind::Snapshot(pb::Snapshot {
+                status: Some(status),
+                epoch: 1,
+                contacts,
+                conversations,
+            })),
+        })),
     );
-    state.link = Link::Connected;
-    state.view.status = Some(status);
-    state.last_seq = 17;
+    state
+}
+
+fn message(seq: u64, sender: &str, body: &str, minutes: i64, state: pb::MessageState) -> pb::ChatMessage {
+    pb::ChatMessage {
+        id: format!("m{seq}"),
+        conversation_id: "conv-bob".into(),
+        sender: sender.into(),
+        outgoing: sender == ME,
+        action: false,
+        body: body.into(),
+        created_at_unix_ms: T0 + minutes * 60_000,
+        state: state as i32,
+        seq,
+    }
+}
+
+fn with_bob_open(mut state: State) -> State {
+    use pb::MessageState::*;
+    let mut messages = vec![
+        message(1, BOB, "hey alice, are you around?", 0, Received),
+        message(2, ME, "yes! just setting up K-IRC", 1, Read),
+        message(3, BOB, "nice — it works over Kafka, right?", 2, Received),
+        // The next day: a separator line, then the unread marker.
+        message(4, BOB, "good morning! here is a long line that has to wrap because it does not fit in the width of the scrollback at all", 24 * 60, Received),
+        message(5, ME, "morning", 24 * 60 + 1, Delivered),
+        message(6, ME, "sending…", 24 * 60 + 2, Pending),
+    ];
+    let mut action = message(7, BOB, "waves \u{1b}[31mnot red\u{1b}[0m", 24 * 60 + 3, Received);
+    action.action = true;
+    messages.push(action);
+    state.open = Some("conv-bob".into());
+    state.scrollbacks.insert(
+        "conv-bob".into(),
+        Scrollback {
+            messages,
+            more_before: false,
+            reaches_newest: true,
+            loading: false,
+            scroll: 0,
+        },
+    );
+    state.input.insert_str("typing a rep");
     state
 }
 
 #[test]
-fn healthy() {
-    let state = connected(status(backend(
-        Backend::Postgres,
-        BackendState::Up,
-        "127.0.0.1:15432/kirc_alice",
-        "",
-    )));
-    insta::assert_snapshot!(draw(&state, 80, 16).backend());
+fn status_healthy() {
+    let state = connected(healthy());
+    insta::assert_snapshot!(draw(&state, 100, 20).backend());
 }
 
 #[test]
-fn degraded() {
-    let mut state = connected(status(backend(
+fn status_degraded() {
+    let mut status = status(backend(
         Backend::Postgres,
         BackendState::Down,
         "127.0.0.1:15432/kirc_alice",
         "Connection refused (os error 111)",
-    )));
-    if let Some(status) = &mut state.view.status {
-        status.topics[2].present = false;
-        status.topics[2].partitions = 0;
-    }
-    insta::assert_snapshot!(draw(&state, 80, 18).backend());
+    ));
+    status.topics[2].present = false;
+    status.topics[2].partitions = 0;
+    let state = connected(status);
+    insta::assert_snapshot!(draw(&state, 100, 22).backend());
 }
 
 #[test]
-fn disconnected_keeps_the_last_known_status_greyed() {
-    let mut state = connected(status(backend(
-        Backend::Postgres,
-        BackendState::Up,
-        "127.0.0.1:15432/kirc_alice",
-        "",
-    )));
+fn disconnected_keeps_the_last_known_conversation() {
+    let mut state = with_bob_open(connected(healthy()));
     state.daemon_stopping = Some("SIGTERM".into());
     state.link = Link::Disconnected {
         error: "kircd closed the connection".into(),
@@ -110,15 +197,12 @@ fn disconnected_keeps_the_last_known_status_greyed() {
         attempt: 3,
         retry_in_ms: 400,
     };
-    insta::assert_snapshot!(draw(&state, 80, 16).backend());
+    insta::assert_snapshot!(draw(&state, 100, 20).backend());
 }
 
 #[test]
 fn never_connected() {
-    let mut state = State::new(
-        "/run/user/1000/kirc/kircd.sock".into(),
-        jiff::tz::TimeZone::UTC,
-    );
+    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
     state.link = Link::Disconnected {
         error: "no kircd is listening on /run/user/1000/kirc/kircd.sock: the socket does not exist (start it with `kircd run`)".into(),
         since_unix_ms: T0,
@@ -129,14 +213,89 @@ fn never_connected() {
 }
 
 #[test]
+fn conversation() {
+    let state = with_bob_open(connected(healthy()));
+    insta::assert_snapshot!(draw(&state, 100, 20).backend());
+}
+
+#[test]
+fn message_request() {
+    let mut state = connected(healthy());
+    state.open = Some("conv-carol".into());
+    let mut request = message(1, CAROL, "hi, we met at the meetup — add me?", 0, pb::MessageState::Received);
+    request.conversation_id = "conv-carol".into();
+    state.scrollbacks.insert(
+        "conv-carol".into(),
+        Scrollback {
+            messages: vec![request],
+            more_before: false,
+            reaches_newest: true,
+            loading: false,
+            scroll: 0,
+        },
+    );
+    state.overlay = Some(Overlay::Contacts);
+    insta::assert_snapshot!(draw(&state, 100, 16).backend());
+}
+
+#[test]
+fn help() {
+    let mut state = connected(healthy());
+    state.overlay = Some(Overlay::Help);
+    insta::assert_snapshot!(draw(&state, 110, 40).backend());
+}
+
+#[test]
+fn search_results() {
+    let mut state = with_bob_open(connected(healthy()));
+    use pb::MessageState::Received;
+    state.overlay = Some(Overlay::Search {
+        query: "kafka".into(),
+        results: vec![
+            message(3, BOB, "nice — it works over Kafka, right?", 2, Received),
+            message(1, ME, "kafka all the way down", 0, Received),
+        ],
+        selected: 1,
+    });
+    insta::assert_snapshot!(draw(&state, 100, 16).backend());
+}
+
+#[test]
+fn invite_with_qr() {
+    let mut state = connected(healthy());
+    state.overlay = Some(Overlay::Invite {
+        token: "kirc1:CiAKHgoIYWxpY2VfaWQSEnRoaXMgaXMgYSB0ZXN0IHRva2Vu".into(),
+        expires_at_unix_ms: T0 + 7 * 24 * 3_600_000,
+    });
+    insta::assert_snapshot!(draw(&state, 100, 40).backend());
+}
+
+#[test]
 fn tiny_and_odd_sizes_never_panic() {
-    let state = connected(status(backend(
-        Backend::Postgres,
-        BackendState::Down,
-        "127.0.0.1:15432/kirc_alice",
-        "a very long error message that will need wrapping on a narrow terminal",
-    )));
-    for (width, height) in [(1, 1), (20, 6), (5, 40), (200, 3), (0, 0)] {
+    let mut state = with_bob_open(connected(healthy()));
+    state.input.insert_str("\u{202E}rtl override \u{200B}zero width 👩‍👩‍👧 עברית \u{7}");
+    for (width, height) in [(1, 1), (20, 6), (5, 40), (200, 3), (0, 0), (59, 10), (61, 10)] {
         draw(&state, width, height);
+        for overlay in [
+            Overlay::Help,
+            Overlay::Contacts,
+            Overlay::Invite {
+                token: "kirc1:abc".into(),
+                expires_at_unix_ms: T0,
+            },
+        ] {
+            state.overlay = Some(overlay);
+            draw(&state, width, height);
+        }
+        state.overlay = None;
     }
+}
+
+#[test]
+fn peer_text_cannot_inject_escape_sequences() {
+    let state = with_bob_open(connected(healthy()));
+    let terminal = draw(&state, 100, 20);
+    let screen = terminal.backend().to_string();
+    assert!(!screen.contains('\u{1b}'));
+    assert!(screen.contains("waves �[31mnot red�[0m"), "{screen}");
 }

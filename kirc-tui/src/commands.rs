@@ -1,0 +1,185 @@
+//! Slash commands: the list (for `/help` and completion) and the parser.
+
+/// Every command: name, arguments, what it does.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("msg", "<contact> [text]", "open the conversation with a contact, and send text if given"),
+    ("me", "<action>", "send an action (\"* alice waves\")"),
+    ("add", "<token>", "add a contact from their invite token"),
+    ("invite", "", "show an invite token (and its QR code) to give to a friend"),
+    ("accept", "[contact]", "accept a message request (the open one if none is named)"),
+    ("block", "[contact]", "block a contact: everything from them is dropped"),
+    ("unblock", "<contact>", "unblock a contact"),
+    ("contacts", "", "list contacts and message requests"),
+    ("whois", "<contact>", "a contact's profile, fingerprint and delivery path"),
+    ("search", "<words>", "search all messages; Enter on a result opens it"),
+    ("close", "", "close the open conversation (it stays in the list)"),
+    ("help", "", "every command and key"),
+    ("quit", "", "leave kirc-tui (kircd keeps running)"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Msg { to: String, text: Option<String> },
+    Me(String),
+    Add(String),
+    Invite,
+    Accept(Option<String>),
+    Block(Option<String>),
+    Unblock(String),
+    Contacts,
+    Whois(String),
+    Search(String),
+    Close,
+    Help,
+    Quit,
+}
+
+/// What a line typed in the input is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Text to send to the open conversation.
+    Text(String),
+    Command(Command),
+    /// A command with missing arguments: its usage.
+    Usage(String),
+    /// `/something` that is no command: probably a typo.
+    Unknown { name: String, suggestion: Option<&'static str> },
+}
+
+fn usage(name: &str) -> Line {
+    let args = COMMANDS
+        .iter()
+        .find(|(command, _, _)| *command == name)
+        .map_or("", |(_, args, _)| *args);
+    Line::Usage(format!("usage: /{name} {args}"))
+}
+
+/// Parses one input line. `//text` sends `/text` literally.
+pub fn parse(line: &str) -> Line {
+    let Some(rest) = line.strip_prefix('/') else {
+        return Line::Text(line.to_owned());
+    };
+    if rest.starts_with('/') {
+        return Line::Text(rest.to_owned());
+    }
+    let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let args = args.trim();
+    let name_lower = name.to_ascii_lowercase();
+    let arg = || (!args.is_empty()).then(|| args.to_owned());
+    let command = match name_lower.as_str() {
+        "msg" | "query" => {
+            let (to, text) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            if to.is_empty() {
+                return usage("msg");
+            }
+            let text = text.trim_start();
+            Command::Msg {
+                to: to.to_owned(),
+                text: (!text.is_empty()).then(|| text.to_owned()),
+            }
+        }
+        "me" => match arg() {
+            Some(action) => Command::Me(action),
+            None => return usage("me"),
+        },
+        "add" => match arg() {
+            Some(token) => Command::Add(token),
+            None => return usage("add"),
+        },
+        "invite" => Command::Invite,
+        "accept" => Command::Accept(arg()),
+        "block" => Command::Block(arg()),
+        "unblock" => match arg() {
+            Some(contact) => Command::Unblock(contact),
+            None => return usage("unblock"),
+        },
+        "contacts" => Command::Contacts,
+        "whois" => match arg() {
+            Some(contact) => Command::Whois(contact),
+            None => return usage("whois"),
+        },
+        "search" => match arg() {
+            Some(words) => Command::Search(words),
+            None => return usage("search"),
+        },
+        "close" => Command::Close,
+        "help" => Command::Help,
+        "quit" | "exit" => Command::Quit,
+        _ => {
+            // Two edits (a swap counts as one) is what a typo looks like.
+            let suggestion = COMMANDS
+                .iter()
+                .map(|(command, _, _)| (strsim::damerau_levenshtein(&name_lower, command), *command))
+                .filter(|(distance, _)| *distance <= 2)
+                .min_by_key(|(distance, _)| *distance)
+                .map(|(_, command)| command);
+            return Line::Unknown {
+                name: name.to_owned(),
+                suggestion,
+            };
+        }
+    };
+    Line::Command(command)
+}
+
+/// Command names starting with `prefix` (without the slash).
+pub fn complete(prefix: &str) -> Vec<&'static str> {
+    COMMANDS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .filter(|name| name.starts_with(prefix))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_text() {
+        assert_eq!(parse("hello"), Line::Text("hello".into()));
+        assert_eq!(parse("//slash"), Line::Text("/slash".into()));
+        assert_eq!(
+            parse("/msg bob  hi there"),
+            Line::Command(Command::Msg {
+                to: "bob".into(),
+                text: Some("hi there".into())
+            })
+        );
+        assert_eq!(
+            parse("/msg bob"),
+            Line::Command(Command::Msg {
+                to: "bob".into(),
+                text: None
+            })
+        );
+        assert_eq!(parse("/me waves"), Line::Command(Command::Me("waves".into())));
+        assert_eq!(parse("/accept"), Line::Command(Command::Accept(None)));
+        assert_eq!(parse("/QUIT"), Line::Command(Command::Quit));
+        assert_eq!(parse("/add kirc1:abc"), Line::Command(Command::Add("kirc1:abc".into())));
+    }
+
+    #[test]
+    fn missing_arguments_give_the_usage() {
+        assert_eq!(parse("/msg"), Line::Usage("usage: /msg <contact> [text]".into()));
+        assert_eq!(parse("/search  "), Line::Usage("usage: /search <words>".into()));
+    }
+
+    #[test]
+    fn unknown_commands_suggest_the_closest() {
+        assert_eq!(
+            parse("/mgs bob hi"),
+            Line::Unknown {
+                name: "mgs".into(),
+                suggestion: Some("msg")
+            }
+        );
+        assert!(matches!(parse("/zzzzzz"), Line::Unknown { suggestion: None, .. }));
+    }
+
+    #[test]
+    fn completes_command_names() {
+        assert_eq!(complete("bl"), vec!["block"]);
+        assert_eq!(complete("c"), vec!["contacts", "close"]);
+    }
+}

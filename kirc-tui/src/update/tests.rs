@@ -1,0 +1,359 @@
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use kirc_proto::v1::{self as pb, ContactState, event::Kind};
+
+use super::*;
+use crate::state::State;
+
+const ME: &str = "00000000000000000000000000000000";
+const BOB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const CAROL: &str = "cccccccccccccccccccccccccccccccc";
+
+fn contact(actor_id: &str, name: &str, conversation: &str, state: ContactState) -> pb::Contact {
+    pb::Contact {
+        actor_id: actor_id.into(),
+        display_name: name.into(),
+        state: state as i32,
+        peer_accepted: true,
+        conversation_id: conversation.into(),
+        fingerprint: String::new(),
+        delivery_path: String::new(),
+        added_at_unix_ms: 1,
+    }
+}
+
+fn event(seq: u64, kind: Kind) -> Msg {
+    Msg::Event(Box::new(pb::Event {
+        seq,
+        at_unix_ms: 0,
+        kind: Some(kind),
+    }))
+}
+
+fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> pb::ChatMessage {
+    pb::ChatMessage {
+        id: id.into(),
+        conversation_id: conversation.into(),
+        sender: sender.into(),
+        outgoing: sender == ME,
+        action: false,
+        body: body.into(),
+        created_at_unix_ms: 1_795_000_000_000 + i64::try_from(seq).unwrap() * 1000,
+        state: pb::MessageState::Received as i32,
+        seq,
+    }
+}
+
+/// A connected state with contacts bob and carol (a request).
+fn state() -> State {
+    let mut state = State::new("/tmp/s".into(), jiff::tz::TimeZone::UTC);
+    let contacts = vec![
+        contact(BOB, "bob", "conv-bob", ContactState::Accepted),
+        contact(CAROL, "carol", "conv-carol", ContactState::Request),
+    ];
+    let conversations = contacts
+        .iter()
+        .map(|contact| pb::Conversation {
+            id: contact.conversation_id.clone(),
+            peer: Some(contact.clone()),
+            ..pb::Conversation::default()
+        })
+        .collect();
+    update(&mut state, Msg::Link(Link::Connected));
+    let effects = update(
+        &mut state,
+        event(
+            1,
+            Kind::Snapshot(pb::Snapshot {
+                status: Some(pb::Status {
+                    actor_id: ME.into(),
+                    display_name: "alice".into(),
+                    ..pb::Status::default()
+                }),
+                epoch: 1,
+                contacts,
+                conversations,
+            }),
+        ),
+    );
+    assert!(effects.is_empty());
+    state
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_line(state: &mut State, text: &str) -> Vec<Effect> {
+    for c in text.chars() {
+        update(state, key(KeyCode::Char(c)));
+    }
+    update(state, key(KeyCode::Enter))
+}
+
+/// Opens bob's conversation and answers its history request with
+/// `messages`; returns what the answer caused.
+fn open_bob(state: &mut State, messages: Vec<pb::ChatMessage>) -> Vec<Effect> {
+    let effects = type_line(state, "/msg bob");
+    assert_eq!(
+        effects,
+        vec![Effect::LoadHistory {
+            conversation: "conv-bob".into(),
+            anchor: Anchor::Latest
+        }]
+    );
+    update(
+        state,
+        Msg::History {
+            conversation: "conv-bob".into(),
+            page: pb::GetHistoryResponse {
+                messages,
+                more_before: false,
+                more_after: false,
+            },
+            anchor: Anchor::Latest,
+        },
+    )
+}
+
+#[test]
+fn a_message_is_read_only_when_on_screen_and_focused() {
+    let mut state = state();
+    // Unfocused: a new message notifies and stays unread.
+    update(&mut state, Msg::Focus(false));
+    assert!(open_bob(&mut state, vec![message("m1", "conv-bob", BOB, 1, "hi")]).is_empty());
+    let effects = update(&mut state, event(2, Kind::MessageAdded(message("m2", "conv-bob", BOB, 2, "there"))));
+    assert!(matches!(effects.as_slice(), [Effect::Notify { .. }]), "{effects:?}");
+    // Focus comes back: now the marker moves, to the newest message.
+    let effects = update(&mut state, Msg::Focus(true));
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation: "conv-bob".into(),
+            up_to: "m2".into()
+        }]
+    );
+    // Asked once, not again while the daemon answers.
+    assert!(update(&mut state, Msg::Focus(true)).is_empty());
+    // The daemon moves it; a new message while focused and on screen is read.
+    update(
+        &mut state,
+        event(
+            3,
+            Kind::ReadMarkerMoved(pb::ReadMarkerMoved {
+                conversation_id: "conv-bob".into(),
+                last_read_seq: 2,
+                unread: 0,
+            }),
+        ),
+    );
+    let effects = update(&mut state, event(4, Kind::MessageAdded(message("m3", "conv-bob", BOB, 3, "!"))));
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation: "conv-bob".into(),
+            up_to: "m3".into()
+        }]
+    );
+}
+
+#[test]
+fn a_message_in_another_conversation_or_while_scrolled_back_is_not_read() {
+    let mut state = state();
+    let lots: Vec<pb::ChatMessage> = (1..=100).map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "line")).collect();
+    update(&mut state, Msg::Resize(80, 24));
+    // Opening it, focused, with the newest message on screen, reads it.
+    let effects = open_bob(&mut state, lots);
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation: "conv-bob".into(),
+            up_to: "m100".into()
+        }]
+    );
+    // A message elsewhere: notified, not read.
+    let effects = update(&mut state, event(2, Kind::MessageAdded(message("c1", "conv-carol", CAROL, 101, "psst"))));
+    assert!(matches!(effects.as_slice(), [Effect::Notify { .. }]), "{effects:?}");
+    // Scrolled back, a new message is not read either.
+    update(&mut state, key(KeyCode::PageUp));
+    let effects = update(&mut state, event(3, Kind::MessageAdded(message("m101", "conv-bob", BOB, 102, "new"))));
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::MarkRead { .. })), "{effects:?}");
+    assert!(state.scrollbacks["conv-bob"].scroll > 0);
+    // Back at the bottom it is.
+    let effects = update(&mut state, key(KeyCode::End));
+    assert!(effects.iter().any(|effect| matches!(effect, Effect::MarkRead { up_to, .. } if up_to == "m101")));
+}
+
+#[test]
+fn text_goes_to_the_open_conversation_and_commands_run() {
+    let mut state = state();
+    let effects = type_line(&mut state, "hello?");
+    assert!(effects.is_empty());
+    assert!(state.notice.as_ref().unwrap().text.contains("open a conversation first"));
+    assert_eq!(state.input.text(), "hello?", "nothing typed is lost");
+    update(&mut state, ctrl('u'));
+
+    let effects = type_line(&mut state, "/msg bob hi bob");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::LoadHistory {
+                conversation: "conv-bob".into(),
+                anchor: Anchor::Latest
+            },
+            Effect::Send {
+                to: BOB.into(),
+                text: "hi bob".into(),
+                action: false
+            }
+        ]
+    );
+    assert_eq!(state.open.as_deref(), Some("conv-bob"));
+    assert_eq!(
+        type_line(&mut state, "/me waves"),
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "waves".into(),
+            action: true
+        }]
+    );
+    assert_eq!(type_line(&mut state, "/invite"), vec![Effect::CreateInvite]);
+    assert_eq!(type_line(&mut state, "/accept carol"), vec![Effect::Accept("carol".into())]);
+    assert_eq!(type_line(&mut state, "/block"), vec![Effect::Block(BOB.into())]);
+    assert_eq!(type_line(&mut state, "/search zebra"), vec![Effect::Search("zebra".into())]);
+    type_line(&mut state, "/help");
+    assert_eq!(state.overlay, Some(Overlay::Help));
+    update(&mut state, key(KeyCode::Esc));
+    assert_eq!(state.overlay, None);
+    type_line(&mut state, "/quit");
+    assert!(state.quit);
+}
+
+#[test]
+fn a_mistyped_command_is_questioned_and_sent_only_when_confirmed() {
+    let mut state = state();
+    open_bob(&mut state, Vec::new());
+    let effects = type_line(&mut state, "/mgs bob hi");
+    assert!(effects.is_empty());
+    let notice = state.notice.clone().unwrap();
+    assert!(notice.text.contains("did you mean /msg"), "{}", notice.text);
+    assert_eq!(state.input.text(), "/mgs bob hi", "the line comes back for editing");
+    let effects = update(&mut state, key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "/mgs bob hi".into(),
+            action: false
+        }]
+    );
+}
+
+#[test]
+fn a_multi_line_paste_is_one_message() {
+    let mut state = state();
+    open_bob(&mut state, Vec::new());
+    assert!(update(&mut state, Msg::Paste("line one\r\nline two\nline three".into())).is_empty());
+    let effects = update(&mut state, key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "line one\nline two\nline three".into(),
+            action: false
+        }]
+    );
+}
+
+#[test]
+fn tab_completes_commands_and_cycles_contact_names() {
+    let mut state = state();
+    for c in "/bl".chars() {
+        update(&mut state, key(KeyCode::Char(c)));
+    }
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(state.input.text(), "/block ");
+    update(&mut state, ctrl('u'));
+    // Two contacts: Tab cycles bob, carol.
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(state.input.text(), "bob: ");
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(state.input.text(), "carol: ");
+    update(&mut state, ctrl('u'));
+    for c in "/msg ca".chars() {
+        update(&mut state, key(KeyCode::Char(c)));
+    }
+    update(&mut state, key(KeyCode::Tab));
+    assert_eq!(state.input.text(), "/msg carol ");
+}
+
+#[test]
+fn conversations_switch_with_alt_digits_and_ctrl_n_p() {
+    let mut state = state();
+    update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
+    assert_eq!(state.open.as_deref(), Some("conv-carol"));
+    update(&mut state, ctrl('n'));
+    assert_eq!(state.open.as_deref(), Some("conv-bob"));
+    update(&mut state, ctrl('p'));
+    assert_eq!(state.open.as_deref(), Some("conv-carol"));
+    update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('9'), KeyModifiers::ALT)));
+    assert_eq!(state.open.as_deref(), Some("conv-carol"), "no ninth conversation: nothing changes");
+}
+
+#[test]
+fn scrolling_up_fetches_older_pages_once() {
+    let mut state = state();
+    update(&mut state, Msg::Resize(80, 24));
+    let page: Vec<pb::ChatMessage> = (301..=500).map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "x")).collect();
+    type_line(&mut state, "/msg bob");
+    update(
+        &mut state,
+        Msg::History {
+            conversation: "conv-bob".into(),
+            page: pb::GetHistoryResponse {
+                messages: page,
+                more_before: true,
+                more_after: false,
+            },
+            anchor: Anchor::Latest,
+        },
+    );
+    let mut asked = Vec::new();
+    for _ in 0..20 {
+        asked.extend(update(&mut state, key(KeyCode::PageUp)));
+    }
+    let loads: Vec<&Effect> = asked.iter().filter(|effect| matches!(effect, Effect::LoadHistory { .. })).collect();
+    assert_eq!(
+        loads,
+        vec![&Effect::LoadHistory {
+            conversation: "conv-bob".into(),
+            anchor: Anchor::Before("m301".into())
+        }],
+        "one request for the page before, while it is on its way"
+    );
+}
+
+#[test]
+fn a_snapshot_reloads_the_open_conversation() {
+    let mut state = state();
+    open_bob(&mut state, vec![message("m1", "conv-bob", BOB, 1, "hi")]);
+    let snapshot = match state.view.clone() {
+        view => pb::Snapshot {
+            status: view.status,
+            epoch: 2,
+            contacts: view.contacts,
+            conversations: view.conversations,
+        },
+    };
+    let effects = update(&mut state, event(1, Kind::Snapshot(snapshot)));
+    assert_eq!(
+        effects,
+        vec![Effect::LoadHistory {
+            conversation: "conv-bob".into(),
+            anchor: Anchor::Latest
+        }]
+    );
+}
