@@ -2,17 +2,45 @@
 
 /// Every command: name, arguments, what it does.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    ("msg", "<contact> [text]", "open the conversation with a contact, and send text if given"),
+    (
+        "msg",
+        "<contact> [text]",
+        "open the conversation with a contact, and send text if given",
+    ),
     ("me", "<action>", "send an action (\"* alice waves\")"),
     ("add", "<token>", "add a contact from their invite token"),
-    ("invite", "", "show an invite token (and its QR code) to give to a friend"),
-    ("accept", "[contact]", "accept a message request (the open one if none is named)"),
-    ("block", "[contact]", "block a contact: everything from them is dropped"),
+    (
+        "invite",
+        "",
+        "show an invite token (and its QR code) to give to a friend",
+    ),
+    (
+        "accept",
+        "[contact]",
+        "accept a message request (the open one if none is named)",
+    ),
+    (
+        "block",
+        "[contact]",
+        "block a contact: everything from them is dropped",
+    ),
     ("unblock", "<contact>", "unblock a contact"),
     ("contacts", "", "list contacts and message requests"),
-    ("whois", "<contact>", "a contact's profile, fingerprint and delivery path"),
-    ("search", "<words>", "search all messages; Enter on a result opens it"),
-    ("close", "", "close the open conversation (it stays in the list)"),
+    (
+        "whois",
+        "<contact>",
+        "a contact's profile, fingerprint and delivery path",
+    ),
+    (
+        "search",
+        "<words>",
+        "search all messages; Enter on a result opens it",
+    ),
+    (
+        "close",
+        "",
+        "close the open conversation (it stays in the list)",
+    ),
     ("help", "", "every command and key"),
     ("quit", "", "leave kirc-tui (kircd keeps running)"),
 ];
@@ -43,7 +71,10 @@ pub enum Line {
     /// A command with missing arguments: its usage.
     Usage(String),
     /// `/something` that is no command: probably a typo.
-    Unknown { name: String, suggestion: Option<&'static str> },
+    Unknown {
+        name: String,
+        suggestion: Option<&'static str>,
+    },
 }
 
 fn usage(name: &str) -> Line {
@@ -109,7 +140,9 @@ pub fn parse(line: &str) -> Line {
             // Two edits (a swap counts as one) is what a typo looks like.
             let suggestion = COMMANDS
                 .iter()
-                .map(|(command, _, _)| (strsim::damerau_levenshtein(&name_lower, command), *command))
+                .map(|(command, _, _)| {
+                    (strsim::damerau_levenshtein(&name_lower, command), *command)
+                })
                 .filter(|(distance, _)| *distance <= 2)
                 .min_by_key(|(distance, _)| *distance)
                 .map(|(_, command)| command);
@@ -153,16 +186,28 @@ mod tests {
                 text: None
             })
         );
-        assert_eq!(parse("/me waves"), Line::Command(Command::Me("waves".into())));
+        assert_eq!(
+            parse("/me waves"),
+            Line::Command(Command::Me("waves".into()))
+        );
         assert_eq!(parse("/accept"), Line::Command(Command::Accept(None)));
         assert_eq!(parse("/QUIT"), Line::Command(Command::Quit));
-        assert_eq!(parse("/add kirc1:abc"), Line::Command(Command::Add("kirc1:abc".into())));
+        assert_eq!(
+            parse("/add kirc1:abc"),
+            Line::Command(Command::Add("kirc1:abc".into()))
+        );
     }
 
     #[test]
     fn missing_arguments_give_the_usage() {
-        assert_eq!(parse("/msg"), Line::Usage("usage: /msg <contact> [text]".into()));
-        assert_eq!(parse("/search  "), Line::Usage("usage: /search <words>".into()));
+        assert_eq!(
+            parse("/msg"),
+            Line::Usage("usage: /msg <contact> [text]".into())
+        );
+        assert_eq!(
+            parse("/search  "),
+            Line::Usage("usage: /search <words>".into())
+        );
     }
 
     #[test]
@@ -174,7 +219,13 @@ mod tests {
                 suggestion: Some("msg")
             }
         );
-        assert!(matches!(parse("/zzzzzz"), Line::Unknown { suggestion: None, .. }));
+        assert!(matches!(
+            parse("/zzzzzz"),
+            Line::Unknown {
+                suggestion: None,
+                ..
+            }
+        ));
     }
 
     #[test]

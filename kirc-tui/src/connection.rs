@@ -132,6 +132,151 @@ async fn follow(
     }
 }
 
+/// Carries out the effects `update` returns, one at a time and in order (so
+/// that sent messages keep the order they were typed in), each result coming
+/// back as a message. Runs until `effects` closes.
+pub async fn execute(
+    socket: PathBuf,
+    mut effects: mpsc::Receiver<Effect>,
+    messages: mpsc::Sender<Msg>,
+) {
+    let mut client: Option<kirc_proto::DaemonClient> = None;
+    while let Some(effect) = effects.recv().await {
+        let connected = match client.take() {
+            Some(connected) => connected,
+            None => match kirc_proto::connect(&socket).await {
+                Ok(connected) => connected,
+                Err(err) => {
+                    if messages
+                        .send(Msg::Failed(format!("not sent: {err}")))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut connected = connected;
+        let result = run_effect(&mut connected, effect).await;
+        let msg = match result {
+            Ok(msg) => {
+                client = Some(connected);
+                msg
+            }
+            // The connection may be the problem: a fresh one next time.
+            Err(status) => Some(Msg::Failed(status.message().to_owned())),
+        };
+        if let Some(msg) = msg
+            && messages.send(msg).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn run_effect(
+    client: &mut kirc_proto::DaemonClient,
+    effect: Effect,
+) -> Result<Option<Msg>, tonic::Status> {
+    Ok(match effect {
+        Effect::LoadHistory {
+            conversation,
+            anchor,
+        } => {
+            let request_anchor = match &anchor {
+                Anchor::Latest => None,
+                Anchor::Before(id) => Some(pb::get_history_request::Anchor::Before(id.clone())),
+                Anchor::Around(id) => Some(pb::get_history_request::Anchor::Around(id.clone())),
+            };
+            let page = client
+                .get_history(pb::GetHistoryRequest {
+                    conversation_id: conversation.clone(),
+                    anchor: request_anchor,
+                    limit: PAGE,
+                })
+                .await?
+                .into_inner();
+            Some(Msg::History {
+                conversation,
+                page,
+                anchor,
+            })
+        }
+        Effect::Send { to, text, action } => {
+            client
+                .send_message(pb::SendMessageRequest { to, text, action })
+                .await?;
+            // The message shows up through its MessageAdded event.
+            None
+        }
+        Effect::MarkRead {
+            conversation,
+            up_to,
+        } => {
+            client
+                .mark_read(pb::MarkReadRequest {
+                    conversation_id: conversation,
+                    up_to,
+                })
+                .await?;
+            None
+        }
+        Effect::AddContact(token) => {
+            let contact = client
+                .add_contact(pb::AddContactRequest { token })
+                .await?
+                .into_inner();
+            Some(Msg::Done(format!(
+                "added {}; they will confirm when their daemon has your request",
+                contact.display_name
+            )))
+        }
+        Effect::CreateInvite => Some(Msg::Invite(
+            client
+                .create_invite(pb::CreateInviteRequest::default())
+                .await?
+                .into_inner(),
+        )),
+        Effect::Accept(contact) => {
+            let contact = client
+                .accept_contact(pb::ContactRequest { contact })
+                .await?
+                .into_inner();
+            Some(Msg::Done(format!("accepted {}", contact.display_name)))
+        }
+        Effect::Block(contact) => {
+            let contact = client
+                .block_contact(pb::ContactRequest { contact })
+                .await?
+                .into_inner();
+            Some(Msg::Done(format!("blocked {}", contact.display_name)))
+        }
+        Effect::Unblock(contact) => {
+            let contact = client
+                .unblock_contact(pb::ContactRequest { contact })
+                .await?
+                .into_inner();
+            Some(Msg::Done(format!("unblocked {}", contact.display_name)))
+        }
+        Effect::Search(query) => {
+            let messages = client
+                .search(pb::SearchRequest {
+                    query: query.clone(),
+                    limit: 200,
+                    conversation_id: String::new(),
+                })
+                .await?
+                .into_inner()
+                .messages;
+            Some(Msg::SearchResults { query, messages })
+        }
+        // Terminal output: the main loop handles it.
+        Effect::Notify { .. } => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,115 +308,4 @@ mod tests {
         assert!(position.advance(&event(11)).is_err());
         assert_eq!(position.seq, 11);
     }
-}
-
-/// Carries out the effects `update` returns, one at a time and in order (so
-/// that sent messages keep the order they were typed in), each result coming
-/// back as a message. Runs until `effects` closes.
-pub async fn execute(socket: PathBuf, mut effects: mpsc::Receiver<Effect>, messages: mpsc::Sender<Msg>) {
-    let mut client: Option<kirc_proto::DaemonClient> = None;
-    while let Some(effect) = effects.recv().await {
-        let connected = match client.take() {
-            Some(connected) => connected,
-            None => match kirc_proto::connect(&socket).await {
-                Ok(connected) => connected,
-                Err(err) => {
-                    if messages.send(Msg::Failed(format!("not sent: {err}"))).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        let mut connected = connected;
-        let result = run_effect(&mut connected, effect).await;
-        let msg = match result {
-            Ok(msg) => {
-                client = Some(connected);
-                msg
-            }
-            // The connection may be the problem: a fresh one next time.
-            Err(status) => Some(Msg::Failed(status.message().to_owned())),
-        };
-        if let Some(msg) = msg
-            && messages.send(msg).await.is_err()
-        {
-            return;
-        }
-    }
-}
-
-async fn run_effect(client: &mut kirc_proto::DaemonClient, effect: Effect) -> Result<Option<Msg>, tonic::Status> {
-    Ok(match effect {
-        Effect::LoadHistory { conversation, anchor } => {
-            let request_anchor = match &anchor {
-                Anchor::Latest => None,
-                Anchor::Before(id) => Some(pb::get_history_request::Anchor::Before(id.clone())),
-                Anchor::Around(id) => Some(pb::get_history_request::Anchor::Around(id.clone())),
-            };
-            let page = client
-                .get_history(pb::GetHistoryRequest {
-                    conversation_id: conversation.clone(),
-                    anchor: request_anchor,
-                    limit: PAGE,
-                })
-                .await?
-                .into_inner();
-            Some(Msg::History {
-                conversation,
-                page,
-                anchor,
-            })
-        }
-        Effect::Send { to, text, action } => {
-            client.send_message(pb::SendMessageRequest { to, text, action }).await?;
-            // The message shows up through its MessageAdded event.
-            None
-        }
-        Effect::MarkRead { conversation, up_to } => {
-            client
-                .mark_read(pb::MarkReadRequest {
-                    conversation_id: conversation,
-                    up_to,
-                })
-                .await?;
-            None
-        }
-        Effect::AddContact(token) => {
-            let contact = client.add_contact(pb::AddContactRequest { token }).await?.into_inner();
-            Some(Msg::Done(format!(
-                "added {}; they will confirm when their daemon has your request",
-                contact.display_name
-            )))
-        }
-        Effect::CreateInvite => Some(Msg::Invite(
-            client.create_invite(pb::CreateInviteRequest::default()).await?.into_inner(),
-        )),
-        Effect::Accept(contact) => {
-            let contact = client.accept_contact(pb::ContactRequest { contact }).await?.into_inner();
-            Some(Msg::Done(format!("accepted {}", contact.display_name)))
-        }
-        Effect::Block(contact) => {
-            let contact = client.block_contact(pb::ContactRequest { contact }).await?.into_inner();
-            Some(Msg::Done(format!("blocked {}", contact.display_name)))
-        }
-        Effect::Unblock(contact) => {
-            let contact = client.unblock_contact(pb::ContactRequest { contact }).await?.into_inner();
-            Some(Msg::Done(format!("unblocked {}", contact.display_name)))
-        }
-        Effect::Search(query) => {
-            let messages = client
-                .search(pb::SearchRequest {
-                    query: query.clone(),
-                    limit: 200,
-                    conversation_id: String::new(),
-                })
-                .await?
-                .into_inner()
-                .messages;
-            Some(Msg::SearchResults { query, messages })
-        }
-        // Terminal output: the main loop handles it.
-        Effect::Notify { .. } => None,
-    })
 }

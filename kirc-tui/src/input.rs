@@ -18,7 +18,9 @@ pub struct Input {
 }
 
 fn byte_index(text: &str, chars: usize) -> usize {
-    text.char_indices().nth(chars).map_or(text.len(), |(index, _)| index)
+    text.char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(index, _)| index)
 }
 
 fn is_word(c: char) -> bool {

@@ -21,15 +21,55 @@ pub enum Action {
 
 /// Every bindable action: config name, default keys, what it does.
 pub const ACTIONS: &[(Action, &str, &[&str], &str)] = &[
-    (Action::NextConversation, "next_conversation", &["ctrl-n"], "next conversation"),
-    (Action::PreviousConversation, "previous_conversation", &["ctrl-p"], "previous conversation"),
-    (Action::ScrollUp, "scroll_up", &["pageup"], "scroll back a page"),
-    (Action::ScrollDown, "scroll_down", &["pagedown"], "scroll forward a page"),
-    (Action::ScrollTop, "scroll_top", &["home"], "to the oldest message"),
-    (Action::ScrollBottom, "scroll_bottom", &["end"], "to the newest message"),
-    (Action::Complete, "complete", &["tab"], "complete a command or contact name"),
+    (
+        Action::NextConversation,
+        "next_conversation",
+        &["ctrl-n"],
+        "next conversation",
+    ),
+    (
+        Action::PreviousConversation,
+        "previous_conversation",
+        &["ctrl-p"],
+        "previous conversation",
+    ),
+    (
+        Action::ScrollUp,
+        "scroll_up",
+        &["pageup"],
+        "scroll back a page",
+    ),
+    (
+        Action::ScrollDown,
+        "scroll_down",
+        &["pagedown"],
+        "scroll forward a page",
+    ),
+    (
+        Action::ScrollTop,
+        "scroll_top",
+        &["home"],
+        "to the oldest message",
+    ),
+    (
+        Action::ScrollBottom,
+        "scroll_bottom",
+        &["end"],
+        "to the newest message",
+    ),
+    (
+        Action::Complete,
+        "complete",
+        &["tab"],
+        "complete a command or contact name",
+    ),
     (Action::Help, "help", &["f1"], "show help"),
-    (Action::Quit, "quit", &["ctrl-c"], "quit (kircd keeps running)"),
+    (
+        Action::Quit,
+        "quit",
+        &["ctrl-c"],
+        "quit (kircd keeps running)",
+    ),
 ];
 
 /// Keys the input line keeps for itself.
@@ -55,12 +95,22 @@ pub const EDITING_KEYS: &[(&str, &str)] = &[
 pub enum KeyError {
     #[error("[keys] {action}: unknown action; the actions are: {known}")]
     UnknownAction { action: String, known: String },
-    #[error("[keys] {action}: cannot read the key {key:?}; write keys like \"ctrl-n\", \"alt-1\", \"pageup\", \"f2\"")]
+    #[error(
+        "[keys] {action}: cannot read the key {key:?}; write keys like \"ctrl-n\", \"alt-1\", \"pageup\", \"f2\""
+    )]
     BadKey { action: String, key: String },
     #[error("[keys] {key} is bound to both {first} and {second}; give each its own key")]
-    Conflict { key: String, first: String, second: String },
+    Conflict {
+        key: String,
+        first: String,
+        second: String,
+    },
     #[error("[keys] {action}: {key} is the input line's \"{editing}\" key; choose another")]
-    Reserved { action: String, key: String, editing: &'static str },
+    Reserved {
+        action: String,
+        key: String,
+        editing: &'static str,
+    },
 }
 
 /// Parses "ctrl-n", "alt-1", "shift-tab", "pageup", "f1", "a" into a key.
@@ -101,7 +151,9 @@ pub fn parse_key(text: &str) -> Option<(KeyCode, KeyModifiers)> {
         "left" => KeyCode::Left,
         "right" => KeyCode::Right,
         "space" => KeyCode::Char(' '),
-        function if function.len() > 1 && function.starts_with('f') => KeyCode::F(function[1..].parse().ok()?),
+        function if function.len() > 1 && function.starts_with('f') => {
+            KeyCode::F(function[1..].parse().ok()?)
+        }
         single if single.chars().count() == 1 => KeyCode::Char(single.chars().next()?),
         _ => return None,
     };
@@ -112,7 +164,10 @@ pub fn parse_key(text: &str) -> Option<(KeyCode, KeyModifiers)> {
 /// carry no SHIFT flag (terminals disagree on sending it).
 fn normalise(code: KeyCode, modifiers: KeyModifiers) -> (KeyCode, KeyModifiers) {
     match code {
-        KeyCode::Char(c) => (KeyCode::Char(c.to_ascii_lowercase()), modifiers - KeyModifiers::SHIFT),
+        KeyCode::Char(c) => (
+            KeyCode::Char(c.to_ascii_lowercase()),
+            modifiers - KeyModifiers::SHIFT,
+        ),
         other => (other, modifiers),
     }
 }
@@ -170,9 +225,10 @@ impl Keymap {
                     key: key.clone(),
                 })?;
                 let parsed = normalise(parsed.0, parsed.1);
-                if let Some((editing_key, editing)) = EDITING_KEYS
-                    .iter()
-                    .find(|(editing_key, _)| parse_key(editing_key).map(|k| normalise(k.0, k.1)) == Some(parsed))
+                if let Some((editing_key, editing)) =
+                    EDITING_KEYS.iter().find(|(editing_key, _)| {
+                        parse_key(editing_key).map(|k| normalise(k.0, k.1)) == Some(parsed)
+                    })
                 {
                     return Err(KeyError::Reserved {
                         action: (*name).to_owned(),
@@ -191,11 +247,16 @@ impl Keymap {
             }
             described.push((chosen.join(", "), *doc));
         }
-        Ok(Keymap { bindings, described })
+        Ok(Keymap {
+            bindings,
+            described,
+        })
     }
 
     pub fn action(&self, key: &KeyEvent) -> Option<Action> {
-        self.bindings.get(&normalise(key.code, key.modifiers)).copied()
+        self.bindings
+            .get(&normalise(key.code, key.modifiers))
+            .copied()
     }
 }
 
@@ -211,28 +272,49 @@ mod tests {
     fn defaults_bind_the_documented_keys() {
         let keymap = Keymap::default();
         let key = |code, modifiers| keymap.action(&KeyEvent::new(code, modifiers));
-        assert_eq!(key(KeyCode::Char('n'), KeyModifiers::CONTROL), Some(Action::NextConversation));
-        assert_eq!(key(KeyCode::PageUp, KeyModifiers::NONE), Some(Action::ScrollUp));
+        assert_eq!(
+            key(KeyCode::Char('n'), KeyModifiers::CONTROL),
+            Some(Action::NextConversation)
+        );
+        assert_eq!(
+            key(KeyCode::PageUp, KeyModifiers::NONE),
+            Some(Action::ScrollUp)
+        );
         assert_eq!(key(KeyCode::Char('x'), KeyModifiers::NONE), None);
     }
 
     #[test]
     fn bindings_are_configurable_as_a_key_or_a_list() {
-        let keymap = Keymap::from_config(&table("next_conversation = [\"alt-j\", \"ctrl-down\"]\nhelp = \"f2\"")).unwrap();
+        let keymap = Keymap::from_config(&table(
+            "next_conversation = [\"alt-j\", \"ctrl-down\"]\nhelp = \"f2\"",
+        ))
+        .unwrap();
         assert_eq!(
             keymap.action(&KeyEvent::new(KeyCode::Char('j'), KeyModifiers::ALT)),
             Some(Action::NextConversation)
         );
-        assert_eq!(keymap.action(&KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE)), Some(Action::Help));
-        assert_eq!(keymap.action(&KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL)), None);
+        assert_eq!(
+            keymap.action(&KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE)),
+            Some(Action::Help)
+        );
+        assert_eq!(
+            keymap.action(&KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL)),
+            None
+        );
     }
 
     #[test]
     fn unknown_bad_conflicting_and_reserved_bindings_are_reported() {
         let err = Keymap::from_config(&table("next_conversaton = \"ctrl-j\"")).unwrap_err();
-        assert!(err.to_string().contains("next_conversaton: unknown action"), "{err}");
+        assert!(
+            err.to_string().contains("next_conversaton: unknown action"),
+            "{err}"
+        );
         let err = Keymap::from_config(&table("help = \"hyper-x\"")).unwrap_err();
-        assert!(err.to_string().contains("cannot read the key \"hyper-x\""), "{err}");
+        assert!(
+            err.to_string().contains("cannot read the key \"hyper-x\""),
+            "{err}"
+        );
         let err = Keymap::from_config(&table("help = \"ctrl-n\"")).unwrap_err();
         assert_eq!(
             err,

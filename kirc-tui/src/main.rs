@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use crossterm::event::{
-    DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange, Event, EventStream,
+    DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange, Event,
+    EventStream,
 };
 use futures::StreamExt;
 use kirc_tui::settings::{self, Desktop, NotifyConfig};
@@ -17,7 +18,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
-#[command(name = "kirc-tui", version, about = "The K-IRC terminal client: attaches to your running kircd.")]
+#[command(
+    name = "kirc-tui",
+    version,
+    about = "The K-IRC terminal client: attaches to your running kircd."
+)]
 struct Cli {
     /// kircd's socket [default: KIRC_API_SOCKET, else api.socket in kircd's config, else $XDG_RUNTIME_DIR/kirc/kircd.sock].
     #[arg(long, value_name = "PATH")]

@@ -154,9 +154,12 @@ pub enum TuiConfigError {
 /// kirc-tui's settings file: `KIRC_TUI_CONFIG`, else
 /// `$XDG_CONFIG_HOME/kirc/tui.toml`.
 pub fn tui_config_file() -> Option<PathBuf> {
-    std::env::var_os("KIRC_TUI_CONFIG").map(PathBuf::from).or_else(|| {
-        directories::ProjectDirs::from("", "", "kirc").map(|dirs| dirs.config_dir().join("tui.toml"))
-    })
+    std::env::var_os("KIRC_TUI_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            directories::ProjectDirs::from("", "", "kirc")
+                .map(|dirs| dirs.config_dir().join("tui.toml"))
+        })
 }
 
 /// Loads `tui.toml`; a missing file gives the defaults. Unknown sections or
@@ -173,10 +176,12 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
             });
         }
     };
-    let table: toml::Table = text.parse().map_err(|err: toml::de::Error| TuiConfigError::Syntax {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    })?;
+    let table: toml::Table =
+        text.parse()
+            .map_err(|err: toml::de::Error| TuiConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            })?;
     let invalid = |problem: String| TuiConfigError::Invalid {
         path: path.to_path_buf(),
         problem,
@@ -188,9 +193,11 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
             .ok_or_else(|| invalid(format!("`{section}` must be a [section]")))?;
         match section.as_str() {
             "keys" => {
-                config.keymap = crate::keys::Keymap::from_config(body).map_err(|source| TuiConfigError::Keys {
-                    path: path.to_path_buf(),
-                    source,
+                config.keymap = crate::keys::Keymap::from_config(body).map_err(|source| {
+                    TuiConfigError::Keys {
+                        path: path.to_path_buf(),
+                        source,
+                    }
                 })?;
             }
             "notify" => {
@@ -217,7 +224,11 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
                     }
                 }
             }
-            other => return Err(invalid(format!("unknown section [{other}]; the sections are [keys] and [notify]"))),
+            other => {
+                return Err(invalid(format!(
+                    "unknown section [{other}]; the sections are [keys] and [notify]"
+                )));
+            }
         }
     }
     Ok(config)
@@ -231,8 +242,15 @@ mod tui_config_tests {
     fn loads_keys_and_notifications_and_reports_mistakes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tui.toml");
-        assert_eq!(load_tui_config(&path).unwrap().notify, NotifyConfig::default());
-        std::fs::write(&path, "[keys]\nhelp = \"f2\"\n[notify]\nbell = false\ndesktop = \"osc777\"\n").unwrap();
+        assert_eq!(
+            load_tui_config(&path).unwrap().notify,
+            NotifyConfig::default()
+        );
+        std::fs::write(
+            &path,
+            "[keys]\nhelp = \"f2\"\n[notify]\nbell = false\ndesktop = \"osc777\"\n",
+        )
+        .unwrap();
         let config = load_tui_config(&path).unwrap();
         assert_eq!(
             config.notify,
@@ -243,7 +261,10 @@ mod tui_config_tests {
         );
         std::fs::write(&path, "[keys]\nhelp = \"ctrl-n\"\n").unwrap();
         let err = load_tui_config(&path).unwrap_err().to_string();
-        assert!(err.contains("bound to both next_conversation and help"), "{err}");
+        assert!(
+            err.contains("bound to both next_conversation and help"),
+            "{err}"
+        );
         std::fs::write(&path, "[colours]\nx = 1\n").unwrap();
         let err = load_tui_config(&path).unwrap_err().to_string();
         assert!(err.contains("unknown section [colours]"), "{err}");

@@ -46,9 +46,15 @@ pub struct Scrollback {
 impl Scrollback {
     /// Adds a page; messages already held are not added twice.
     pub fn merge(&mut self, page: Vec<pb::ChatMessage>) {
-        let known: HashSet<String> = self.messages.iter().map(|message| message.id.clone()).collect();
-        self.messages
-            .extend(page.into_iter().filter(|message| !known.contains(&message.id)));
+        let known: HashSet<String> = self
+            .messages
+            .iter()
+            .map(|message| message.id.clone())
+            .collect();
+        self.messages.extend(
+            page.into_iter()
+                .filter(|message| !known.contains(&message.id)),
+        );
         self.messages.sort_by_key(|message| message.seq);
     }
 }
@@ -57,10 +63,19 @@ impl Scrollback {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     Help,
-    Invite { token: String, expires_at_unix_ms: i64 },
-    Search { query: String, results: Vec<pb::ChatMessage>, selected: usize },
+    Invite {
+        token: String,
+        expires_at_unix_ms: i64,
+    },
+    Search {
+        query: String,
+        results: Vec<pb::ChatMessage>,
+        selected: usize,
+    },
     Contacts,
-    Whois { actor_id: String },
+    Whois {
+        actor_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +158,9 @@ impl State {
 
     /// The open conversation as the daemon describes it.
     pub fn open_conversation(&self) -> Option<&pb::Conversation> {
-        self.open.as_deref().and_then(|id| self.view.conversation(id))
+        self.open
+            .as_deref()
+            .and_then(|id| self.view.conversation(id))
     }
 
     /// The conversations in list order: most recent activity first.
@@ -157,7 +174,12 @@ impl State {
 
     /// A contact's display name by actor id, or a short id.
     pub fn name_of(&self, actor_id: &str) -> String {
-        if self.view.status.as_ref().is_some_and(|status| status.actor_id == actor_id) {
+        if self
+            .view
+            .status
+            .as_ref()
+            .is_some_and(|status| status.actor_id == actor_id)
+        {
             return self
                 .view
                 .status

@@ -32,7 +32,10 @@ pub enum Msg {
         anchor: Anchor,
     },
     Invite(pb::CreateInviteResponse),
-    SearchResults { query: String, messages: Vec<pb::ChatMessage> },
+    SearchResults {
+        query: String,
+        messages: Vec<pb::ChatMessage>,
+    },
     /// A command finished; the text is shown in the status line.
     Done(String),
     Failed(String),
@@ -49,9 +52,19 @@ pub enum Anchor {
 /// What the main loop asks the daemon for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    LoadHistory { conversation: String, anchor: Anchor },
-    Send { to: String, text: String, action: bool },
-    MarkRead { conversation: String, up_to: String },
+    LoadHistory {
+        conversation: String,
+        anchor: Anchor,
+    },
+    Send {
+        to: String,
+        text: String,
+        action: bool,
+    },
+    MarkRead {
+        conversation: String,
+        up_to: String,
+    },
     AddContact(String),
     CreateInvite,
     Accept(String),
@@ -59,7 +72,10 @@ pub enum Effect {
     Unblock(String),
     Search(String),
     /// Bell and/or desktop notification, as configured.
-    Notify { title: String, body: String },
+    Notify {
+        title: String,
+        body: String,
+    },
 }
 
 pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
@@ -68,7 +84,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Key(key) => on_key(state, key, &mut effects),
         Msg::Paste(text) => {
             // A paste is text in the line, never lines sent one by one.
-            state.input.insert_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
+            state
+                .input
+                .insert_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
             state.completion = None;
         }
         Msg::Focus(focused) => state.focused = focused,
@@ -80,7 +98,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.link = link;
         }
         Msg::Event(event) => on_event(state, *event, &mut effects),
-        Msg::History { conversation, page, anchor } => {
+        Msg::History {
+            conversation,
+            page,
+            anchor,
+        } => {
             let scrollback = state.scrollbacks.entry(conversation).or_default();
             scrollback.loading = false;
             match anchor {
@@ -125,7 +147,10 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
 }
 
 fn notice(state: &mut State, text: impl Into<String>, error: bool) {
-    state.notice = Some(Notice { text: text.into(), error });
+    state.notice = Some(Notice {
+        text: text.into(),
+        error,
+    });
 }
 
 // ---------------------------------------------------------------- events
@@ -161,7 +186,12 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                     .as_ref()
                     .map(|status| status.display_name.clone())
                     .unwrap_or_default();
-                if !own_name.is_empty() && message.body.to_lowercase().contains(&own_name.to_lowercase()) {
+                if !own_name.is_empty()
+                    && message
+                        .body
+                        .to_lowercase()
+                        .contains(&own_name.to_lowercase())
+                {
                     state.mentions.insert(conversation.clone());
                 }
                 let on_screen = state.open.as_deref() == Some(conversation.as_str());
@@ -194,10 +224,8 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                 message.state = changed.state;
             }
         }
-        Some(Kind::ReadMarkerMoved(moved)) => {
-            if moved.unread == 0 {
-                state.mentions.remove(&moved.conversation_id);
-            }
+        Some(Kind::ReadMarkerMoved(moved)) if moved.unread == 0 => {
+            state.mentions.remove(&moved.conversation_id);
         }
         Some(Kind::ShuttingDown(stopping)) => state.daemon_stopping = Some(stopping.reason),
         _ => {}
@@ -217,7 +245,11 @@ fn mark_read(state: &mut State) -> Option<Effect> {
     if scrollback.scroll != 0 || !scrollback.reaches_newest {
         return None;
     }
-    let newest = scrollback.messages.iter().rev().find(|message| !message.outgoing)?;
+    let newest = scrollback
+        .messages
+        .iter()
+        .rev()
+        .find(|message| !message.outgoing)?;
     let requested = state.read_requested.get(&open).copied().unwrap_or(0);
     if newest.seq <= conversation.last_read_seq || newest.seq <= requested {
         return None;
@@ -230,7 +262,10 @@ fn mark_read(state: &mut State) -> Option<Effect> {
 }
 
 fn load(state: &mut State, conversation: &str, anchor: Anchor) -> Option<Effect> {
-    let scrollback = state.scrollbacks.entry(conversation.to_owned()).or_default();
+    let scrollback = state
+        .scrollbacks
+        .entry(conversation.to_owned())
+        .or_default();
     if scrollback.loading {
         return None;
     }
@@ -306,7 +341,10 @@ fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) -> b
         state.overlay = None;
         return true;
     }
-    if let Some(Overlay::Search { results, selected, .. }) = &mut state.overlay {
+    if let Some(Overlay::Search {
+        results, selected, ..
+    }) = &mut state.overlay
+    {
         match key.code {
             KeyCode::Up => {
                 *selected = selected.saturating_sub(1);
@@ -323,7 +361,11 @@ fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) -> b
                     if let Some(scrollback) = state.scrollbacks.get_mut(&result.conversation_id) {
                         scrollback.loading = false;
                     }
-                    effects.extend(load(state, &result.conversation_id, Anchor::Around(result.id)));
+                    effects.extend(load(
+                        state,
+                        &result.conversation_id,
+                        Anchor::Around(result.id),
+                    ));
                 }
                 return true;
             }
@@ -351,7 +393,9 @@ fn on_action(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
             };
             open(state, &ids[next], effects);
         }
-        Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => scroll(state, action, effects),
+        Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => {
+            scroll(state, action, effects)
+        }
         Action::Complete => complete(state),
         Action::Help => state.overlay = Some(Overlay::Help),
         Action::Quit => state.quit = true,
@@ -359,13 +403,19 @@ fn on_action(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
 }
 
 fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
-    let Some(conversation) = state.open.clone() else { return };
+    let Some(conversation) = state.open.clone() else {
+        return;
+    };
     let page_rows = crate::ui::scrollback_rows(state);
     let page = usize::from(page_rows.max(2)) - 1;
     let rows = crate::ui::scrollback_lines(state, &conversation);
-    let Some(scrollback) = state.scrollbacks.get_mut(&conversation) else { return };
+    let Some(scrollback) = state.scrollbacks.get_mut(&conversation) else {
+        return;
+    };
     match action {
-        Action::ScrollUp => scrollback.scroll = (scrollback.scroll + page).min(rows.saturating_sub(1)),
+        Action::ScrollUp => {
+            scrollback.scroll = (scrollback.scroll + page).min(rows.saturating_sub(1))
+        }
         Action::ScrollDown => scrollback.scroll = scrollback.scroll.saturating_sub(page),
         Action::ScrollTop => scrollback.scroll = rows.saturating_sub(1),
         _ => {
@@ -383,7 +433,10 @@ fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
     let near_top = scrollback.scroll + usize::from(page_rows) + PREFETCH_LINES >= rows;
     if near_top
         && scrollback.more_before
-        && let Some(first) = scrollback.messages.first().map(|message| message.id.clone())
+        && let Some(first) = scrollback
+            .messages
+            .first()
+            .map(|message| message.id.clone())
     {
         effects.extend(load(state, &conversation, Anchor::Before(first)));
     }
@@ -419,7 +472,10 @@ fn complete(state: &mut State) {
         names.dedup();
         // A name at the start of a message addresses someone: "bob: ".
         let suffix = if start == 0 { ": " } else { " " };
-        names.into_iter().map(|name| format!("{name}{suffix}")).collect()
+        names
+            .into_iter()
+            .map(|name| format!("{name}{suffix}"))
+            .collect()
     };
     if candidates.is_empty() {
         return;
@@ -456,7 +512,9 @@ fn submit(state: &mut State, effects: &mut Vec<Effect>) {
         }
         Line::Unknown { name, suggestion } => {
             // Probably a typo: nothing is sent until Enter confirms it.
-            let hint = suggestion.map_or_else(String::new, |command| format!(" (did you mean /{command}?)"));
+            let hint = suggestion.map_or_else(String::new, |command| {
+                format!(" (did you mean /{command}?)")
+            });
             notice(
                 state,
                 format!("/{name} is not a command{hint}; Enter again sends the line as a message"),
@@ -470,7 +528,10 @@ fn submit(state: &mut State, effects: &mut Vec<Effect>) {
 }
 
 fn send_text(state: &mut State, text: String, action: bool, effects: &mut Vec<Effect>) {
-    let Some(peer) = state.open_conversation().and_then(|conversation| conversation.peer.clone()) else {
+    let Some(peer) = state
+        .open_conversation()
+        .and_then(|conversation| conversation.peer.clone())
+    else {
         notice(state, "open a conversation first: /msg <contact>", true);
         state.input.set(&text);
         return;
@@ -495,7 +556,9 @@ fn contact_ref(state: &State, name: Option<&str>) -> Option<String> {
 
 fn find_contact<'a>(state: &'a State, name: &str) -> Option<&'a pb::Contact> {
     state.view.contacts.iter().find(|contact| {
-        contact.display_name.eq_ignore_ascii_case(name) || contact.actor_id == name || contact.fingerprint.replace(' ', "") == name.replace(' ', "")
+        contact.display_name.eq_ignore_ascii_case(name)
+            || contact.actor_id == name
+            || contact.fingerprint.replace(' ', "") == name.replace(' ', "")
     })
 }
 
@@ -512,18 +575,30 @@ fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>) {
                     });
                 }
             }
-            None => notice(state, format!("no contact named {to}; /contacts lists them"), true),
+            None => notice(
+                state,
+                format!("no contact named {to}; /contacts lists them"),
+                true,
+            ),
         },
         Command::Me(action) => send_text(state, action, true, effects),
         Command::Add(token) => effects.push(Effect::AddContact(token)),
         Command::Invite => effects.push(Effect::CreateInvite),
         Command::Accept(name) => match contact_ref(state, name.as_deref()) {
             Some(contact) => effects.push(Effect::Accept(contact)),
-            None => notice(state, "name the contact, or open their conversation first", true),
+            None => notice(
+                state,
+                "name the contact, or open their conversation first",
+                true,
+            ),
         },
         Command::Block(name) => match contact_ref(state, name.as_deref()) {
             Some(contact) => effects.push(Effect::Block(contact)),
-            None => notice(state, "name the contact, or open their conversation first", true),
+            None => notice(
+                state,
+                "name the contact, or open their conversation first",
+                true,
+            ),
         },
         Command::Unblock(name) => effects.push(Effect::Unblock(name)),
         Command::Contacts => state.overlay = Some(Overlay::Contacts),

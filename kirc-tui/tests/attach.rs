@@ -69,7 +69,8 @@ async fn attaches_shows_status_survives_a_restart_and_restores_the_terminal() {
 
     // Quit: exit status 0 and the screen from before the TUI is back (the
     // alternate screen was left).
-    tui.send_keys(&["q"]);
+    tui.send_keys(&["-l", "/quit"]);
+    tui.send_keys(&["Enter"]);
     let screen = tui
         .wait_for("the TUI to exit", WAIT, |screen| {
             Tmux::exit_status_on(screen).is_some()

@@ -37,7 +37,11 @@ pub struct Areas {
 }
 
 pub fn areas(area: Rect, state: &State) -> Areas {
-    let banner_height = if matches!(state.link, Link::Disconnected { .. }) { 2 } else { 0 };
+    let banner_height = if matches!(state.link, Link::Disconnected { .. }) {
+        2
+    } else {
+        0
+    };
     let [banner, middle, status] = Layout::vertical([
         Constraint::Length(banner_height),
         Constraint::Min(0),
@@ -45,7 +49,8 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     ])
     .areas(area);
     let (list, main) = if area.width >= LIST_MIN_WIDTH {
-        let [list, main] = Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(0)]).areas(middle);
+        let [list, main] =
+            Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(0)]).areas(middle);
         (Some(list), main)
     } else {
         (None, middle)
@@ -144,7 +149,9 @@ pub(crate) fn colour_of(actor_id: &str) -> Color {
     // FNV-1a: stable across runs and machines, unlike std's hasher.
     let hash = actor_id
         .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
     PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
 }
 
@@ -154,7 +161,9 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     for (index, conversation) in state.view.conversations.iter().enumerate() {
-        let Some(peer) = &conversation.peer else { continue };
+        let Some(peer) = &conversation.peer else {
+            continue;
+        };
         let selected = state.open.as_deref() == Some(conversation.id.as_str());
         let mark = match peer.state() {
             ContactState::Request => "?",
@@ -167,7 +176,11 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
         } else {
             String::new()
         };
-        let number = if index < 9 { format!("{}", index + 1) } else { String::from(" ") };
+        let number = if index < 9 {
+            format!("{}", index + 1)
+        } else {
+            String::from(" ")
+        };
         let name = sanitize(&peer.display_name);
         let width = usize::from(inner.width);
         let used = number.width() + 1 + mark.width() + 1 + unread.width();
@@ -215,7 +228,10 @@ pub(crate) fn truncate(text: &str, width: usize) -> String {
 }
 
 fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
-    let Some(peer) = state.open_conversation().and_then(|conversation| conversation.peer.as_ref()) else {
+    let Some(peer) = state
+        .open_conversation()
+        .and_then(|conversation| conversation.peer.as_ref())
+    else {
         return;
     };
     let (what, colour) = match peer.state() {
@@ -226,7 +242,10 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(format!(" {} ", sanitize(&peer.display_name)), Style::new().bold().reversed()),
+            Span::styled(
+                format!(" {} ", sanitize(&peer.display_name)),
+                Style::new().bold().reversed(),
+            ),
             Span::styled(format!(" {what}"), Style::new().fg(colour)),
             Span::styled(format!("  {}", peer.fingerprint), Style::new().dim()),
         ])),
@@ -271,7 +290,10 @@ fn state_span(backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
     let color = if stale { Color::DarkGray } else { color };
     [
         Span::styled(format!(" {dot} "), Style::new().fg(color)),
-        Span::styled(format!("{word:<11}"), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{word:<11}"),
+            Style::new().fg(color).add_modifier(Modifier::BOLD),
+        ),
     ]
 }
 
@@ -281,7 +303,9 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let Some(status) = &state.view.status else {
         let text = match &state.link {
             Link::Connecting { .. } => "Connecting to kircd…",
-            _ => "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`).",
+            _ => {
+                "kircd is not reachable. Start it with `kircd run` (or `systemctl --user start kircd`)."
+            }
         };
         frame.render_widget(
             Paragraph::new(text)
@@ -296,7 +320,10 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
         let [dot, word] = state_span(backend, stale);
         lines.push(Line::from(vec![
             dot,
-            Span::styled(format!("{:<11}", backend_name(backend.backend())), Style::new().bold()),
+            Span::styled(
+                format!("{:<11}", backend_name(backend.backend())),
+                Style::new().bold(),
+            ),
             word,
             Span::raw(backend.endpoint.clone()),
         ]));
@@ -347,7 +374,10 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
     if status.refused_connections > 0 {
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
-            format!(" {} connection(s) from other users refused", status.refused_connections),
+            format!(
+                " {} connection(s) from other users refused",
+                status.refused_connections
+            ),
             Style::new().fg(Color::Yellow),
         )));
     }
@@ -356,7 +386,12 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
         " Ctrl+N or /msg <contact> opens a conversation · /invite to add someone · F1 help".dim(),
     ));
     let block = Block::new().borders(Borders::TOP).title(" Backends ");
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
 }
 
 fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
@@ -380,11 +415,17 @@ fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let visible = truncate_plain(&visible, room);
     let cursor_column = before_cursor.chars().skip(skip).collect::<String>().width();
     frame.render_widget(
-        Paragraph::new(Line::from(vec![Span::styled(PROMPT, Style::new().bold()), Span::raw(visible)])),
+        Paragraph::new(Line::from(vec![
+            Span::styled(PROMPT, Style::new().bold()),
+            Span::raw(visible),
+        ])),
         area,
     );
     if state.overlay.is_none() && area.width > 0 && area.height > 0 {
-        let x = area.x + u16::try_from(PROMPT.len() + cursor_column).unwrap_or(u16::MAX).min(area.width - 1);
+        let x = area.x
+            + u16::try_from(PROMPT.len() + cursor_column)
+                .unwrap_or(u16::MAX)
+                .min(area.width - 1);
         frame.set_cursor_position(Position::new(x, area.y));
     }
 }
@@ -403,7 +444,10 @@ fn truncate_plain(text: &str, width: usize) -> String {
 
 fn status_line(state: &State) -> Line<'static> {
     let mut spans = match &state.link {
-        Link::Connected => vec![Span::styled(" connected ", Style::new().fg(Color::Black).bg(Color::Green))],
+        Link::Connected => vec![Span::styled(
+            " connected ",
+            Style::new().fg(Color::Black).bg(Color::Green),
+        )],
         Link::Connecting { attempt } => vec![Span::styled(
             format!(" connecting ({attempt}) "),
             Style::new().fg(Color::Black).bg(Color::Yellow),
@@ -414,7 +458,10 @@ fn status_line(state: &State) -> Line<'static> {
             retry_in_ms,
             ..
         } => vec![
-            Span::styled(" DISCONNECTED ", Style::new().fg(Color::White).bg(Color::Red).bold()),
+            Span::styled(
+                " DISCONNECTED ",
+                Style::new().fg(Color::White).bg(Color::Red).bold(),
+            ),
             Span::raw(format!(
                 " since {} · retry {attempt} in {}",
                 format_time(state, *since_unix_ms, TIME),
@@ -441,7 +488,11 @@ fn status_line(state: &State) -> Line<'static> {
         }
     }
     if let Some(notice) = &state.notice {
-        let style = if notice.error { Style::new().fg(Color::Red) } else { Style::new().fg(Color::Cyan) };
+        let style = if notice.error {
+            Style::new().fg(Color::Red)
+        } else {
+            Style::new().fg(Color::Cyan)
+        };
         spans.push(Span::styled(format!("  {}", sanitize(&notice.text)), style));
     }
     Line::from(spans)

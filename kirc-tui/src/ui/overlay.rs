@@ -27,14 +27,21 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn panel(frame: &mut Frame<'_>, area: Rect, title: &str, lines: Vec<Line<'static>>, width: u16) {
-    let height = u16::try_from(lines.len()).unwrap_or(u16::MAX).saturating_add(2);
+    let height = u16::try_from(lines.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(2);
     let area = centered(area, width, height);
     frame.render_widget(Clear, area);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(format!(" {title} "))
         .title_bottom(" Esc closes ");
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overlay) {
@@ -44,7 +51,11 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
             token,
             expires_at_unix_ms,
         } => invite(frame, area, state, token, *expires_at_unix_ms),
-        Overlay::Search { query, results, selected } => search(frame, area, state, query, results, *selected),
+        Overlay::Search {
+            query,
+            results,
+            selected,
+        } => search(frame, area, state, query, results, *selected),
         Overlay::Contacts => contacts(frame, area, state),
         Overlay::Whois { actor_id } => whois(frame, area, state, actor_id),
     }
@@ -67,11 +78,19 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
         ]));
     }
     lines.push(Line::from(vec![
-        Span::styled(format!("  {:<16}", "alt-1 … alt-9"), Style::new().fg(Color::Cyan)),
+        Span::styled(
+            format!("  {:<16}", "alt-1 … alt-9"),
+            Style::new().fg(Color::Cyan),
+        ),
         Span::raw("open conversation 1 … 9"),
     ]));
-    let editing: Vec<String> = EDITING_KEYS.iter().map(|(key, doc)| format!("{key} {doc}")).collect();
-    lines.push(Line::from(format!("  input line: {}", editing.join(" · ")).dim()));
+    let editing: Vec<String> = EDITING_KEYS
+        .iter()
+        .map(|(key, doc)| format!("{key} {doc}"))
+        .collect();
+    lines.push(Line::from(
+        format!("  input line: {}", editing.join(" · ")).dim(),
+    ));
     lines.push(Line::default());
     let marks: Vec<String> = [
         ("pending", 1),
@@ -84,17 +103,28 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
     .map(|(name, state)| format!("{} {name}", delivery_mark(*state).0))
     .collect();
     lines.push(Line::from(format!("  your messages: {}", marks.join("  "))));
-    lines.push(Line::from("  //text sends a line that starts with a slash".dim()));
+    lines.push(Line::from(
+        "  //text sends a line that starts with a slash".dim(),
+    ));
     panel(frame, area, "Help", lines, 100);
 }
 
 fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires_at_unix_ms: i64) {
     let mut lines = vec![
         Line::from("Give this token to a friend; they add you with /add <token>."),
-        Line::from(format!("It works once, until {}.", format_time(state, expires_at_unix_ms, "%Y-%m-%d %H:%M")).dim()),
+        Line::from(
+            format!(
+                "It works once, until {}.",
+                format_time(state, expires_at_unix_ms, "%Y-%m-%d %H:%M")
+            )
+            .dim(),
+        ),
         Line::default(),
     ];
-    lines.push(Line::from(Span::styled(token.to_owned(), Style::new().fg(Color::Cyan))));
+    lines.push(Line::from(Span::styled(
+        token.to_owned(),
+        Style::new().fg(Color::Cyan),
+    )));
     // The QR code needs its full size to scan; show it only where it fits.
     if let Ok(code) = QrCode::new(token.as_bytes()) {
         let image = code
@@ -105,21 +135,38 @@ fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires
             .build();
         let qr_lines: Vec<&str> = image.lines().collect();
         let qr_width = qr_lines.first().map_or(0, |line| line.chars().count());
-        let fits = usize::from(area.height) >= qr_lines.len() + lines.len() + 4 && usize::from(area.width) >= qr_width + 4;
+        let fits = usize::from(area.height) >= qr_lines.len() + lines.len() + 4
+            && usize::from(area.width) >= qr_width + 4;
         lines.push(Line::default());
         if fits {
             lines.extend(qr_lines.into_iter().map(|line| Line::from(line.to_owned())));
         } else {
             lines.push(Line::from(
-                format!("(the QR code needs {} × {} cells; enlarge the terminal to see it)", qr_width, image.lines().count()).dim(),
+                format!(
+                    "(the QR code needs {} × {} cells; enlarge the terminal to see it)",
+                    qr_width,
+                    image.lines().count()
+                )
+                .dim(),
             ));
         }
     }
     panel(frame, area, "Invite", lines, area.width);
 }
 
-fn search(frame: &mut Frame<'_>, area: Rect, state: &State, query: &str, results: &[kirc_proto::v1::ChatMessage], selected: usize) {
-    let mut lines = vec![Line::from(format!("{} result(s) for “{}” — ↑↓ choose, Enter opens", results.len(), sanitize(query)))];
+fn search(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    state: &State,
+    query: &str,
+    results: &[kirc_proto::v1::ChatMessage],
+    selected: usize,
+) {
+    let mut lines = vec![Line::from(format!(
+        "{} result(s) for “{}” — ↑↓ choose, Enter opens",
+        results.len(),
+        sanitize(query)
+    ))];
     if results.is_empty() {
         lines.push(Line::from("nothing found".dim()));
     }
@@ -130,7 +177,10 @@ fn search(frame: &mut Frame<'_>, area: Rect, state: &State, query: &str, results
     for (index, message) in results.iter().enumerate().skip(first).take(height) {
         let when = format_time(state, message.created_at_unix_ms, "%Y-%m-%d %H:%M");
         let name = sanitize(&state.name_of(&message.sender));
-        let text = truncate(&sanitize(&message.body.replace('\n', " ")), width.saturating_sub(when.len() + name.len() + 4));
+        let text = truncate(
+            &sanitize(&message.body.replace('\n', " ")),
+            width.saturating_sub(when.len() + name.len() + 4),
+        );
         let mut style = Style::new();
         if index == selected {
             style = style.reversed();
@@ -175,17 +225,27 @@ fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State) {
     }
     all.push(Line::from("Contacts".bold()));
     if lines.is_empty() {
-        all.push(Line::from("  none yet: /invite, or /add a friend's token".dim()));
+        all.push(Line::from(
+            "  none yet: /invite, or /add a friend's token".dim(),
+        ));
     }
     all.extend(lines);
     all.push(Line::default());
-    all.push(Line::from("/whois <contact> shows a contact's fingerprint and delivery path".dim()));
+    all.push(Line::from(
+        "/whois <contact> shows a contact's fingerprint and delivery path".dim(),
+    ));
     panel(frame, area, "Contacts", all, 72);
 }
 
 fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
     let Some(contact) = state.view.contact(actor_id) else {
-        panel(frame, area, "Whois", vec![Line::from("no such contact")], 40);
+        panel(
+            frame,
+            area,
+            "Whois",
+            vec![Line::from("no such contact")],
+            40,
+        );
         return;
     };
     let state_text = match contact.state() {
@@ -195,7 +255,10 @@ fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
         _ => "contact (waiting for them to accept)",
     };
     let field = |name: &str, value: String| {
-        Line::from(vec![Span::styled(format!("{name:<14}"), Style::new().bold()), Span::raw(value)])
+        Line::from(vec![
+            Span::styled(format!("{name:<14}"), Style::new().bold()),
+            Span::raw(value),
+        ])
     };
     let lines = vec![
         field("name", sanitize(&contact.display_name)),
@@ -203,7 +266,10 @@ fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
         field("actor id", contact.actor_id.clone()),
         field("fingerprint", contact.fingerprint.clone()),
         field("delivery path", sanitize(&contact.delivery_path)),
-        field("added", format_time(state, contact.added_at_unix_ms, "%Y-%m-%d %H:%M")),
+        field(
+            "added",
+            format_time(state, contact.added_at_unix_ms, "%Y-%m-%d %H:%M"),
+        ),
         Line::default(),
         Line::from("Compare the fingerprint with your contact over another channel.".dim()),
     ];

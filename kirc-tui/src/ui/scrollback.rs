@@ -94,24 +94,40 @@ fn message_lines(state: &State, message: &pb::ChatMessage, width: usize) -> Vec<
     let (head, head_width) = if message.action {
         let head = format!("* {name} ");
         let width = head.width();
-        (vec![Span::styled(head, Style::new().fg(colour).add_modifier(Modifier::ITALIC))], width)
+        (
+            vec![Span::styled(
+                head,
+                Style::new().fg(colour).add_modifier(Modifier::ITALIC),
+            )],
+            width,
+        )
     } else {
         let shown = truncate(&name, NAME_WIDTH);
         let padded = format!("{shown:>NAME_WIDTH$} ");
         let width = padded.width();
-        (vec![Span::styled(padded, Style::new().fg(colour).bold())], width)
+        (
+            vec![Span::styled(padded, Style::new().fg(colour).bold())],
+            width,
+        )
     };
     let indent = TIME_WIDTH + head_width;
     let text_width = width.saturating_sub(indent + mark_width).max(1);
     let pieces = wrap(&body, text_width);
     let last = pieces.len().saturating_sub(1);
-    let text_style = if message.action { Style::new().add_modifier(Modifier::ITALIC) } else { Style::new() };
+    let text_style = if message.action {
+        Style::new().add_modifier(Modifier::ITALIC)
+    } else {
+        Style::new()
+    };
     pieces
         .into_iter()
         .enumerate()
         .map(|(index, piece)| {
             let mut spans = if index == 0 {
-                let mut spans = vec![Span::styled(format!("{time:<TIME_WIDTH$}"), Style::new().dim())];
+                let mut spans = vec![Span::styled(
+                    format!("{time:<TIME_WIDTH$}"),
+                    Style::new().dim(),
+                )];
                 spans.extend(head.clone());
                 spans
             } else {
@@ -130,7 +146,10 @@ fn message_lines(state: &State, message: &pb::ChatMessage, width: usize) -> Vec<
 
 /// Like `sanitize`, but multi-line messages keep their lines.
 fn sanitize_keep_newlines(text: &str) -> String {
-    text.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
+    text.split('\n')
+        .map(sanitize)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn day_line(state: &State, unix_ms: i64, width: usize) -> Line<'static> {
@@ -158,7 +177,13 @@ fn day_of(state: &State, unix_ms: i64) -> String {
 
 /// Builds lines from the newest message back until `want` lines exist (all
 /// of them if `want` is `usize::MAX`). Returned newest first.
-fn lines_from_bottom(state: &State, scrollback: &Scrollback, last_read_seq: u64, width: usize, want: usize) -> Vec<Line<'static>> {
+fn lines_from_bottom(
+    state: &State,
+    scrollback: &Scrollback,
+    last_read_seq: u64,
+    width: usize,
+    want: usize,
+) -> Vec<Line<'static>> {
     let messages = &scrollback.messages;
     let mut lines: Vec<Line<'static>> = Vec::new();
     // The first unread message from the peer gets the marker above it.
@@ -174,7 +199,10 @@ fn lines_from_bottom(state: &State, scrollback: &Scrollback, last_read_seq: u64,
             lines.push(marker_line(width));
         }
         let starts_day = match index.checked_sub(1) {
-            Some(before) => day_of(state, messages[before].created_at_unix_ms) != day_of(state, message.created_at_unix_ms),
+            Some(before) => {
+                day_of(state, messages[before].created_at_unix_ms)
+                    != day_of(state, message.created_at_unix_ms)
+            }
             None => !scrollback.more_before,
         };
         if starts_day {
@@ -190,14 +218,26 @@ fn lines_from_bottom(state: &State, scrollback: &Scrollback, last_read_seq: u64,
 /// How many lines the loaded part of a conversation takes at the current
 /// width (for scrolling bounds).
 pub fn scrollback_lines(state: &State, conversation: &str) -> usize {
-    let (Some(scrollback), Some(summary)) = (state.scrollbacks.get(conversation), state.view.conversation(conversation)) else {
+    let (Some(scrollback), Some(summary)) = (
+        state.scrollbacks.get(conversation),
+        state.view.conversation(conversation),
+    ) else {
         return 0;
     };
-    lines_from_bottom(state, scrollback, summary.last_read_seq, scrollback_width(state), usize::MAX).len()
+    lines_from_bottom(
+        state,
+        scrollback,
+        summary.last_read_seq,
+        scrollback_width(state),
+        usize::MAX,
+    )
+    .len()
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
-    let Some(conversation) = state.open_conversation() else { return };
+    let Some(conversation) = state.open_conversation() else {
+        return;
+    };
     let height = usize::from(area.height);
     let width = usize::from(area.width);
     let Some(scrollback) = state.scrollbacks.get(&conversation.id) else {
@@ -205,11 +245,21 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
         return;
     };
     if scrollback.messages.is_empty() {
-        let text = if scrollback.loading { "loading…" } else { "no messages yet: say hello" };
+        let text = if scrollback.loading {
+            "loading…"
+        } else {
+            "no messages yet: say hello"
+        };
         frame.render_widget(Paragraph::new(text.dim()), area);
         return;
     }
-    let mut lines = lines_from_bottom(state, scrollback, conversation.last_read_seq, width, scrollback.scroll + height);
+    let mut lines = lines_from_bottom(
+        state,
+        scrollback,
+        conversation.last_read_seq,
+        width,
+        scrollback.scroll + height,
+    );
     let more_above = scrollback.more_before || lines.len() > scrollback.scroll + height;
     let scroll = scrollback.scroll.min(lines.len().saturating_sub(1));
     let mut visible: Vec<Line<'static>> = lines.drain(scroll..).take(height).collect();
@@ -217,7 +267,12 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
         // Say that there is more above when scrolled back.
         visible.pop();
         visible.push(Line::from(
-            if scrollback.loading { "  loading older messages…" } else { "  ↑ older messages above" }.dim(),
+            if scrollback.loading {
+                "  loading older messages…"
+            } else {
+                "  ↑ older messages above"
+            }
+            .dim(),
         ));
     }
     visible.reverse();
@@ -225,13 +280,13 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let padding = height.saturating_sub(visible.len());
     let mut shown = vec![Line::default(); padding];
     shown.extend(visible);
-    if scroll > 0 {
-        if let Some(last) = shown.last_mut() {
-            *last = Line::from(Span::styled(
-                format!("  ↓ {scroll} lines below · End to return"),
-                Style::new().fg(Color::Yellow),
-            ));
-        }
+    if scroll > 0
+        && let Some(last) = shown.last_mut()
+    {
+        *last = Line::from(Span::styled(
+            format!("  ↓ {scroll} lines below · End to return"),
+            Style::new().fg(Color::Yellow),
+        ));
     }
     frame.render_widget(Paragraph::new(shown), area);
 }
@@ -242,7 +297,10 @@ mod tests {
 
     #[test]
     fn wraps_at_spaces_and_hard_breaks_long_words() {
-        assert_eq!(wrap("hello brave new world", 11), vec!["hello brave", "new world"]);
+        assert_eq!(
+            wrap("hello brave new world", 11),
+            vec!["hello brave", "new world"]
+        );
         assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
         assert_eq!(wrap("one\ntwo", 10), vec!["one", "two"]);
         // Wide characters count two columns.

@@ -1,7 +1,9 @@
 //! Snapshots of the main screens. Times are fixed and shown in UTC, so the
 //! snapshots do not depend on the machine.
 
-use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, ContactState, TopicStatus, event::Kind};
+use kirc_proto::v1::{
+    self as pb, Backend, BackendState, BackendStatus, ContactState, TopicStatus, event::Kind,
+};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -58,7 +60,12 @@ fn status(postgres: BackendStatus) -> pb::Status {
 }
 
 fn healthy() -> pb::Status {
-    status(backend(Backend::Postgres, BackendState::Up, "127.0.0.1:15432/kirc_alice", ""))
+    status(backend(
+        Backend::Postgres,
+        BackendState::Up,
+        "127.0.0.1:15432/kirc_alice",
+        "",
+    ))
 }
 
 fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
@@ -83,7 +90,10 @@ fn contact(actor_id: &str, name: &str, state: ContactState, peer_accepted: bool)
 /// A connected state with contacts bob (accepted) and carol (a message
 /// request), the given status, sized 100×30.
 fn connected(status: pb::Status) -> State {
-    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
+    let mut state = State::new(
+        "/run/user/1000/kirc/kircd.sock".into(),
+        jiff::tz::TimeZone::UTC,
+    );
     let contacts = vec![
         contact(BOB, "bob", ContactState::Accepted, true),
         contact(CAROL, "carol", ContactState::Request, true),
@@ -124,7 +134,13 @@ fn connected(status: pb::Status) -> State {
     state
 }
 
-fn message(seq: u64, sender: &str, body: &str, minutes: i64, state: pb::MessageState) -> pb::ChatMessage {
+fn message(
+    seq: u64,
+    sender: &str,
+    body: &str,
+    minutes: i64,
+    state: pb::MessageState,
+) -> pb::ChatMessage {
     pb::ChatMessage {
         id: format!("m{seq}"),
         conversation_id: "conv-bob".into(),
@@ -145,11 +161,23 @@ fn with_bob_open(mut state: State) -> State {
         message(2, ME, "yes! just setting up K-IRC", 1, Read),
         message(3, BOB, "nice — it works over Kafka, right?", 2, Received),
         // The next day: a separator line, then the unread marker.
-        message(4, BOB, "good morning! here is a long line that has to wrap because it does not fit in the width of the scrollback at all", 24 * 60, Received),
+        message(
+            4,
+            BOB,
+            "good morning! here is a long line that has to wrap because it does not fit in the width of the scrollback at all",
+            24 * 60,
+            Received,
+        ),
         message(5, ME, "morning", 24 * 60 + 1, Delivered),
         message(6, ME, "sending…", 24 * 60 + 2, Pending),
     ];
-    let mut action = message(7, BOB, "waves \u{1b}[31mnot red\u{1b}[0m", 24 * 60 + 3, Received);
+    let mut action = message(
+        7,
+        BOB,
+        "waves \u{1b}[31mnot red\u{1b}[0m",
+        24 * 60 + 3,
+        Received,
+    );
     action.action = true;
     messages.push(action);
     state.open = Some("conv-bob".into());
@@ -202,7 +230,10 @@ fn disconnected_keeps_the_last_known_conversation() {
 
 #[test]
 fn never_connected() {
-    let mut state = State::new("/run/user/1000/kirc/kircd.sock".into(), jiff::tz::TimeZone::UTC);
+    let mut state = State::new(
+        "/run/user/1000/kirc/kircd.sock".into(),
+        jiff::tz::TimeZone::UTC,
+    );
     state.link = Link::Disconnected {
         error: "no kircd is listening on /run/user/1000/kirc/kircd.sock: the socket does not exist (start it with `kircd run`)".into(),
         since_unix_ms: T0,
@@ -222,7 +253,13 @@ fn conversation() {
 fn message_request() {
     let mut state = connected(healthy());
     state.open = Some("conv-carol".into());
-    let mut request = message(1, CAROL, "hi, we met at the meetup — add me?", 0, pb::MessageState::Received);
+    let mut request = message(
+        1,
+        CAROL,
+        "hi, we met at the meetup — add me?",
+        0,
+        pb::MessageState::Received,
+    );
     request.conversation_id = "conv-carol".into();
     state.scrollbacks.insert(
         "conv-carol".into(),
@@ -273,8 +310,18 @@ fn invite_with_qr() {
 #[test]
 fn tiny_and_odd_sizes_never_panic() {
     let mut state = with_bob_open(connected(healthy()));
-    state.input.insert_str("\u{202E}rtl override \u{200B}zero width 👩‍👩‍👧 עברית \u{7}");
-    for (width, height) in [(1, 1), (20, 6), (5, 40), (200, 3), (0, 0), (59, 10), (61, 10)] {
+    state
+        .input
+        .insert_str("\u{202E}rtl override \u{200B}zero width 👩‍👩‍👧 עברית \u{7}");
+    for (width, height) in [
+        (1, 1),
+        (20, 6),
+        (5, 40),
+        (200, 3),
+        (0, 0),
+        (59, 10),
+        (61, 10),
+    ] {
         draw(&state, width, height);
         for overlay in [
             Overlay::Help,

@@ -125,8 +125,17 @@ fn a_message_is_read_only_when_on_screen_and_focused() {
     // Unfocused: a new message notifies and stays unread.
     update(&mut state, Msg::Focus(false));
     assert!(open_bob(&mut state, vec![message("m1", "conv-bob", BOB, 1, "hi")]).is_empty());
-    let effects = update(&mut state, event(2, Kind::MessageAdded(message("m2", "conv-bob", BOB, 2, "there"))));
-    assert!(matches!(effects.as_slice(), [Effect::Notify { .. }]), "{effects:?}");
+    let effects = update(
+        &mut state,
+        event(
+            2,
+            Kind::MessageAdded(message("m2", "conv-bob", BOB, 2, "there")),
+        ),
+    );
+    assert!(
+        matches!(effects.as_slice(), [Effect::Notify { .. }]),
+        "{effects:?}"
+    );
     // Focus comes back: now the marker moves, to the newest message.
     let effects = update(&mut state, Msg::Focus(true));
     assert_eq!(
@@ -150,7 +159,13 @@ fn a_message_is_read_only_when_on_screen_and_focused() {
             }),
         ),
     );
-    let effects = update(&mut state, event(4, Kind::MessageAdded(message("m3", "conv-bob", BOB, 3, "!"))));
+    let effects = update(
+        &mut state,
+        event(
+            4,
+            Kind::MessageAdded(message("m3", "conv-bob", BOB, 3, "!")),
+        ),
+    );
     assert_eq!(
         effects,
         vec![Effect::MarkRead {
@@ -163,7 +178,9 @@ fn a_message_is_read_only_when_on_screen_and_focused() {
 #[test]
 fn a_message_in_another_conversation_or_while_scrolled_back_is_not_read() {
     let mut state = state();
-    let lots: Vec<pb::ChatMessage> = (1..=100).map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "line")).collect();
+    let lots: Vec<pb::ChatMessage> = (1..=100)
+        .map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "line"))
+        .collect();
     update(&mut state, Msg::Resize(80, 24));
     // Opening it, focused, with the newest message on screen, reads it.
     let effects = open_bob(&mut state, lots);
@@ -175,16 +192,40 @@ fn a_message_in_another_conversation_or_while_scrolled_back_is_not_read() {
         }]
     );
     // A message elsewhere: notified, not read.
-    let effects = update(&mut state, event(2, Kind::MessageAdded(message("c1", "conv-carol", CAROL, 101, "psst"))));
-    assert!(matches!(effects.as_slice(), [Effect::Notify { .. }]), "{effects:?}");
+    let effects = update(
+        &mut state,
+        event(
+            2,
+            Kind::MessageAdded(message("c1", "conv-carol", CAROL, 101, "psst")),
+        ),
+    );
+    assert!(
+        matches!(effects.as_slice(), [Effect::Notify { .. }]),
+        "{effects:?}"
+    );
     // Scrolled back, a new message is not read either.
     update(&mut state, key(KeyCode::PageUp));
-    let effects = update(&mut state, event(3, Kind::MessageAdded(message("m101", "conv-bob", BOB, 102, "new"))));
-    assert!(!effects.iter().any(|effect| matches!(effect, Effect::MarkRead { .. })), "{effects:?}");
+    let effects = update(
+        &mut state,
+        event(
+            3,
+            Kind::MessageAdded(message("m101", "conv-bob", BOB, 102, "new")),
+        ),
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::MarkRead { .. })),
+        "{effects:?}"
+    );
     assert!(state.scrollbacks["conv-bob"].scroll > 0);
     // Back at the bottom it is.
     let effects = update(&mut state, key(KeyCode::End));
-    assert!(effects.iter().any(|effect| matches!(effect, Effect::MarkRead { up_to, .. } if up_to == "m101")));
+    assert!(
+        effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::MarkRead { up_to, .. } if up_to == "m101"))
+    );
 }
 
 #[test]
@@ -192,7 +233,14 @@ fn text_goes_to_the_open_conversation_and_commands_run() {
     let mut state = state();
     let effects = type_line(&mut state, "hello?");
     assert!(effects.is_empty());
-    assert!(state.notice.as_ref().unwrap().text.contains("open a conversation first"));
+    assert!(
+        state
+            .notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("open a conversation first")
+    );
     assert_eq!(state.input.text(), "hello?", "nothing typed is lost");
     update(&mut state, ctrl('u'));
 
@@ -221,9 +269,18 @@ fn text_goes_to_the_open_conversation_and_commands_run() {
         }]
     );
     assert_eq!(type_line(&mut state, "/invite"), vec![Effect::CreateInvite]);
-    assert_eq!(type_line(&mut state, "/accept carol"), vec![Effect::Accept("carol".into())]);
-    assert_eq!(type_line(&mut state, "/block"), vec![Effect::Block(BOB.into())]);
-    assert_eq!(type_line(&mut state, "/search zebra"), vec![Effect::Search("zebra".into())]);
+    assert_eq!(
+        type_line(&mut state, "/accept carol"),
+        vec![Effect::Accept("carol".into())]
+    );
+    assert_eq!(
+        type_line(&mut state, "/block"),
+        vec![Effect::Block(BOB.into())]
+    );
+    assert_eq!(
+        type_line(&mut state, "/search zebra"),
+        vec![Effect::Search("zebra".into())]
+    );
     type_line(&mut state, "/help");
     assert_eq!(state.overlay, Some(Overlay::Help));
     update(&mut state, key(KeyCode::Esc));
@@ -240,7 +297,11 @@ fn a_mistyped_command_is_questioned_and_sent_only_when_confirmed() {
     assert!(effects.is_empty());
     let notice = state.notice.clone().unwrap();
     assert!(notice.text.contains("did you mean /msg"), "{}", notice.text);
-    assert_eq!(state.input.text(), "/mgs bob hi", "the line comes back for editing");
+    assert_eq!(
+        state.input.text(),
+        "/mgs bob hi",
+        "the line comes back for editing"
+    );
     let effects = update(&mut state, key(KeyCode::Enter));
     assert_eq!(
         effects,
@@ -256,7 +317,13 @@ fn a_mistyped_command_is_questioned_and_sent_only_when_confirmed() {
 fn a_multi_line_paste_is_one_message() {
     let mut state = state();
     open_bob(&mut state, Vec::new());
-    assert!(update(&mut state, Msg::Paste("line one\r\nline two\nline three".into())).is_empty());
+    assert!(
+        update(
+            &mut state,
+            Msg::Paste("line one\r\nline two\nline three".into())
+        )
+        .is_empty()
+    );
     let effects = update(&mut state, key(KeyCode::Enter));
     assert_eq!(
         effects,
@@ -293,21 +360,33 @@ fn tab_completes_commands_and_cycles_contact_names() {
 #[test]
 fn conversations_switch_with_alt_digits_and_ctrl_n_p() {
     let mut state = state();
-    update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
+    update(
+        &mut state,
+        Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)),
+    );
     assert_eq!(state.open.as_deref(), Some("conv-carol"));
     update(&mut state, ctrl('n'));
     assert_eq!(state.open.as_deref(), Some("conv-bob"));
     update(&mut state, ctrl('p'));
     assert_eq!(state.open.as_deref(), Some("conv-carol"));
-    update(&mut state, Msg::Key(KeyEvent::new(KeyCode::Char('9'), KeyModifiers::ALT)));
-    assert_eq!(state.open.as_deref(), Some("conv-carol"), "no ninth conversation: nothing changes");
+    update(
+        &mut state,
+        Msg::Key(KeyEvent::new(KeyCode::Char('9'), KeyModifiers::ALT)),
+    );
+    assert_eq!(
+        state.open.as_deref(),
+        Some("conv-carol"),
+        "no ninth conversation: nothing changes"
+    );
 }
 
 #[test]
 fn scrolling_up_fetches_older_pages_once() {
     let mut state = state();
     update(&mut state, Msg::Resize(80, 24));
-    let page: Vec<pb::ChatMessage> = (301..=500).map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "x")).collect();
+    let page: Vec<pb::ChatMessage> = (301..=500)
+        .map(|seq| message(&format!("m{seq}"), "conv-bob", BOB, seq, "x"))
+        .collect();
     type_line(&mut state, "/msg bob");
     update(
         &mut state,
@@ -325,7 +404,10 @@ fn scrolling_up_fetches_older_pages_once() {
     for _ in 0..20 {
         asked.extend(update(&mut state, key(KeyCode::PageUp)));
     }
-    let loads: Vec<&Effect> = asked.iter().filter(|effect| matches!(effect, Effect::LoadHistory { .. })).collect();
+    let loads: Vec<&Effect> = asked
+        .iter()
+        .filter(|effect| matches!(effect, Effect::LoadHistory { .. }))
+        .collect();
     assert_eq!(
         loads,
         vec![&Effect::LoadHistory {
@@ -340,13 +422,12 @@ fn scrolling_up_fetches_older_pages_once() {
 fn a_snapshot_reloads_the_open_conversation() {
     let mut state = state();
     open_bob(&mut state, vec![message("m1", "conv-bob", BOB, 1, "hi")]);
-    let snapshot = match state.view.clone() {
-        view => pb::Snapshot {
-            status: view.status,
-            epoch: 2,
-            contacts: view.contacts,
-            conversations: view.conversations,
-        },
+    let view = state.view.clone();
+    let snapshot = pb::Snapshot {
+        status: view.status,
+        epoch: 2,
+        contacts: view.contacts,
+        conversations: view.conversations,
     };
     let effects = update(&mut state, event(1, Kind::Snapshot(snapshot)));
     assert_eq!(

@@ -1,0 +1,138 @@
+//! Two kircd on the local stack and three kirc-tui in real ptys (tmux):
+//! alice types a message, bob's two TUIs show it as unread, bob opens the
+//! conversation in one of them, and only then his read marker moves — in
+//! both.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kirc_testkit::{Actor, Daemon, Tmux, befriend, bin};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn tui(actor: &Actor, extra: &str) -> Tmux {
+    Tmux::start(
+        &format!(
+            "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent {} --socket {} {extra}",
+            bin("kirc-tui").display(),
+            actor.socket.display()
+        ),
+        110,
+        30,
+    )
+}
+
+/// The conversation list's line for `name`, e.g. "1   alice      1".
+fn list_line(screen: &str, name: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|line| {
+            line.split('│')
+                .next()
+                .is_some_and(|list| list.contains(name))
+        })
+        .map(|line| {
+            line.split('│')
+                .next()
+                .unwrap_or_default()
+                .trim_end()
+                .to_owned()
+        })
+}
+
+#[tokio::test]
+async fn a_message_typed_in_one_tui_is_read_only_when_opened_and_all_tuis_agree() {
+    let alice = Actor::new("alice").await;
+    let bob = Actor::new("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let mut bob_watch = bob_daemon.watch().await;
+
+    let alice_tui = tui(&alice, "--open bob");
+    let bob_first = tui(&bob, "");
+    let bob_second = tui(&bob, "");
+    alice_tui
+        .wait_for("alice's conversation with bob", WAIT, |screen| {
+            screen.contains(" bob ") && screen.contains("no messages yet")
+        })
+        .await;
+    for pane in [&bob_first, &bob_second] {
+        pane.wait_for("bob's list", WAIT, |screen| {
+            list_line(screen, "alice").is_some()
+        })
+        .await;
+    }
+
+    // alice types and presses Enter.
+    alice_tui.send_keys(&["-l", "hello from alice"]);
+    alice_tui.send_keys(&["Enter"]);
+    alice_tui
+        .wait_for("alice's own message", WAIT, |screen| {
+            screen.contains("alice hello from alice")
+        })
+        .await;
+
+    // Both of bob's TUIs show one unread message in alice's conversation…
+    for pane in [&bob_first, &bob_second] {
+        pane.wait_for("one unread from alice", WAIT, |screen| {
+            list_line(screen, "alice").is_some_and(|line| line.ends_with(" 1"))
+        })
+        .await;
+    }
+    // …and the daemon agrees: nothing read yet, merely because it arrived.
+    let view = bob_watch
+        .wait_for("the message at bob", WAIT, |view| {
+            view.conversations.iter().any(|c| c.unread == 1)
+        })
+        .await;
+    let conversation = view
+        .conversations
+        .iter()
+        .find(|c| c.unread == 1)
+        .unwrap()
+        .clone();
+    assert_eq!(conversation.last_read_seq, 0);
+
+    // bob opens the conversation in his first TUI: it shows the message and
+    // his read marker moves.
+    bob_first.send_keys(&["-l", "/msg alice"]);
+    bob_first.send_keys(&["Enter"]);
+    bob_first
+        .wait_for("the message in bob's scrollback", WAIT, |screen| {
+            screen.contains("alice hello from alice")
+        })
+        .await;
+    let view = bob_watch
+        .wait_for("bob's read marker moved", WAIT, |view| {
+            view.conversation(&conversation.id)
+                .is_some_and(|c| c.last_read_seq > 0 && c.unread == 0)
+        })
+        .await;
+    assert_eq!(
+        view.conversation(&conversation.id).unwrap().last_read_seq,
+        conversation.last_message.as_ref().unwrap().seq
+    );
+    // His second TUI, which never opened it, agrees: no unread count.
+    bob_second
+        .wait_for("the second TUI cleared the count", WAIT, |screen| {
+            list_line(screen, "alice").is_some_and(|line| !line.ends_with(" 1"))
+        })
+        .await;
+    // alice sees her message read.
+    alice_tui
+        .wait_for("the read mark at alice", WAIT, |screen| {
+            screen.contains("hello from alice ✔")
+        })
+        .await;
+
+    for pane in [&alice_tui, &bob_first, &bob_second] {
+        pane.send_keys(&["C-c"]);
+        let screen = pane
+            .wait_for("the TUI to exit", WAIT, |screen| {
+                Tmux::exit_status_on(screen).is_some()
+            })
+            .await;
+        assert_eq!(Tmux::exit_status_on(&screen), Some(0), "{screen}");
+    }
+}
