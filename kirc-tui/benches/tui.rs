@@ -10,7 +10,12 @@
 //!   through the same kind of pty.
 //!
 //! Run with `dev/bench`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -92,7 +97,11 @@ fn state_with_history(count: usize) -> State {
         .map(|seq| pb::ChatMessage {
             id: format!("m{seq}"),
             conversation_id: "conv".into(),
-            sender: if seq % 3 == 0 { "a".repeat(32) } else { "b".repeat(32) },
+            sender: if seq % 3 == 0 {
+                "a".repeat(32)
+            } else {
+                "b".repeat(32)
+            },
             outgoing: seq % 3 == 0,
             body: format!("message number {seq}: a line of chat of a usual length, some words"),
             created_at_unix_ms: 1_795_000_000_000 + i64::try_from(seq).unwrap() * 30_000,
@@ -109,7 +118,7 @@ fn state_with_history(count: usize) -> State {
             more_before: false,
             reaches_newest: true,
             loading: false,
-            scroll: 0,
+            position: None,
         },
     );
     state
@@ -120,13 +129,17 @@ fn frame_times(state: &State, frames: usize) -> Vec<Duration> {
     // Warm up, then time full redraws (the backend's buffer is reset so
     // every frame draws everything).
     for _ in 0..50 {
-        terminal.draw(|frame| kirc_tui::ui::render(frame, state)).unwrap();
+        terminal
+            .draw(|frame| kirc_tui::ui::render(frame, state))
+            .unwrap();
     }
     (0..frames)
         .map(|_| {
             terminal.clear().unwrap();
             let start = Instant::now();
-            terminal.draw(|frame| kirc_tui::ui::render(frame, state)).unwrap();
+            terminal
+                .draw(|frame| kirc_tui::ui::render(frame, state))
+                .unwrap();
             start.elapsed()
         })
         .collect()
@@ -143,7 +156,11 @@ struct Pty {
 impl Pty {
     fn spawn(command: &str) -> Pty {
         let mut child = Command::new("script")
-            .args(["-qfec", &format!("stty cols 120 rows 40 -echo; exec {command}"), "/dev/null"])
+            .args([
+                "-qfec",
+                &format!("stty cols 120 rows 40 -echo; exec {command}"),
+                "/dev/null",
+            ])
             .env("TZ", "UTC")
             .env("TERM", "xterm-256color")
             .env("KIRC_TUI_CONFIG", "/nonexistent")
@@ -165,7 +182,13 @@ impl Pty {
     async fn until(&mut self, needle: &[u8], count: usize) {
         let mut buf = [0u8; 65536];
         loop {
-            if self.seen.windows(needle.len()).filter(|window| *window == needle).count() >= count {
+            if self
+                .seen
+                .windows(needle.len())
+                .filter(|window| *window == needle)
+                .count()
+                >= count
+            {
                 return;
             }
             let read = tokio::time::timeout(Duration::from_secs(30), self.output.read(&mut buf))
@@ -185,7 +208,11 @@ impl Pty {
 
     async fn keypress_times(&mut self, key: &str, presses: usize) -> Vec<Duration> {
         let mut samples = Vec::with_capacity(presses);
-        let before = self.seen.windows(key.len()).filter(|window| *window == key.as_bytes()).count();
+        let before = self
+            .seen
+            .windows(key.len())
+            .filter(|window| *window == key.as_bytes())
+            .count();
         for press in 1..=presses {
             let start = Instant::now();
             self.input.write_all(key.as_bytes()).await.unwrap();
@@ -208,8 +235,9 @@ async fn main() {
     let bottom = summarize(frame_times(&history, 2000));
     let mut middle_state = history.clone();
     let total = kirc_tui::ui::scrollback_lines(&middle_state, "conv");
+    let halfway = kirc_tui::ui::scroll_up(&middle_state, "conv", total / 2);
     if let Some(scrollback) = middle_state.scrollbacks.get_mut("conv") {
-        scrollback.scroll = total / 2;
+        scrollback.position = halfway;
     }
     let middle = summarize(frame_times(&middle_state, 200));
     let empty = summarize(frame_times(&state_with_history(0), 2000));
@@ -221,20 +249,33 @@ async fn main() {
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
     for index in 0..300 {
-        send(&alice_daemon, &bob.actor_id, &format!("history line {index}")).await;
+        send(
+            &alice_daemon,
+            &bob.actor_id,
+            &format!("history line {index}"),
+        )
+        .await;
     }
     // No spaces: the terminal output moves the cursor over blank cells.
     let newest = "the-newest-message";
     send(&alice_daemon, &bob.actor_id, newest).await;
     let mut watch = bob_daemon.watch().await;
     watch
-        .wait_for("the newest message at bob", Duration::from_secs(60), |view| {
-            view.conversations
-                .iter()
-                .any(|c| c.last_message.as_ref().is_some_and(|m| m.body == newest))
-        })
+        .wait_for(
+            "the newest message at bob",
+            Duration::from_secs(60),
+            |view| {
+                view.conversations
+                    .iter()
+                    .any(|c| c.last_message.as_ref().is_some_and(|m| m.body == newest))
+            },
+        )
         .await;
-    let tui = format!("{} --socket {} --open alice", bin("kirc-tui").display(), bob.socket.display());
+    let tui = format!(
+        "{} --socket {} --open alice",
+        bin("kirc-tui").display(),
+        bob.socket.display()
+    );
     let mut starts = Vec::new();
     let mut versions = Vec::new();
     for _ in 0..15 {
@@ -245,7 +286,12 @@ async fn main() {
         pty.stop().await;
 
         let start = Instant::now();
-        let status = Command::new(bin("kirc-tui")).arg("--version").output().await.unwrap().status;
+        let status = Command::new(bin("kirc-tui"))
+            .arg("--version")
+            .output()
+            .await
+            .unwrap()
+            .status;
         assert!(status.success());
         versions.push(start.elapsed());
     }
@@ -266,7 +312,9 @@ async fn main() {
     assert!(alice_daemon.stop().await.success());
 
     println!();
-    println!("| figure | kirc-tui p50 | kirc-tui p99 | baseline p50 | baseline p99 | ratio (p50) | goal |");
+    println!(
+        "| figure | kirc-tui p50 | kirc-tui p99 | baseline p50 | baseline p99 | ratio (p50) | goal |"
+    );
     println!("|---|---|---|---|---|---|---|");
     row(
         "render a 120×40 frame, 10,000 messages of scrollback, at the newest, vs an empty conversation",
@@ -275,7 +323,10 @@ async fn main() {
         "p99 ≤ 2 ms",
     );
     row(
-        &format!("same, scrolled back halfway ({} of {total} lines)", total / 2),
+        &format!(
+            "same, scrolled back halfway ({} of {total} lines)",
+            total / 2
+        ),
         &middle,
         &empty,
         "—",
@@ -286,5 +337,10 @@ async fn main() {
         &summarize(versions),
         "≤ 150 ms",
     );
-    row("keypress to echoed character vs `cat` echoing in a pty", &keys, &echo, "—");
+    row(
+        "keypress to echoed character vs `cat` echoing in a pty",
+        &keys,
+        &echo,
+        "—",
+    );
 }

@@ -39,8 +39,18 @@ pub struct Scrollback {
     pub reaches_newest: bool,
     /// A page request is on its way.
     pub loading: bool,
-    /// Lines scrolled up from the newest; 0 follows new messages.
-    pub scroll: usize,
+    /// Where the view is when scrolled back; `None` follows the newest.
+    pub position: Option<Position>,
+}
+
+/// A scrolled-back view, anchored to a message so that it stays put while
+/// new messages arrive below and old pages load above: the top row on screen
+/// is row `row` of the rows drawn for the message with `seq` (its day
+/// separator, read marker and wrapped lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub row: usize,
 }
 
 impl Scrollback {

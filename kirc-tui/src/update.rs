@@ -121,7 +121,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                         more_before: page.more_before,
                         reaches_newest: !page.more_after,
                         loading: false,
-                        scroll: 0,
+                        position: None,
                     };
                 }
             }
@@ -202,15 +202,12 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                     });
                 }
             }
+            // A scrolled-back view is anchored to a message, so it keeps
+            // its place as this one arrives below.
             if let Some(scrollback) = state.scrollbacks.get_mut(&conversation)
                 && scrollback.reaches_newest
             {
-                let grows_above = scrollback.scroll > 0;
                 scrollback.merge(vec![message]);
-                // Someone reading older messages keeps their place.
-                if grows_above {
-                    scrollback.scroll += 1;
-                }
             }
         }
         Some(Kind::MessageStateChanged(changed)) => {
@@ -242,7 +239,7 @@ fn mark_read(state: &mut State) -> Option<Effect> {
     let open = state.open.clone()?;
     let conversation = state.view.conversation(&open)?;
     let scrollback = state.scrollbacks.get(&open)?;
-    if scrollback.scroll != 0 || !scrollback.reaches_newest {
+    if scrollback.position.is_some() || !scrollback.reaches_newest {
         return None;
     }
     let newest = scrollback
@@ -406,37 +403,33 @@ fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
     let Some(conversation) = state.open.clone() else {
         return;
     };
-    let page_rows = crate::ui::scrollback_rows(state);
-    let page = usize::from(page_rows.max(2)) - 1;
-    let rows = crate::ui::scrollback_lines(state, &conversation);
+    let page = usize::from(crate::ui::scrollback_rows(state).max(2)) - 1;
+    let position = match action {
+        Action::ScrollUp => crate::ui::scroll_up(state, &conversation, page),
+        Action::ScrollDown => crate::ui::scroll_down(state, &conversation, page),
+        Action::ScrollTop => crate::ui::scroll_top(state, &conversation),
+        _ => None,
+    };
     let Some(scrollback) = state.scrollbacks.get_mut(&conversation) else {
         return;
     };
-    match action {
-        Action::ScrollUp => {
-            scrollback.scroll = (scrollback.scroll + page).min(rows.saturating_sub(1))
-        }
-        Action::ScrollDown => scrollback.scroll = scrollback.scroll.saturating_sub(page),
-        Action::ScrollTop => scrollback.scroll = rows.saturating_sub(1),
-        _ => {
-            scrollback.scroll = 0;
-            if !scrollback.reaches_newest {
-                // Back from an old search result to the present.
-                scrollback.messages.clear();
-                scrollback.loading = false;
-                effects.extend(load(state, &conversation, Anchor::Latest));
-                return;
-            }
-        }
+    scrollback.position = position;
+    if position.is_none() && !scrollback.reaches_newest {
+        // Back from an old search result to the present.
+        scrollback.messages.clear();
+        scrollback.loading = false;
+        effects.extend(load(state, &conversation, Anchor::Latest));
+        return;
     }
     // Near the top of what is loaded: fetch the page before it.
-    let near_top = scrollback.scroll + usize::from(page_rows) + PREFETCH_LINES >= rows;
-    if near_top
-        && scrollback.more_before
-        && let Some(first) = scrollback
-            .messages
-            .first()
-            .map(|message| message.id.clone())
+    let more_before = scrollback.more_before;
+    let first = scrollback
+        .messages
+        .first()
+        .map(|message| message.id.clone());
+    if more_before
+        && crate::ui::near_top(state, &conversation, PREFETCH_LINES + page)
+        && let Some(first) = first
     {
         effects.extend(load(state, &conversation, Anchor::Before(first)));
     }

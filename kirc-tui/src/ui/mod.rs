@@ -18,7 +18,9 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use unicode_width::UnicodeWidthStr;
 
 use crate::state::{Link, State};
-pub use scrollback::{scrollback_lines, scrollback_rows};
+pub use scrollback::{
+    near_top, scroll_down, scroll_top, scroll_up, scrollback_lines, scrollback_rows,
+};
 
 /// The conversation list is shown when the terminal is at least this wide.
 const LIST_MIN_WIDTH: u16 = 60;

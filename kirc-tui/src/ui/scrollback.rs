@@ -13,7 +13,7 @@ use ratatui::widgets::Paragraph;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::{areas, colour_of, format_time, sanitize, truncate};
-use crate::state::{Scrollback, State};
+use crate::state::{Position, Scrollback, State};
 
 /// Width of the time column ("12:34 ").
 const TIME_WIDTH: usize = 6;
@@ -175,77 +175,243 @@ fn day_of(state: &State, unix_ms: i64) -> String {
     format_time(state, unix_ms, "%Y-%m-%d")
 }
 
-/// Builds lines from the newest message back until `want` lines exist (all
-/// of them if `want` is `usize::MAX`). Returned newest first.
-fn lines_from_bottom(
-    state: &State,
-    scrollback: &Scrollback,
+/// What laying out one conversation needs, gathered once per frame or
+/// scroll.
+struct Layout<'a> {
+    state: &'a State,
+    scrollback: &'a Scrollback,
     last_read_seq: u64,
+    /// Index of the first unread message from the peer: the marker goes
+    /// above it.
+    first_unread: Option<usize>,
     width: usize,
-    want: usize,
-) -> Vec<Line<'static>> {
-    let messages = &scrollback.messages;
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    // The first unread message from the peer gets the marker above it.
-    let first_unread = messages
-        .iter()
-        .position(|message| !message.outgoing && message.seq > last_read_seq);
-    for index in (0..messages.len()).rev() {
-        let message = &messages[index];
-        let mut block = message_lines(state, message, width);
-        block.reverse();
-        lines.extend(block);
-        if first_unread == Some(index) && index > 0 {
-            lines.push(marker_line(width));
-        }
-        let starts_day = match index.checked_sub(1) {
-            Some(before) => {
-                day_of(state, messages[before].created_at_unix_ms)
-                    != day_of(state, message.created_at_unix_ms)
-            }
-            None => !scrollback.more_before,
-        };
-        if starts_day {
-            lines.push(day_line(state, message.created_at_unix_ms, width));
-        }
-        if lines.len() >= want {
-            break;
-        }
-    }
-    lines
+    height: usize,
 }
 
-/// How many lines the loaded part of a conversation takes at the current
-/// width (for scrolling bounds).
-pub fn scrollback_lines(state: &State, conversation: &str) -> usize {
-    let (Some(scrollback), Some(summary)) = (
-        state.scrollbacks.get(conversation),
-        state.view.conversation(conversation),
-    ) else {
-        return 0;
+impl<'a> Layout<'a> {
+    fn new(state: &'a State, conversation: &str, width: usize, height: usize) -> Option<Self> {
+        let scrollback = state.scrollbacks.get(conversation)?;
+        let last_read_seq = state.view.conversation(conversation)?.last_read_seq;
+        let first_unread = scrollback
+            .messages
+            .iter()
+            .position(|message| !message.outgoing && message.seq > last_read_seq);
+        Some(Layout {
+            state,
+            scrollback,
+            last_read_seq,
+            first_unread,
+            width,
+            height,
+        })
+    }
+
+    /// The layout at the current screen size.
+    fn current(state: &'a State, conversation: &str) -> Option<Self> {
+        Self::new(
+            state,
+            conversation,
+            scrollback_width(state),
+            usize::from(scrollback_rows(state)),
+        )
+    }
+
+    fn len(&self) -> usize {
+        self.scrollback.messages.len()
+    }
+
+    /// The rows drawn for message `index`: its day separator and read
+    /// marker (if any), then its wrapped lines.
+    fn block(&self, index: usize) -> Vec<Line<'static>> {
+        let messages = &self.scrollback.messages;
+        let message = &messages[index];
+        let mut rows = Vec::new();
+        let starts_day = match index.checked_sub(1) {
+            Some(before) => {
+                day_of(self.state, messages[before].created_at_unix_ms)
+                    != day_of(self.state, message.created_at_unix_ms)
+            }
+            None => !self.scrollback.more_before,
+        };
+        if starts_day {
+            rows.push(day_line(self.state, message.created_at_unix_ms, self.width));
+        }
+        if self.first_unread == Some(index) && index > 0 {
+            rows.push(marker_line(self.width));
+        }
+        rows.extend(message_lines(self.state, message, self.width));
+        rows
+    }
+
+    fn index_of(&self, seq: u64) -> usize {
+        match self
+            .scrollback
+            .messages
+            .binary_search_by_key(&seq, |message| message.seq)
+        {
+            Ok(index) | Err(index) => index.min(self.len().saturating_sub(1)),
+        }
+    }
+
+    fn position_at(&self, index: usize, row: usize) -> Position {
+        Position {
+            seq: self.scrollback.messages[index].seq,
+            row,
+        }
+    }
+
+    /// The newest `want` rows, newest first.
+    fn rows_from_bottom(&self, want: usize) -> Vec<Line<'static>> {
+        let mut rows = Vec::new();
+        for index in (0..self.len()).rev() {
+            let mut block = self.block(index);
+            block.reverse();
+            rows.extend(block);
+            if rows.len() >= want {
+                break;
+            }
+        }
+        rows
+    }
+
+    /// `height` rows from `position` down, or None if fewer are left (the
+    /// view then shows the newest instead).
+    fn rows_from(&self, position: Position) -> Option<Vec<Line<'static>>> {
+        let mut rows = Vec::new();
+        let mut index = self.index_of(position.seq);
+        let mut skip = position.row;
+        while rows.len() < self.height {
+            if index >= self.len() {
+                return None;
+            }
+            rows.extend(self.block(index).into_iter().skip(skip));
+            skip = 0;
+            index += 1;
+        }
+        rows.truncate(self.height);
+        Some(rows)
+    }
+
+    /// Where the top of the view is when it shows the newest.
+    fn top_of_bottom(&self) -> Position {
+        let mut total = 0;
+        for index in (0..self.len()).rev() {
+            total += self.block(index).len();
+            if total >= self.height {
+                return self.position_at(index, total - self.height);
+            }
+        }
+        self.position_at(0, 0)
+    }
+
+    fn up(&self, from: Position, rows: usize) -> Position {
+        let mut index = self.index_of(from.seq);
+        let mut row = from.row;
+        let mut left = rows;
+        while left > row {
+            left -= row;
+            if index == 0 {
+                return self.position_at(0, 0);
+            }
+            index -= 1;
+            row = self.block(index).len();
+        }
+        self.position_at(index, row - left)
+    }
+
+    fn down(&self, from: Position, rows: usize) -> Option<Position> {
+        let mut index = self.index_of(from.seq);
+        let mut row = from.row + rows;
+        loop {
+            let height = self.block(index).len();
+            if row < height {
+                break;
+            }
+            row -= height;
+            index += 1;
+            if index >= self.len() {
+                return None;
+            }
+        }
+        let position = self.position_at(index, row);
+        // A position whose view would run past the newest is the newest.
+        self.rows_from(position).map(|_| position)
+    }
+
+    /// Rows above `position` in what is loaded, counted up to `limit`.
+    fn rows_above(&self, position: Position, limit: usize) -> usize {
+        let mut index = self.index_of(position.seq);
+        let mut count = position.row;
+        while count < limit && index > 0 {
+            index -= 1;
+            count += self.block(index).len();
+        }
+        count
+    }
+}
+
+/// The view after scrolling `rows` back (towards older messages).
+pub fn scroll_up(state: &State, conversation: &str, rows: usize) -> Option<Position> {
+    let layout = Layout::current(state, conversation)?;
+    if layout.len() == 0 {
+        return None;
+    }
+    let from = layout
+        .scrollback
+        .position
+        .unwrap_or_else(|| layout.top_of_bottom());
+    Some(layout.up(from, rows))
+}
+
+/// The view after scrolling `rows` forward; None once it reaches the newest.
+pub fn scroll_down(state: &State, conversation: &str, rows: usize) -> Option<Position> {
+    let layout = Layout::current(state, conversation)?;
+    layout.down(layout.scrollback.position?, rows)
+}
+
+/// The view at the oldest loaded message.
+pub fn scroll_top(state: &State, conversation: &str) -> Option<Position> {
+    let layout = Layout::current(state, conversation)?;
+    (layout.len() > 0).then(|| layout.position_at(0, 0))
+}
+
+/// Whether a scrolled-back view is within `rows` rows of the oldest loaded
+/// message (time to fetch the page before it).
+pub fn near_top(state: &State, conversation: &str, rows: usize) -> bool {
+    let Some(layout) = Layout::current(state, conversation) else {
+        return false;
     };
-    lines_from_bottom(
-        state,
-        scrollback,
-        summary.last_read_seq,
-        scrollback_width(state),
-        usize::MAX,
-    )
-    .len()
+    match layout.scrollback.position {
+        Some(position) => layout.rows_above(position, rows) < rows,
+        None => false,
+    }
+}
+
+/// How many rows the loaded part of a conversation takes at the current
+/// width.
+pub fn scrollback_lines(state: &State, conversation: &str) -> usize {
+    Layout::current(state, conversation).map_or(0, |layout| {
+        (0..layout.len())
+            .map(|index| layout.block(index).len())
+            .sum()
+    })
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let Some(conversation) = state.open_conversation() else {
         return;
     };
-    let height = usize::from(area.height);
-    let width = usize::from(area.width);
-    let Some(scrollback) = state.scrollbacks.get(&conversation.id) else {
+    let Some(layout) = Layout::new(
+        state,
+        &conversation.id,
+        usize::from(area.width),
+        usize::from(area.height),
+    ) else {
         frame.render_widget(Paragraph::new("loading…".dim()), area);
         return;
     };
-    if scrollback.messages.is_empty() {
-        let text = if scrollback.loading {
+    if layout.len() == 0 {
+        let text = if layout.scrollback.loading {
             "loading…"
         } else {
             "no messages yet: say hello"
@@ -253,41 +419,37 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
         frame.render_widget(Paragraph::new(text.dim()), area);
         return;
     }
-    let mut lines = lines_from_bottom(
-        state,
-        scrollback,
-        conversation.last_read_seq,
-        width,
-        scrollback.scroll + height,
-    );
-    let more_above = scrollback.more_before || lines.len() > scrollback.scroll + height;
-    let scroll = scrollback.scroll.min(lines.len().saturating_sub(1));
-    let mut visible: Vec<Line<'static>> = lines.drain(scroll..).take(height).collect();
-    if visible.len() == height && more_above && scroll > 0 {
-        // Say that there is more above when scrolled back.
-        visible.pop();
-        visible.push(Line::from(
-            if scrollback.loading {
-                "  loading older messages…"
-            } else {
-                "  ↑ older messages above"
+    let _ = layout.last_read_seq;
+    let scrolled = layout
+        .scrollback
+        .position
+        .and_then(|position| layout.rows_from(position));
+    let shown: Vec<Line<'static>> = match scrolled {
+        Some(mut rows) => {
+            // Scrolled back: say so, and how to return.
+            if let Some(last) = rows.last_mut() {
+                *last = Line::from(Span::styled(
+                    "  ↓ newer messages below · End returns",
+                    Style::new().fg(Color::Yellow),
+                ));
             }
-            .dim(),
-        ));
-    }
-    visible.reverse();
-    // Short histories sit at the bottom, next to the input line.
-    let padding = height.saturating_sub(visible.len());
-    let mut shown = vec![Line::default(); padding];
-    shown.extend(visible);
-    if scroll > 0
-        && let Some(last) = shown.last_mut()
-    {
-        *last = Line::from(Span::styled(
-            format!("  ↓ {scroll} lines below · End to return"),
-            Style::new().fg(Color::Yellow),
-        ));
-    }
+            if layout.scrollback.loading
+                && let Some(first) = rows.first_mut()
+            {
+                *first = Line::from("  loading older messages…".dim());
+            }
+            rows
+        }
+        None => {
+            let mut rows = layout.rows_from_bottom(layout.height);
+            rows.truncate(layout.height);
+            rows.reverse();
+            // Short histories sit at the bottom, next to the input line.
+            let mut padded = vec![Line::default(); layout.height.saturating_sub(rows.len())];
+            padded.extend(rows);
+            padded
+        }
+    };
     frame.render_widget(Paragraph::new(shown), area);
 }
 

@@ -188,7 +188,7 @@ fn with_bob_open(mut state: State) -> State {
             more_before: false,
             reaches_newest: true,
             loading: false,
-            scroll: 0,
+            position: None,
         },
     );
     state.input.insert_str("typing a rep");
@@ -268,7 +268,7 @@ fn message_request() {
             more_before: false,
             reaches_newest: true,
             loading: false,
-            scroll: 0,
+            position: None,
         },
     );
     state.overlay = Some(Overlay::Contacts);
