@@ -346,3 +346,29 @@ fn peer_text_cannot_inject_escape_sequences() {
     assert!(!screen.contains('\u{1b}'));
     assert!(screen.contains("waves �[31mnot red�[0m"), "{screen}");
 }
+
+#[test]
+fn a_resize_storm_never_panics() {
+    let mut state = with_bob_open(connected(healthy()));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    for step in 0u16..400 {
+        let width = (step * 37) % 160;
+        let height = (step * 11) % 50;
+        update(&mut state, Msg::Resize(width, height));
+        terminal.backend_mut().resize(width, height);
+        terminal
+            .resize(ratatui::layout::Rect::new(0, 0, width, height))
+            .unwrap();
+        // Scrolling at odd sizes exercises the layout as well.
+        if step % 7 == 0 {
+            update(
+                &mut state,
+                Msg::Key(crossterm::event::KeyEvent::new(
+                    crossterm::event::KeyCode::PageUp,
+                    crossterm::event::KeyModifiers::NONE,
+                )),
+            );
+        }
+        terminal.draw(|frame| render(frame, &state)).unwrap();
+    }
+}
