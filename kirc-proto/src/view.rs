@@ -10,6 +10,8 @@ pub struct DaemonView {
     pub contacts: Vec<pb::Contact>,
     /// Most recent activity first.
     pub conversations: Vec<pb::Conversation>,
+    /// Contacts' presence and typing, by actor id.
+    pub presence: Vec<pb::PeerPresence>,
 }
 
 impl DaemonView {
@@ -21,6 +23,18 @@ impl DaemonView {
                 self.status = snapshot.status.clone();
                 self.contacts = snapshot.contacts.clone();
                 self.conversations = snapshot.conversations.clone();
+                self.presence = snapshot.presence.clone();
+            }
+            Some(Kind::StatusChanged(status)) => self.status = Some(status.clone()),
+            Some(Kind::PeerPresenceChanged(changed)) => {
+                match self
+                    .presence
+                    .iter_mut()
+                    .find(|known| known.actor_id == changed.actor_id)
+                {
+                    Some(known) => *known = changed.clone(),
+                    None => self.presence.push(changed.clone()),
+                }
             }
             Some(Kind::BackendChanged(changed)) => {
                 if let Some(status) = &mut self.status {
@@ -74,6 +88,13 @@ impl DaemonView {
         self.conversations
             .iter_mut()
             .find(|conversation| conversation.id == id)
+    }
+
+    /// A contact's presence, UNKNOWN if never heard.
+    pub fn presence_of(&self, actor_id: &str) -> Option<&pb::PeerPresence> {
+        self.presence
+            .iter()
+            .find(|presence| presence.actor_id == actor_id)
     }
 
     pub fn contact(&self, actor_id: &str) -> Option<&pb::Contact> {

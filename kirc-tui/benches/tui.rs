@@ -90,6 +90,7 @@ fn state_with_history(count: usize) -> State {
                     last_read_seq: count as u64,
                     ..pb::Conversation::default()
                 }],
+                presence: Vec::new(),
             })),
         })),
     );

@@ -106,6 +106,7 @@ async fn follow(
     let request = pb::SubscribeRequest {
         since: position.seq,
         epoch: position.epoch,
+        interactive: true,
     };
     let mut stream = match client.subscribe(request).await {
         Ok(response) => response.into_inner(),

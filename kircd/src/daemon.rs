@@ -21,7 +21,10 @@ use crate::identity::Identity;
 use crate::kafka::{Cluster, KafkaProbe};
 use crate::messaging::{self, Messaging};
 use crate::postgres::PostgresProbe;
+use crate::presence::{self, Live};
+use crate::traffic::Budgets;
 use crate::valkey::ValkeyProbe;
+use crate::valkey::store::Store;
 use crate::{api, postgres, supervise, systemd, valkey};
 
 /// How long open API calls may take to finish at shutdown.
@@ -83,18 +86,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         supervise::spawn(
             Backend::Valkey,
-            ValkeyProbe::new(valkey),
+            ValkeyProbe::new(valkey.clone()),
             Arc::clone(&hub),
             config.health.clone(),
             backends_stop.clone(),
         ),
     ];
 
-    let messaging = Messaging::new(&config, identity, pool.clone(), Arc::clone(&hub))?;
+    let valkey_client = valkey::client(&config.valkey)?;
+    let valkey_db = valkey_client.get_connection_info().redis_settings().db();
+    let live = Live::new(
+        Store::new(valkey, &config.valkey.key_prefix, valkey_db),
+        Arc::clone(&hub),
+        config.presence.clone(),
+    );
+    let budgets = Budgets::new(config.messaging.budget_bytes_per_second);
+    let messaging = Messaging::new(
+        &config,
+        identity,
+        pool.clone(),
+        Arc::clone(&hub),
+        Arc::clone(&live),
+        budgets,
+    )?;
     let messaging_stop = CancellationToken::new();
     let messaging_task = messaging::spawn(Arc::clone(&messaging), messaging_stop.clone());
 
-    let api = api::spawn(listener, Arc::clone(&hub), Arc::clone(&messaging));
+    let presence_stop = CancellationToken::new();
+    let presence = presence::spawn(
+        Arc::clone(&live),
+        Arc::clone(&messaging),
+        valkey_client,
+        presence_stop.clone(),
+    );
+    let api = api::spawn(
+        listener,
+        Arc::clone(&hub),
+        Arc::clone(&messaging),
+        presence.sender(),
+        live,
+    );
     let systemd_stop = CancellationToken::new();
     let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
 
@@ -127,6 +158,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     systemd::stopping();
     hub.shutting_down(reason);
     api.shutdown(API_GRACE).await;
+    // Contacts are told "offline" while the workers still deliver.
+    presence_stop.cancel();
+    presence.join().await;
     // The workers finish the record in hand, store their offsets, commit,
     // and flush the outbox.
     messaging_stop.cancel();

@@ -391,7 +391,11 @@ impl Watcher {
     pub async fn subscribe(socket: &Path, since: u64, epoch: u64) -> Watcher {
         let mut client = kirc_proto::connect(socket).await.unwrap();
         let stream = client
-            .subscribe(pb::SubscribeRequest { since, epoch })
+            .subscribe(pb::SubscribeRequest {
+                since,
+                epoch,
+                interactive: false,
+            })
             .await
             .unwrap()
             .into_inner();

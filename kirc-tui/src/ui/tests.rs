@@ -128,6 +128,7 @@ fn connected(status: pb::Status) -> State {
                 epoch: 1,
                 contacts,
                 conversations,
+                presence: Vec::new(),
             })),
         })),
     );

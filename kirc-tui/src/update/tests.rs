@@ -72,6 +72,7 @@ fn state() -> State {
                 epoch: 1,
                 contacts,
                 conversations,
+                presence: Vec::new(),
             }),
         ),
     );
@@ -428,6 +429,7 @@ fn a_snapshot_reloads_the_open_conversation() {
         epoch: 2,
         contacts: view.contacts,
         conversations: view.conversations,
+        presence: Vec::new(),
     };
     let effects = update(&mut state, event(1, Kind::Snapshot(snapshot)));
     assert_eq!(

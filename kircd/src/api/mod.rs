@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
 use crate::messaging::Messaging;
+use crate::presence::{self, Live};
 use service::DaemonService;
+use tokio::sync::mpsc;
 
 /// The running API server.
 #[derive(Debug)]
@@ -24,10 +26,22 @@ pub struct ApiHandle {
 }
 
 /// Serves the API on `listener` until [`ApiHandle::shutdown`].
-pub fn spawn(listener: UnixListener, hub: Arc<Hub>, messaging: Arc<Messaging>) -> ApiHandle {
+pub fn spawn(
+    listener: UnixListener,
+    hub: Arc<Hub>,
+    messaging: Arc<Messaging>,
+    presence: mpsc::Sender<presence::Command>,
+    live: Arc<Live>,
+) -> ApiHandle {
     let stop_accepting = CancellationToken::new();
     let streams_end = CancellationToken::new();
-    let service = DaemonService::new(Arc::clone(&hub), messaging, streams_end.clone());
+    let service = DaemonService {
+        hub: Arc::clone(&hub),
+        messaging,
+        presence,
+        live,
+        streams_end: streams_end.clone(),
+    };
     let incoming = socket::incoming(listener, hub);
     let shutdown = stop_accepting.clone();
     let task = tokio::spawn(

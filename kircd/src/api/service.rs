@@ -12,26 +12,30 @@ use tonic::{Request, Response, Status};
 use crate::contacts::InviteError;
 use crate::hub::{Hub, Subscription};
 use crate::messaging::{Messaging, MessagingError};
+use crate::presence::{self, Live};
+use tokio::sync::{mpsc, oneshot};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 #[derive(Debug, Clone)]
 pub struct DaemonService {
-    hub: Arc<Hub>,
-    messaging: Arc<Messaging>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) messaging: Arc<Messaging>,
+    pub(super) presence: mpsc::Sender<presence::Command>,
+    pub(super) live: Arc<Live>,
     /// Cancelled when the daemon stops: every event stream then ends after
     /// delivering what it already holds (including the ShuttingDown event).
-    streams_end: CancellationToken,
+    pub(super) streams_end: CancellationToken,
 }
 
-impl DaemonService {
-    pub fn new(hub: Arc<Hub>, messaging: Arc<Messaging>, streams_end: CancellationToken) -> Self {
-        DaemonService {
-            hub,
-            messaging,
-            streams_end,
-        }
-    }
+fn valkey_unavailable(err: &redis::RedisError) -> Status {
+    Status::unavailable(format!(
+        "Valkey, which keeps sessions, is unreachable: {err}"
+    ))
+}
+
+fn presence_stopped() -> Status {
+    Status::unavailable("kircd is stopping")
 }
 
 /// The gRPC status for each messaging error: the message is the error's own
@@ -73,7 +77,10 @@ impl Daemon for DaemonService {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let request = request.into_inner();
-        let subscription = self.hub.subscribe(request.since, request.epoch);
+        let mut subscription = self.hub.subscribe(request.since, request.epoch);
+        if request.interactive {
+            subscription.interactive = Some(self.hub.attach_interactive());
+        }
         Ok(Response::new(event_stream(
             subscription,
             self.streams_end.clone(),
@@ -205,13 +212,109 @@ impl Daemon for DaemonService {
             .map(|messages| Response::new(pb::SearchResponse { messages }))
             .map_err(status)
     }
+
+    async fn set_presence(
+        &self,
+        request: Request<pb::SetPresenceRequest>,
+    ) -> Result<Response<pb::SetPresenceResponse>, Status> {
+        let request = request.into_inner();
+        let state = match request.state() {
+            pb::PresenceState::Away => pb::PresenceState::Away,
+            pb::PresenceState::Online => pb::PresenceState::Online,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "{} cannot be set; set ONLINE (back) or AWAY",
+                    other.as_str_name()
+                )));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        self.presence
+            .send(presence::Command::Set {
+                state,
+                text: request.text,
+                reply,
+            })
+            .await
+            .map_err(|_| presence_stopped())?;
+        let presence = answer.await.map_err(|_| presence_stopped())?;
+        Ok(Response::new(pb::SetPresenceResponse {
+            presence: Some(presence),
+        }))
+    }
+
+    async fn report_activity(
+        &self,
+        _: Request<pb::ReportActivityRequest>,
+    ) -> Result<Response<pb::ReportActivityResponse>, Status> {
+        self.presence
+            .send(presence::Command::Activity)
+            .await
+            .map_err(|_| presence_stopped())?;
+        Ok(Response::new(pb::ReportActivityResponse {}))
+    }
+
+    async fn report_typing(
+        &self,
+        request: Request<pb::ReportTypingRequest>,
+    ) -> Result<Response<pb::ReportTypingResponse>, Status> {
+        let request = request.into_inner();
+        let conversation = uuid::Uuid::parse_str(&request.conversation_id)
+            .map_err(|_| Status::invalid_argument("conversation_id is not a UUID"))?;
+        let (reply, answer) = oneshot::channel();
+        self.presence
+            .send(presence::Command::Typing {
+                conversation,
+                active: request.active,
+                reply,
+            })
+            .await
+            .map_err(|_| presence_stopped())?;
+        let sent = answer.await.map_err(|_| presence_stopped())?;
+        Ok(Response::new(pb::ReportTypingResponse { sent }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let name = request.into_inner().name;
+        let (open_conversation, drafts) = self
+            .live
+            .store()
+            .session(&name)
+            .await
+            .map_err(|err| valkey_unavailable(&err))?;
+        Ok(Response::new(pb::Session {
+            name,
+            open_conversation,
+            drafts,
+        }))
+    }
+
+    async fn save_session(
+        &self,
+        request: Request<pb::Session>,
+    ) -> Result<Response<pb::SaveSessionResponse>, Status> {
+        let session = request.into_inner();
+        self.live
+            .store()
+            .save_session(&session.name, &session.open_conversation, &session.drafts)
+            .await
+            .map_err(|err| valkey_unavailable(&err))?;
+        Ok(Response::new(pb::SaveSessionResponse {}))
+    }
 }
 
 /// The backlog, then live events until the daemon stops. A subscriber that
 /// falls behind the broadcast buffer gets a RESOURCE_EXHAUSTED error telling
 /// it where to resume, and its stream ends.
 pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) -> EventStream {
-    let Subscription { backlog, live } = subscription;
+    let Subscription {
+        backlog,
+        live,
+        interactive,
+    } = subscription;
     let last_seq = backlog.last().map_or(0, |event| event.seq);
     let backlog = futures::stream::iter(
         backlog
@@ -220,6 +323,8 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
     );
     struct Live {
         receiver: tokio::sync::broadcast::Receiver<Arc<pb::Event>>,
+        // Counts the subscriber as attached until the stream is dropped.
+        _interactive: Option<crate::hub::InteractiveGuard>,
         last_seq: u64,
         streams_end: CancellationToken,
         finished: bool,
@@ -227,6 +332,7 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
     let live = futures::stream::unfold(
         Live {
             receiver: live,
+            _interactive: interactive,
             last_seq,
             streams_end,
             finished: false,

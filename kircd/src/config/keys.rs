@@ -247,6 +247,51 @@ pub const KEYS: &[KeySpec] = &[
         "How long an invite stays valid.",
     ),
     key(
+        "kafka.keep_warm_interval",
+        Kind::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(24 * 3600 - 1),
+        },
+        Default::Str("6h"),
+        "How often kircd produces and consumes a heartbeat on its own cluster, so that Aiven's free tier (off after 24 h idle) stays on; under 24 h.",
+    ),
+    key(
+        "kafka.budget_bytes_per_second",
+        Kind::Int {
+            min: 1024,
+            max: 1_073_741_824,
+        },
+        Default::Int(192_000),
+        "Outgoing bytes per second kircd allows itself per cluster (its own and each contact's); 75 % of Aiven's free-tier 250 KiB/s (older documents say 125 KiB/s: lower it to 96000 there).",
+    ),
+    key(
+        "presence.heartbeat",
+        Kind::Duration {
+            min: Duration::from_millis(200),
+            max: seconds(3600),
+        },
+        Default::Str("60s"),
+        "How often your presence is repeated to contacts; they count you offline after three missed heartbeats.",
+    ),
+    key(
+        "presence.idle",
+        Kind::Duration {
+            min: Duration::from_millis(200),
+            max: seconds(7 * 24 * 3600),
+        },
+        Default::Str("10min"),
+        "Away after this long without a key pressed in any kirc-tui.",
+    ),
+    key(
+        "presence.rate_limit",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        Default::Int(3000),
+        "Records one contact may send you per minute; more are dropped and counted (rate_limited).",
+    ),
+    key(
         "postgres.url",
         Kind::Str,
         Default::Str("postgres://kirc@127.0.0.1:15432/kirc"),

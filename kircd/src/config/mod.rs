@@ -170,6 +170,16 @@ pub struct PublicConfig {
 pub struct MessagingConfig {
     pub read_receipts: bool,
     pub invite_ttl: Duration,
+    pub keep_warm_interval: Duration,
+    pub budget_bytes_per_second: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PresenceConfig {
+    pub heartbeat: Duration,
+    pub idle: Duration,
+    /// Records per minute one contact may send.
+    pub rate_limit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +190,7 @@ pub struct Config {
     pub identity_file: PathBuf,
     pub public: PublicConfig,
     pub messaging: MessagingConfig,
+    pub presence: PresenceConfig,
     pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
     pub valkey: ValkeyConfig,
@@ -657,6 +668,14 @@ impl Values {
             messaging: MessagingConfig {
                 read_receipts: self.bool("messaging.read_receipts"),
                 invite_ttl: self.duration("messaging.invite_ttl"),
+                keep_warm_interval: self.duration("kafka.keep_warm_interval"),
+                budget_bytes_per_second: u64::try_from(self.int("kafka.budget_bytes_per_second"))
+                    .unwrap_or(192_000),
+            },
+            presence: PresenceConfig {
+                heartbeat: self.duration("presence.heartbeat"),
+                idle: self.duration("presence.idle"),
+                rate_limit: u64::try_from(self.int("presence.rate_limit")).unwrap_or(3000),
             },
             kafka,
             postgres,

@@ -388,3 +388,22 @@ fn readme_carries_the_current_reference() {
         "README.md's configuration table is out of date: paste the output of `kircd config keys`"
     );
 }
+
+#[test]
+fn a_keep_warm_interval_of_a_day_or_more_is_refused() {
+    let (result, _dir) = load_with(Some("[kafka]\nkeep_warm_interval = \"24h\"\n"), &[]);
+    let text = error_text(result);
+    assert!(
+        text.contains("invalid `kafka.keep_warm_interval`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("use a duration from 1s to 23h 59m 59s"),
+        "{text}"
+    );
+    let (result, _dir) = load_with(Some("[kafka]\nkeep_warm_interval = \"23h\"\n"), &[]);
+    assert_eq!(
+        result.unwrap().messaging.keep_warm_interval,
+        Duration::from_secs(23 * 3600)
+    );
+}

@@ -18,6 +18,15 @@ use kirc_proto::v1::{
 };
 use tokio::sync::broadcast;
 
+/// The own-status fields other subsystems keep current.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusFields {
+    pub presence: Option<pb::Presence>,
+    pub heartbeat_produced_unix_ms: i64,
+    pub heartbeat_consumed_unix_ms: i64,
+    pub traffic: Vec<pb::Traffic>,
+}
+
 /// What a new subscriber receives before the live events.
 #[derive(Debug)]
 pub struct Subscription {
@@ -25,6 +34,8 @@ pub struct Subscription {
     pub backlog: Vec<Arc<pb::Event>>,
     /// Events after the backlog.
     pub live: broadcast::Receiver<Arc<pb::Event>>,
+    /// Held by an interactive subscriber's stream.
+    pub interactive: Option<InteractiveGuard>,
 }
 
 #[derive(Debug)]
@@ -40,6 +51,10 @@ struct Inner {
     display_name: String,
     rejected: Vec<RejectionCount>,
     ready: bool,
+    presence: Option<pb::Presence>,
+    heartbeat_produced_unix_ms: i64,
+    heartbeat_consumed_unix_ms: i64,
+    traffic: Vec<pb::Traffic>,
 }
 
 #[derive(Debug)]
@@ -53,6 +68,18 @@ pub struct Hub {
     started_at: SystemTime,
     started: Instant,
     refused_connections: AtomicU64,
+    /// Interactive subscribers (kirc-tui) attached now.
+    interactive: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts an interactive subscriber for as long as it lives.
+#[derive(Debug)]
+pub struct InteractiveGuard(tokio::sync::watch::Sender<usize>);
+
+impl Drop for InteractiveGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count = count.saturating_sub(1));
+    }
 }
 
 impl Hub {
@@ -88,7 +115,12 @@ impl Hub {
                 display_name: String::new(),
                 rejected: Vec::new(),
                 ready: false,
+                presence: None,
+                heartbeat_produced_unix_ms: 0,
+                heartbeat_consumed_unix_ms: 0,
+                traffic: Vec::new(),
             }),
+            interactive: tokio::sync::watch::Sender::new(0),
             live,
             history_capacity,
             epoch,
@@ -131,6 +163,10 @@ impl Hub {
             display_name: inner.display_name.clone(),
             rejected: inner.rejected.clone(),
             ready: inner.ready,
+            presence: inner.presence.clone(),
+            heartbeat_produced_unix_ms: inner.heartbeat_produced_unix_ms,
+            heartbeat_consumed_unix_ms: inner.heartbeat_consumed_unix_ms,
+            traffic: inner.traffic.clone(),
         }
     }
 
@@ -140,6 +176,7 @@ impl Hub {
             epoch: self.epoch,
             contacts: inner.view.contacts.clone(),
             conversations: inner.view.conversations.clone(),
+            presence: inner.view.presence.clone(),
         })
     }
 
@@ -185,7 +222,57 @@ impl Hub {
                 kind: Some(self.snapshot_of(&inner)),
             })]
         };
-        Subscription { backlog, live }
+        Subscription {
+            backlog,
+            live,
+            interactive: None,
+        }
+    }
+
+    /// Counts an interactive subscriber until the guard drops.
+    pub fn attach_interactive(&self) -> InteractiveGuard {
+        self.interactive.send_modify(|count| *count += 1);
+        InteractiveGuard(self.interactive.clone())
+    }
+
+    /// The number of interactive subscribers, as it changes.
+    pub fn interactive(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.interactive.subscribe()
+    }
+
+    /// Changes the own-status fields (presence, heartbeat, traffic) and
+    /// publishes the status if anything changed.
+    pub fn update_status(&self, change: impl FnOnce(&mut StatusFields)) {
+        let mut inner = self.lock();
+        let mut fields = StatusFields {
+            presence: inner.presence.clone(),
+            heartbeat_produced_unix_ms: inner.heartbeat_produced_unix_ms,
+            heartbeat_consumed_unix_ms: inner.heartbeat_consumed_unix_ms,
+            traffic: inner.traffic.clone(),
+        };
+        let before = fields.clone();
+        change(&mut fields);
+        if fields != before {
+            inner.presence = fields.presence;
+            inner.heartbeat_produced_unix_ms = fields.heartbeat_produced_unix_ms;
+            inner.heartbeat_consumed_unix_ms = fields.heartbeat_consumed_unix_ms;
+            inner.traffic = fields.traffic;
+            let status = self.status_of(&inner);
+            self.publish(&mut inner, Kind::StatusChanged(status));
+        }
+    }
+
+    /// Publishes a contact's presence or typing, if it changed.
+    pub fn set_peer_presence(&self, presence: pb::PeerPresence) {
+        let mut inner = self.lock();
+        if inner.view.presence_of(&presence.actor_id) != Some(&presence) {
+            self.publish(&mut inner, Kind::PeerPresenceChanged(presence));
+        }
+    }
+
+    /// Contacts' presence as clients see it.
+    pub fn peer_presence(&self) -> Vec<pb::PeerPresence> {
+        self.lock().view.presence.clone()
     }
 
     /// Records a successful check of `backend`.

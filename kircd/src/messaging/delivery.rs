@@ -22,6 +22,7 @@ use super::{Messaging, links};
 use crate::identity::ActorId;
 use crate::store::MessageState;
 use crate::supervise::Backoff;
+use crate::traffic::Priority;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -36,6 +37,13 @@ impl Route {
         match self {
             Route::Data => "delivery-data",
             Route::Rpc => "delivery-rpc",
+        }
+    }
+
+    fn priority(self) -> Priority {
+        match self {
+            Route::Data => Priority::Chat,
+            Route::Rpc => Priority::Control,
         }
     }
 
@@ -127,7 +135,14 @@ async fn deliver(
         let access = &contact.access;
         match messaging
             .peers
-            .produce(access, messaging.me, route.peer_topic(access), key, value)
+            .produce(
+                access,
+                messaging.me,
+                route.peer_topic(access),
+                key,
+                value,
+                route.priority(),
+            )
             .await
         {
             Ok(()) => break,

@@ -127,7 +127,8 @@ async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), Me
     let mut chats = Vec::new();
     let mut controls = Vec::new();
     let mut counts_changed = false;
-    for (record, checked) in batch.iter().zip(check_all(messaging, batch, data_in)) {
+    let checked_all = rate_limit(messaging, check_all(messaging, batch, data_in)).await;
+    for (record, checked) in batch.iter().zip(checked_all) {
         let bytes = record.payload().unwrap_or_default();
         match checked {
             Ok(Checked::Chat(incoming)) => chats.push(incoming),
@@ -203,16 +204,23 @@ async fn reject(
     rejected: &Rejected,
 ) -> Result<(), MessagingError> {
     messaging.rejections.add(rejected.rejection);
-    tracing::warn!(
-        reason = rejected.rejection.reason(),
-        topic = record.topic(),
-        partition = record.partition(),
-        offset = record.offset(),
-        sender = ?rejected.sender,
-        "rejected an inbound record"
-    );
-    // A replay is the copy of something already stored: nothing to inspect.
-    if rejected.rejection != Rejection::Replay {
+    // A flood is logged once per batch (by `rate_limit`), not per record.
+    if rejected.rejection != Rejection::RateLimited {
+        tracing::warn!(
+            reason = rejected.rejection.reason(),
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            sender = ?rejected.sender,
+            "rejected an inbound record"
+        );
+    }
+    // A replay is a copy of something stored and a flood is many copies of
+    // the same: nothing worth keeping.
+    if !matches!(
+        rejected.rejection,
+        Rejection::Replay | Rejection::RateLimited
+    ) {
         store::quarantine(
             &messaging.pool,
             &Quarantined {
@@ -228,6 +236,59 @@ async fn reject(
         .await?;
     }
     Ok(())
+}
+
+/// Applies the per-sender inbound rate (buckets in Valkey): records beyond
+/// a sender's allowance become `RateLimited`; other senders are unaffected.
+async fn rate_limit(
+    messaging: &Messaging,
+    checked: Vec<Result<Checked, Rejected>>,
+) -> Vec<Result<Checked, Rejected>> {
+    let sender_of = |checked: &Result<Checked, Rejected>| match checked {
+        Ok(Checked::Chat(incoming)) => Some(incoming.sender),
+        // Our own keep-warm heartbeat is not a sender to limit.
+        Ok(Checked::Control(header, _)) if header.sender != messaging.me => Some(header.sender),
+        _ => None,
+    };
+    let mut counts: HashMap<ActorId, u64> = HashMap::new();
+    for result in &checked {
+        if let Some(sender) = sender_of(result) {
+            *counts.entry(sender).or_default() += 1;
+        }
+    }
+    let mut allowed: HashMap<ActorId, u64> = HashMap::new();
+    for (sender, count) in &counts {
+        let allowance = messaging.live.allowed(*sender, *count).await;
+        if allowance < *count {
+            tracing::warn!(%sender, records = count, allowed = allowance, "a sender exceeds its inbound rate; the excess is dropped");
+        }
+        allowed.insert(*sender, allowance);
+    }
+    checked
+        .into_iter()
+        .map(|result| {
+            let Some(sender) = sender_of(&result) else {
+                return result;
+            };
+            let left = allowed.entry(sender).or_default();
+            if *left == 0 {
+                let header = match &result {
+                    Ok(Checked::Chat(incoming)) => (Some(incoming.sender), Some(incoming.id)),
+                    Ok(Checked::Control(header, _)) => {
+                        (Some(header.sender), Some(header.message_id))
+                    }
+                    Err(_) => (None, None),
+                };
+                return Err(Rejected {
+                    rejection: Rejection::RateLimited,
+                    sender: header.0,
+                    message_id: header.1,
+                });
+            }
+            *left -= 1;
+            result
+        })
+        .collect()
 }
 
 /// Below this many records a batch is checked on one thread.
@@ -334,6 +395,9 @@ async fn control(
         wire::Kind::ContactRequest => contact_request(messaging, header, envelope).await,
         wire::Kind::ContactAccepted => contact_accepted(messaging, header, envelope).await,
         wire::Kind::Receipt => receipt(messaging, header, envelope).await,
+        wire::Kind::Presence => presence(messaging, header, envelope).await,
+        wire::Kind::Typing => typing(messaging, header, envelope).await,
+        wire::Kind::Heartbeat => Ok(heartbeat(messaging, header, envelope)),
         wire::Kind::Chat => Ok(Err(Rejected::of(Rejection::Malformed, header))),
     }
 }
@@ -449,5 +513,79 @@ async fn receipt(
     let ids = store::outgoing_in(&messaging.pool, contact.conversation_id, &ids).await?;
     store::insert_receipts(&messaging.pool, &ids, kind).await?;
     messaging.advance(&ids, state).await?;
+    Ok(Ok(()))
+}
+
+/// The keep-warm heartbeat this actor sent itself.
+fn heartbeat(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<(), Rejected> {
+    if header.sender != messaging.me {
+        return Err(Rejected::of(Rejection::Stranger, header));
+    }
+    envelope::verify(envelope, &messaging.identity.signing_key())
+        .map_err(|rejection| Rejected::of(rejection, header))?;
+    let at = header.created_at_unix_ms();
+    messaging.hub.update_status(|status| {
+        status.heartbeat_consumed_unix_ms = status.heartbeat_consumed_unix_ms.max(at)
+    });
+    Ok(())
+}
+
+async fn presence(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    let (contact, presence) = match open_from_contact::<wire::Presence>(messaging, header, envelope)
+    {
+        Ok(opened) => opened,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    // Presence is shared between contacts only.
+    if contact.state != ContactState::Accepted {
+        return Ok(Ok(()));
+    }
+    let ttl = std::time::Duration::from_secs(u64::from(presence.ttl_seconds.clamp(1, 86_400)));
+    if crate::presence::is_stale(header.created_at_unix_ms(), ttl) {
+        return Ok(Err(Rejected::of(Rejection::Stale, header)));
+    }
+    let state = match wire::PresenceState::try_from(presence.state)
+        .unwrap_or(wire::PresenceState::Unknown)
+    {
+        wire::PresenceState::Online => kirc_proto::v1::PresenceState::Online,
+        wire::PresenceState::Away => kirc_proto::v1::PresenceState::Away,
+        wire::PresenceState::Offline => kirc_proto::v1::PresenceState::Offline,
+        wire::PresenceState::Unknown => kirc_proto::v1::PresenceState::Unknown,
+    };
+    messaging
+        .live
+        .peer_presence(contact.actor_id, state, presence.text, ttl)
+        .await;
+    Ok(Ok(()))
+}
+
+async fn typing(
+    messaging: &Messaging,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Result<(), Rejected>, MessagingError> {
+    let (contact, typing) = match open_from_contact::<wire::Typing>(messaging, header, envelope) {
+        Ok(opened) => opened,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    if contact.state != ContactState::Accepted {
+        return Ok(Ok(()));
+    }
+    // A typing record that waited (a daemon that was down) means nothing now.
+    if crate::presence::is_stale(header.created_at_unix_ms(), crate::presence::TYPING_STALE) {
+        return Ok(Err(Rejected::of(Rejection::Stale, header)));
+    }
+    messaging
+        .live
+        .peer_typing(contact.actor_id, typing.active)
+        .await;
     Ok(Ok(()))
 }

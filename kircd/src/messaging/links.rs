@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::config::KafkaConfig;
 use crate::identity::ActorId;
 use crate::kafka::{KafkaContext, client_config};
+use crate::traffic::{Budgets, Priority};
 
 /// How long a produce may wait in librdkafka before it fails and the caller
 /// retries with its own backoff (and, for peers, a fresh look at the
@@ -42,6 +43,9 @@ fn producer_settings(config: &mut ClientConfig) {
 #[derive(Clone)]
 pub struct Outbox {
     producer: FutureProducer<KafkaContext>,
+    cluster: String,
+    budgets: Budgets,
+    data_out: String,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -51,11 +55,14 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub fn new(config: &KafkaConfig, actor: ActorId) -> Result<Self, KafkaError> {
+    pub fn new(config: &KafkaConfig, actor: ActorId, budgets: Budgets) -> Result<Self, KafkaError> {
         let mut settings = client_config(config, &format!("kircd-{actor}-outbox"));
         producer_settings(&mut settings);
         Ok(Outbox {
             producer: FutureProducer::from_config_and_context(&settings, KafkaContext::default())?,
+            cluster: config.bootstrap_servers.clone(),
+            budgets,
+            data_out: config.topics.data_out.clone(),
         })
     }
 
@@ -66,6 +73,14 @@ impl Outbox {
         key: &[u8],
         value: &[u8],
     ) -> Result<(i32, i64), KafkaError> {
+        let priority = if topic == self.data_out {
+            Priority::Chat
+        } else {
+            Priority::Control
+        };
+        self.budgets
+            .acquire(&self.cluster, key.len() + value.len(), priority)
+            .await;
         produce(&self.producer, topic, key, value).await
     }
 
@@ -125,9 +140,10 @@ fn peer_config(access: &wire::KafkaAccess, client_id: &str) -> ClientConfig {
 }
 
 /// Producers to peers' clusters, made on first use.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerProducers {
     producers: Arc<Mutex<HashMap<String, FutureProducer<KafkaContext>>>>,
+    budgets: Budgets,
 }
 
 impl std::fmt::Debug for PeerProducers {
@@ -137,6 +153,13 @@ impl std::fmt::Debug for PeerProducers {
 }
 
 impl PeerProducers {
+    pub fn new(budgets: Budgets) -> Self {
+        PeerProducers {
+            producers: Arc::new(Mutex::new(HashMap::new())),
+            budgets,
+        }
+    }
+
     fn producer(
         &self,
         access: &wire::KafkaAccess,
@@ -158,7 +181,8 @@ impl PeerProducers {
         Ok(producer)
     }
 
-    /// Produces to a peer's topic and waits for its broker's acknowledgement.
+    /// Produces to a peer's topic, paced by the peer cluster's budget, and
+    /// waits for its broker's acknowledgement.
     pub async fn produce(
         &self,
         access: &wire::KafkaAccess,
@@ -166,7 +190,11 @@ impl PeerProducers {
         topic: &str,
         key: &[u8],
         value: &[u8],
+        priority: Priority,
     ) -> Result<(), KafkaError> {
+        self.budgets
+            .acquire(&access.bootstrap_servers, key.len() + value.len(), priority)
+            .await;
         let producer = self.producer(access, me)?;
         produce(&producer, topic, key, value).await.map(drop)
     }

@@ -28,8 +28,10 @@ use crate::contacts::{self, InviteError};
 use crate::envelope::{self, Rejection};
 use crate::hub::Hub;
 use crate::identity::{ActorId, Identity};
+use crate::presence::Live;
 use crate::store::{self, ContactRecord, ContactState, MessageState, StoreError};
 use crate::supervise::Backoff;
+use crate::traffic::Budgets;
 use links::{Outbox, PeerProducers};
 
 /// Longest chat message accepted from the API, in bytes of UTF-8.
@@ -109,6 +111,9 @@ pub struct Messaging {
     /// Contacts by id, as stored; refreshed on every change.
     contacts: RwLock<HashMap<ActorId, ContactRecord>>,
     rejections: Rejections,
+    /// Presence, typing and rate limits on Valkey.
+    live: Arc<Live>,
+    budgets: Budgets,
     ready: AtomicBool,
     /// Becomes true once, when `ready` does; the daemon waits on it before
     /// telling systemd it is ready.
@@ -133,9 +138,11 @@ impl Messaging {
         identity: Identity,
         pool: PgPool,
         hub: Arc<Hub>,
+        live: Arc<Live>,
+        budgets: Budgets,
     ) -> Result<Arc<Self>, MessagingError> {
         let me = identity.id();
-        let outbox = Outbox::new(&config.kafka, me)
+        let outbox = Outbox::new(&config.kafka, me, budgets.clone())
             .map_err(|err| MessagingError::Outbox(err.to_string()))?;
         hub.set_actor(me.to_string(), config.actor_name.clone());
         Ok(Arc::new(Messaging {
@@ -146,9 +153,11 @@ impl Messaging {
             pool,
             hub,
             outbox,
-            peers: PeerProducers::default(),
             contacts: RwLock::new(HashMap::new()),
             rejections: Rejections::default(),
+            live,
+            peers: PeerProducers::new(budgets.clone()),
+            budgets,
             ready: AtomicBool::new(false),
             ready_signal: tokio::sync::watch::Sender::new(false),
         }))
@@ -649,6 +658,111 @@ impl Messaging {
         Ok(())
     }
 
+    pub fn health(&self) -> crate::config::HealthConfig {
+        self.config.health.clone()
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// Contacts we exchange messages with.
+    pub fn accepted_contacts(&self) -> Vec<ActorId> {
+        self.contacts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|contact| contact.state == ContactState::Accepted)
+            .map(|contact| contact.actor_id)
+            .collect()
+    }
+
+    /// Tells every accepted contact our presence.
+    pub async fn send_presence(
+        &self,
+        state: pb::PresenceState,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<(), MessagingError> {
+        let contacts: Vec<ContactRecord> = self
+            .contacts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|contact| contact.state == ContactState::Accepted)
+            .cloned()
+            .collect();
+        let presence = wire::Presence {
+            state: state as i32,
+            text: text.to_owned(),
+            ttl_seconds: u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).max(1),
+        };
+        for contact in contacts {
+            let envelope = envelope::seal(
+                &self.identity,
+                contact.actor_id,
+                &contact.pair,
+                wire::Kind::Presence,
+                envelope::new_message_id(),
+                &presence.encode_to_vec(),
+            );
+            self.send_control(&contact, &envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the peer of `conversation` that we type (or stopped).
+    pub async fn send_typing(
+        &self,
+        conversation: Uuid,
+        active: bool,
+    ) -> Result<(), MessagingError> {
+        let contact = self
+            .peer_of(conversation)
+            .ok_or_else(|| MessagingError::UnknownConversation(conversation.to_string()))?;
+        if contact.state != ContactState::Accepted {
+            return Ok(());
+        }
+        let envelope = envelope::seal(
+            &self.identity,
+            contact.actor_id,
+            &contact.pair,
+            wire::Kind::Typing,
+            envelope::new_message_id(),
+            &wire::Typing { active }.encode_to_vec(),
+        );
+        self.send_control(&contact, &envelope).await
+    }
+
+    /// Produces a heartbeat to the own rpc-in (the inbox consumes it), so that
+    /// the cluster sees both a produce and a consume.
+    pub async fn keep_warm(&self) -> Result<(), MessagingError> {
+        let pair = envelope::PairKey::new(&self.identity, &self.identity.box_key());
+        let envelope = envelope::seal(
+            &self.identity,
+            self.me,
+            &pair,
+            wire::Kind::Heartbeat,
+            envelope::new_message_id(),
+            &wire::Heartbeat {}.encode_to_vec(),
+        );
+        self.outbox
+            .produce(
+                &self.config.kafka.topics.rpc_in,
+                self.me.as_bytes(),
+                &envelope,
+            )
+            .await
+            .map_err(|err| MessagingError::Outbox(err.to_string()))?;
+        self.hub
+            .update_status(|status| status.heartbeat_produced_unix_ms = now_ms());
+        Ok(())
+    }
+
     /// Waits until the messaging core has loaded.
     pub async fn wait_ready(&self) {
         let mut ready = self.ready_signal.subscribe();
@@ -756,6 +870,8 @@ pub fn spawn(messaging: Arc<Messaging>, cancel: CancellationToken) -> MessagingH
                 cancel.clone(),
             )),
             tokio::spawn(inbox::run(Arc::clone(&messaging), cancel.clone())),
+            tokio::spawn(keep_warm(Arc::clone(&messaging), cancel.clone())),
+            tokio::spawn(report_traffic(Arc::clone(&messaging), cancel.clone())),
         ];
         for worker in workers {
             if let Err(err) = worker.await {
@@ -765,4 +881,54 @@ pub fn spawn(messaging: Arc<Messaging>, cancel: CancellationToken) -> MessagingH
         messaging.outbox.flush(Duration::from_secs(5));
     });
     MessagingHandle { task }
+}
+
+/// The keep-warm heartbeat: at start and then every interval.
+async fn keep_warm(messaging: Arc<Messaging>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(messaging.config.messaging.keep_warm_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(err) = messaging.keep_warm().await {
+            tracing::warn!(error = %err, "keep-warm heartbeat not produced; retrying at the next interval");
+        }
+    }
+}
+
+/// Publishes the traffic figures once a second while traffic flows, and not
+/// at all while it does not.
+async fn report_traffic(messaging: Arc<Messaging>, cancel: CancellationToken) {
+    let activity = Arc::clone(&messaging.budgets.activity);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = activity.notified() => {}
+        }
+        loop {
+            let traffic = messaging.budgets.snapshot();
+            let quiet = traffic.iter().all(|cluster| cluster.last_second_bytes == 0);
+            messaging
+                .hub
+                .update_status(|status| status.traffic = traffic);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if quiet
+                && messaging
+                    .budgets
+                    .snapshot()
+                    .iter()
+                    .all(|cluster| cluster.last_second_bytes == 0)
+            {
+                messaging
+                    .hub
+                    .update_status(|status| status.traffic = messaging.budgets.snapshot());
+                break;
+            }
+        }
+    }
 }

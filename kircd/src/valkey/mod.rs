@@ -11,6 +11,8 @@ use secrecy::ExposeSecret;
 use crate::config::ValkeyConfig;
 use crate::supervise::Probe;
 
+pub mod store;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -31,8 +33,8 @@ impl Error {
     }
 }
 
-/// A connection manager that connects on first use and reconnects by itself.
-pub fn connect(config: &ValkeyConfig, timeout: Duration) -> Result<ConnectionManager, Error> {
+/// A client for `config` (the password from its own setting if given).
+pub fn client(config: &ValkeyConfig) -> Result<Client, Error> {
     let mut info = config.url.expose_secret().into_connection_info()?;
     if let Some(password) = &config.password {
         let settings = info
@@ -41,7 +43,12 @@ pub fn connect(config: &ValkeyConfig, timeout: Duration) -> Result<ConnectionMan
             .set_password(password.expose_secret());
         info = info.set_redis_settings(settings);
     }
-    let client = Client::open(info)?;
+    Ok(Client::open(info)?)
+}
+
+/// A connection manager that connects on first use and reconnects by itself.
+pub fn connect(config: &ValkeyConfig, timeout: Duration) -> Result<ConnectionManager, Error> {
+    let client = client(config)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
