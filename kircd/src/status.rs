@@ -97,6 +97,52 @@ pub fn render_status(status: &pb::Status) -> String {
             if status.ready { "" } else { " — starting" }
         );
     }
+    if let Some(presence) = &status.presence {
+        let _ = writeln!(
+            out,
+            "  presence  {}{}{}",
+            presence
+                .state()
+                .as_str_name()
+                .trim_start_matches("PRESENCE_STATE_")
+                .to_lowercase(),
+            if presence.text.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{}\"", presence.text)
+            },
+            if presence.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", presence.reason)
+            }
+        );
+    }
+    let when = |unix_ms: i64| {
+        if unix_ms == 0 {
+            String::from("not yet")
+        } else {
+            jiff::Timestamp::from_millisecond(unix_ms)
+                .map_or_else(|_| String::from("?"), |at| at.to_string())
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  keep-warm produced {}, consumed {}",
+        when(status.heartbeat_produced_unix_ms),
+        when(status.heartbeat_consumed_unix_ms)
+    );
+    for traffic in &status.traffic {
+        let _ = writeln!(
+            out,
+            "  traffic   {}: {} B/s of {} B/s budget, {} B in all, {} sends paced",
+            traffic.cluster,
+            traffic.last_second_bytes,
+            traffic.budget_bytes_per_second,
+            traffic.total_bytes,
+            traffic.paced
+        );
+    }
     if !status.rejected.is_empty() {
         let counts: Vec<String> = status
             .rejected

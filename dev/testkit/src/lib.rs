@@ -389,12 +389,22 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn subscribe(socket: &Path, since: u64, epoch: u64) -> Watcher {
+        Self::subscribe_as(socket, since, epoch, false).await
+    }
+
+    /// Subscribes as an interactive client (as kirc-tui does): while one is
+    /// attached the actor is not "away: no client attached".
+    pub async fn interactive(socket: &Path) -> Watcher {
+        Self::subscribe_as(socket, 0, 0, true).await
+    }
+
+    async fn subscribe_as(socket: &Path, since: u64, epoch: u64, interactive: bool) -> Watcher {
         let mut client = kirc_proto::connect(socket).await.unwrap();
         let stream = client
             .subscribe(pb::SubscribeRequest {
                 since,
                 epoch,
-                interactive: false,
+                interactive,
             })
             .await
             .unwrap()

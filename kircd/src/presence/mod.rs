@@ -275,6 +275,7 @@ async fn own(
     messaging.wait_ready().await;
     let mut explicit: Option<String> = None;
     let mut interactive = live.hub.interactive();
+    let mut attached_before = *interactive.borrow_and_update();
     let mut last_activity = Instant::now();
     let mut announced: Option<pb::Presence> = None;
     let mut typing_sent: HashMap<Uuid, Instant> = HashMap::new();
@@ -300,6 +301,12 @@ async fn own(
                 if changed.is_err() {
                     break;
                 }
+                // Someone attaching a TUI is someone at the keyboard.
+                let attached = *interactive.borrow_and_update();
+                if attached > attached_before {
+                    last_activity = Instant::now();
+                }
+                attached_before = attached;
             }
             () = tokio::time::sleep_until(idle_at), if !idle => {}
             command = commands.recv() => match command {
