@@ -142,7 +142,11 @@ pub async fn execute(
     messages: mpsc::Sender<Msg>,
 ) {
     let mut client: Option<kirc_proto::DaemonClient> = None;
+    let mut throttle = Throttle::default();
     while let Some(effect) = effects.recv().await {
+        if !throttle.lets_through(&effect) {
+            continue;
+        }
         let connected = match client.take() {
             Some(connected) => connected,
             None => match kirc_proto::connect(&socket).await {
@@ -173,6 +177,70 @@ pub async fn execute(
             && messages.send(msg).await.is_err()
         {
             return;
+        }
+    }
+}
+
+/// Saves a session directly (at exit, when the executor is being stopped).
+pub async fn save_session(socket: &std::path::Path, session: pb::Session) -> Result<(), String> {
+    let mut client = kirc_proto::connect(socket)
+        .await
+        .map_err(|err| err.to_string())?;
+    client
+        .save_session(session)
+        .await
+        .map(drop)
+        .map_err(|status| status.message().to_owned())
+}
+
+/// Keeps chatty effects from flooding the daemon: activity at most every
+/// 10 s, "typing" at most every second per conversation (the daemon sends at
+/// most one per 3 s anyway). Stops always go through.
+#[derive(Debug, Default)]
+struct Throttle {
+    activity: Option<std::time::Instant>,
+    typing: std::collections::HashMap<String, std::time::Instant>,
+}
+
+const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
+const TYPING_EVERY: Duration = Duration::from_secs(1);
+
+impl Throttle {
+    fn lets_through(&mut self, effect: &Effect) -> bool {
+        let now = std::time::Instant::now();
+        match effect {
+            Effect::Activity => {
+                if self
+                    .activity
+                    .is_some_and(|last| now.duration_since(last) < ACTIVITY_EVERY)
+                {
+                    return false;
+                }
+                self.activity = Some(now);
+                true
+            }
+            Effect::Typing {
+                conversation,
+                active: true,
+            } => {
+                if self
+                    .typing
+                    .get(conversation)
+                    .is_some_and(|last| now.duration_since(*last) < TYPING_EVERY)
+                {
+                    return false;
+                }
+                self.typing.insert(conversation.clone(), now);
+                true
+            }
+            Effect::Typing {
+                conversation,
+                active: false,
+            } => {
+                self.typing.remove(conversation);
+                true
+            }
+            _ => true,
         }
     }
 }
@@ -272,6 +340,51 @@ async fn run_effect(
                 .into_inner()
                 .messages;
             Some(Msg::SearchResults { query, messages })
+        }
+        Effect::SetPresence { state, text } => {
+            let presence = client
+                .set_presence(pb::SetPresenceRequest {
+                    state: state as i32,
+                    text,
+                })
+                .await?
+                .into_inner()
+                .presence
+                .unwrap_or_default();
+            Some(Msg::Done(match presence.state() {
+                pb::PresenceState::Away if presence.text.is_empty() => String::from("you are away"),
+                pb::PresenceState::Away => format!("you are away: {}", presence.text),
+                _ => String::from("you are back"),
+            }))
+        }
+        Effect::Activity => {
+            client.report_activity(pb::ReportActivityRequest {}).await?;
+            None
+        }
+        Effect::Typing {
+            conversation,
+            active,
+        } => {
+            client
+                .report_typing(pb::ReportTypingRequest {
+                    conversation_id: conversation,
+                    active,
+                })
+                .await?;
+            None
+        }
+        Effect::LoadSession(name) => match client.get_session(pb::GetSessionRequest { name }).await
+        {
+            Ok(session) => Some(Msg::Session(session.into_inner())),
+            // Without Valkey there is no session to restore: start afresh.
+            Err(status) => Some(Msg::Failed(format!(
+                "session not restored: {}",
+                status.message()
+            ))),
+        },
+        Effect::SaveSession(session) => {
+            client.save_session(session).await?;
+            None
         }
         // Terminal output: the main loop handles it.
         Effect::Notify { .. } => None,

@@ -35,6 +35,11 @@ struct Cli {
     /// Open the conversation with this contact (name or actor id) at start.
     #[arg(long, value_name = "CONTACT")]
     open: Option<String>,
+
+    /// The session to keep drafts and the open conversation under; several
+    /// terminals can keep separate ones.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    session: String,
 }
 
 /// Puts the terminal in raw mode on the alternate screen with focus and
@@ -84,6 +89,19 @@ fn notify(config: NotifyConfig, title: &str, body: &str) {
     let _ = out.flush();
 }
 
+/// How long quitting waits for the session to be saved.
+const SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sleeps until the Unix time `deadline` (ms).
+async fn sleep_until_unix_ms(deadline: Option<i64>) {
+    let now = kirc_proto::unix_ms(std::time::SystemTime::now());
+    let wait = deadline.map_or(0, |deadline| (deadline - now).max(0));
+    tokio::time::sleep(std::time::Duration::from_millis(
+        u64::try_from(wait).unwrap_or(0),
+    ))
+    .await;
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -97,13 +115,14 @@ async fn main() -> anyhow::Result<()> {
     state.keymap = tui_config.keymap;
     state.notify = tui_config.notify;
     state.pending_open = cli.open;
+    state.session = cli.session;
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let (messages, mut inbox) = mpsc::channel(1024);
     let (effects, effects_inbox) = mpsc::channel::<Effect>(256);
     let link = tokio::spawn(connection::run(socket.clone(), messages.clone()));
-    let executor = tokio::spawn(connection::execute(socket, effects_inbox, messages));
+    let executor = tokio::spawn(connection::execute(socket.clone(), effects_inbox, messages));
 
     let mut terminal = TerminalGuard::enter()?;
     let size = terminal.0.size().context("cannot read the terminal size")?;
@@ -123,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
                 None => break,
             },
             Some(msg) = inbox.recv() => msg,
+            // A typing indicator's deadline: the clock moves the state.
+            () = sleep_until_unix_ms(state.next_deadline()), if state.next_deadline().is_some() => {
+                Msg::Tick(kirc_proto::unix_ms(std::time::SystemTime::now()))
+            }
             _ = terminate.recv() => break,
             _ = hangup.recv() => break,
         };
@@ -138,6 +161,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(terminal);
+    // Detaching keeps the drafts and the open conversation for next time.
+    let session = kirc_tui::update::session_of(&state);
+    if let Err(err) = tokio::time::timeout(SAVE_WAIT, connection::save_session(&socket, session))
+        .await
+        .unwrap_or_else(|_| Err(String::from("no answer")))
+    {
+        eprintln!("kirc-tui: the session was not saved: {err}");
+    }
     link.abort();
     executor.abort();
     Ok(())

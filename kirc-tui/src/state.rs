@@ -137,6 +137,18 @@ pub struct State {
     /// A contact whose conversation opens once the first snapshot arrives
     /// (`--open`).
     pub pending_open: Option<String>,
+    /// This TUI's session name (`--session`): its drafts and open
+    /// conversation are kept in the daemon's Valkey under it.
+    pub session: String,
+    /// Whether the session was asked for (once, after the first snapshot).
+    pub session_requested: bool,
+    /// Unsent text per conversation.
+    pub drafts: HashMap<String, String>,
+    /// Until when (Unix ms) a contact's typing indicator is believed, so it
+    /// goes away even if the daemon's "stopped" never comes.
+    pub typing_until: HashMap<String, i64>,
+    /// The time of the last tick, for the typing deadlines.
+    pub now_unix_ms: i64,
     pub quit: bool,
 }
 
@@ -162,6 +174,11 @@ impl State {
             read_requested: HashMap::new(),
             screen: (80, 24),
             pending_open: None,
+            session: String::from("default"),
+            session_requested: false,
+            drafts: HashMap::new(),
+            typing_until: HashMap::new(),
+            now_unix_ms: 0,
             quit: false,
         }
     }
@@ -180,6 +197,27 @@ impl State {
             .iter()
             .map(|conversation| conversation.id.clone())
             .collect()
+    }
+
+    /// Whether `actor_id` is typing: the daemon says so and the indicator's
+    /// deadline has not passed.
+    pub fn is_typing(&self, actor_id: &str) -> bool {
+        self.view
+            .presence_of(actor_id)
+            .is_some_and(|presence| presence.typing)
+            && self
+                .typing_until
+                .get(actor_id)
+                .is_some_and(|until| *until > self.now_unix_ms)
+    }
+
+    /// The next typing deadline, for the main loop's timer.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.typing_until
+            .values()
+            .copied()
+            .filter(|until| *until > self.now_unix_ms)
+            .min()
     }
 
     /// A contact's display name by actor id, or a short id.

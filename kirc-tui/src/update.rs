@@ -9,6 +9,9 @@ use crate::commands::{self, Command, Line};
 use crate::keys::Action;
 use crate::state::{Completion, Link, Notice, Overlay, Scrollback, State};
 
+/// How long a typing indicator shows without news from the daemon.
+pub const TYPING_SHOWN_MS: i64 = 6_000;
+
 /// Messages per history page.
 pub const PAGE: u32 = 200;
 /// Load the older page when the view is this many lines from the top of
@@ -36,6 +39,10 @@ pub enum Msg {
         query: String,
         messages: Vec<pb::ChatMessage>,
     },
+    /// The session kept in the daemon: open conversation and drafts.
+    Session(pb::Session),
+    /// The clock, for typing deadlines (Unix ms).
+    Tick(i64),
     /// A command finished; the text is shown in the status line.
     Done(String),
     Failed(String),
@@ -50,7 +57,7 @@ pub enum Anchor {
 }
 
 /// What the main loop asks the daemon for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     LoadHistory {
         conversation: String,
@@ -71,6 +78,19 @@ pub enum Effect {
     Block(String),
     Unblock(String),
     Search(String),
+    SetPresence {
+        state: pb::PresenceState,
+        text: String,
+    },
+    /// A key was pressed (the executor sends at most one per 10 s).
+    Activity,
+    /// Typing in a conversation, or stopped.
+    Typing {
+        conversation: String,
+        active: bool,
+    },
+    LoadSession(String),
+    SaveSession(pb::Session),
     /// Bell and/or desktop notification, as configured.
     Notify {
         title: String,
@@ -139,6 +159,27 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 selected: 0,
             });
         }
+        Msg::Session(session) => {
+            state.drafts = session.drafts;
+            if state.open.is_none()
+                && !session.open_conversation.is_empty()
+                && state
+                    .view
+                    .conversation(&session.open_conversation)
+                    .is_some()
+            {
+                open(state, &session.open_conversation, &mut effects);
+            } else if let Some(open) = state.open.clone()
+                && state.input.is_empty()
+            {
+                let draft = state.drafts.get(&open).cloned().unwrap_or_default();
+                state.input.set(&draft);
+            }
+        }
+        Msg::Tick(now) => {
+            state.now_unix_ms = now;
+            state.typing_until.retain(|_, until| *until > now);
+        }
         Msg::Done(text) => state.notice = Some(Notice { text, error: false }),
         Msg::Failed(text) => state.notice = Some(Notice { text, error: true }),
     }
@@ -163,6 +204,10 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
             // may be stale; the open one is fetched again.
             state.scrollbacks.clear();
             state.read_requested.clear();
+            if !state.session_requested {
+                state.session_requested = true;
+                effects.push(Effect::LoadSession(state.session.clone()));
+            }
             if let Some(wanted) = state.pending_open.take() {
                 match find_contact(state, &wanted) {
                     Some(contact) => state.open = Some(contact.conversation_id.clone()),
@@ -224,6 +269,18 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
         Some(Kind::ReadMarkerMoved(moved)) if moved.unread == 0 => {
             state.mentions.remove(&moved.conversation_id);
         }
+        Some(Kind::PeerPresenceChanged(presence)) => {
+            if presence.typing {
+                // Believed for the daemon's own expiry time, counted from
+                // when the daemon heard it.
+                state
+                    .typing_until
+                    .insert(presence.actor_id, event.at_unix_ms + TYPING_SHOWN_MS);
+                state.now_unix_ms = state.now_unix_ms.max(event.at_unix_ms);
+            } else {
+                state.typing_until.remove(&presence.actor_id);
+            }
+        }
         Some(Kind::ShuttingDown(stopping)) => state.daemon_stopping = Some(stopping.reason),
         _ => {}
     }
@@ -275,7 +332,23 @@ fn load(state: &mut State, conversation: &str, anchor: Anchor) -> Option<Effect>
 
 /// Opens a conversation: shows it and fetches its newest page if it has none.
 fn open(state: &mut State, conversation: &str, effects: &mut Vec<Effect>) {
+    // Each conversation keeps its own unsent text.
+    if let Some(previous) = state.open.clone()
+        && previous != conversation
+    {
+        let draft = state.input.text().to_owned();
+        state.drafts.insert(previous, draft);
+        let next = state.drafts.get(conversation).cloned().unwrap_or_default();
+        state.input.set(&next);
+    } else if state.open.is_none() && state.input.is_empty() {
+        let next = state.drafts.get(conversation).cloned().unwrap_or_default();
+        state.input.set(&next);
+    }
+    let switched = state.open.as_deref() != Some(conversation);
     state.open = Some(conversation.to_owned());
+    if switched {
+        effects.push(Effect::SaveSession(session_of(state)));
+    }
     state.overlay = None;
     state.confirm = None;
     let loaded = state
@@ -287,12 +360,53 @@ fn open(state: &mut State, conversation: &str, effects: &mut Vec<Effect>) {
     }
 }
 
+/// The session as it stands, for saving.
+pub fn session_of(state: &State) -> pb::Session {
+    let mut drafts = state.drafts.clone();
+    if let Some(open) = &state.open {
+        drafts.insert(open.clone(), state.input.text().to_owned());
+    }
+    drafts.retain(|_, text| !text.is_empty());
+    pb::Session {
+        name: state.session.clone(),
+        open_conversation: state.open.clone().unwrap_or_default(),
+        drafts,
+    }
+}
+
 // ---------------------------------------------------------------- keys
 
 fn on_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) {
     if key.kind == KeyEventKind::Release {
         return;
     }
+    effects.push(Effect::Activity);
+    let before = state.input.text().to_owned();
+    let open_before = state.open.clone();
+    edit_or_act(state, key, effects);
+    // Typing is reported for text, not for commands.
+    if let Some(conversation) = open_before
+        && state.open.as_ref() == Some(&conversation)
+    {
+        let now = state.input.text();
+        let texting = |text: &str| !text.trim().is_empty() && !text.starts_with('/');
+        if now != before {
+            if texting(now) {
+                effects.push(Effect::Typing {
+                    conversation,
+                    active: true,
+                });
+            } else if texting(&before) {
+                effects.push(Effect::Typing {
+                    conversation,
+                    active: false,
+                });
+            }
+        }
+    }
+}
+
+fn edit_or_act(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) {
     if key.code != KeyCode::Tab {
         state.completion = None;
     }
@@ -604,6 +718,14 @@ fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>) {
             None => notice(state, format!("no contact named {name}"), true),
         },
         Command::Search(words) => effects.push(Effect::Search(words)),
+        Command::Away(text) => effects.push(Effect::SetPresence {
+            state: pb::PresenceState::Away,
+            text,
+        }),
+        Command::Back => effects.push(Effect::SetPresence {
+            state: pb::PresenceState::Online,
+            text: String::new(),
+        }),
         Command::Close => {
             state.open = None;
         }

@@ -9,7 +9,7 @@ mod overlay;
 mod scrollback;
 
 use jiff::Timestamp;
-use kirc_proto::v1::{Backend, BackendState, BackendStatus, ContactState};
+use kirc_proto::v1::{Backend, BackendState, BackendStatus, ContactState, PresenceState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -183,9 +183,10 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
         } else {
             String::from(" ")
         };
+        let (dot, dot_colour) = presence_dot(state, &peer.actor_id);
         let name = sanitize(&peer.display_name);
         let width = usize::from(inner.width);
-        let used = number.width() + 1 + mark.width() + 1 + unread.width();
+        let used = number.width() + 1 + mark.width() + 1 + dot.width() + 1 + unread.width();
         let room = width.saturating_sub(used + 1);
         let name: String = truncate(&name, room);
         let padding = width.saturating_sub(used + name.width());
@@ -199,6 +200,7 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
         lines.push(Line::from(vec![
             Span::styled(format!("{number} "), Style::new().dim()),
             Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
+            Span::styled(format!("{dot} "), Style::new().fg(dot_colour)),
             Span::styled(name, style.fg(colour_of(&peer.actor_id))),
             Span::raw(" ".repeat(padding)),
             Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
@@ -209,6 +211,21 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
         lines.push(Line::from("/invite or /add".dim()));
     }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A contact's presence as a dot: online, away, offline, or unknown (while
+/// the daemon's Valkey is away, or never heard).
+pub(crate) fn presence_dot(state: &State, actor_id: &str) -> (&'static str, Color) {
+    let presence = state
+        .view
+        .presence_of(actor_id)
+        .map(kirc_proto::v1::PeerPresence::state);
+    match presence {
+        Some(PresenceState::Online) => ("●", Color::Green),
+        Some(PresenceState::Away) => ("●", Color::Yellow),
+        Some(PresenceState::Offline) => ("○", Color::DarkGray),
+        _ => ("◌", Color::DarkGray),
+    }
 }
 
 /// Cuts `text` to at most `width` columns, with an ellipsis if cut.
@@ -236,6 +253,17 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
     else {
         return;
     };
+    let presence = state.view.presence_of(&peer.actor_id);
+    let (dot, dot_colour) = presence_dot(state, &peer.actor_id);
+    let presence_text = match presence {
+        Some(presence) if !presence.text.is_empty() => format!(" {} ", sanitize(&presence.text)),
+        _ => String::new(),
+    };
+    let typing = if state.is_typing(&peer.actor_id) {
+        format!("  {} is typing…", sanitize(&peer.display_name))
+    } else {
+        String::new()
+    };
     let (what, colour) = match peer.state() {
         ContactState::Request => ("message request: /accept or /block", Color::Yellow),
         ContactState::Blocked => ("blocked: /unblock to talk again", Color::Red),
@@ -244,11 +272,14 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
+            Span::styled(format!(" {dot}"), Style::new().fg(dot_colour)),
             Span::styled(
                 format!(" {} ", sanitize(&peer.display_name)),
                 Style::new().bold().reversed(),
             ),
+            Span::styled(presence_text, Style::new().dim()),
             Span::styled(format!(" {what}"), Style::new().fg(colour)),
+            Span::styled(typing, Style::new().fg(Color::Cyan).italic()),
             Span::styled(format!("  {}", peer.fingerprint), Style::new().dim()),
         ])),
         area,
@@ -487,6 +518,31 @@ fn status_line(state: &State) -> Line<'static> {
                 Backend::Unspecified => "?",
             };
             spans.push(Span::styled(format!(" ●{short}"), Style::new().fg(colour)));
+        }
+    }
+    if let Some(status) = &state.view.status {
+        if let Some(presence) = &status.presence {
+            let (word, colour) = match presence.state() {
+                PresenceState::Online => ("online", Color::Green),
+                PresenceState::Away => ("away", Color::Yellow),
+                _ => ("offline", Color::DarkGray),
+            };
+            spans.push(Span::styled(format!("  {word}"), Style::new().fg(colour)));
+            if !presence.text.is_empty() {
+                spans.push(Span::styled(
+                    format!(" ({})", sanitize(&presence.text)),
+                    Style::new().dim(),
+                ));
+            }
+        }
+        if status.heartbeat_consumed_unix_ms > 0 {
+            spans.push(Span::styled(
+                format!(
+                    "  ♥ {}",
+                    format_time(state, status.heartbeat_consumed_unix_ms, "%H:%M")
+                ),
+                Style::new().dim(),
+            ));
         }
     }
     if let Some(notice) = &state.notice {

@@ -55,6 +55,12 @@ fn status(postgres: BackendStatus) -> pb::Status {
         actor_id: ME.into(),
         display_name: "alice".into(),
         ready: true,
+        presence: Some(pb::Presence {
+            state: pb::PresenceState::Online as i32,
+            text: String::new(),
+            reason: String::new(),
+        }),
+        heartbeat_consumed_unix_ms: T0 + 30_000,
         ..pb::Status::default()
     }
 }
@@ -128,7 +134,20 @@ fn connected(status: pb::Status) -> State {
                 epoch: 1,
                 contacts,
                 conversations,
-                presence: Vec::new(),
+                presence: vec![
+                    pb::PeerPresence {
+                        actor_id: BOB.into(),
+                        state: pb::PresenceState::Online as i32,
+                        text: String::new(),
+                        typing: true,
+                    },
+                    pb::PeerPresence {
+                        actor_id: CAROL.into(),
+                        state: pb::PresenceState::Away as i32,
+                        text: "at the meetup".into(),
+                        typing: false,
+                    },
+                ],
             })),
         })),
     );
@@ -193,6 +212,9 @@ fn with_bob_open(mut state: State) -> State {
         },
     );
     state.input.insert_str("typing a rep");
+    // bob's indicator is fresh.
+    state.typing_until.insert(BOB.into(), T0 + 10_000);
+    state.now_unix_ms = T0;
     state
 }
 

@@ -4,6 +4,23 @@ use kirc_proto::v1::{self as pb, ContactState, event::Kind};
 use super::*;
 use crate::state::State;
 
+/// `update`, without the housekeeping effects (activity, typing reports,
+/// session loads and saves) that most tests do not look at.
+fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
+    super::update(state, msg)
+        .into_iter()
+        .filter(|effect| {
+            !matches!(
+                effect,
+                Effect::Activity
+                    | Effect::Typing { .. }
+                    | Effect::LoadSession(_)
+                    | Effect::SaveSession(_)
+            )
+        })
+        .collect()
+}
+
 const ME: &str = "00000000000000000000000000000000";
 const BOB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const CAROL: &str = "cccccccccccccccccccccccccccccccc";
@@ -516,4 +533,158 @@ fn a_scrolled_back_view_stays_put_as_messages_arrive_and_end_returns() {
     update(&mut state, key(KeyCode::End));
     assert_eq!(state.scrollbacks["conv-bob"].position, None);
     assert!(screen(&state).contains("line 105"));
+}
+
+#[test]
+fn typing_is_reported_for_text_and_stopped_when_sent_or_cleared_but_not_for_commands() {
+    let mut state = state();
+    open_bob(&mut state, Vec::new());
+    let typing = |effects: &[Effect]| -> Vec<bool> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Typing {
+                    conversation,
+                    active,
+                } if conversation == "conv-bob" => Some(*active),
+                _ => None,
+            })
+            .collect()
+    };
+    let effects = super::update(&mut state, key(KeyCode::Char('h')));
+    assert_eq!(typing(&effects), vec![true]);
+    assert!(effects.contains(&Effect::Activity));
+    let effects = super::update(&mut state, key(KeyCode::Backspace));
+    assert_eq!(typing(&effects), vec![false], "cleared");
+    for c in "hi".chars() {
+        super::update(&mut state, key(KeyCode::Char(c)));
+    }
+    let effects = super::update(&mut state, key(KeyCode::Enter));
+    assert_eq!(typing(&effects), vec![false], "sent");
+    assert!(
+        effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Send { .. }))
+    );
+    // A command being typed is not typing.
+    let effects = super::update(&mut state, key(KeyCode::Char('/')));
+    assert!(typing(&effects).is_empty());
+}
+
+#[test]
+fn away_and_back_set_presence() {
+    let mut state = state();
+    assert_eq!(
+        type_line(&mut state, "/away lunch"),
+        vec![Effect::SetPresence {
+            state: pb::PresenceState::Away,
+            text: "lunch".into()
+        }]
+    );
+    assert_eq!(
+        type_line(&mut state, "/back"),
+        vec![Effect::SetPresence {
+            state: pb::PresenceState::Online,
+            text: String::new()
+        }]
+    );
+}
+
+#[test]
+fn drafts_follow_their_conversation_and_the_session_restores_them() {
+    let mut state = State::new("/tmp/s".into(), jiff::tz::TimeZone::UTC);
+    update(&mut state, Msg::Link(Link::Connected));
+    let contacts = vec![
+        contact(BOB, "bob", "conv-bob", ContactState::Accepted),
+        contact(CAROL, "carol", "conv-carol", ContactState::Accepted),
+    ];
+    let conversations = contacts
+        .iter()
+        .map(|contact| pb::Conversation {
+            id: contact.conversation_id.clone(),
+            peer: Some(contact.clone()),
+            ..pb::Conversation::default()
+        })
+        .collect();
+    let effects = super::update(
+        &mut state,
+        event(
+            1,
+            Kind::Snapshot(pb::Snapshot {
+                status: None,
+                epoch: 1,
+                contacts,
+                conversations,
+                presence: Vec::new(),
+            }),
+        ),
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::LoadSession("default".into())],
+        "asked once, at the first snapshot"
+    );
+    let mut drafts = std::collections::HashMap::new();
+    drafts.insert("conv-carol".to_owned(), "unfinished".to_owned());
+    super::update(
+        &mut state,
+        Msg::Session(pb::Session {
+            name: "default".into(),
+            open_conversation: "conv-carol".into(),
+            drafts,
+        }),
+    );
+    assert_eq!(state.open.as_deref(), Some("conv-carol"));
+    assert_eq!(state.input.text(), "unfinished");
+    // Switching keeps each conversation's draft, and saves the session.
+    let effects = super::update(
+        &mut state,
+        Msg::Key(KeyEvent::new(KeyCode::Char('1'), KeyModifiers::ALT)),
+    );
+    let saved = effects.iter().find_map(|effect| match effect {
+        Effect::SaveSession(session) => Some(session.clone()),
+        _ => None,
+    });
+    let saved = saved.expect("the session is saved on a switch");
+    assert_eq!(saved.open_conversation, "conv-bob");
+    assert_eq!(
+        saved.drafts.get("conv-carol").map(String::as_str),
+        Some("unfinished")
+    );
+    assert_eq!(state.input.text(), "");
+    super::update(
+        &mut state,
+        Msg::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)),
+    );
+    assert_eq!(state.input.text(), "unfinished");
+    assert_eq!(session_of(&state).drafts.len(), 1);
+}
+
+#[test]
+fn a_typing_indicator_expires_by_the_clock_even_without_a_stop() {
+    let mut state = state();
+    let at = 1_795_000_000_000;
+    super::update(
+        &mut state,
+        Msg::Event(Box::new(pb::Event {
+            seq: 2,
+            at_unix_ms: at,
+            kind: Some(Kind::PeerPresenceChanged(pb::PeerPresence {
+                actor_id: BOB.into(),
+                state: pb::PresenceState::Online as i32,
+                text: String::new(),
+                typing: true,
+            })),
+        })),
+    );
+    assert!(state.is_typing(BOB));
+    assert_eq!(state.next_deadline(), Some(at + TYPING_SHOWN_MS));
+    super::update(&mut state, Msg::Tick(at + 3_000));
+    assert!(state.is_typing(BOB));
+    super::update(&mut state, Msg::Tick(at + TYPING_SHOWN_MS + 1));
+    assert!(
+        !state.is_typing(BOB),
+        "gone although the daemon still says typing"
+    );
+    assert_eq!(state.next_deadline(), None);
 }
