@@ -148,28 +148,41 @@ async fn typing_shows_at_the_peer_and_a_draft_survives_detaching_and_reattaching
     let bob_tui = tui(&bob, "--open alice");
     let alice_tui = tui(&alice, "--open bob");
     for pane in [&alice_tui, &bob_tui] {
-        pane.wait_for("an open conversation", WAIT, |screen| screen.contains("no messages yet"))
-            .await;
+        pane.wait_for("an open conversation", WAIT, |screen| {
+            screen.contains("no messages yet")
+        })
+        .await;
     }
     alice_tui.send_keys(&["-l", "half a thought"]);
     alice_tui
-        .wait_for("the draft in the input line", WAIT, |screen| screen.contains("> half a thought"))
+        .wait_for("the draft in the input line", WAIT, |screen| {
+            screen.contains("> half a thought")
+        })
         .await;
     bob_tui
-        .wait_for("alice typing at bob", WAIT, |screen| screen.contains("alice is typing…"))
+        .wait_for("alice typing at bob", WAIT, |screen| {
+            screen.contains("alice is typing…")
+        })
         .await;
 
     // alice detaches; the draft and the open conversation are kept.
     alice_tui.send_keys(&["C-c"]);
     let screen = alice_tui
-        .wait_for("the TUI to exit", WAIT, |screen| Tmux::exit_status_on(screen).is_some())
+        .wait_for("the TUI to exit", WAIT, |screen| {
+            Tmux::exit_status_on(screen).is_some()
+        })
         .await;
     assert_eq!(Tmux::exit_status_on(&screen), Some(0), "{screen}");
     let again = tui(&alice, "");
     let screen = again
-        .wait_for("the draft restored", WAIT, |screen| screen.contains("> half a thought"))
+        .wait_for("the draft restored", WAIT, |screen| {
+            screen.contains("> half a thought")
+        })
         .await;
-    assert!(screen.contains(" bob "), "the conversation with bob is open again:\n{screen}");
+    assert!(
+        screen.contains(" bob "),
+        "the conversation with bob is open again:\n{screen}"
+    );
     again.send_keys(&["C-c"]);
     bob_tui.send_keys(&["C-c"]);
 }

@@ -296,10 +296,22 @@ async fn check_daemon(config: &Config) -> Check {
         Ok(mut client) => match client.get_status(kirc_proto::v1::GetStatusRequest {}).await {
             Ok(status) => {
                 let status = status.into_inner();
+                let heartbeat = if status.heartbeat_consumed_unix_ms > 0 {
+                    let age = kirc_proto::unix_ms(std::time::SystemTime::now())
+                        - status.heartbeat_consumed_unix_ms;
+                    format!(
+                        "; last keep-warm heartbeat {} ago",
+                        humantime::format_duration(Duration::from_secs(
+                            u64::try_from(age / 1000).unwrap_or(0)
+                        ))
+                    )
+                } else {
+                    String::from("; no keep-warm heartbeat consumed yet")
+                };
                 Check::ok(
                     "daemon",
                     format!(
-                        "kircd {} running (pid {}, up {})",
+                        "kircd {} running (pid {}, up {}){heartbeat}",
                         status.version,
                         status.pid,
                         humantime::format_duration(Duration::from_secs(status.uptime_ms / 1000))

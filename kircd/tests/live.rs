@@ -265,6 +265,9 @@ async fn keep_warm_heartbeats_are_produced_and_consumed_and_a_day_is_refused() {
     let output = actor.kircd().arg("status").output().await.unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("keep-warm"), "{text}");
+    let output = actor.kircd().arg("doctor").output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("last keep-warm heartbeat"), "{text}");
     assert!(daemon.stop().await.success());
 
     actor.set("kafka.keep_warm_interval", "24h");
