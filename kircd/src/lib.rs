@@ -16,6 +16,7 @@ pub mod logging;
 pub mod messaging;
 pub mod postgres;
 pub mod presence;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod supervise;

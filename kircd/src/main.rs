@@ -1,6 +1,6 @@
 //! kircd: the K-IRC daemon. See ARCHITECTURE.md for the map.
 
-use kircd::{api, config, daemon, doctor, init, logging, status};
+use kircd::{api, config, daemon, doctor, init, logging, service, status};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,13 +39,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create this actor's identity (Ed25519 + X25519 keys, owner-only file)
-    /// and record its profile; prints the actor id.
-    Init {
-        /// Replace an existing identity. Your contacts will no longer know you.
-        #[arg(long)]
-        force: bool,
-    },
+    /// Set kircd up: write the config (from terraform/'s outputs, flags, or
+    /// questions), create the identity if missing, then run the doctor's
+    /// checks.
+    Init(Box<init::InitArgs>),
     /// Run the daemon in the foreground (what the systemd unit runs).
     Run,
     /// Check the configuration, each backend, the topics and the socket folder.
@@ -61,6 +58,30 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run kircd as a systemd user service.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Write ~/.config/systemd/user/kircd.service for this kircd binary and
+    /// print the commands that enable it.
+    Install {
+        /// Also run them: daemon-reload, enable --now, loginctl enable-linger.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Remove the unit.
+    Uninstall {
+        /// Also stop and disable it first, and reload systemd after.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Say whether the unit is installed and current, running, and lingering.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +90,9 @@ enum ConfigCommand {
     Show,
     /// Print the reference of every key as a Markdown table.
     Keys,
+    /// Print every KIRC_* environment variable as an environment file
+    /// (the repository's .env.example).
+    Env,
 }
 
 fn main() -> ExitCode {
@@ -84,7 +108,8 @@ fn main() -> ExitCode {
             socket.to_string_lossy().into_owned(),
         ));
     }
-    let loaded = config::load(&config::Sources::from_process(cli.config, flags));
+    let sources = config::Sources::from_process(cli.config.clone(), flags);
+    let loaded = config::load(&sources);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -117,8 +142,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Init { force } => {
-            with_config(loaded, |config| runtime.block_on(init::run(&config, force)))
+        Command::Config {
+            command: ConfigCommand::Env,
+        } => {
+            print!("{}", config::keys::env_example());
+            ExitCode::SUCCESS
+        }
+        Command::Init(args) => {
+            let Some(path) = cli.config.clone().or_else(config::default_file) else {
+                eprintln!(
+                    "kircd: cannot find your config folder (HOME is unset); pass --config FILE"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            runtime.block_on(init::run(*args, path, sources))
+        }
+        Command::Service { command } => {
+            let result = match command {
+                ServiceCommand::Install { now } => service::install(cli.config.as_deref(), now),
+                ServiceCommand::Uninstall { now } => service::uninstall(now),
+                ServiceCommand::Status => service::status(cli.config.as_deref()),
+            };
+            result.unwrap_or_else(|err| {
+                eprintln!("kircd: {err}");
+                ExitCode::FAILURE
+            })
         }
         Command::Run => with_config(loaded, |config| run(&runtime, config)),
         Command::Status => with_config(loaded, |config| {

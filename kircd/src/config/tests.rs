@@ -390,6 +390,31 @@ fn readme_carries_the_current_reference() {
 }
 
 #[test]
+fn env_example_is_current_and_usable_as_an_environment_file() {
+    let example = keys::env_example();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
+    assert!(
+        committed == example,
+        ".env.example is out of date: run `kircd config env > .env.example` (or dev/readme-keys)"
+    );
+    for spec in KEYS {
+        assert!(
+            example.contains(&format!("# {}=", spec.env_var())),
+            "{} is missing",
+            spec.env_var()
+        );
+    }
+    // systemd's EnvironmentFile reads comments and KEY=value lines; every line
+    // here is a comment or blank, so the file as shipped sets nothing.
+    assert!(
+        example
+            .lines()
+            .all(|line| line.is_empty() || line.starts_with('#'))
+    );
+}
+
+#[test]
 fn a_keep_warm_interval_of_a_day_or_more_is_refused() {
     let (result, _dir) = load_with(Some("[kafka]\nkeep_warm_interval = \"24h\"\n"), &[]);
     let text = error_text(result);

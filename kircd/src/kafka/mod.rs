@@ -21,10 +21,26 @@ use crate::supervise::Probe;
 /// why (refused, TLS, authentication) where the failed request does not.
 const ERROR_EVENT_WAIT: Duration = Duration::from_millis(250);
 
-/// Retention of the control topics: control messages go stale in minutes, so
-/// a day is plenty and keeps the free tier's disk small. Data topics keep the
-/// broker's default.
-const RPC_RETENTION_MS: &str = "86400000";
+/// Retention of each topic kircd creates, by role, in milliseconds; terraform/
+/// gives the topics it makes the same figures (a test keeps them in step).
+/// Chat envelopes wait in data-in until stored, and in data-out until the
+/// contact's cluster acknowledges them, which may be powered off for days;
+/// control messages go stale in minutes, so a day keeps the free tier's disk
+/// small.
+pub const TOPIC_RETENTION_MS: [(&str, u64); 4] = [
+    ("data-in", 7 * DAY_MS),
+    ("data-out", 14 * DAY_MS),
+    ("rpc-in", DAY_MS),
+    ("rpc-out", DAY_MS),
+];
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn retention_ms(role: &str) -> Option<u64> {
+    TOPIC_RETENTION_MS
+        .iter()
+        .find(|(known, _)| *known == role)
+        .map(|(_, retention)| *retention)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -270,18 +286,23 @@ impl Cluster {
             KafkaContext::default(),
         )
         .map_err(Error::Client)?;
+        // NewTopic borrows its settings, so the retention strings live here.
+        let retentions: Vec<Option<String>> = missing
+            .iter()
+            .map(|topic| retention_ms(&topic.role).map(|ms| ms.to_string()))
+            .collect();
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
-            .map(|topic| {
+            .zip(&retentions)
+            .map(|(topic, retention)| {
                 let new = NewTopic::new(
                     &topic.name,
                     self.config.partitions,
                     TopicReplication::Fixed(self.config.replication_factor),
                 );
-                if topic.role.starts_with("rpc") {
-                    new.set("retention.ms", RPC_RETENTION_MS)
-                } else {
-                    new
+                match retention {
+                    Some(ms) => new.set("retention.ms", ms),
+                    None => new,
                 }
             })
             .collect();

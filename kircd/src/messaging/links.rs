@@ -209,6 +209,10 @@ impl PeerProducers {
     }
 }
 
+/// Every consumer group kircd uses starts with this; terraform/ grants kircd's
+/// Kafka user the groups with this prefix and no others.
+pub const CONSUMER_GROUP_PREFIX: &str = "kircd.";
+
 /// A consumer of own topics that stores offsets only when told to (after the
 /// record's effect is durable) and commits them in the background.
 pub fn consumer(
@@ -218,10 +222,13 @@ pub fn consumer(
 ) -> Result<StreamConsumer<KafkaContext>, KafkaError> {
     let mut settings = client_config(config, &format!("kircd-{actor}-{role}"));
     settings
-        .set("group.id", format!("kircd.{actor}.{role}"))
+        .set("group.id", format!("{CONSUMER_GROUP_PREFIX}{actor}.{role}"))
         // Static membership: a restarted kircd takes its partitions back at
         // once instead of waiting for its predecessor's session to expire.
-        .set("group.instance.id", format!("kircd.{actor}.{role}"))
+        .set(
+            "group.instance.id",
+            format!("{CONSUMER_GROUP_PREFIX}{actor}.{role}"),
+        )
         .set("session.timeout.ms", "30000")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
