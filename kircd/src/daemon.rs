@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kirc_proto::v1::Backend;
+use kirc_proto::v1::{Backend, BackendState};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ use crate::{api, postgres, supervise, systemd, valkey};
 const API_GRACE: Duration = Duration::from_secs(3);
 
 /// The longest kircd waits for its backends before telling systemd it is
-/// ready anyway; systemd's default start timeout is 90 s.
+/// ready anyway; the unit's start timeout is 90 s.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -129,12 +129,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let systemd_stop = CancellationToken::new();
     let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
 
-    // READY once commands work (the database is reached and the state
-    // loaded), but no later than READY_DEADLINE: a backend that is down at
-    // boot is then reported like any outage, instead of systemd killing and
-    // restarting kircd in a loop.
+    // READY once every backend has been checked (up or down, as the STATUS
+    // line sent with READY says) and, with PostgreSQL up, the state is loaded
+    // so that commands work; but no later than READY_DEADLINE. A backend that
+    // is down at boot is then reported and retried like any outage, instead
+    // of systemd killing and restarting kircd in a loop.
+    let started = async {
+        hub.backends_checked().await;
+        if hub.backend_state(Backend::Postgres) == BackendState::Up {
+            messaging.wait_ready().await;
+        }
+    };
     let stop_during_start = tokio::select! {
-        () = messaging.wait_ready() => None,
+        () = started => None,
         () = tokio::time::sleep(READY_DEADLINE) => {
             tracing::warn!(after = ?READY_DEADLINE, "not all backends are reachable yet; serving anyway and retrying");
             None
@@ -145,7 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reason = match stop_during_start {
         Some(reason) => reason,
         None => {
-            systemd::ready();
+            systemd::ready(&hub);
             tracing::info!("ready");
             tokio::select! {
                 _ = sigterm.recv() => "SIGTERM",

@@ -94,7 +94,7 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
             return vec![Check::fail(
                 "kafka",
                 format!("{endpoint}: {err}"),
-                err.fix(),
+                err.fix(&config.kafka),
             )];
         }
     };
@@ -103,7 +103,11 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
         Ok(report) => report,
         Err(err) => {
             return vec![
-                Check::fail("kafka", format!("{endpoint}: {err}"), err.fix()),
+                Check::fail(
+                    "kafka",
+                    format!("{endpoint}: {err}"),
+                    err.fix(&config.kafka),
+                ),
                 Check::fail(
                     "topics",
                     "not checked: Kafka is unreachable",
@@ -149,7 +153,7 @@ async fn check_kafka(config: &Config, timeout: Duration) -> Vec<Check> {
             )
         } else {
             format!(
-                "create {} with {} partitions (terraform/ does), or set kafka.create_topics = true",
+                "run `terraform apply` in terraform/, which creates {} ({} partitions each); or, if kircd's user may create topics, set kafka.create_topics = true",
                 missing.join(", "),
                 config.kafka.partitions
             )

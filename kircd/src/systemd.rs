@@ -46,8 +46,9 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
-pub fn ready() {
-    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+/// READY, with each backend's state as the status line.
+pub fn ready(hub: &Hub) {
+    notify(&[NotifyState::Ready, NotifyState::Status(&status_line(hub))]);
 }
 
 pub fn stopping() {

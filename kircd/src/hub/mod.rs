@@ -317,6 +317,35 @@ impl Hub {
         }
     }
 
+    /// The state of `backend` (Connecting until its first check ends).
+    pub fn backend_state(&self, backend: Backend) -> BackendState {
+        self.lock()
+            .backends
+            .iter()
+            .find(|status| status.backend == backend as i32)
+            .map_or(BackendState::Unspecified, BackendStatus::state)
+    }
+
+    /// Waits until every backend has been checked at least once, whether it
+    /// was up or down.
+    pub async fn backends_checked(&self) {
+        let mut live = self.live.subscribe();
+        loop {
+            let pending = self
+                .lock()
+                .backends
+                .iter()
+                .any(|status| status.state() == BackendState::Connecting);
+            if !pending {
+                return;
+            }
+            // Each first check ends with a BackendChanged event.
+            if let Err(broadcast::error::RecvError::Closed) = live.recv().await {
+                return;
+            }
+        }
+    }
+
     #[cfg(test)]
     pub fn backend(&self, backend: Backend) -> Option<BackendStatus> {
         self.lock()

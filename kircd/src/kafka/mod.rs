@@ -21,6 +21,10 @@ use crate::supervise::Probe;
 /// why (refused, TLS, authentication) where the failed request does not.
 const ERROR_EVENT_WAIT: Duration = Duration::from_millis(250);
 
+/// A check asks for metadata in attempts this long, looking at the error
+/// events in between, so that a refused password ends it early.
+const METADATA_ATTEMPT: Duration = Duration::from_millis(500);
+
 /// Retention of each topic kircd creates, by role, in milliseconds; terraform/
 /// gives the topics it makes the same figures (a test keeps them in step).
 /// Chat envelopes wait in data-in until stored, and in data-out until the
@@ -42,12 +46,65 @@ fn retention_ms(role: &str) -> Option<u64> {
         .map(|(_, retention)| *retention)
 }
 
+/// Why a check of the cluster failed, as far as librdkafka's error events
+/// tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused, timed out, name not resolved: the cluster is not there.
+    Unreachable,
+    /// The broker refused the SCRAM user or password.
+    Authentication,
+    /// The broker's certificate did not verify against the CA.
+    Certificate,
+    /// Another TLS failure: a client certificate refused, or TLS spoken to a
+    /// plaintext port (or the reverse).
+    Tls,
+    /// The user lacks a permission.
+    Authorization,
+    Other,
+}
+
+impl Failure {
+    pub fn classify(reason: &str) -> Self {
+        if reason.contains("SASL authentication") || reason.contains("Authentication failed") {
+            Failure::Authentication
+        } else if reason.contains("certificate verify failed")
+            || reason.contains("broker certificate could not be verified")
+        {
+            Failure::Certificate
+        } else if reason.contains("SSL") || reason.contains("TLS") {
+            Failure::Tls
+        } else if reason.contains("uthoriz") {
+            Failure::Authorization
+        } else if reason.contains("Connection refused")
+            || reason.contains("Timed out")
+            || reason.contains("timed out")
+            || reason.contains("no answer")
+            || reason.contains("resolve")
+            || reason.contains("Broker transport failure")
+        {
+            Failure::Unreachable
+        } else {
+            Failure::Other
+        }
+    }
+
+    /// Whether waiting longer cannot change the outcome, so that a check can
+    /// report at once instead of at its timeout.
+    fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Failure::Authentication | Failure::Certificate | Failure::Authorization
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot create a Kafka client: {0}")]
     Client(#[source] KafkaError),
-    #[error("{0}")]
-    Unreachable(String),
+    #[error("{reason}")]
+    Failed { failure: Failure, reason: String },
     #[error("creating topics failed: {0}")]
     CreateTopics(String),
     #[error("the Kafka check was interrupted")]
@@ -55,22 +112,47 @@ pub enum Error {
 }
 
 impl Error {
-    /// What the user can do about it, for `kircd doctor`.
-    pub fn fix(&self) -> &'static str {
-        let text = self.to_string();
-        if text.contains("Connection refused")
-            || text.contains("Timed out")
-            || text.contains("no answer")
-        {
-            "check kafka.bootstrap_servers and that the cluster is running (local stack: dev/stack up kafka; Aiven: the service is powered on)"
-        } else if text.contains("SASL authentication") || text.contains("Authentication failed") {
-            "check kafka.sasl_username and the password (kafka.sasl_password_file or KIRC_KAFKA_SASL_PASSWORD)"
-        } else if text.contains("SSL") || text.contains("certificate") {
-            "check kafka.ca_file (the CA that signed the broker's certificate) and the client certificate files"
-        } else if text.contains("uthoriz") {
-            "grant the user the missing permission, or create the topics with terraform and set kafka.create_topics = false"
-        } else {
-            "see the error above; `kircd doctor` rechecks after each change"
+    pub fn failure(&self) -> Failure {
+        match self {
+            Error::Failed { failure, .. } => *failure,
+            Error::Client(err) => Failure::classify(&err.to_string()),
+            Error::CreateTopics(text) => Failure::classify(text),
+            Error::Interrupted => Failure::Other,
+        }
+    }
+
+    /// What the user can do about it, for `kircd doctor` and `kircd init`.
+    pub fn fix(&self, config: &KafkaConfig) -> String {
+        const AIVEN_CA: &str = "on Aiven, the project CA: `terraform output -raw kafka_ca_pem`, or kircd init --from-terraform again";
+        let ca_file = match &config.security {
+            KafkaSecurity::Plaintext => None,
+            KafkaSecurity::Ssl { ca_file, .. } | KafkaSecurity::SaslSsl { ca_file, .. } => {
+                ca_file.as_ref()
+            }
+        };
+        match self.failure() {
+            Failure::Unreachable => format!(
+                "check kafka.bootstrap_servers ({}) and that the cluster runs (local stack: dev/stack up kafka; Aiven: a free Kafka powers off after a day without traffic, power it on in the console)",
+                config.bootstrap_servers
+            ),
+            Failure::Authentication => match &config.security {
+                KafkaSecurity::SaslSsl { username, .. } => format!(
+                    "the broker refused user `{username}` with the password kircd has: check kafka.sasl_username and the password in kafka.sasl_password_file (or KIRC_KAFKA_SASL_PASSWORD); on Aiven: `terraform output -raw kircd_kafka_password`"
+                ),
+                _ => "the broker wants SCRAM: set kafka.security_protocol = \"sasl_ssl\" with kafka.sasl_username and kafka.sasl_password_file".to_owned(),
+            },
+            Failure::Certificate => match ca_file {
+                Some(path) => format!(
+                    "the broker's certificate is not signed by the CA in kafka.ca_file ({}): point kafka.ca_file at the CA that signed it ({AIVEN_CA})",
+                    path.display()
+                ),
+                None => format!(
+                    "kafka.ca_file is unset, so the system's CA store was used, and it does not hold the broker's CA: set kafka.ca_file ({AIVEN_CA})"
+                ),
+            },
+            Failure::Tls => "check kafka.security_protocol against the port (Aiven's ports all speak TLS; the local stack's 19092 does not) and, for ssl, kafka.client_cert_file and kafka.client_key_file".to_owned(),
+            Failure::Authorization => "grant kircd's user the missing permission (terraform/ grants read and write on the four topics and the kircd.* consumer groups); with topics made by terraform, set kafka.create_topics = false".to_owned(),
+            Failure::Other => "see the error above; `kircd doctor` checks again after each change".to_owned(),
         }
     }
 }
@@ -222,27 +304,46 @@ impl Cluster {
     pub async fn inspect(&self, timeout: Duration) -> Result<ClusterReport, Error> {
         let producer = Arc::clone(&self.producer);
         let topics = self.config.topics.clone();
-        // fetch_metadata blocks its thread for up to `timeout`.
+        // fetch_metadata blocks its thread for up to its timeout.
         tokio::task::spawn_blocking(move || {
-            let metadata = producer.client().fetch_metadata(None, timeout);
-            // Serves the error callback, so that a failure can say why. A
-            // failure that came faster than its error event waits a moment
-            // for it.
-            producer.poll(Duration::ZERO);
-            let metadata = match metadata {
-                Ok(metadata) => {
-                    producer.context().last_error().take();
-                    metadata
-                }
-                Err(err) => {
-                    if producer.context().last_error().is_none() {
-                        producer.poll(ERROR_EVENT_WAIT);
+            // An error event left from an earlier check says nothing about
+            // this one.
+            producer.context().last_error().take();
+            let deadline = std::time::Instant::now() + timeout;
+            let metadata = loop {
+                let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+                let attempt = remaining.min(METADATA_ATTEMPT);
+                let result = producer.client().fetch_metadata(None, attempt);
+                // Serves the error callback, so that a failure can say why.
+                producer.poll(Duration::ZERO);
+                let err = match result {
+                    Ok(metadata) => {
+                        producer.context().last_error().take();
+                        break metadata;
                     }
-                    let reason = producer.context().last_error().clone();
-                    return Err(Error::Unreachable(match reason {
-                        Some(reason) => reason,
-                        None => format!("cannot fetch cluster metadata: {err}"),
-                    }));
+                    Err(err) => err,
+                };
+                let reason = producer.context().last_error().clone();
+                let failure = reason.as_deref().map(Failure::classify);
+                // A refused password or certificate will not change by
+                // waiting; anything else may be a cluster still starting.
+                if failure.is_some_and(Failure::is_settled) || remaining <= attempt {
+                    let reason =
+                        match reason {
+                            Some(reason) => reason,
+                            None => {
+                                // A failure that came faster than its error
+                                // event waits a moment for it.
+                                producer.poll(ERROR_EVENT_WAIT);
+                                producer.context().last_error().clone().unwrap_or_else(|| {
+                                    format!("cannot fetch cluster metadata: {err}")
+                                })
+                            }
+                        };
+                    return Err(Error::Failed {
+                        failure: Failure::classify(&reason),
+                        reason,
+                    });
                 }
             };
             let report = topics
