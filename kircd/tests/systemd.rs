@@ -6,28 +6,22 @@
 use std::time::{Duration, Instant};
 
 use kirc_proto::v1::{Backend, BackendState};
-use kirc_testkit::{Actor, backend};
-use tokio::net::UnixDatagram;
+use kirc_testkit::{Actor, NotifySocket, backend};
 use tokio::process::Child;
 
-/// A kircd started with NOTIFY_SOCKET (and the given extra environment), and
-/// every notification it sent with its arrival time.
+/// A kircd started with NOTIFY_SOCKET (and the given extra environment).
 struct Notified {
     child: Child,
-    socket: UnixDatagram,
-    _dir: tempfile::TempDir,
-    received: Vec<(Instant, String)>,
+    notify: NotifySocket,
 }
 
 impl Notified {
     async fn start(actor: &Actor, env: &[(&str, &str)]) -> Notified {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).unwrap();
+        let notify = NotifySocket::new();
         let mut command = actor.kircd();
         command
             .arg("run")
-            .env("NOTIFY_SOCKET", &path)
+            .env("NOTIFY_SOCKET", notify.path())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -36,42 +30,7 @@ impl Notified {
         }
         Notified {
             child: command.spawn().unwrap(),
-            socket,
-            _dir: dir,
-            received: Vec::new(),
-        }
-    }
-
-    /// Receives until a notification holds `line`; returns that one.
-    async fn until(&mut self, line: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut buffer = vec![0u8; 4096];
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let received = tokio::time::timeout(remaining, self.socket.recv(&mut buffer))
-                .await
-                .unwrap_or_else(|_| panic!("no `{line}` within {timeout:?}: {:?}", self.received))
-                .unwrap();
-            let text = String::from_utf8_lossy(&buffer[..received]).into_owned();
-            self.received.push((Instant::now(), text.clone()));
-            if text.lines().any(|sent| sent == line) {
-                return text;
-            }
-        }
-    }
-
-    /// Everything received for `window`.
-    async fn collect(&mut self, window: Duration) {
-        let deadline = Instant::now() + window;
-        let mut buffer = vec![0u8; 4096];
-        while let Ok(received) = tokio::time::timeout_at(
-            tokio::time::Instant::from_std(deadline),
-            self.socket.recv(&mut buffer),
-        )
-        .await
-        {
-            let text = String::from_utf8_lossy(&buffer[..received.unwrap()]).into_owned();
-            self.received.push((Instant::now(), text));
+            notify,
         }
     }
 
@@ -95,7 +54,7 @@ fn status_line(notification: &str) -> &str {
 async fn ready_comes_once_every_backend_is_checked_and_commands_work() {
     let actor = Actor::new("ready").await;
     let mut kircd = Notified::start(&actor, &[]).await;
-    let ready = kircd.until("READY=1", Duration::from_secs(30)).await;
+    let ready = kircd.notify.until("READY=1", Duration::from_secs(30)).await;
     // READY carries each backend's checked state, never "connecting".
     assert_eq!(status_line(&ready), "kafka up, postgres up, valkey up");
 
@@ -129,7 +88,7 @@ async fn ready_reports_a_backend_that_is_down_instead_of_waiting_for_it() {
     actor.set("valkey.url", "redis://127.0.0.1:1/0");
     let started = Instant::now();
     let mut kircd = Notified::start(&actor, &[]).await;
-    let ready = kircd.until("READY=1", Duration::from_secs(30)).await;
+    let ready = kircd.notify.until("READY=1", Duration::from_secs(30)).await;
     assert_eq!(status_line(&ready), "kafka up, postgres up, valkey DOWN");
     // Well before the 60 s bound: a down backend is reported, not waited for.
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -152,10 +111,10 @@ async fn watchdog_pings_come_at_half_the_interval_systemd_asks_for() {
     let actor = Actor::new("watchdog").await;
     // WatchdogSec=400ms: kircd should ping every 200 ms.
     let mut kircd = Notified::start(&actor, &[("WATCHDOG_USEC", "400000")]).await;
-    kircd.until("READY=1", Duration::from_secs(30)).await;
-    let from = kircd.received.len();
-    kircd.collect(Duration::from_secs(3)).await;
-    let pings: Vec<Instant> = kircd.received[from..]
+    kircd.notify.until("READY=1", Duration::from_secs(30)).await;
+    let from = kircd.notify.received.len();
+    kircd.notify.collect(Duration::from_secs(3)).await;
+    let pings: Vec<Instant> = kircd.notify.received[from..]
         .iter()
         .filter(|(_, text)| text.lines().any(|line| line == "WATCHDOG=1"))
         .map(|(at, _)| *at)
@@ -185,15 +144,15 @@ async fn watchdog_pings_come_at_half_the_interval_systemd_asks_for() {
         &[("WATCHDOG_USEC", "400000"), ("WATCHDOG_PID", "1")],
     )
     .await;
-    kircd.until("READY=1", Duration::from_secs(30)).await;
-    let from = kircd.received.len();
-    kircd.collect(Duration::from_secs(1)).await;
+    kircd.notify.until("READY=1", Duration::from_secs(30)).await;
+    let from = kircd.notify.received.len();
+    kircd.notify.collect(Duration::from_secs(1)).await;
     assert!(
-        !kircd.received[from..]
+        !kircd.notify.received[from..]
             .iter()
             .any(|(_, text)| text.contains("WATCHDOG=1")),
         "{:?}",
-        kircd.received
+        kircd.notify.received
     );
     kircd.stop().await;
 }

@@ -26,6 +26,12 @@ pub struct Stack {
     /// postgres://user:password@host:port (no database).
     pub postgres: String,
     pub valkey: String,
+    /// The SASL_SSL (SCRAM over TLS) listener standing in for Aiven's.
+    pub kafka_sasl: String,
+    pub sasl_user: String,
+    pub sasl_password: String,
+    /// The CA that signed the SASL_SSL listener's certificate.
+    pub ca_file: PathBuf,
 }
 
 impl Stack {
@@ -39,6 +45,13 @@ impl Stack {
                 "postgres://kirc:kirc@127.0.0.1:15432",
             ),
             valkey: var("KIRC_STACK_VALKEY_URL", "redis://127.0.0.1:16379"),
+            kafka_sasl: var("KIRC_STACK_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094"),
+            sasl_user: var("KIRC_STACK_KAFKA_SASL_USER", "kirc-admin"),
+            sasl_password: var("KIRC_STACK_KAFKA_SASL_PASSWORD", "kirc-admin-secret"),
+            ca_file: std::env::var_os("KIRC_STACK_KAFKA_CA_FILE").map_or_else(
+                || repo_root().join(".stack/kafka/tls/ca.pem"),
+                PathBuf::from,
+            ),
         }
     }
 }
@@ -99,6 +112,93 @@ fn unique_suffix() -> String {
     )
 }
 
+/// Creates a database of its own for a test, named after `name`; returns its
+/// name.
+pub async fn create_database(stack: &Stack, name: &str) -> String {
+    let database = format!("kirc_test_{name}_{}", unique_suffix()).replace('-', "_");
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", stack.postgres))
+        .await
+        .unwrap_or_else(|err| {
+            panic!("cannot reach the stack's PostgreSQL (run dev/stack up): {err}")
+        });
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{database}\""
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+    database
+}
+
+/// A unique string for names of topics, databases and prefixes.
+pub fn unique(name: &str) -> String {
+    format!("{name}_{}", unique_suffix())
+}
+
+/// A service manager's end of the sd_notify protocol: a datagram socket to
+/// hand to a process as NOTIFY_SOCKET, and everything it received, with the
+/// arrival times.
+#[derive(Debug)]
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+    pub received: Vec<(Instant, String)>,
+}
+
+impl NotifySocket {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        NotifySocket {
+            socket: UnixDatagram::bind(&path).unwrap(),
+            path,
+            _dir: dir,
+            received: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Receives until a notification holds `line` (e.g. `READY=1`) and
+    /// returns that notification; panics after `timeout`.
+    pub async fn until(&mut self, line: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some(text) = receive(&self.socket, remaining).await else {
+                panic!("no `{line}` within {timeout:?}: {:?}", self.received);
+            };
+            self.received.push((Instant::now(), text.clone()));
+            if text.lines().any(|sent| sent == line) {
+                return text;
+            }
+        }
+    }
+
+    /// Keeps everything that arrives for `window`.
+    pub async fn collect(&mut self, window: Duration) {
+        let deadline = Instant::now() + window;
+        while let Some(text) = receive(
+            &self.socket,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
+        {
+            self.received.push((Instant::now(), text));
+        }
+    }
+}
+
+impl Default for NotifySocket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One actor's own slice of the stack and its config file.
 #[derive(Debug)]
 pub struct Actor {
@@ -119,19 +219,7 @@ impl Actor {
     pub async fn new(name: &str) -> Actor {
         let stack = Stack::from_env();
         let suffix = unique_suffix();
-        let database = format!("kirc_test_{name}_{suffix}");
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", stack.postgres))
-            .await
-            .unwrap_or_else(|err| {
-                panic!("cannot reach the stack's PostgreSQL (run dev/stack up): {err}")
-            });
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE \"{database}\""
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.ok();
+        let database = create_database(&stack, name).await;
 
         let dir = tempfile::Builder::new()
             .prefix("kirc-test-")
