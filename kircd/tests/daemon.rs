@@ -440,6 +440,11 @@ async fn speaks_sd_notify_status_watchdog_and_stopping() {
 #[tokio::test]
 async fn missing_topics_are_named_when_kircd_may_not_create_them() {
     let mut actor = Actor::new("notopics").await;
+    // `kircd init` made the actor's topics; a new prefix names topics that do
+    // not exist.
+    actor.topic_prefix = format!("{}none.", actor.topic_prefix);
+    let prefix = actor.topic_prefix.clone();
+    actor.set("kafka.topic_prefix", prefix);
     actor.set("kafka.create_topics", false);
     let daemon = Daemon::start(&actor).await;
     let status = daemon
@@ -471,7 +476,11 @@ async fn missing_topics_are_named_when_kircd_may_not_create_them() {
         text.contains(&format!("{}rpc-out MISSING", actor.topic_prefix)),
         "{text}"
     );
-    assert!(text.contains("or set kafka.create_topics = true"), "{text}");
+    assert!(
+        text.contains("run `terraform apply` in terraform/")
+            && text.contains("set kafka.create_topics = true"),
+        "{text}"
+    );
     assert!(daemon.stop().await.success());
 }
 
@@ -501,7 +510,7 @@ async fn a_service_manager_that_stops_reading_cannot_stall_the_daemon() {
 }
 
 #[tokio::test]
-async fn init_creates_an_owner_only_identity_and_refuses_to_replace_it() {
+async fn init_creates_an_owner_only_identity_and_keeps_it_unless_forced() {
     // Actor::new ran `kircd init` already.
     let actor = Actor::new("init").await;
     let key = actor.dir.path().join("identity.key");
@@ -509,18 +518,22 @@ async fn init_creates_an_owner_only_identity_and_refuses_to_replace_it() {
     assert_eq!(mode, 0o600);
     let before = std::fs::read(&key).unwrap();
 
+    // Running init again (to re-check, or after changing the config) keeps
+    // the identity: contacts know this actor by it.
     let output = actor.kircd().arg("init").output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("identity:    kept"), "{stdout}");
     assert!(
-        stderr.contains("an identity already exists") && stderr.contains("--force"),
-        "{stderr}"
+        stdout.contains(&format!("actor id:    {}", actor.actor_id)),
+        "{stdout}"
     );
     assert_eq!(
         std::fs::read(&key).unwrap(),
         before,
         "the identity is untouched"
     );
+    let kept_key = before;
 
     // The profile was recorded in the actor's database.
     let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
@@ -541,6 +554,19 @@ async fn init_creates_an_owner_only_identity_and_refuses_to_replace_it() {
             .collect::<String>(),
         actor.actor_id
     );
+
+    // --force replaces it with a new one.
+    let output = actor
+        .kircd()
+        .args(["init", "--force"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("identity:    created"), "{stdout}");
+    assert!(!stdout.contains(&actor.actor_id), "{stdout}");
+    assert_ne!(std::fs::read(&key).unwrap(), kept_key);
 
     // A daemon without an identity refuses to start, and says how to fix it.
     std::fs::remove_file(&key).unwrap();
