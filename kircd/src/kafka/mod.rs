@@ -438,12 +438,25 @@ impl Cluster {
         if missing.is_empty() || !self.config.create_topics {
             return Ok((report, None));
         }
-        match self.create_topics(&missing, timeout).await {
-            Ok(()) => Ok((self.inspect(timeout).await?, None)),
-            Err(err) => Ok((report, Some(err))),
+        if let Err(err) = self.create_topics(&missing, timeout).await {
+            return Ok((report, Some(err)));
+        }
+        // The controller has the topics once create_topics returns; the
+        // broker's metadata catches up a moment later, and only the metadata
+        // can say when.
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let report = self.inspect(timeout).await?;
+            if report.missing().is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok((report, None));
+            }
+            tokio::time::sleep(METADATA_PROPAGATION_POLL).await;
         }
     }
 }
+
+/// How often a check looks again for topics it has just created.
+const METADATA_PROPAGATION_POLL: Duration = Duration::from_millis(50);
 
 /// The supervisor's view of the cluster.
 #[derive(Debug)]
