@@ -118,6 +118,37 @@ async fn graceful_stop_tells_subscribers_and_removes_the_socket() {
     }
 }
 
+/// A SIGTERM right after READY arrives while the consumers are still joining
+/// their groups; librdkafka can then block closing a consumer forever
+/// (confluentinc/librdkafka#4884), which hung about one start in seven
+/// (release build) before kircd bounded the close. The race window is the
+/// group join, some milliseconds after READY; the stops sweep it in steps
+/// of 10 ms (a deliberate offset, not a wait for readiness).
+#[tokio::test]
+async fn stops_promptly_when_stopped_right_after_ready() {
+    const STARTS: u64 = 30;
+    // A graceful stop takes about 0.2 s; this leaves room for a busy machine
+    // and stays well under systemd's TimeoutStopSec=30s.
+    const STOP_BOUND: Duration = Duration::from_secs(10);
+    let actor = Actor::new("quickstop").await;
+    for start in 0..STARTS {
+        let mut daemon = Daemon::start(&actor).await;
+        tokio::time::sleep(Duration::from_millis(start % 10 * 10)).await;
+        let stopping = std::time::Instant::now();
+        daemon.signal(rustix::process::Signal::TERM);
+        let status = tokio::time::timeout(STOP_BOUND, daemon.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "start {start}: kircd did not stop within {STOP_BOUND:?} of SIGTERM:\n{}",
+                    daemon.stderr()
+                )
+            });
+        assert!(status.success(), "start {start}: {status:?}");
+        assert!(stopping.elapsed() < STOP_BOUND);
+    }
+}
+
 #[tokio::test]
 async fn a_second_kircd_on_the_same_socket_is_refused_and_a_stale_socket_is_replaced() {
     let actor = Actor::new("second").await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -101,9 +101,7 @@ pub async fn run(
             tracing::warn!(error = %err, topic, partition, offset, "could not store the delivery offset");
         }
     }
-    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %err, topic, "final delivery commit");
-    }
+    links::close_consumer(consumer, route.role()).await;
 }
 
 /// Delivers one record, retrying until it is done or the worker is cancelled

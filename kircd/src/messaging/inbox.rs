@@ -13,7 +13,7 @@ use kirc_proto::v1::event::Kind as EventKind;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -86,9 +86,7 @@ pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
             }
         }
     }
-    if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %err, "final inbox commit");
-    }
+    links::close_consumer(consumer, "inbox").await;
 }
 
 /// What one record turned out to be.

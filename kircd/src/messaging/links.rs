@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kirc_proto::wire::v1 as wire;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -239,4 +239,45 @@ pub fn consumer(
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.wait.max.ms", "100");
     StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
+}
+
+/// How long closing a consumer at shutdown may take: the final commit and
+/// the close normally take a few milliseconds.
+const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Commits the offsets stored so far and closes `consumer`, on a thread of
+/// its own because both calls block. librdkafka can block a close forever
+/// when a group assignment arrives during it (confluentinc/librdkafka#4884,
+/// seen here when kircd is stopped right after READY); after
+/// CONSUMER_CLOSE_TIMEOUT the close is abandoned and its thread ends with the
+/// process. Nothing is lost by that: the commit comes first, a record whose
+/// commit did not happen is delivered again and stored idempotently, and a
+/// static group member does not leave its group on close anyway.
+pub async fn close_consumer(consumer: StreamConsumer<KafkaContext>, role: &'static str) {
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let close = move || {
+        if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Usually NoOffset: nothing was stored since the last commit.
+            tracing::debug!(error = %err, role, "final commit");
+        }
+        drop(consumer);
+        let _ = closed_tx.send(());
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name(format!("close-{role}"))
+        .spawn(close)
+    {
+        tracing::warn!(error = %err, role, "no thread to close the consumer on");
+        return;
+    }
+    if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, closed_rx)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            role,
+            timeout = ?CONSUMER_CLOSE_TIMEOUT,
+            "the consumer did not close in time (librdkafka#4884); stopping without it (records not yet committed come again and are stored once)"
+        );
+    }
 }
