@@ -92,7 +92,6 @@ fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
         .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
         .set("auto.offset.reset", "earliest")
         .set("socket.nagle.disable", "true")
-        .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();

@@ -1,5 +1,6 @@
 //! The actor's own Kafka cluster: client settings for every security mode,
-//! the health probe, and making sure the four topics exist.
+//! the health probe, making sure the four topics exist, and the producer
+//! that every send goes through.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,10 @@ use secrecy::ExposeSecret;
 use crate::config::{KafkaConfig, KafkaSecurity};
 use crate::hub::Hub;
 use crate::supervise::Probe;
+
+mod producer;
+
+pub use producer::{AckedProducer, Delivered};
 
 /// How long a failed check waits for librdkafka's error event, which says
 /// why (refused, TLS, authentication) where the failed request does not.
@@ -198,9 +203,17 @@ impl ClientContext for KafkaContext {
 impl rdkafka::consumer::ConsumerContext for KafkaContext {}
 
 impl ProducerContext for KafkaContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Box<producer::DeliverySender>;
 
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, (): Self::DeliveryOpaque) {}
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, acked: Self::DeliveryOpaque) {
+        use rdkafka::Message as _;
+        let outcome = match result {
+            Ok(record) => Ok((record.partition(), record.offset())),
+            Err((err, _record)) => Err(err.clone()),
+        };
+        // The sender's future may have been dropped (its caller gave up).
+        let _ = acked.send(outcome);
+    }
 }
 
 /// The librdkafka settings shared by every client of the actor's own cluster.

@@ -10,11 +10,10 @@ use kirc_proto::wire::v1 as wire;
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::KafkaConfig;
 use crate::identity::ActorId;
-use crate::kafka::{KafkaContext, client_config};
+use crate::kafka::{AckedProducer, Delivered, KafkaContext, client_config};
 use crate::traffic::{Budgets, Priority};
 
 /// How long a produce may wait in librdkafka before it fails and the caller
@@ -42,7 +41,7 @@ fn producer_settings(config: &mut ClientConfig) {
 /// A producer to the actor's own cluster (data-out, rpc-out).
 #[derive(Clone)]
 pub struct Outbox {
-    producer: FutureProducer<KafkaContext>,
+    producer: AckedProducer,
     cluster: String,
     budgets: Budgets,
     data_out: String,
@@ -59,7 +58,7 @@ impl Outbox {
         let mut settings = client_config(config, &format!("kircd-{actor}-outbox"));
         producer_settings(&mut settings);
         Ok(Outbox {
-            producer: FutureProducer::from_config_and_context(&settings, KafkaContext::default())?,
+            producer: AckedProducer::new(&settings, "outbox")?,
             cluster: config.bootstrap_servers.clone(),
             budgets,
             data_out: config.topics.data_out.clone(),
@@ -72,7 +71,7 @@ impl Outbox {
         topic: &str,
         key: &[u8],
         value: &[u8],
-    ) -> Result<(i32, i64), KafkaError> {
+    ) -> Result<Delivered, KafkaError> {
         let priority = if topic == self.data_out {
             Priority::Chat
         } else {
@@ -81,31 +80,15 @@ impl Outbox {
         self.budgets
             .acquire(&self.cluster, key.len() + value.len(), priority)
             .await;
-        produce(&self.producer, topic, key, value).await
+        self.producer.send(topic, key, value).await
     }
 
     /// Waits for everything queued to be acknowledged (at shutdown).
     pub fn flush(&self, timeout: Duration) {
-        if let Err(err) = rdkafka::producer::Producer::flush(&self.producer, timeout) {
+        if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "outbox flush did not complete");
         }
     }
-}
-
-async fn produce(
-    producer: &FutureProducer<KafkaContext>,
-    topic: &str,
-    key: &[u8],
-    value: &[u8],
-) -> Result<(i32, i64), KafkaError> {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(value),
-            Duration::ZERO,
-        )
-        .await
-        .map(|delivery| (delivery.partition, delivery.offset))
-        .map_err(|(err, _)| err)
 }
 
 /// What identifies a peer cluster connection: the same cluster with the same
@@ -142,7 +125,7 @@ fn peer_config(access: &wire::KafkaAccess, client_id: &str) -> ClientConfig {
 /// Producers to peers' clusters, made on first use.
 #[derive(Clone)]
 pub struct PeerProducers {
-    producers: Arc<Mutex<HashMap<String, FutureProducer<KafkaContext>>>>,
+    producers: Arc<Mutex<HashMap<String, AckedProducer>>>,
     budgets: Budgets,
 }
 
@@ -164,7 +147,7 @@ impl PeerProducers {
         &self,
         access: &wire::KafkaAccess,
         me: ActorId,
-    ) -> Result<FutureProducer<KafkaContext>, KafkaError> {
+    ) -> Result<AckedProducer, KafkaError> {
         let key = access_key(access);
         let mut producers = self
             .producers
@@ -173,10 +156,8 @@ impl PeerProducers {
         if let Some(producer) = producers.get(&key) {
             return Ok(producer.clone());
         }
-        let producer: FutureProducer<KafkaContext> = FutureProducer::from_config_and_context(
-            &peer_config(access, &format!("kircd-{me}-peer")),
-            KafkaContext::default(),
-        )?;
+        let producer =
+            AckedProducer::new(&peer_config(access, &format!("kircd-{me}-peer")), "peer")?;
         producers.insert(key, producer.clone());
         Ok(producer)
     }
@@ -196,7 +177,7 @@ impl PeerProducers {
             .acquire(&access.bootstrap_servers, key.len() + value.len(), priority)
             .await;
         let producer = self.producer(access, me)?;
-        produce(&producer, topic, key, value).await.map(drop)
+        producer.send(topic, key, value).await.map(drop)
     }
 
     /// Drops the producer of `access` (after failures, so that a changed DNS
@@ -236,8 +217,7 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         // Bounds what librdkafka prefetches per partition.
-        .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.wait.max.ms", "100");
+        .set("queued.max.messages.kbytes", "8192");
     StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
 }
 
