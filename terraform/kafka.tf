@@ -9,11 +9,16 @@ locals {
   # contact's free tier may be powered off for days); control traffic goes
   # stale in minutes. kircd uses the same figures when it creates topics
   # itself (kircd/src/kafka/mod.rs), and a test keeps the two in step.
+  #
+  # The inboxes take the broker's append time as record time: kircd limits
+  # each contact's rate by the minute a record reached the inbox, which a
+  # contact cannot forge, so that a backlog read after days offline is not
+  # mistaken for a flood.
   topics = {
-    data_in  = { name = "${var.topic_prefix}data-in", retention_ms = 604800000 }
-    data_out = { name = "${var.topic_prefix}data-out", retention_ms = 1209600000 }
-    rpc_in   = { name = "${var.topic_prefix}rpc-in", retention_ms = 86400000 }
-    rpc_out  = { name = "${var.topic_prefix}rpc-out", retention_ms = 86400000 }
+    data_in  = { name = "${var.topic_prefix}data-in", retention_ms = 604800000, timestamp_type = "LogAppendTime" }
+    data_out = { name = "${var.topic_prefix}data-out", retention_ms = 1209600000, timestamp_type = "CreateTime" }
+    rpc_in   = { name = "${var.topic_prefix}rpc-in", retention_ms = 86400000, timestamp_type = "LogAppendTime" }
+    rpc_out  = { name = "${var.topic_prefix}rpc-out", retention_ms = 86400000, timestamp_type = "CreateTime" }
   }
 
   # The service's endpoint for the chosen authentication method.
@@ -39,8 +44,9 @@ resource "aiven_kafka_topic" "mailbox" {
   replication  = var.topic_replication
 
   config {
-    retention_ms   = each.value.retention_ms
-    cleanup_policy = "delete"
+    retention_ms           = each.value.retention_ms
+    message_timestamp_type = each.value.timestamp_type
+    cleanup_policy         = "delete"
   }
 }
 

@@ -454,6 +454,63 @@ async fn a_burst_is_paced_under_the_budget_and_nothing_is_dropped() {
     assert!(traffic.paced > 0, "{traffic:?}");
 }
 
+/// `from`'s keys writing valid chat envelopes straight into `to`'s inbox, as
+/// `from`'s kircd would, with a raw producer.
+struct RawSender {
+    keys: Identity,
+    to: kircd::identity::ActorId,
+    pair: envelope::PairKey,
+    conversation: uuid::Uuid,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl RawSender {
+    fn new(from: &Actor, to: &Actor) -> Self {
+        let keys = Identity::load(&from.dir.path().join("identity.key")).unwrap();
+        let to_keys = Identity::load(&to.dir.path().join("identity.key")).unwrap();
+        RawSender {
+            pair: envelope::PairKey::new(&keys, &to_keys.box_key()),
+            conversation: envelope::conversation_id(keys.id(), to_keys.id()),
+            to: to_keys.id(),
+            keys,
+            topic: format!("{}data-in", to.topic_prefix),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", &to.stack.kafka)
+                .create()
+                .unwrap(),
+        }
+    }
+
+    /// Sends one chat message; returns the broker's timestamp of the record
+    /// (its append time on kircd's inboxes).
+    async fn chat(&self, text: &str) -> i64 {
+        let bytes = envelope::seal(
+            &self.keys,
+            self.to,
+            &self.pair,
+            wire::Kind::Chat,
+            envelope::new_message_id(),
+            &wire::ChatPayload {
+                text: text.to_owned(),
+                action: false,
+            }
+            .encode_to_vec(),
+        );
+        let delivery = self
+            .producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(self.conversation.as_bytes().as_slice())
+                    .payload(&bytes),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        delivery.timestamp.to_millis().unwrap()
+    }
+}
+
 #[tokio::test]
 async fn a_flooding_sender_is_throttled_and_counted_while_others_get_through() {
     let alice = Actor::new("alice").await;
@@ -469,36 +526,9 @@ async fn a_flooding_sender_is_throttled_and_counted_while_others_get_through() {
 
     // alice (her keys, a raw producer) floods bob's inbox with 200 valid
     // messages.
-    let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
-    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
-    let pair = envelope::PairKey::new(&alice_keys, &bob_keys.box_key());
-    let conversation = envelope::conversation_id(alice_keys.id(), bob_keys.id());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bob.stack.kafka)
-        .create()
-        .unwrap();
+    let raw_alice = RawSender::new(&alice, &bob);
     for index in 0..200 {
-        let bytes = envelope::seal(
-            &alice_keys,
-            bob_keys.id(),
-            &pair,
-            wire::Kind::Chat,
-            envelope::new_message_id(),
-            &wire::ChatPayload {
-                text: format!("flood {index}"),
-                action: false,
-            }
-            .encode_to_vec(),
-        );
-        producer
-            .send(
-                FutureRecord::to(&format!("{}data-in", bob.topic_prefix))
-                    .key(conversation.as_bytes().as_slice())
-                    .payload(&bytes),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
+        raw_alice.chat(&format!("flood {index}")).await;
     }
     // carol, meanwhile, talks normally.
     let mut carol_sent = Vec::new();
@@ -551,4 +581,92 @@ async fn a_flooding_sender_is_throttled_and_counted_while_others_get_through() {
         .map(|message| message.id)
         .collect();
     assert_eq!(from_carol, carol_sent, "carol is not affected");
+}
+
+/// The allowance counts records by the minute they reached the inbox (the
+/// broker's append time), not the minute kircd reads them: a backlog that
+/// waited while bob was offline is read at once without being taken for a
+/// flood.
+#[tokio::test]
+async fn a_backlog_sent_over_several_minutes_is_not_throttled_when_read_at_once() {
+    const LIMIT: i64 = 30;
+    const PER_MINUTE: usize = 25;
+    let alice = Actor::new("alice").await;
+    let mut bob = Actor::new("bob").await;
+    bob.set("presence.rate_limit", LIMIT);
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&bob, &bob_daemon), (&alice, &alice_daemon)).await;
+    assert!(alice_daemon.stop().await.success());
+    assert!(bob_daemon.stop().await.success());
+
+    // Two batches, each within the allowance, in two different minutes of
+    // the broker's clock; together they exceed one minute's allowance.
+    let raw_alice = RawSender::new(&alice, &bob);
+    let mut minutes = Vec::new();
+    for batch in 0..2 {
+        let mut appended = Vec::new();
+        for index in 0..PER_MINUTE {
+            appended.push(raw_alice.chat(&format!("backlog {batch}.{index}")).await / 60_000);
+        }
+        if appended.first() != appended.last() {
+            // The batch straddled a minute: the next one starts in a fresh
+            // minute anyway, and this one counts as two smaller ones.
+            eprintln!("batch {batch} straddled minutes {appended:?}");
+        }
+        minutes.extend(appended.iter().copied());
+        if batch == 0 {
+            // The broker's minute turns by the clock; no event says so.
+            let next_minute_ms = (appended.last().unwrap() + 1) * 60_000;
+            let now_ms = kirc_proto::unix_ms(std::time::SystemTime::now());
+            tokio::time::sleep(Duration::from_millis(
+                u64::try_from(next_minute_ms - now_ms).unwrap_or(0) + 200,
+            ))
+            .await;
+        }
+    }
+    let first_minute = minutes[0];
+    assert!(
+        minutes[PER_MINUTE..]
+            .iter()
+            .all(|minute| *minute > first_minute),
+        "the second batch arrived in a later minute: {minutes:?}"
+    );
+
+    let bob_daemon = Daemon::start(&bob).await;
+    let mut bob_watch = bob_daemon.watch().await;
+    let view = bob_watch
+        .wait_for("the whole backlog in", WAIT, |view| {
+            view.contact(&alice.actor_id)
+                .and_then(|contact| view.conversation(&contact.conversation_id))
+                .is_some_and(|conversation| conversation.unread >= 2 * PER_MINUTE as u64)
+        })
+        .await;
+    let limited = view
+        .status
+        .as_ref()
+        .and_then(|status| {
+            status
+                .rejected
+                .iter()
+                .find(|count| count.reason == "rate_limited")
+                .map(|count| count.count)
+        })
+        .unwrap_or(0);
+    assert_eq!(limited, 0, "nothing of the backlog was taken for a flood");
+    let conversation = view
+        .contact(&alice.actor_id)
+        .unwrap()
+        .conversation_id
+        .clone();
+    let texts: Vec<String> = history_all(&bob_daemon, &conversation)
+        .await
+        .into_iter()
+        .filter(|message| message.body.starts_with("backlog "))
+        .map(|message| message.body)
+        .collect();
+    let expected: Vec<String> = (0..2)
+        .flat_map(|batch| (0..PER_MINUTE).map(move |index| format!("backlog {batch}.{index}")))
+        .collect();
+    assert_eq!(texts, expected, "all of it, once, in order");
 }

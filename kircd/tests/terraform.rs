@@ -402,14 +402,46 @@ fn topics_match_what_kircd_creates_itself() {
     let local_values = locals(&files);
     let topics = object_entries(local_values["topics"]);
     let mut roles = BTreeMap::new();
+    let mut append_time = BTreeSet::new();
     for (role, topic) in topics {
         let fields: BTreeMap<String, &Expression> = object_entries(topic).into_iter().collect();
         let retention = match fields["retention_ms"] {
             Expression::Number(number) => number.value().as_u64().unwrap(),
             other => panic!("{role}: retention_ms is not a number: {other:?}"),
         };
-        roles.insert(role.replace('_', "-"), retention);
+        let role = role.replace('_', "-");
+        match fields["timestamp_type"].as_str() {
+            Some("LogAppendTime") => {
+                append_time.insert(role.clone());
+            }
+            Some("CreateTime") => {}
+            other => panic!("{role}: timestamp_type is {other:?}"),
+        }
+        roles.insert(role, retention);
     }
+    assert_eq!(
+        append_time,
+        kircd::kafka::APPEND_TIME_TOPICS
+            .iter()
+            .map(|role| (*role).to_owned())
+            .collect::<BTreeSet<_>>(),
+        "the inboxes take the broker's append time, as kircd's own topics do"
+    );
+    let topic = blocks(&files, "resource")
+        .into_iter()
+        .find(|block| label(block, 0) == "aiven_kafka_topic")
+        .expect("resource aiven_kafka_topic");
+    let config = topic.body.get_blocks("config").next().expect("config");
+    let timestamp_type = config
+        .body
+        .get_attribute("message_timestamp_type")
+        .expect("the topics' message_timestamp_type comes from local.topics");
+    assert!(
+        references_in_expr(&timestamp_type.value)
+            .iter()
+            .any(|reference| reference.root == "each"),
+        "message_timestamp_type = each.value.timestamp_type"
+    );
     let kircd: BTreeMap<String, u64> = kircd::kafka::TOPIC_RETENTION_MS
         .iter()
         .map(|(role, retention)| ((*role).to_owned(), *retention))

@@ -289,7 +289,7 @@ pub const KEYS: &[KeySpec] = &[
             max: 1_000_000,
         },
         Default::Int(3000),
-        "Records one contact may send you per minute; more are dropped and counted (rate_limited).",
+        "Records one contact may send you per minute, counted by the minute they reached your inbox (so a backlog read after time offline is not a flood); more are dropped and counted (rate_limited).",
     ),
     key(
         "postgres.url",

@@ -44,6 +44,13 @@ pub const TOPIC_RETENTION_MS: [(&str, u64); 4] = [
 ];
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// The topics whose records carry the broker's append time rather than the
+/// producer's: the inboxes, where contacts produce. kircd limits a contact's
+/// rate by the minute its records reached the inbox (see
+/// `messaging::inbox`), which a contact cannot forge and which spreads a
+/// backlog over the minutes it was sent in. terraform/ sets the same.
+pub const APPEND_TIME_TOPICS: [&str; 2] = ["data-in", "rpc-in"];
+
 fn retention_ms(role: &str) -> Option<u64> {
     TOPIC_RETENTION_MS
         .iter()
@@ -414,9 +421,14 @@ impl Cluster {
                     self.config.partitions,
                     TopicReplication::Fixed(self.config.replication_factor),
                 );
-                match retention {
+                let new = match retention {
                     Some(ms) => new.set("retention.ms", ms),
                     None => new,
+                };
+                if APPEND_TIME_TOPICS.contains(&topic.role.as_str()) {
+                    new.set("message.timestamp.type", "LogAppendTime")
+                } else {
+                    new
                 }
             })
             .collect();

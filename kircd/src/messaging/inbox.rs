@@ -14,7 +14,7 @@ use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{OwnedMessage, Timestamp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -125,7 +125,7 @@ async fn process(messaging: &Messaging, batch: &[OwnedMessage]) -> Result<(), Me
     let mut chats = Vec::new();
     let mut controls = Vec::new();
     let mut counts_changed = false;
-    let checked_all = rate_limit(messaging, check_all(messaging, batch, data_in)).await;
+    let checked_all = rate_limit(messaging, batch, check_all(messaging, batch, data_in)).await;
     for (record, checked) in batch.iter().zip(checked_all) {
         let bytes = record.payload().unwrap_or_default();
         match checked {
@@ -236,10 +236,25 @@ async fn reject(
     Ok(())
 }
 
-/// Applies the per-sender inbound rate (buckets in Valkey): records beyond
-/// a sender's allowance become `RateLimited`; other senders are unaffected.
+/// The minute (since the epoch) a record reached the inbox: the broker's
+/// append time where the topic keeps it (the inboxes kircd and terraform/
+/// make do, see `kafka::APPEND_TIME_TOPICS`), else the minute it is read.
+/// A producer's own timestamp is never used: a contact could forge it.
+fn arrival_minute(record: &OwnedMessage, now_minute: i64) -> i64 {
+    match record.timestamp() {
+        Timestamp::LogAppendTime(ms) => (ms / 60_000).min(now_minute),
+        Timestamp::CreateTime(_) | Timestamp::NotAvailable => now_minute,
+    }
+}
+
+/// Applies the per-sender inbound rate (buckets in Valkey, one per sender
+/// and minute of arrival): records beyond a sender's allowance for the
+/// minute they arrived in become `RateLimited`; other senders are
+/// unaffected. Counting by arrival rather than by reading keeps a backlog
+/// read after days offline within the rate it was sent at.
 async fn rate_limit(
     messaging: &Messaging,
+    batch: &[OwnedMessage],
     checked: Vec<Result<Checked, Rejected>>,
 ) -> Vec<Result<Checked, Rejected>> {
     let sender_of = |checked: &Result<Checked, Rejected>| match checked {
@@ -248,27 +263,32 @@ async fn rate_limit(
         Ok(Checked::Control(header, _)) if header.sender != messaging.me => Some(header.sender),
         _ => None,
     };
-    let mut counts: HashMap<ActorId, u64> = HashMap::new();
-    for result in &checked {
-        if let Some(sender) = sender_of(result) {
-            *counts.entry(sender).or_default() += 1;
+    let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+    let bucket_of = |record: &OwnedMessage, result: &Result<Checked, Rejected>| {
+        sender_of(result).map(|sender| (sender, arrival_minute(record, now_minute)))
+    };
+    let mut counts: HashMap<(ActorId, i64), u64> = HashMap::new();
+    for (record, result) in batch.iter().zip(&checked) {
+        if let Some(bucket) = bucket_of(record, result) {
+            *counts.entry(bucket).or_default() += 1;
         }
     }
-    let mut allowed: HashMap<ActorId, u64> = HashMap::new();
-    for (sender, count) in &counts {
-        let allowance = messaging.live.allowed(*sender, *count).await;
-        if allowance < *count {
-            tracing::warn!(%sender, records = count, allowed = allowance, "a sender exceeds its inbound rate; the excess is dropped");
+    let mut allowed: HashMap<(ActorId, i64), u64> = HashMap::new();
+    for (&(sender, minute), &count) in &counts {
+        let allowance = messaging.live.allowed(sender, minute, count).await;
+        if allowance < count {
+            tracing::warn!(%sender, minute, records = count, allowed = allowance, "a sender exceeds its inbound rate; the excess is dropped");
         }
-        allowed.insert(*sender, allowance);
+        allowed.insert((sender, minute), allowance);
     }
-    checked
-        .into_iter()
-        .map(|result| {
-            let Some(sender) = sender_of(&result) else {
+    batch
+        .iter()
+        .zip(checked)
+        .map(|(record, result)| {
+            let Some(bucket) = bucket_of(record, &result) else {
                 return result;
             };
-            let left = allowed.entry(sender).or_default();
+            let left = allowed.entry(bucket).or_default();
             if *left == 0 {
                 let header = match &result {
                     Ok(Checked::Chat(incoming)) => (Some(incoming.sender), Some(incoming.id)),

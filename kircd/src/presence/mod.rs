@@ -112,10 +112,11 @@ impl Live {
         self.hub.set_peer_presence(presence);
     }
 
-    /// How many of `records` new records from `actor` its rate allows. With
-    /// Valkey away there is no limit: chat goes on.
-    pub async fn allowed(&self, actor: ActorId, records: u64) -> u64 {
-        match self.store.rate(actor, records).await {
+    /// How many of `records` new records that reached the inbox from `actor`
+    /// in `minute` (minutes since the epoch) its rate allows. With Valkey
+    /// away there is no limit: chat goes on.
+    pub async fn allowed(&self, actor: ActorId, minute: i64, records: u64) -> u64 {
+        match self.store.rate(actor, minute, records).await {
             Ok(before) => self.config.rate_limit.saturating_sub(before).min(records),
             Err(_) => records,
         }

@@ -134,10 +134,9 @@ impl Store {
         }
     }
 
-    /// Adds `records` to `actor`'s count for the current minute and returns
-    /// the count before them.
-    pub async fn rate(&self, actor: ActorId, records: u64) -> redis::RedisResult<u64> {
-        let minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+    /// Adds `records` to `actor`'s count for `minute` (minutes since the
+    /// epoch) and returns the count before them.
+    pub async fn rate(&self, actor: ActorId, minute: i64, records: u64) -> redis::RedisResult<u64> {
         let key = self.key("rate", &format!("{actor}:{minute}"));
         let mut connection = self.connection.clone();
         let (after,): (u64,) = redis::pipe()
