@@ -336,6 +336,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub stderr_path: PathBuf,
     pub log_dir: PathBuf,
+    /// The sd_notify message that carried `READY=1` (with its `STATUS=`).
+    pub ready: String,
     notify: UnixDatagram,
     _notify_dir: tempfile::TempDir,
 }
@@ -370,14 +372,15 @@ impl Daemon {
             socket: actor.socket.clone(),
             stderr_path,
             log_dir: actor.dir.path().join("logs"),
+            ready: String::new(),
             notify,
             _notify_dir: notify_dir,
         };
-        daemon.wait_ready().await;
+        daemon.ready = daemon.wait_ready().await;
         daemon
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> String {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -388,7 +391,7 @@ impl Daemon {
                         panic!("kircd sent no READY within {START_TIMEOUT:?}:\n{}", stderr());
                     };
                     if text.lines().any(|line| line == "READY=1") {
-                        return;
+                        return text;
                     }
                 }
                 status = self.child.wait() => {
