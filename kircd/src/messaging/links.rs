@@ -217,7 +217,11 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         // Bounds what librdkafka prefetches per partition.
-        .set("queued.max.messages.kbytes", "8192");
+        .set("queued.max.messages.kbytes", "8192")
+        // Measured (dev/bench): at librdkafka's default of 500 ms, the
+        // SendMessage → event p50 was 5.1 ms against 3.9 ms at 100 ms; the
+        // shorter long-poll costs about 0.1 % of a core when idle.
+        .set("fetch.wait.max.ms", "100");
     StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
 }
 
