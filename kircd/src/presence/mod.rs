@@ -431,31 +431,51 @@ async fn follow_valkey(
     }
 }
 
+/// Events published on the events channel in one Valkey round trip at most.
+const PUBLISH_BATCH_MAX: usize = 512;
+
 /// Publishes every event on the events channel as a line of JSON, for other
-/// tools (a status bar, a second kircd of the same person).
+/// tools (a status bar, a second kircd of the same person). Events that are
+/// already waiting go out together in one pipeline, with the unread total
+/// taken once for them: an inbox batch of 1,000 messages costs two round
+/// trips, not 1,000 (one per event made the channel the ingest's bottleneck).
 async fn publish_events(live: Arc<Live>, cancel: CancellationToken) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let channel = live.store.events_channel();
     let mut events = live.hub.subscribe(0, 0).live;
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             () = cancel.cancelled() => return,
             event = events.recv() => event,
         };
-        let event = match event {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        let mut batch = match first {
+            Ok(event) => vec![event],
+            Err(RecvError::Lagged(_)) => Vec::new(),
+            Err(RecvError::Closed) => return,
         };
+        while batch.len() < PUBLISH_BATCH_MAX {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let unread: u64 = live
             .hub
             .conversations()
             .iter()
             .map(|conversation| conversation.unread)
             .sum();
-        let line = event_json(&event, unread);
-        // Valkey away: the event is not kept for tools (they resubscribe).
-        if live.store.publish(&channel, &line).await.is_err() {
-            tracing::trace!("event not published: Valkey is away");
+        let lines: Vec<String> = batch
+            .iter()
+            .map(|event| event_json(event, unread))
+            .collect();
+        // Valkey away: the events are not kept for tools (they resubscribe).
+        if live.store.publish_all(&channel, &lines).await.is_err() {
+            tracing::trace!(events = lines.len(), "events not published: Valkey is away");
         }
     }
 }

@@ -197,8 +197,13 @@ impl Store {
             .await
     }
 
-    pub async fn publish(&self, channel: &str, payload: &str) -> redis::RedisResult<()> {
+    /// Publishes `payloads` on `channel` in order, in one round trip.
+    pub async fn publish_all(&self, channel: &str, payloads: &[String]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.publish(channel, payload).ignore();
+        }
         let mut connection = self.connection.clone();
-        connection.publish(channel, payload).await
+        pipe.query_async(&mut connection).await
     }
 }
