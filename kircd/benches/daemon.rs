@@ -15,8 +15,11 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::summarize;
 use kirc_proto::v1::GetStatusRequest;
 use kirc_testkit::{Actor, Daemon, all_up, bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,20 +27,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const RTT_WARMUP: usize = 2_000;
 const RTT_SAMPLES: usize = 20_000;
 const STARTS: usize = 15;
-
-struct Summary {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Summary {
-    samples.sort();
-    let at = |quantile: f64| samples[((samples.len() as f64 - 1.0) * quantile).round() as usize];
-    Summary {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
 
 fn micros(duration: Duration) -> String {
     format!("{:.1} µs", duration.as_secs_f64() * 1e6)

@@ -16,96 +16,19 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{ms, raw_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, PresenceState, event::Kind};
 use kirc_testkit::{Actor, Daemon, Watcher, befriend, bin};
 use kircd::traffic::{Budgets, Priority};
-use rdkafka::ClientConfig;
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const SAMPLES: usize = 200;
-
-struct Summary {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Summary {
-    samples.sort();
-    let at = |quantile: f64| samples[((samples.len() as f64 - 1.0) * quantile).round() as usize];
-    Summary {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
-}
-
-async fn raw_latency(bootstrap: &str, count: usize) -> Vec<Duration> {
-    let topic = format!("bench.live.{}", uuid::Uuid::now_v7());
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create()
-            .unwrap();
-    admin
-        .create_topics(
-            &[rdkafka::admin::NewTopic::new(
-                &topic,
-                2,
-                rdkafka::admin::TopicReplication::Fixed(1),
-            )],
-            &rdkafka::admin::AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("socket.nagle.disable", "true")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("socket.nagle.disable", "true")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
-    let payload = vec![b't'; 180];
-    producer
-        .send(
-            FutureRecord::to(&topic).key("warm").payload(&payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    consumer.recv().await.unwrap();
-    let mut samples = Vec::with_capacity(count);
-    for index in 0..count {
-        let key = index.to_string();
-        let start = Instant::now();
-        producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        while consumer.recv().await.unwrap().key() != Some(key.as_bytes()) {}
-        samples.push(start.elapsed());
-    }
-    samples
-}
+/// About the size of a typing or presence envelope.
+const RAW_RECORD_BYTES: usize = 180;
 
 /// Waits on `events` for alice's presence at bob to satisfy `condition`.
 async fn until(
@@ -211,7 +134,7 @@ async fn main() {
         .await;
         presence.push(start.elapsed());
     }
-    let raw = summarize(raw_latency(&alice.stack.kafka, SAMPLES).await);
+    let raw = summarize(raw_latency(&alice.stack.kafka, SAMPLES, RAW_RECORD_BYTES).await);
     assert!(bob_daemon.stop().await.success());
     assert!(alice_daemon.stop().await.success());
 

@@ -18,8 +18,11 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{consumer, ms, raw_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
@@ -28,10 +31,6 @@ use kircd::envelope;
 use kircd::identity::Identity;
 use prost::Message as _;
 use rdkafka::ClientConfig;
-use rdkafka::Message as _;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 fn count(var: &str, default: usize) -> usize {
@@ -39,103 +38,6 @@ fn count(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
-}
-
-struct Summary {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Summary {
-    samples.sort();
-    let at = |quantile: f64| samples[((samples.len() as f64 - 1.0) * quantile).round() as usize];
-    Summary {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
-}
-
-/// The client settings kircd uses, so that the baseline differs only in
-/// what kircd adds.
-fn client(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("socket.nagle.disable", "true")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "0");
-    config
-}
-
-async fn fresh_topic(bootstrap: &str, name: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            &[NewTopic::new(name, 2, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-}
-
-fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-{}", uuid::Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("socket.nagle.disable", "true")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
-
-/// Raw produce → consume latency of `count` records of `size` bytes, one at
-/// a time.
-async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Duration> {
-    let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
-    fresh_topic(bootstrap, &topic).await;
-    let producer: FutureProducer = client(bootstrap).create().unwrap();
-    let consumer = consumer(bootstrap, &topic);
-    let payload = vec![b'x'; size];
-    // Warm up until the consumer has its partitions.
-    producer
-        .send(
-            FutureRecord::to(&topic).key("warm").payload(&payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    consumer.recv().await.unwrap();
-    let mut samples = Vec::with_capacity(count);
-    for index in 0..count {
-        let key = index.to_string();
-        let start = Instant::now();
-        producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        loop {
-            let message = consumer.recv().await.unwrap();
-            if message.key() == Some(key.as_bytes()) {
-                break;
-            }
-        }
-        samples.push(start.elapsed());
-    }
-    samples
 }
 
 async fn send_latency(
