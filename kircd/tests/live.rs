@@ -163,20 +163,21 @@ async fn typing_shows_stops_on_send_and_expires_by_itself_when_the_stop_is_lost(
         .id
         .clone();
     let mut alice_client = alice_daemon.client().await;
-    let typing = |active: bool| pb::ReportTypingRequest {
-        conversation_id: conversation.clone(),
-        active,
-    };
-
-    let started = Instant::now();
-    assert!(
+    // Whether alice's daemon sent the report on (false: folded into the last).
+    let mut report_typing = async |active: bool| {
         alice_client
-            .report_typing(typing(true))
+            .report_typing(pb::ReportTypingRequest {
+                conversation_id: conversation.clone(),
+                active,
+            })
             .await
             .unwrap()
             .into_inner()
             .sent
-    );
+    };
+
+    let started = Instant::now();
+    assert!(report_typing(true).await);
     bob_watch
         .wait_for("alice typing", WAIT, |view| presence_of(view, &alice).2)
         .await;
@@ -186,25 +187,11 @@ async fn typing_shows_stops_on_send_and_expires_by_itself_when_the_stop_is_lost(
         "typing shown after {shown_after:?}"
     );
     // Within 3 s a second "typing" is folded into the first.
-    assert!(
-        !alice_client
-            .report_typing(typing(true))
-            .await
-            .unwrap()
-            .into_inner()
-            .sent
-    );
+    assert!(!report_typing(true).await);
 
     // She sends: the TUI reports the stop; the indicator goes.
     send(&alice_daemon, &bob.actor_id, "done typing").await;
-    assert!(
-        alice_client
-            .report_typing(typing(false))
-            .await
-            .unwrap()
-            .into_inner()
-            .sent
-    );
+    assert!(report_typing(false).await);
     bob_watch
         .wait_for("alice stopped typing", WAIT, |view| {
             !presence_of(view, &alice).2
@@ -214,14 +201,7 @@ async fn typing_shows_stops_on_send_and_expires_by_itself_when_the_stop_is_lost(
     // She types again and her daemon dies before any stop: the indicator
     // expires by itself (Valkey TTL, about 6 s).
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        alice_client
-            .report_typing(typing(true))
-            .await
-            .unwrap()
-            .into_inner()
-            .sent
-    );
+    assert!(report_typing(true).await);
     bob_watch
         .wait_for("alice typing again", WAIT, |view| {
             presence_of(view, &alice).2
