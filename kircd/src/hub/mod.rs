@@ -55,6 +55,10 @@ struct Inner {
     heartbeat_produced_unix_ms: i64,
     heartbeat_consumed_unix_ms: i64,
     traffic: Vec<pb::Traffic>,
+    /// Set with the ShuttingDown event, which must be the last one a
+    /// subscriber sees: subsystems still stopping after it (presence going
+    /// offline, a last backend check) change the state but publish nothing.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +123,7 @@ impl Hub {
                 heartbeat_produced_unix_ms: 0,
                 heartbeat_consumed_unix_ms: 0,
                 traffic: Vec::new(),
+                closed: false,
             }),
             interactive: tokio::sync::watch::Sender::new(0),
             live,
@@ -181,6 +186,9 @@ impl Hub {
     }
 
     fn publish(&self, inner: &mut Inner, kind: Kind) {
+        if inner.closed {
+            return;
+        }
         inner.seq += 1;
         let event = Arc::new(pb::Event {
             seq: inner.seq,
@@ -367,7 +375,8 @@ impl Hub {
         }
     }
 
-    /// Tells every subscriber that the daemon is stopping.
+    /// Tells every subscriber that the daemon is stopping. This is the last
+    /// event of the run: nothing is published after it.
     pub fn shutting_down(&self, reason: &str) {
         let mut inner = self.lock();
         self.publish(
@@ -376,6 +385,7 @@ impl Hub {
                 reason: reason.to_owned(),
             }),
         );
+        inner.closed = true;
     }
 
     /// Sets who this daemon is, once the identity is loaded.

@@ -124,3 +124,33 @@ fn topics_publish_only_on_change() {
     hub.set_topics(topics);
     assert_eq!(hub.subscribe(0, 0).backlog[0].seq, 1);
 }
+
+#[test]
+fn nothing_is_published_after_shutting_down() {
+    let hub = hub(16);
+    let mut sub = hub.subscribe(0, 0);
+    hub.shutting_down("SIGTERM");
+    // What subsystems still do while they stop: presence goes offline, a
+    // backend check ends, a message state moves.
+    hub.update_status(|status| status.heartbeat_produced_unix_ms = 42);
+    hub.backend_down(Backend::Valkey, "refused".into());
+    hub.set_rejections(vec![RejectionCount {
+        reason: "stale".into(),
+        count: 1,
+    }]);
+    let last = sub.live.try_recv().unwrap();
+    assert!(matches!(last.kind, Some(Kind::ShuttingDown(_))));
+    assert!(matches!(
+        sub.live.try_recv(),
+        Err(broadcast::error::TryRecvError::Empty)
+    ));
+    // A client attaching now still sees the current state in its snapshot.
+    let late = hub.subscribe(0, 0);
+    let Some(Kind::Snapshot(snapshot)) = &late.backlog[0].kind else {
+        panic!("expected a snapshot");
+    };
+    assert_eq!(
+        snapshot.status.as_ref().unwrap().heartbeat_produced_unix_ms,
+        42
+    );
+}

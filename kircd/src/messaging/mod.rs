@@ -9,6 +9,7 @@
 mod delivery;
 mod inbox;
 pub mod links;
+pub mod marks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
