@@ -56,6 +56,7 @@ impl DaemonView {
             Some(Kind::RejectionsChanged(rejections)) => {
                 if let Some(status) = &mut self.status {
                     status.rejected = rejections.rejected.clone();
+                    status.inbox = rejections.inbox;
                 }
             }
             Some(Kind::ContactChanged(contact)) => self.upsert_contact(contact),

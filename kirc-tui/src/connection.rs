@@ -147,6 +147,23 @@ pub async fn execute(
         if !throttle.lets_through(&effect) {
             continue;
         }
+        if let Effect::Send { to, text, action } = effect {
+            let request = pb::SendMessageRequest {
+                to,
+                text,
+                action,
+                // One key per typed message: every retry of it names the
+                // same message, so a call cut short is never sent twice.
+                idempotency_key: uuid::Uuid::now_v7().to_string(),
+            };
+            if send(&socket, &mut client, &messages, request)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let connected = match client.take() {
             Some(connected) => connected,
             None => match kirc_proto::connect(&socket).await {
@@ -178,6 +195,71 @@ pub async fn execute(
         {
             return;
         }
+    }
+}
+
+/// How long a message typed while kircd is unreachable (restarting, say)
+/// keeps being retried before the user is told it was not sent.
+const SEND_RETRY_FOR: Duration = Duration::from_secs(120);
+const SEND_RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Sends one message, retrying while kircd cannot be reached or the call was
+/// cut short; its idempotency key makes each retry safe. Later effects wait,
+/// so messages keep the order they were typed in. `Err` when the TUI is
+/// quitting.
+async fn send(
+    socket: &std::path::Path,
+    client: &mut Option<kirc_proto::DaemonClient>,
+    messages: &mpsc::Sender<Msg>,
+    request: pb::SendMessageRequest,
+) -> Result<(), ()> {
+    let deadline = std::time::Instant::now() + SEND_RETRY_FOR;
+    let mut delay = Duration::from_millis(100);
+    let mut retrying = false;
+    loop {
+        let connected = match client.take() {
+            Some(connected) => Ok(connected),
+            None => kirc_proto::connect(socket)
+                .await
+                .map_err(|err| tonic::Status::unavailable(err.to_string())),
+        };
+        let result = match connected {
+            Ok(mut connected) => {
+                let result = connected.send_message(request.clone()).await;
+                if result.is_ok() {
+                    *client = Some(connected);
+                }
+                result.map(drop)
+            }
+            Err(status) => Err(status),
+        };
+        let msg = match result {
+            // The message shows up through its MessageAdded event.
+            Ok(()) if retrying => Msg::Done(String::from("sent")),
+            Ok(()) => return Ok(()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                ) && std::time::Instant::now() < deadline =>
+            {
+                if !retrying {
+                    retrying = true;
+                    messages
+                        .send(Msg::Failed(format!(
+                            "not sent yet ({}); retrying",
+                            status.message()
+                        )))
+                        .await
+                        .map_err(drop)?;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(SEND_RETRY_MAX_DELAY);
+                continue;
+            }
+            Err(status) => Msg::Failed(format!("not sent: {}", status.message())),
+        };
+        return messages.send(msg).await.map_err(drop);
     }
 }
 
@@ -273,13 +355,8 @@ async fn run_effect(
                 anchor,
             })
         }
-        Effect::Send { to, text, action } => {
-            client
-                .send_message(pb::SendMessageRequest { to, text, action })
-                .await?;
-            // The message shows up through its MessageAdded event.
-            None
-        }
+        // `execute` sends messages itself, with retries.
+        Effect::Send { .. } => None,
         Effect::MarkRead {
             conversation,
             up_to,

@@ -63,6 +63,7 @@ async fn send_latency(
                 to: to.to_owned(),
                 text: text.to_owned(),
                 action: false,
+                idempotency_key: String::new(),
             })
             .await
             .unwrap()

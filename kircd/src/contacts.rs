@@ -142,6 +142,11 @@ pub fn read_token(
     if invite.secret.len() != 16 {
         return Err(InviteError::Malformed("the secret is missing"));
     }
+    // Every invite carries its expiry; a token cut short just after the
+    // secret decodes without one, and is incomplete rather than expired.
+    if invite.expires_at_unix_ms <= 0 {
+        return Err(InviteError::Malformed("the expiry is missing"));
+    }
     let signed = invite
         .profile
         .as_ref()
@@ -205,6 +210,21 @@ mod tests {
             read_token(&text, 3_000),
             Err(InviteError::Expired(_))
         ));
+
+        // A token cut short at any point is incomplete, never "expired" (a
+        // cut right after the secret used to decode with expiry 0) and
+        // never accepted.
+        let fresh = token(&alice, 10_000);
+        for end in TOKEN_PREFIX.len()..fresh.len() {
+            let result = read_token(&fresh[..end], 1_000);
+            assert!(
+                matches!(
+                    result,
+                    Err(InviteError::Malformed(_) | InviteError::Tampered)
+                ),
+                "cut at {end}: {result:?}"
+            );
+        }
 
         // Flip one byte inside the signed profile.
         let mut bytes = URL_SAFE_NO_PAD.decode(&text[TOKEN_PREFIX.len()..]).unwrap();

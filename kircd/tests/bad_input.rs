@@ -129,8 +129,13 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         ),
     ));
     bad.push(("malformed", &rpc_in, good("chat on the wrong topic")));
-    // A replay: the first good envelope again, later, at another offset.
-    let replay = first_good.clone();
+    // The first good envelope again, later, at another offset: byte for
+    // byte what alice's own delivery sends again after a crash, so a
+    // redelivery, not an attack. With a field appended (still signed and
+    // sealed as before) it is not the same record: a replay.
+    let redelivery = first_good.clone();
+    let mut replay = first_good.clone();
+    replay.extend_from_slice(&[0x78, 0x01]);
 
     produce(&producer, &data_in, conversation.as_bytes(), &first_good).await;
     let mut good_ids = vec![
@@ -144,6 +149,7 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
         good_ids.push(wire::Envelope::decode(next.as_slice()).unwrap().message_id);
         produce(&producer, &data_in, conversation.as_bytes(), &next).await;
     }
+    produce(&producer, &data_in, conversation.as_bytes(), &redelivery).await;
     produce(&producer, &data_in, conversation.as_bytes(), &replay).await;
     let last = good("good last");
     good_ids.push(wire::Envelope::decode(last.as_slice()).unwrap().message_id);
@@ -175,7 +181,12 @@ async fn every_class_of_bad_input_is_rejected_counted_and_skipped() {
                     .conversation(&conversation_text)
                     .and_then(|conversation| conversation.last_message.as_ref())
                     .is_some_and(|last| last.body == "good last");
-                all_counted && stored
+                let redelivered = view
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.inbox)
+                    .is_some_and(|inbox| inbox.redelivered == 1);
+                all_counted && stored && redelivered
             },
         )
         .await;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, befriend, history_all, send, try_send};
+use kirc_testkit::{Actor, Daemon, befriend, history_all, rejected, send, try_send};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -171,6 +171,14 @@ async fn sigkill_of_the_sender_and_then_of_the_receiver_loses_and_duplicates_not
             .all(|message| message.state >= MessageState::Received as i32)
     })
     .await;
+    // What alice's delivery sent again after her crash, and what bob's
+    // consumer read again after his, are redeliveries, not attacks.
+    let status = bob_daemon.status().await;
+    assert_eq!(rejected(&status, "replay"), 0, "{:?}", status.rejected);
+    assert!(
+        !bob_daemon.stderr().contains("reason=\"replay\""),
+        "no replay warning at bob"
+    );
 }
 
 #[tokio::test]

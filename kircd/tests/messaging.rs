@@ -309,6 +309,7 @@ async fn a_token_without_its_secret_needs_acceptance_and_a_blocked_sender_gets_n
             to: carol.actor_id.clone(),
             text: "hi?".into(),
             action: false,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap_err();

@@ -5,6 +5,8 @@
 //! notification and event stream, never from sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -786,6 +788,7 @@ pub async fn try_send(
             to: to.to_owned(),
             text: text.to_owned(),
             action: false,
+            idempotency_key: String::new(),
         })
         .await
         .map(tonic::Response::into_inner)
@@ -815,4 +818,13 @@ pub async fn history_all(daemon: &Daemon, conversation: &str) -> Vec<pb::ChatMes
             _ => return messages,
         }
     }
+}
+
+/// How many records `status` counts as rejected for `reason`.
+pub fn rejected(status: &pb::Status, reason: &str) -> u64 {
+    status
+        .rejected
+        .iter()
+        .find(|count| count.reason == reason)
+        .map_or(0, |count| count.count)
 }

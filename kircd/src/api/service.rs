@@ -162,7 +162,12 @@ impl Daemon for DaemonService {
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let request = request.into_inner();
         self.messaging
-            .send_message(&request.to, &request.text, request.action)
+            .send_message(
+                &request.to,
+                &request.text,
+                request.action,
+                &request.idempotency_key,
+            )
             .await
             .map(Response::new)
             .map_err(status)

@@ -247,6 +247,42 @@ pub const KEYS: &[KeySpec] = &[
         "How long an invite stays valid.",
     ),
     key(
+        "messaging.quarantine_max_rows",
+        Kind::Int {
+            min: 0,
+            max: 10_000_000,
+        },
+        Default::Int(10_000),
+        "Rejected records kept in the database for inspection at most; the oldest are dropped first (counted as quarantine_dropped). 0 keeps none.",
+    ),
+    key(
+        "messaging.quarantine_max_bytes",
+        Kind::Int {
+            min: 0,
+            max: 1_073_741_824,
+        },
+        Default::Int(8_388_608),
+        "Bytes of rejected records (at most 4 KiB of each) kept at most; the oldest are dropped first. Aiven's free PostgreSQL has 1 GB in all.",
+    ),
+    key(
+        "messaging.rejection_log_burst",
+        Kind::Int {
+            min: 0,
+            max: 10_000,
+        },
+        Default::Int(5),
+        "Rejected records logged one line each per reason and interval; the rest of the interval becomes one summary line.",
+    ),
+    key(
+        "messaging.rejection_log_interval",
+        Kind::Duration {
+            min: Duration::from_secs(1),
+            max: seconds(24 * 3600),
+        },
+        Default::Str("1min"),
+        "The interval of messaging.rejection_log_burst.",
+    ),
+    key(
         "kafka.keep_warm_interval",
         Kind::Duration {
             min: Duration::from_secs(1),

@@ -170,6 +170,10 @@ pub struct PublicConfig {
 pub struct MessagingConfig {
     pub read_receipts: bool,
     pub invite_ttl: Duration,
+    pub quarantine_max_rows: u64,
+    pub quarantine_max_bytes: u64,
+    pub rejection_log_burst: u32,
+    pub rejection_log_interval: Duration,
     pub keep_warm_interval: Duration,
     pub budget_bytes_per_second: u64,
 }
@@ -668,6 +672,14 @@ impl Values {
             messaging: MessagingConfig {
                 read_receipts: self.bool("messaging.read_receipts"),
                 invite_ttl: self.duration("messaging.invite_ttl"),
+                // The key table bounds these to non-negative values that fit.
+                quarantine_max_rows: u64::try_from(self.int("messaging.quarantine_max_rows"))
+                    .unwrap_or(0),
+                quarantine_max_bytes: u64::try_from(self.int("messaging.quarantine_max_bytes"))
+                    .unwrap_or(0),
+                rejection_log_burst: u32::try_from(self.int("messaging.rejection_log_burst"))
+                    .unwrap_or(0),
+                rejection_log_interval: self.duration("messaging.rejection_log_interval"),
                 keep_warm_interval: self.duration("kafka.keep_warm_interval"),
                 budget_bytes_per_second: u64::try_from(self.int("kafka.budget_bytes_per_second"))
                     .unwrap_or(192_000),

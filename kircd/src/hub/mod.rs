@@ -50,6 +50,7 @@ struct Inner {
     actor_id: String,
     display_name: String,
     rejected: Vec<RejectionCount>,
+    inbox: pb::InboxCounters,
     ready: bool,
     presence: Option<pb::Presence>,
     heartbeat_produced_unix_ms: i64,
@@ -118,6 +119,7 @@ impl Hub {
                 actor_id: String::new(),
                 display_name: String::new(),
                 rejected: Vec::new(),
+                inbox: pb::InboxCounters::default(),
                 ready: false,
                 presence: None,
                 heartbeat_produced_unix_ms: 0,
@@ -167,6 +169,7 @@ impl Hub {
             actor_id: inner.actor_id.clone(),
             display_name: inner.display_name.clone(),
             rejected: inner.rejected.clone(),
+            inbox: Some(inner.inbox),
             ready: inner.ready,
             presence: inner.presence.clone(),
             heartbeat_produced_unix_ms: inner.heartbeat_produced_unix_ms,
@@ -414,14 +417,19 @@ impl Hub {
         self.publish(&mut inner, kind);
     }
 
-    /// Replaces the rejection counters, publishing them if they changed.
-    pub fn set_rejections(&self, rejected: Vec<RejectionCount>) {
+    /// Replaces the inbox's counters (rejections by reason, redeliveries,
+    /// quarantine), publishing them if they changed.
+    pub fn set_inbox(&self, rejected: Vec<RejectionCount>, inbox: pb::InboxCounters) {
         let mut inner = self.lock();
-        if inner.rejected != rejected {
+        if inner.rejected != rejected || inner.inbox != inbox {
             inner.rejected = rejected.clone();
+            inner.inbox = inbox;
             self.publish(
                 &mut inner,
-                Kind::RejectionsChanged(pb::RejectionsChanged { rejected }),
+                Kind::RejectionsChanged(pb::RejectionsChanged {
+                    rejected,
+                    inbox: Some(inbox),
+                }),
             );
         }
     }

@@ -134,10 +134,13 @@ fn nothing_is_published_after_shutting_down() {
     // backend check ends, a message state moves.
     hub.update_status(|status| status.heartbeat_produced_unix_ms = 42);
     hub.backend_down(Backend::Valkey, "refused".into());
-    hub.set_rejections(vec![RejectionCount {
-        reason: "stale".into(),
-        count: 1,
-    }]);
+    hub.set_inbox(
+        vec![RejectionCount {
+            reason: "stale".into(),
+            count: 1,
+        }],
+        pb::InboxCounters::default(),
+    );
     let last = sub.live.try_recv().unwrap();
     assert!(matches!(last.kind, Some(Kind::ShuttingDown(_))));
     assert!(matches!(

@@ -64,24 +64,46 @@ fn record(
     }
 }
 
+/// A contact as saved, and whether the profile given was newer than the
+/// stored one (and so replaced it).
+#[derive(Debug, Clone)]
+pub struct SavedContact {
+    pub contact: ContactRecord,
+    pub profile_newer: bool,
+}
+
 /// Stores or refreshes a contact's profile. A new contact gets `state`; an
 /// existing one keeps its state unless `state` is Accepted and it was a
 /// request (adding someone who asked accepts them). Blocked stays blocked.
+/// The profile replaces the stored one only if the contact stamped it later:
+/// a replayed old profile never rolls back a name or an address.
 pub async fn save_contact(
     pool: &PgPool,
     me: &Identity,
     verified: &VerifiedProfile,
     state: ContactState,
     peer_accepted: bool,
-) -> Result<ContactRecord, StoreError> {
+) -> Result<SavedContact, StoreError> {
     let mut tx = pool.begin().await?;
+    let stored: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT signed_profile FROM contacts WHERE actor_id = $1 FOR UPDATE")
+            .bind(verified.actor_id.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await?;
+    // A stored profile that no longer decodes is replaced by any valid one.
+    let profile_newer = stored.is_none_or(|bytes| {
+        wire::SignedProfile::decode(bytes.as_slice())
+            .ok()
+            .and_then(|signed| wire::PublicProfile::decode(signed.profile.as_slice()).ok())
+            .is_none_or(|profile| profile.updated_at_unix_ms < verified.profile.updated_at_unix_ms)
+    });
     let row = sqlx::query(concat!(
         "INSERT INTO contacts (actor_id, display_name, signing_key, box_key, signed_profile, state, peer_accepted)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (actor_id) DO UPDATE SET
-             display_name = EXCLUDED.display_name,
-             box_key = EXCLUDED.box_key,
-             signed_profile = EXCLUDED.signed_profile,
+             display_name = CASE WHEN $8 THEN EXCLUDED.display_name ELSE contacts.display_name END,
+             box_key = CASE WHEN $8 THEN EXCLUDED.box_key ELSE contacts.box_key END,
+             signed_profile = CASE WHEN $8 THEN EXCLUDED.signed_profile ELSE contacts.signed_profile END,
              state = CASE WHEN contacts.state = 'request' AND EXCLUDED.state = 'accepted' THEN 'accepted' ELSE contacts.state END,
              peer_accepted = contacts.peer_accepted OR EXCLUDED.peer_accepted,
              updated_at = now()
@@ -95,6 +117,7 @@ pub async fn save_contact(
     .bind(verified.signed.encode_to_vec())
     .bind(state.as_str())
     .bind(peer_accepted)
+    .bind(profile_newer)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO conversations (id, peer) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
@@ -103,7 +126,10 @@ pub async fn save_contact(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    contact_from_row(&row, me)
+    Ok(SavedContact {
+        contact: contact_from_row(&row, me)?,
+        profile_newer,
+    })
 }
 
 pub async fn set_contact_state(

@@ -37,22 +37,27 @@ pub struct Outgoing {
     pub body: String,
     pub created_at_unix_ms: i64,
     pub envelope: Vec<u8>,
+    /// The client's key for this message, if it gave one.
+    pub idempotency_key: Option<String>,
 }
 
+/// Stores a message to send, as PENDING. With an idempotency key already
+/// used, nothing is stored: `None`, and [`outgoing_by_key`] has the message.
 pub async fn insert_outgoing(
     pool: &PgPool,
     message: &Outgoing,
-) -> Result<pb::ChatMessage, StoreError> {
+) -> Result<Option<pb::ChatMessage>, StoreError> {
     // One statement: the message and the conversation's activity together,
     // in one round trip (the send path waits for it).
     let row = sqlx::query(concat!(
         "WITH inserted AS (
-             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope)
-             VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7)
+             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
+             VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7, $8)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING *
          ), touched AS (
              UPDATE conversations SET last_activity_at = greatest(last_activity_at, to_timestamp($6 / 1000.0))
-             WHERE id = $2
+             WHERE id = $2 AND EXISTS (SELECT 1 FROM inserted)
          )
          SELECT ",
         message_columns!(),
@@ -65,9 +70,37 @@ pub async fn insert_outgoing(
     .bind(&message.body)
     .bind(message.created_at_unix_ms)
     .bind(&message.envelope)
-    .fetch_one(pool)
+    .bind(message.idempotency_key.as_deref())
+    .fetch_optional(pool)
     .await?;
-    Ok(message_from_row(&row)?)
+    Ok(row.as_ref().map(message_from_row).transpose()?)
+}
+
+/// The message sent with `key`, if any.
+pub async fn outgoing_by_key(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<pb::ChatMessage>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE idempotency_key = $1 AND outgoing"
+    ))
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(message_from_row).transpose()?)
+}
+
+/// The sealed bytes of a message this actor sent.
+pub async fn outgoing_envelope(pool: &PgPool, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT envelope FROM messages WHERE id = $1 AND outgoing")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
 }
 
 /// Moves messages forward to `state`; returns those that moved, with their
@@ -128,15 +161,20 @@ pub struct Incoming {
     pub created_at_unix_ms: i64,
     pub partition: i32,
     pub offset: i64,
+    /// SHA-256 of the record's bytes.
+    pub digest: [u8; 32],
 }
 
 /// What storing a batch did to each message.
 #[derive(Debug)]
 pub struct Stored {
     pub added: Vec<pb::ChatMessage>,
-    /// Already stored from the same place: a redelivery after a crash.
+    /// Already stored, and this is the same record again: read again by our
+    /// consumer (same place) or sent again by the sender after its crash
+    /// (same sender, same bytes).
     pub redelivered: Vec<Uuid>,
-    /// Already stored from elsewhere: a replay.
+    /// Already stored, and this is not the same record: the id from another
+    /// sender, or other bytes under it. A replay.
     pub replayed: Vec<Uuid>,
 }
 
@@ -159,15 +197,16 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     let created: Vec<i64> = batch.iter().map(|m| m.created_at_unix_ms).collect();
     let partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
     let offsets: Vec<i64> = batch.iter().map(|m| m.offset).collect();
+    let digests: Vec<&[u8]> = batch.iter().map(|m| m.digest.as_slice()).collect();
     // One statement: the batch, in order (WITH ORDINALITY keeps it in
     // `seq`), and the conversations' activity; a message id already stored
     // is left as it is.
     let rows = sqlx::query(concat!(
         "WITH inserted AS (
-             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset)
-             SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off
-             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[])
-                  WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, position)
+             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest)
+             SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest
+             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[])
+                  WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, position)
              ORDER BY position
              ON CONFLICT (id) DO NOTHING
              RETURNING *
@@ -188,6 +227,7 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     .bind(&created)
     .bind(&partitions)
     .bind(&offsets)
+    .bind(&digests)
     .fetch_all(pool)
     .await?;
     for row in &rows {
@@ -196,34 +236,43 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     stored.added.sort_by_key(|message| message.seq);
 
     if stored.added.len() < batch.len() {
-        let added: std::collections::HashSet<String> =
+        // The first occurrence of an id in the batch is the one inserted; a
+        // second one in the same batch is judged like any other.
+        let mut unclaimed: std::collections::HashSet<String> =
             stored.added.iter().map(|m| m.id.clone()).collect();
         let others: Vec<&Incoming> = batch
             .iter()
-            .filter(|m| !added.contains(&m.id.to_string()))
+            .filter(|m| !unclaimed.remove(&m.id.to_string()))
             .collect();
         let other_ids: Vec<Uuid> = others.iter().map(|m| m.id).collect();
         let known = sqlx::query(
-            "SELECT id, source_partition, source_offset FROM messages WHERE id = ANY($1)",
+            "SELECT id, sender, digest, source_partition, source_offset FROM messages WHERE id = ANY($1)",
         )
         .bind(&other_ids)
         .fetch_all(pool)
         .await?;
+        let mut known_by_id = std::collections::HashMap::new();
+        for row in &known {
+            let id: Uuid = row.try_get("id")?;
+            known_by_id.insert(id, row);
+        }
         for message in others {
-            let same_place = known.iter().any(|row| {
-                row.try_get::<Uuid, _>("id").ok() == Some(message.id)
-                    && row
-                        .try_get::<Option<i32>, _>("source_partition")
+            let same_record = known_by_id.get(&message.id).is_some_and(|row| {
+                let sender: Option<Vec<u8>> = row.try_get("sender").ok();
+                let digest: Option<Vec<u8>> = row.try_get("digest").ok().flatten();
+                let place = (
+                    row.try_get::<Option<i32>, _>("source_partition")
                         .ok()
-                        .flatten()
-                        == Some(message.partition)
-                    && row
-                        .try_get::<Option<i64>, _>("source_offset")
+                        .flatten(),
+                    row.try_get::<Option<i64>, _>("source_offset")
                         .ok()
-                        .flatten()
-                        == Some(message.offset)
+                        .flatten(),
+                );
+                sender.as_deref() == Some(message.sender.as_bytes().as_slice())
+                    && (digest.as_deref() == Some(message.digest.as_slice())
+                        || place == (Some(message.partition), Some(message.offset)))
             });
-            if same_place {
+            if same_record {
                 stored.redelivered.push(message.id);
             } else {
                 stored.replayed.push(message.id);

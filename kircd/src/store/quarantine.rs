@@ -1,10 +1,13 @@
-//! Rejected records kept for inspection.
+//! Rejected records kept for inspection, within bounds: a flood of junk must
+//! not fill the database (Aiven's free PostgreSQL has 1 GB).
 
+use sqlx::Row;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
 use crate::identity::ActorId;
+use crate::messaging::rejections::QuarantineFill;
 
 /// A rejected record, kept for inspection.
 #[derive(Debug, Clone)]
@@ -19,22 +22,119 @@ pub struct Quarantined<'a> {
 }
 
 /// The most of a rejected record that is kept.
-const QUARANTINE_HEAD: usize = 4096;
+pub const QUARANTINE_HEAD: usize = 4096;
 
-pub async fn quarantine(pool: &PgPool, record: &Quarantined<'_>) -> Result<(), StoreError> {
+/// The most the quarantine may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct QuarantineBounds {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+fn head(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(QUARANTINE_HEAD)]
+}
+
+/// What the quarantine holds now.
+pub async fn quarantine_fill(pool: &PgPool) -> Result<QuarantineFill, StoreError> {
+    let row = sqlx::query(
+        "SELECT count(*) AS rows, coalesce(sum(length(head)), 0)::bigint AS bytes FROM quarantine",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(QuarantineFill {
+        rows: u64::try_from(row.try_get::<i64, _>("rows")?).unwrap_or(0),
+        bytes: u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0),
+        dropped: 0,
+    })
+}
+
+/// Keeps a batch of rejected records (one statement), then drops the oldest
+/// rows beyond `bounds`. `fill` is what the quarantine held before; the
+/// result is what it holds after. Records that would be dropped at once (a
+/// batch larger than the bounds) are not written at all.
+pub async fn quarantine(
+    pool: &PgPool,
+    records: &[Quarantined<'_>],
+    bounds: QuarantineBounds,
+    fill: QuarantineFill,
+) -> Result<QuarantineFill, StoreError> {
+    // Newest first, the records that fit in the bounds by themselves.
+    let mut kept_bytes = 0u64;
+    let fitting = records
+        .iter()
+        .rev()
+        .take(usize::try_from(bounds.rows).unwrap_or(usize::MAX))
+        .take_while(|record| {
+            kept_bytes += head(record.bytes).len() as u64;
+            kept_bytes <= bounds.bytes
+        })
+        .count();
+    let skipped = (records.len() - fitting) as u64;
+    let kept = &records[records.len() - fitting..];
+    let mut fill = QuarantineFill {
+        dropped: fill.dropped + skipped,
+        ..fill
+    };
+    if kept.is_empty() {
+        return Ok(fill);
+    }
+    let topics: Vec<&str> = kept.iter().map(|record| record.topic).collect();
+    let partitions: Vec<i32> = kept.iter().map(|record| record.partition).collect();
+    let offsets: Vec<i64> = kept.iter().map(|record| record.offset).collect();
+    let reasons: Vec<&str> = kept.iter().map(|record| record.reason).collect();
+    let senders: Vec<Option<Vec<u8>>> = kept
+        .iter()
+        .map(|record| record.sender.map(|id| id.as_bytes().to_vec()))
+        .collect();
+    let message_ids: Vec<Option<Uuid>> = kept.iter().map(|record| record.message_id).collect();
+    let sizes: Vec<i32> = kept
+        .iter()
+        .map(|record| i32::try_from(record.bytes.len()).unwrap_or(i32::MAX))
+        .collect();
+    let heads: Vec<&[u8]> = kept.iter().map(|record| head(record.bytes)).collect();
     sqlx::query(
         "INSERT INTO quarantine (topic, partition, \"offset\", reason, sender, message_id, size, head)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bytea[], $6::uuid[], $7::int[], $8::bytea[])",
     )
-    .bind(record.topic)
-    .bind(record.partition)
-    .bind(record.offset)
-    .bind(record.reason)
-    .bind(record.sender.map(|id| id.as_bytes().to_vec()))
-    .bind(record.message_id)
-    .bind(i32::try_from(record.bytes.len()).unwrap_or(i32::MAX))
-    .bind(&record.bytes[..record.bytes.len().min(QUARANTINE_HEAD)])
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .bind(&reasons)
+    .bind(&senders)
+    .bind(&message_ids)
+    .bind(&sizes)
+    .bind(&heads)
     .execute(pool)
     .await?;
-    Ok(())
+    fill.rows += kept.len() as u64;
+    fill.bytes += heads.iter().map(|head| head.len() as u64).sum::<u64>();
+    if fill.rows <= bounds.rows && fill.bytes <= bounds.bytes {
+        return Ok(fill);
+    }
+    // Over a bound: keep the newest rows that fit in both.
+    let row = sqlx::query(
+        "WITH ranked AS (
+             SELECT id,
+                    row_number() OVER (ORDER BY id DESC) AS newer_rows,
+                    sum(length(head)) OVER (ORDER BY id DESC) AS newer_bytes
+             FROM quarantine
+         ), dropped AS (
+             DELETE FROM quarantine q USING ranked r
+             WHERE q.id = r.id AND (r.newer_rows > $1 OR r.newer_bytes > $2)
+             RETURNING length(q.head) AS bytes
+         )
+         SELECT count(*) AS rows, coalesce(sum(bytes), 0)::bigint AS bytes FROM dropped",
+    )
+    .bind(i64::try_from(bounds.rows).unwrap_or(i64::MAX))
+    .bind(i64::try_from(bounds.bytes).unwrap_or(i64::MAX))
+    .fetch_one(pool)
+    .await?;
+    let rows = u64::try_from(row.try_get::<i64, _>("rows")?).unwrap_or(0);
+    let bytes = u64::try_from(row.try_get::<i64, _>("bytes")?).unwrap_or(0);
+    Ok(QuarantineFill {
+        rows: fill.rows.saturating_sub(rows),
+        bytes: fill.bytes.saturating_sub(bytes),
+        dropped: fill.dropped + rows,
+    })
 }

@@ -1,0 +1,99 @@
+//! Raw Kafka access for tests that play an outsider: whoever holds an actor's
+//! public credential writes to its inboxes directly, and tests read what a
+//! kircd wrote to its topics.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// One record as stored in a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// The record's timestamp in ms (the broker's append time on kircd's
+    /// inboxes).
+    pub timestamp_ms: i64,
+}
+
+/// Every record in `topic` now, partition by partition, in offset order.
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kirc-testkit-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a reader");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(rdkafka::metadata::MetadataPartition::id)
+        .collect();
+    let mut records = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .expect("watermarks");
+        if high <= low {
+            continue;
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(low))
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut next = low;
+        while next < high {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reading {topic}/{partition} stalled at {next} of {high}"
+            );
+            let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = result.expect("a record");
+            next = message.offset() + 1;
+            records.push(Record {
+                partition,
+                offset: message.offset(),
+                key: message.key().unwrap_or_default().to_vec(),
+                value: message.payload().unwrap_or_default().to_vec(),
+                timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+            });
+        }
+    }
+    records
+}
+
+/// A plain producer to `bootstrap` (no credential: the local plaintext
+/// listener).
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("a producer")
+}
+
+/// Produces one record and waits for the broker's acknowledgement.
+pub async fn produce(producer: &FutureProducer, topic: &str, key: &[u8], value: &[u8]) {
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(value),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(err, _)| err)
+        .expect("the broker acknowledges");
+}
