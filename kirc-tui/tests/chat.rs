@@ -186,3 +186,60 @@ async fn typing_shows_at_the_peer_and_a_draft_survives_detaching_and_reattaching
     again.send_keys(&["C-c"]);
     bob_tui.send_keys(&["C-c"]);
 }
+
+#[tokio::test]
+async fn a_message_sent_while_kircd_restarts_is_retried_and_arrives_once() {
+    let alice = Actor::new("alice").await;
+    let bob = Actor::new("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let mut bob_watch = bob_daemon.watch().await;
+
+    let alice_tui = tui(&alice, "--open bob");
+    alice_tui
+        .wait_for("alice's conversation with bob", WAIT, |screen| {
+            screen.contains("no messages yet")
+        })
+        .await;
+    assert!(alice_daemon.stop().await.success());
+    alice_tui
+        .wait_for("the TUI has lost kircd", WAIT, |screen| {
+            screen.contains("DISCONNECTED")
+        })
+        .await;
+    // alice types while her daemon is away: the TUI says it keeps trying.
+    alice_tui.send_keys(&["-l", "sent while away"]);
+    alice_tui.send_keys(&["Enter"]);
+    alice_tui
+        .wait_for("the retry notice", WAIT, |screen| {
+            screen.contains("not sent yet")
+        })
+        .await;
+    let alice_daemon = Daemon::start(&alice).await;
+    alice_tui
+        .wait_for("the message sent after all", WAIT, |screen| {
+            screen.contains("alice sent while away")
+        })
+        .await;
+    let view = bob_watch
+        .wait_for("the message at bob", WAIT, |view| {
+            view.conversations.iter().any(|conversation| {
+                conversation
+                    .last_message
+                    .as_ref()
+                    .is_some_and(|last| last.body == "sent while away")
+            })
+        })
+        .await;
+    let conversation = &view.conversations[0].id;
+    let history = kirc_testkit::history_all(&bob_daemon, conversation).await;
+    let bodies: Vec<&str> = history
+        .iter()
+        .map(|message| message.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["sent while away"]);
+    let at_alice = kirc_testkit::history_all(&alice_daemon, conversation).await;
+    assert_eq!(at_alice.len(), 1);
+    alice_tui.send_keys(&["C-c"]);
+}
