@@ -117,7 +117,11 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// One line per reason whose log interval ended with lines folded.
 fn write_summaries(messaging: &Messaging, log: &mut RejectionLog) {
-    for summary in log.due(Instant::now()) {
+    let summaries = log.due(Instant::now());
+    if summaries.is_empty() {
+        return;
+    }
+    for summary in summaries {
         messaging.rejections.add_suppressed(summary.folded);
         tracing::warn!(
             reason = summary.rejection.reason(),
@@ -126,6 +130,7 @@ fn write_summaries(messaging: &Messaging, log: &mut RejectionLog) {
             "rejected more inbound records than were logged one by one"
         );
     }
+    messaging.publish_rejections();
 }
 
 async fn process(

@@ -1,0 +1,160 @@
+//! A flood of junk into both inboxes, as anyone with the public credential
+//! can write: every record is rejected and counted, the quarantine stays
+//! within its bounds (oldest dropped, drops counted), the log stays within a
+//! few lines per reason and interval plus summaries, and the good message
+//! behind the flood arrives.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kirc_proto::v1 as pb;
+use kirc_testkit::kafka;
+use kirc_testkit::{Actor, Daemon, befriend, send};
+use sqlx::Connection;
+
+const WAIT: Duration = Duration::from_secs(120);
+const JUNK: usize = 5_000;
+const MAX_ROWS: i64 = 400;
+const MAX_BYTES: i64 = 300_000;
+const BURST: i64 = 3;
+
+/// Deterministic junk: lengths 1..=4096, bytes from xorshift.
+fn junk(count: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let len = usize::try_from(next() % 4096).unwrap() + 1;
+            (0..len).map(|_| next() as u8).collect()
+        })
+        .collect()
+}
+
+fn total_rejected(status: &pb::Status) -> u64 {
+    status.rejected.iter().map(|count| count.count).sum()
+}
+
+#[tokio::test]
+async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
+    let alice = Actor::new("alice").await;
+    let mut bob = Actor::new("bob").await;
+    bob.set("messaging.quarantine_max_rows", MAX_ROWS)
+        .set("messaging.quarantine_max_bytes", MAX_BYTES)
+        .set("messaging.rejection_log_burst", BURST)
+        .set("messaging.rejection_log_interval", "2s");
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let mut bob_watch = bob_daemon.watch().await;
+    let before = bob_daemon.status().await;
+
+    let producer = kafka::producer(&bob.stack.kafka);
+    let data_in = format!("{}data-in", bob.topic_prefix);
+    let rpc_in = format!("{}rpc-in", bob.topic_prefix);
+    let records = junk(JUNK);
+    let started = std::time::Instant::now();
+    let sends = records.iter().enumerate().map(|(index, value)| {
+        let topic = if index % 5 == 0 { &rpc_in } else { &data_in };
+        kafka::produce(&producer, topic, b"junk", value)
+    });
+    futures::future::join_all(sends).await;
+    // A good message behind the flood.
+    let good = send(&alice_daemon, &bob.actor_id, "after the flood").await;
+
+    let status = bob_watch
+        .wait_for("the flood rejected and the good message stored", WAIT, |view| {
+            let stored = view
+                .conversation(&good.conversation_id)
+                .and_then(|conversation| conversation.last_message.as_ref())
+                .is_some_and(|last| last.id == good.id);
+            let rejected = view.status.as_ref().map_or(0, total_rejected);
+            stored && rejected == total_rejected(&before) + JUNK as u64
+        })
+        .await
+        .status
+        .unwrap();
+    // Log intervals the flood may have touched.
+    let intervals = started.elapsed().as_secs() / 2 + 2;
+
+    // The quarantine holds at most its bounds, the newest records, and says
+    // what it dropped.
+    let mut db = sqlx::PgConnection::connect(&format!(
+        "{}/{}",
+        bob.stack.postgres, bob.database
+    ))
+    .await
+    .unwrap();
+    let (rows, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(length(head)), 0)::bigint FROM quarantine",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(rows <= MAX_ROWS && bytes <= MAX_BYTES, "{rows} rows, {bytes} bytes");
+    // Full up to a bound: one more record (at most 4 KiB) would pass one.
+    assert!(
+        rows == MAX_ROWS || bytes > MAX_BYTES - 4096,
+        "the quarantine keeps what fits: {rows} rows, {bytes} bytes"
+    );
+    let inbox = status.inbox.unwrap();
+    assert_eq!(inbox.quarantine_rows, u64::try_from(rows).unwrap());
+    assert_eq!(inbox.quarantine_bytes, u64::try_from(bytes).unwrap());
+    assert_eq!(
+        inbox.quarantine_dropped,
+        JUNK as u64 - u64::try_from(rows).unwrap()
+    );
+    let newest: Vec<i64> = sqlx::query_scalar("SELECT \"offset\" FROM quarantine WHERE topic = $1 ORDER BY id DESC LIMIT 1")
+        .bind(&data_in)
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let last_junk_offset = kafka::read_all(&bob.stack.kafka, &data_in)
+        .iter()
+        .filter(|record| record.key == b"junk")
+        .map(|record| record.offset)
+        .max()
+        .unwrap();
+    assert!(
+        newest.first().is_some_and(|offset| *offset >= last_junk_offset - 10),
+        "the newest junk is kept: {newest:?} vs {last_junk_offset}"
+    );
+
+    // Every rejection has a line of its own or is counted in a summary,
+    // and only a handful have lines of their own.
+    let lines = || {
+        bob_daemon
+            .stderr()
+            .lines()
+            .filter(|line| line.contains("rejected an inbound record"))
+            .count() as u64
+    };
+    let logged = lines();
+    let reasons = status.rejected.len() as u64;
+    assert!(
+        logged <= BURST as u64 * reasons * intervals,
+        "{logged} lines for {reasons} reasons in {intervals} intervals"
+    );
+    let status = bob_watch
+        .wait_until("the summaries", WAIT, |status| {
+            status
+                .inbox
+                .is_some_and(|inbox| inbox.log_lines_suppressed + logged == JUNK as u64)
+        })
+        .await;
+    assert_eq!(lines(), logged, "no line of its own after the flood");
+    let summaries = bob_daemon
+        .stderr()
+        .lines()
+        .filter(|line| line.contains("rejected more inbound records than were logged"))
+        .count();
+    assert!(
+        summaries >= 1 && summaries as u64 <= reasons * intervals,
+        "{summaries} summaries"
+    );
+    assert_eq!(total_rejected(&status), total_rejected(&before) + JUNK as u64);
+}
