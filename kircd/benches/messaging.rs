@@ -7,10 +7,14 @@
 //! - ingest: bob's daemon started on a `data-in` pre-filled with valid
 //!   envelopes → messages stored and emitted per second, against a raw
 //!   consumer reading the same records;
+//! - junk: bob's daemon started on inboxes pre-filled with random records
+//!   (1–4,096 bytes, as a flood by whoever holds the public credential) →
+//!   records rejected, counted and quarantined (within its bounds) per
+//!   second, against a raw consumer reading the same records;
 //! - wire bytes per message against the plaintext size.
 //!
-//! Run with `dev/bench`. `KIRC_BENCH_MESSAGES` and `KIRC_BENCH_INGEST` change
-//! the counts (default 1,000 and 100,000).
+//! Run with `dev/bench`. `KIRC_BENCH_MESSAGES`, `KIRC_BENCH_INGEST` and
+//! `KIRC_BENCH_JUNK` change the counts (default 1,000, 100,000 and 50,000).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -85,6 +89,7 @@ async fn send_latency(
 async fn main() {
     let messages = count("KIRC_BENCH_MESSAGES", 1000);
     let ingest = count("KIRC_BENCH_INGEST", 100_000);
+    let junk = count("KIRC_BENCH_JUNK", 50_000);
     println!(
         "kircd {} at {}",
         env!("CARGO_PKG_VERSION"),
@@ -215,7 +220,54 @@ async fn main() {
         eprintln!("{}", bob_daemon.stderr());
     }
     assert!(bob_daemon.stop().await.success());
+
     assert!(alice_daemon.stop().await.success());
+
+    // Junk: a fresh actor (no backlog), started once for its topics, then
+    // stopped while both its inboxes fill with random records.
+    let mut carol = Actor::new("carol").await;
+    carol.set("log.level", "warn");
+    assert!(Daemon::start(&carol).await.stop().await.success());
+    let junk_data_in = format!("{}data-in", carol.topic_prefix);
+    let junk_rpc_in = format!("{}rpc-in", carol.topic_prefix);
+    let junk_records = random_records(junk);
+    let mut deliveries = Vec::with_capacity(junk);
+    for (index, bytes) in junk_records.iter().enumerate() {
+        let topic = if index % 5 == 0 { &junk_rpc_in } else { &junk_data_in };
+        deliveries.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(b"junk".as_slice()).payload(bytes))
+                .map_err(|(err, _)| err)
+                .unwrap(),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+    let raw_junk = {
+        let data = consumer(&carol.stack.kafka, &junk_data_in);
+        let rpc = consumer(&carol.stack.kafka, &junk_rpc_in);
+        let start = Instant::now();
+        for _ in 0..junk {
+            tokio::select! {
+                record = data.recv() => record,
+                record = rpc.recv() => record,
+            }
+            .unwrap();
+        }
+        start.elapsed()
+    };
+    let junk_start = Instant::now();
+    let carol_daemon = Daemon::start(&carol).await;
+    let mut watch = carol_daemon.watch().await;
+    watch
+        .wait_until("all junk rejected", Duration::from_secs(300), |status| {
+            status.rejected.iter().map(|count| count.count).sum::<u64>() >= junk as u64
+        })
+        .await;
+    let junk_elapsed = junk_start.elapsed();
+    let junk_status = carol_daemon.status().await;
+    assert!(carol_daemon.stop().await.success());
 
     println!();
     println!("| figure | kircd p50 | kircd p99 | baseline p50 | baseline p99 | ratio (p50) |");
@@ -237,10 +289,40 @@ async fn main() {
         raw_ingest.as_secs_f64(),
         raw_rate / ours_rate
     );
+    let ours_rate = junk as f64 / junk_elapsed.as_secs_f64();
+    let raw_rate = junk as f64 / raw_junk.as_secs_f64();
+    let inbox = junk_status.inbox.unwrap_or_default();
+    println!(
+        "junk: {junk} random records in data-in and rpc-in (from kircd start): {ours_rate:.0} records/s rejected ({:.1} s); raw consumer: {raw_rate:.0} records/s ({:.2} s); ratio {:.1}×; quarantine after: {} rows, {} bytes, {} dropped; log lines folded: {}",
+        junk_elapsed.as_secs_f64(),
+        raw_junk.as_secs_f64(),
+        raw_rate / ours_rate,
+        inbox.quarantine_rows,
+        inbox.quarantine_bytes,
+        inbox.quarantine_dropped,
+        inbox.log_lines_suppressed,
+    );
     println!();
     println!("| plaintext bytes | wire bytes (value + key) | overhead |");
     println!("|---|---|---|");
     for (size, bytes) in wire_rows {
         println!("| {size} | {bytes} | {} |", bytes - size);
     }
+}
+
+/// Random records of 1 to 4,096 bytes (xorshift: the same every run).
+fn random_records(count: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let len = usize::try_from(next() % 4096).unwrap() + 1;
+            (0..len).map(|_| next() as u8).collect()
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! The daemon API: gRPC (`kirc.v1`) on an owner-only Unix socket.
 
+mod authority;
 pub mod service;
 pub mod socket;
 

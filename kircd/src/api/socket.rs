@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
+use super::authority::Normalized;
 use crate::hub::Hub;
 
 #[derive(Debug, thiserror::Error)]
@@ -200,13 +201,15 @@ impl SocketGuard {
     }
 }
 
-/// The stream of accepted connections whose peer runs under our own uid.
+/// The stream of accepted connections whose peer runs under our own uid,
+/// each read through [`Normalized`] so that clients naming the socket path
+/// as `:authority` are served too.
 /// Others are closed at once, counted and logged: the folder's mode should
 /// have stopped them, so one getting here means the folder was opened up.
 pub fn incoming(
     listener: UnixListener,
     hub: Arc<Hub>,
-) -> impl Stream<Item = std::io::Result<UnixStream>> + Send + 'static {
+) -> impl Stream<Item = std::io::Result<Normalized>> + Send + 'static {
     let uid = rustix::process::getuid().as_raw();
     futures::stream::unfold((listener, hub), move |(listener, hub)| async move {
         loop {
@@ -221,7 +224,9 @@ pub fn incoming(
                 }
             };
             match stream.peer_cred() {
-                Ok(cred) if cred.uid() == uid => return Some((Ok(stream), (listener, hub))),
+                Ok(cred) if cred.uid() == uid => {
+                    return Some((Ok(Normalized::new(stream)), (listener, hub)));
+                }
                 Ok(cred) => {
                     let total = hub.count_refused_connection();
                     tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), total, "refused a connection from another user");
