@@ -27,3 +27,7 @@ ALTER TABLE messages ADD COLUMN digest BYTEA;
 ALTER TABLE messages ADD COLUMN idempotency_key TEXT;
 CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- A rejected record is often random bytes: PostgreSQL's attempt to compress
+-- it costs more than it saves.
+ALTER TABLE quarantine ALTER COLUMN head SET STORAGE EXTERNAL;

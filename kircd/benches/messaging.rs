@@ -233,10 +233,18 @@ async fn main() {
     let junk_records = random_records(junk);
     let mut deliveries = Vec::with_capacity(junk);
     for (index, bytes) in junk_records.iter().enumerate() {
-        let topic = if index % 5 == 0 { &junk_rpc_in } else { &junk_data_in };
+        let topic = if index % 5 == 0 {
+            &junk_rpc_in
+        } else {
+            &junk_data_in
+        };
         deliveries.push(
             producer
-                .send_result(FutureRecord::to(topic).key(b"junk".as_slice()).payload(bytes))
+                .send_result(
+                    FutureRecord::to(topic)
+                        .key(b"junk".as_slice())
+                        .payload(bytes),
+                )
                 .map_err(|(err, _)| err)
                 .unwrap(),
         );

@@ -133,9 +133,20 @@ async fn stops_promptly_when_stopped_right_after_ready() {
     let actor = Actor::new("quickstop").await;
     for start in 0..STARTS {
         let mut daemon = Daemon::start(&actor).await;
+        // An attached TUI: presence goes online, and offline at shutdown —
+        // after ShuttingDown, which must still be the last event.
+        let mut watcher = Watcher::interactive(&daemon.socket).await;
         tokio::time::sleep(Duration::from_millis(start % 10 * 10)).await;
         let stopping = std::time::Instant::now();
         daemon.signal(rustix::process::Signal::TERM);
+        let events = watcher.drain(STOP_BOUND).await;
+        assert!(
+            matches!(
+                events.last().and_then(|event| event.kind.as_ref()),
+                Some(Kind::ShuttingDown(_))
+            ),
+            "start {start}: ShuttingDown is the last event: {events:?}"
+        );
         let status = tokio::time::timeout(STOP_BOUND, daemon.wait())
             .await
             .unwrap_or_else(|_| {

@@ -67,14 +67,18 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
     let good = send(&alice_daemon, &bob.actor_id, "after the flood").await;
 
     let status = bob_watch
-        .wait_for("the flood rejected and the good message stored", WAIT, |view| {
-            let stored = view
-                .conversation(&good.conversation_id)
-                .and_then(|conversation| conversation.last_message.as_ref())
-                .is_some_and(|last| last.id == good.id);
-            let rejected = view.status.as_ref().map_or(0, total_rejected);
-            stored && rejected == total_rejected(&before) + JUNK as u64
-        })
+        .wait_for(
+            "the flood rejected and the good message stored",
+            WAIT,
+            |view| {
+                let stored = view
+                    .conversation(&good.conversation_id)
+                    .and_then(|conversation| conversation.last_message.as_ref())
+                    .is_some_and(|last| last.id == good.id);
+                let rejected = view.status.as_ref().map_or(0, total_rejected);
+                stored && rejected == total_rejected(&before) + JUNK as u64
+            },
+        )
         .await
         .status
         .unwrap();
@@ -83,19 +87,18 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
 
     // The quarantine holds at most its bounds, the newest records, and says
     // what it dropped.
-    let mut db = sqlx::PgConnection::connect(&format!(
-        "{}/{}",
-        bob.stack.postgres, bob.database
-    ))
-    .await
-    .unwrap();
-    let (rows, bytes): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(length(head)), 0)::bigint FROM quarantine",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    assert!(rows <= MAX_ROWS && bytes <= MAX_BYTES, "{rows} rows, {bytes} bytes");
+    let mut db = sqlx::PgConnection::connect(&format!("{}/{}", bob.stack.postgres, bob.database))
+        .await
+        .unwrap();
+    let (rows, bytes): (i64, i64) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(length(head)), 0)::bigint FROM quarantine")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert!(
+        rows <= MAX_ROWS && bytes <= MAX_BYTES,
+        "{rows} rows, {bytes} bytes"
+    );
     // Full up to a bound: one more record (at most 4 KiB) would pass one.
     assert!(
         rows == MAX_ROWS || bytes > MAX_BYTES - 4096,
@@ -108,11 +111,13 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
         inbox.quarantine_dropped,
         JUNK as u64 - u64::try_from(rows).unwrap()
     );
-    let newest: Vec<i64> = sqlx::query_scalar("SELECT \"offset\" FROM quarantine WHERE topic = $1 ORDER BY id DESC LIMIT 1")
-        .bind(&data_in)
-        .fetch_all(&mut db)
-        .await
-        .unwrap();
+    let newest: Vec<i64> = sqlx::query_scalar(
+        "SELECT \"offset\" FROM quarantine WHERE topic = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&data_in)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
     let last_junk_offset = kafka::read_all(&bob.stack.kafka, &data_in)
         .iter()
         .filter(|record| record.key == b"junk")
@@ -120,7 +125,9 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
         .max()
         .unwrap();
     assert!(
-        newest.first().is_some_and(|offset| *offset >= last_junk_offset - 10),
+        newest
+            .first()
+            .is_some_and(|offset| *offset >= last_junk_offset - 10),
         "the newest junk is kept: {newest:?} vs {last_junk_offset}"
     );
 
@@ -156,5 +163,8 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
         summaries >= 1 && summaries as u64 <= reasons * intervals,
         "{summaries} summaries"
     );
-    assert_eq!(total_rejected(&status), total_rejected(&before) + JUNK as u64);
+    assert_eq!(
+        total_rejected(&status),
+        total_rejected(&before) + JUNK as u64
+    );
 }

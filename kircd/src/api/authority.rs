@@ -241,7 +241,9 @@ fn header_block(input: &[u8]) -> io::Result<Option<Block>> {
     let mut body = payload;
     let mut padding = 0;
     if first.flags & PADDED != 0 {
-        let (&length, rest) = body.split_first().ok_or_else(|| invalid("empty padded frame"))?;
+        let (&length, rest) = body
+            .split_first()
+            .ok_or_else(|| invalid("empty padded frame"))?;
         padding = usize::from(length);
         body = rest;
     }
@@ -456,13 +458,20 @@ mod tests {
         let mut bytes = client_bytes(&mut encoder, b"localhost");
         bytes.extend(client_bytes(&mut encoder, b"localhost")[PREFACE.len()..].iter());
         for piece in [1, 7, 4096] {
-            assert_eq!(normalize(bytes.clone(), piece).await, bytes, "pieces of {piece}");
+            assert_eq!(
+                normalize(bytes.clone(), piece).await,
+                bytes,
+                "pieces of {piece}"
+            );
         }
     }
 
     #[tokio::test]
     async fn a_socket_path_becomes_localhost_in_every_block() {
-        for authority in [b"/run/user/1000/kirc/kircd.sock".as_slice(), b"%2Frun%2Fkircd.sock"] {
+        for authority in [
+            b"/run/user/1000/kirc/kircd.sock".as_slice(),
+            b"%2Frun%2Fkircd.sock",
+        ] {
             let mut encoder = loona_hpack::Encoder::new();
             let mut bytes = client_bytes(&mut encoder, authority);
             // A second request on the connection, indexing the first's
@@ -490,7 +499,10 @@ mod tests {
         let block = vec![0x82; FRAGMENT * 2 + 10];
         let out = frames(&block, 3, true);
         let first = frame_header(&out).unwrap();
-        assert_eq!((first.kind, first.flags, first.length), (HEADERS, END_STREAM, FRAGMENT));
+        assert_eq!(
+            (first.kind, first.flags, first.length),
+            (HEADERS, END_STREAM, FRAGMENT)
+        );
         let parsed = header_block(&out).unwrap().unwrap();
         assert_eq!(parsed.fragment, block);
         assert!(parsed.end_stream);

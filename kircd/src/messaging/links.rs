@@ -216,8 +216,14 @@ pub fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        // Bounds what librdkafka prefetches per partition.
+        // Bounds what librdkafka prefetches (for the whole consumer).
         .set("queued.max.messages.kbytes", "8192")
+        // Once that prefetch is full, librdkafka waits this long before it
+        // fetches again (1 s by default): with large records (a junk flood of
+        // 2 KiB on average filled it several times a second) the inbox sat
+        // idle 80 % of the time, rejecting 5,200 records/s instead of the
+        // 30,000 it can. Only a full queue starts this wait.
+        .set("fetch.queue.backoff.ms", "10")
         // Measured (dev/bench): at librdkafka's default of 500 ms, the
         // SendMessage → event p50 was 5.1 ms against 3.9 ms at 100 ms; the
         // shorter long-poll costs an idle daemon 0.47 % of a core instead of
