@@ -151,6 +151,18 @@ pub fn render_status(status: &pb::Status) -> String {
             .collect();
         let _ = writeln!(out, "  rejected  {}", counts.join(", "));
     }
+    if let Some(inbox) = &status.inbox
+        && (inbox.redelivered > 0 || inbox.quarantine_rows > 0 || inbox.quarantine_dropped > 0)
+    {
+        let _ = writeln!(
+            out,
+            "  inbox     {} redelivered; quarantine {} rows, {} bytes, {} dropped",
+            inbox.redelivered,
+            inbox.quarantine_rows,
+            inbox.quarantine_bytes,
+            inbox.quarantine_dropped
+        );
+    }
     if status.refused_connections > 0 {
         let _ = writeln!(
             out,
