@@ -30,7 +30,7 @@ use common::{consumer, ms, raw_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
-use kirc_testkit::{Actor, Daemon, befriend, bin};
+use kirc_testkit::{Actor, Daemon, befriend, bin, random_records};
 use kircd::envelope;
 use kircd::identity::Identity;
 use prost::Message as _;
@@ -230,7 +230,7 @@ async fn main() {
     assert!(Daemon::start(&carol).await.stop().await.success());
     let junk_data_in = format!("{}data-in", carol.topic_prefix);
     let junk_rpc_in = format!("{}rpc-in", carol.topic_prefix);
-    let junk_records = random_records(junk);
+    let junk_records = random_records(junk, 0x2545_f491_4f6c_dd1d);
     let mut deliveries = Vec::with_capacity(junk);
     for (index, bytes) in junk_records.iter().enumerate() {
         let topic = if index % 5 == 0 {
@@ -316,21 +316,4 @@ async fn main() {
     for (size, bytes) in wire_rows {
         println!("| {size} | {bytes} | {} |", bytes - size);
     }
-}
-
-/// Random records of 1 to 4,096 bytes (xorshift: the same every run).
-fn random_records(count: usize) -> Vec<Vec<u8>> {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..count)
-        .map(|_| {
-            let len = usize::try_from(next() % 4096).unwrap() + 1;
-            (0..len).map(|_| next() as u8).collect()
-        })
-        .collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kirc_proto::v1 as pb;
 use kirc_testkit::kafka;
-use kirc_testkit::{Actor, Daemon, befriend, send};
+use kirc_testkit::{Actor, Daemon, befriend, random_records, send};
 use sqlx::Connection;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -17,23 +17,6 @@ const JUNK: usize = 5_000;
 const MAX_ROWS: i64 = 400;
 const MAX_BYTES: i64 = 300_000;
 const BURST: i64 = 3;
-
-/// Deterministic junk: lengths 1..=4096, bytes from xorshift.
-fn junk(count: usize) -> Vec<Vec<u8>> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..count)
-        .map(|_| {
-            let len = usize::try_from(next() % 4096).unwrap() + 1;
-            (0..len).map(|_| next() as u8).collect()
-        })
-        .collect()
-}
 
 fn total_rejected(status: &pb::Status) -> u64 {
     status.rejected.iter().map(|count| count.count).sum()
@@ -56,7 +39,7 @@ async fn a_junk_flood_is_rejected_within_bounds_and_blocks_nothing() {
     let producer = kafka::producer(&bob.stack.kafka);
     let data_in = format!("{}data-in", bob.topic_prefix);
     let rpc_in = format!("{}rpc-in", bob.topic_prefix);
-    let records = junk(JUNK);
+    let records = random_records(JUNK, 0x9e37_79b9_7f4a_7c15);
     let started = std::time::Instant::now();
     let sends = records.iter().enumerate().map(|(index, value)| {
         let topic = if index % 5 == 0 { &rpc_in } else { &data_in };

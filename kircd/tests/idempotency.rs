@@ -7,28 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, befriend, history_all};
+use kirc_testkit::{Actor, Daemon, befriend, history_all, send_with_key};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn send_once(
-    daemon: &Daemon,
-    to: &str,
-    text: &str,
-    key: &str,
-) -> Result<pb::ChatMessage, tonic::Status> {
-    kirc_proto::connect(&daemon.socket)
-        .await
-        .map_err(|err| tonic::Status::unavailable(err.to_string()))?
-        .send_message(pb::SendMessageRequest {
-            to: to.to_owned(),
-            text: text.to_owned(),
-            action: false,
-            idempotency_key: key.to_owned(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
 
 /// Waits until `daemon` holds at least `count` messages of `conversation`.
 async fn wait_count(daemon: &Daemon, conversation: &str, count: usize) -> Vec<pb::ChatMessage> {
@@ -55,21 +36,21 @@ async fn the_same_key_is_the_same_message_across_a_restart() {
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
 
-    let first = send_once(&alice_daemon, &bob.actor_id, "once", "key-1")
+    let first = send_with_key(&alice_daemon, &bob.actor_id, "once", "key-1")
         .await
         .unwrap();
-    let again = send_once(&alice_daemon, &bob.actor_id, "once", "key-1")
+    let again = send_with_key(&alice_daemon, &bob.actor_id, "once", "key-1")
         .await
         .unwrap();
     assert_eq!(again.id, first.id);
     assert_eq!(again.seq, first.seq);
     // The same key for another text is refused, not sent.
-    let other = send_once(&alice_daemon, &bob.actor_id, "twice", "key-1")
+    let other = send_with_key(&alice_daemon, &bob.actor_id, "twice", "key-1")
         .await
         .unwrap_err();
     assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other:?}");
     for bad in ["has space", &"k".repeat(129), "tab\t"] {
-        let refused = send_once(&alice_daemon, &bob.actor_id, "x", bad)
+        let refused = send_with_key(&alice_daemon, &bob.actor_id, "x", bad)
             .await
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{bad:?}");
@@ -77,14 +58,14 @@ async fn the_same_key_is_the_same_message_across_a_restart() {
 
     assert!(alice_daemon.stop().await.success());
     alice_daemon = Daemon::start(&alice).await;
-    let after_restart = send_once(&alice_daemon, &bob.actor_id, "once", "key-1")
+    let after_restart = send_with_key(&alice_daemon, &bob.actor_id, "once", "key-1")
         .await
         .unwrap();
     assert_eq!(after_restart.id, first.id);
     assert!(after_restart.state >= MessageState::Queued as i32);
 
     // A new key is a new message.
-    let second = send_once(&alice_daemon, &bob.actor_id, "second", "key-2")
+    let second = send_with_key(&alice_daemon, &bob.actor_id, "second", "key-2")
         .await
         .unwrap();
     let at_bob = wait_count(&bob_daemon, &first.conversation_id, 2).await;
@@ -140,7 +121,7 @@ async fn a_send_cut_short_by_kill_9_and_retried_with_its_key_arrives_once() {
         }
         // The client's retry loop: the same key until an answer comes.
         let message = loop {
-            match send_once(&alice_daemon, &bob.actor_id, &text, &key).await {
+            match send_with_key(&alice_daemon, &bob.actor_id, &text, &key).await {
                 Ok(message) => break message,
                 Err(status) if status.code() == tonic::Code::Unavailable => {
                     tokio::time::sleep(Duration::from_millis(50)).await;

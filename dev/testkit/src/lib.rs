@@ -781,6 +781,17 @@ pub async fn try_send(
     to: &str,
     text: &str,
 ) -> Result<pb::ChatMessage, tonic::Status> {
+    send_with_key(daemon, to, text, "").await
+}
+
+/// `SendMessage` with an idempotency key (empty: none), on a connection of
+/// its own; a daemon that cannot be reached is `UNAVAILABLE`.
+pub async fn send_with_key(
+    daemon: &Daemon,
+    to: &str,
+    text: &str,
+    key: &str,
+) -> Result<pb::ChatMessage, tonic::Status> {
     kirc_proto::connect(&daemon.socket)
         .await
         .map_err(|err| tonic::Status::unavailable(err.to_string()))?
@@ -788,10 +799,28 @@ pub async fn try_send(
             to: to.to_owned(),
             text: text.to_owned(),
             action: false,
-            idempotency_key: String::new(),
+            idempotency_key: key.to_owned(),
         })
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// `count` records of 1 to 4,096 random bytes, the same for the same seed
+/// (xorshift): junk as anyone with an inbox credential could write it.
+pub fn random_records(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let len = usize::try_from(next() % 4096).unwrap() + 1;
+            (0..len).map(|_| next().to_le_bytes()[0]).collect()
+        })
+        .collect()
 }
 
 /// The whole history of a conversation, oldest first, read page by page.
