@@ -208,16 +208,26 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                 state.session_requested = true;
                 effects.push(Effect::LoadSession(state.session.clone()));
             }
+            // A daemon that has not loaded its state yet (just restarted)
+            // sends a snapshot without contacts and conversations: what is
+            // open, or asked to be, waits for the loaded snapshot that
+            // follows instead of being dropped.
+            let loaded = state
+                .view
+                .status
+                .as_ref()
+                .is_some_and(|status| status.ready);
             if let Some(wanted) = state.pending_open.take() {
                 match find_contact(state, &wanted) {
                     Some(contact) => state.open = Some(contact.conversation_id.clone()),
+                    None if !loaded => state.pending_open = Some(wanted),
                     None => notice(state, format!("no contact named {wanted}"), true),
                 }
             }
             if let Some(open) = state.open.clone() {
                 if state.view.conversation(&open).is_some() {
                     effects.extend(load(state, &open, Anchor::Latest));
-                } else {
+                } else if loaded {
                     state.open = None;
                 }
             }

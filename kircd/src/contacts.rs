@@ -266,4 +266,35 @@ mod tests {
             assert!(err.to_string().contains("not a K-IRC invite"), "{err}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// A token carries its profile and secret through encoding and
+            /// back, whatever the name and the expiry.
+            #[test]
+            fn tokens_round_trip(
+                seed in any::<[u8; 32]>(),
+                name in "\\PC{0,40}",
+                secret in any::<[u8; 16]>(),
+                expires_in in 1..i64::from(u32::MAX),
+            ) {
+                let identity = Identity::from_seed(&seed);
+                let mut public = profile(&identity);
+                public.display_name = name.clone();
+                let invite = wire::Invite {
+                    profile: Some(sign_profile(&identity, &public)),
+                    secret: secret.to_vec(),
+                    expires_at_unix_ms: 1_000 + expires_in,
+                };
+                let (read, verified) = read_token(&encode_token(&invite), 1_000).unwrap();
+                prop_assert_eq!(read, invite);
+                prop_assert_eq!(verified.actor_id, identity.id());
+                prop_assert_eq!(verified.profile.display_name, name);
+            }
+        }
+    }
 }

@@ -493,4 +493,58 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn kind() -> impl Strategy<Value = wire::Kind> {
+            prop_oneof![
+                Just(wire::Kind::Chat),
+                Just(wire::Kind::ContactAccepted),
+                Just(wire::Kind::Receipt),
+                Just(wire::Kind::Presence),
+                Just(wire::Kind::Typing),
+                Just(wire::Kind::Heartbeat),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the payload, kind and id: what alice seals, bob
+            /// parses, verifies and opens to the same bytes; any one byte
+            /// of the ciphertext changed is refused by the signature.
+            #[test]
+            fn seal_then_open_round_trips(
+                seeds in any::<([u8; 32], [u8; 32])>(),
+                payload in proptest::collection::vec(any::<u8>(), 0..2048),
+                kind in kind(),
+                id in any::<u128>(),
+                flip in any::<(usize, u8)>(),
+            ) {
+                let alice = Identity::from_seed(&seeds.0);
+                let bob = Identity::from_seed(&seeds.1);
+                let message_id = Uuid::from_u128(id);
+                let sealed = seal(&alice, bob.id(), &PairKey::new(&alice, &bob.box_key()), kind, message_id, &payload);
+                let (envelope, header) = parse(&sealed, bob.id()).unwrap();
+                prop_assert_eq!(header.message_id, message_id);
+                prop_assert_eq!(header.sender, alice.id());
+                prop_assert_eq!(header.kind, kind);
+                verify(&envelope, &alice.signing_key()).unwrap();
+                let opened = open(&envelope, &header, &PairKey::new(&bob, &alice.box_key())).unwrap();
+                prop_assert_eq!(&opened, &payload);
+
+                let mut tampered = envelope.clone();
+                let at = flip.0 % tampered.ciphertext.len();
+                tampered.ciphertext[at] ^= flip.1.max(1);
+                prop_assert_eq!(verify(&tampered, &alice.signing_key()), Err(Rejection::BadSignature));
+            }
+
+            /// Parsing never panics, whatever the bytes.
+            #[test]
+            fn parse_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse(&bytes, Identity::from_seed(&[1; 32]).id());
+            }
+        }
+    }
 }

@@ -140,6 +140,24 @@ impl Identity {
         }
     }
 
+    /// The identity whose two keys derive from `seed` (SHA-256 with a
+    /// label per key): the same seed, the same identity. For test vectors
+    /// and fuzzing, where records must be sealed by known keys; `kircd
+    /// init` uses [`Identity::generate`].
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let derive = |label: &[u8]| -> [u8; 32] {
+            Sha256::new()
+                .chain_update(label)
+                .chain_update(seed)
+                .finalize()
+                .into()
+        };
+        Identity {
+            signing: SigningKey::from_bytes(&derive(b"kirc identity seed v1: signing")),
+            boxing: crypto_box::SecretKey::from_bytes(derive(b"kirc identity seed v1: box")),
+        }
+    }
+
     pub fn id(&self) -> ActorId {
         ActorId::of(&self.signing.verifying_key())
     }

@@ -688,3 +688,40 @@ fn a_typing_indicator_expires_by_the_clock_even_without_a_stop() {
     );
     assert_eq!(state.next_deadline(), None);
 }
+
+#[test]
+fn a_snapshot_of_a_daemon_still_loading_keeps_the_open_conversation() {
+    let mut state = state();
+    open_bob(&mut state, Vec::new());
+    let snapshot = |ready: bool, conversations: Vec<pb::Conversation>| {
+        Kind::Snapshot(pb::Snapshot {
+            status: Some(pb::Status {
+                actor_id: ME.into(),
+                ready,
+                ..pb::Status::default()
+            }),
+            epoch: 2,
+            contacts: Vec::new(),
+            conversations,
+            presence: Vec::new(),
+        })
+    };
+    // kircd restarted: its first snapshot comes before its database.
+    update(&mut state, event(1, snapshot(false, Vec::new())));
+    assert_eq!(state.open.as_deref(), Some("conv-bob"));
+    // Loaded: the conversation is there, its history is fetched again.
+    let bob = pb::Conversation {
+        id: "conv-bob".into(),
+        peer: Some(contact(BOB, "bob", "conv-bob", ContactState::Accepted)),
+        ..pb::Conversation::default()
+    };
+    let effects = update(&mut state, event(2, snapshot(true, vec![bob])));
+    assert_eq!(state.open.as_deref(), Some("conv-bob"));
+    assert!(
+        effects.iter().any(|effect| matches!(effect, Effect::LoadHistory { conversation, .. } if conversation == "conv-bob")),
+        "{effects:?}"
+    );
+    // A loaded daemon without it: it is gone.
+    update(&mut state, event(3, snapshot(true, Vec::new())));
+    assert_eq!(state.open, None);
+}

@@ -157,3 +157,165 @@ fn nothing_is_published_after_shutting_down() {
         42
     );
 }
+
+mod folding {
+    //! A client that folds every event with `DaemonView::apply` ends where a
+    //! client starting from a fresh snapshot begins: for any sequence of
+    //! what the subsystems publish.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Up(usize),
+        Down(usize, u8),
+        Topics(u8),
+        Inbox(u8, u64),
+        Contact(u8, bool),
+        Message(u8, bool, u64),
+        State(u8, u64),
+        Read(u8, u64),
+        Presence(u8, i32, bool),
+        Heartbeat(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize).prop_map(Op::Up),
+            (0..3usize, 0..3u8).prop_map(|(backend, error)| Op::Down(backend, error)),
+            (0..4u8).prop_map(Op::Topics),
+            (0..4u8, 0..100u64).prop_map(|(reason, count)| Op::Inbox(reason, count)),
+            (0..4u8, any::<bool>()).prop_map(|(contact, accepted)| Op::Contact(contact, accepted)),
+            (0..4u8, any::<bool>(), 1..50u64)
+                .prop_map(|(contact, outgoing, seq)| Op::Message(contact, outgoing, seq)),
+            (0..4u8, 1..50u64).prop_map(|(contact, seq)| Op::State(contact, seq)),
+            (0..4u8, 0..50u64).prop_map(|(contact, seq)| Op::Read(contact, seq)),
+            (0..4u8, 0..4i32, any::<bool>())
+                .prop_map(|(contact, state, typing)| Op::Presence(contact, state, typing)),
+            (0..1_000_000i64).prop_map(Op::Heartbeat),
+        ]
+    }
+
+    const BACKENDS: [Backend; 3] = [Backend::Kafka, Backend::Postgres, Backend::Valkey];
+    const REASONS: [&str; 4] = ["stale", "replay", "undecodable", "stranger"];
+
+    fn contact(index: u8, accepted: bool) -> pb::Contact {
+        pb::Contact {
+            actor_id: format!("actor{index}"),
+            display_name: format!("name{index}"),
+            state: if accepted {
+                pb::ContactState::Accepted
+            } else {
+                pb::ContactState::Request
+            } as i32,
+            conversation_id: format!("conversation{index}"),
+            added_at_unix_ms: i64::from(index),
+            ..pb::Contact::default()
+        }
+    }
+
+    fn message(index: u8, outgoing: bool, seq: u64) -> pb::ChatMessage {
+        pb::ChatMessage {
+            id: format!("m{index}-{seq}"),
+            conversation_id: format!("conversation{index}"),
+            outgoing,
+            body: format!("text {seq}"),
+            created_at_unix_ms: i64::try_from(seq).unwrap_or(0) * 1000,
+            seq,
+            ..pb::ChatMessage::default()
+        }
+    }
+
+    fn run(hub: &Hub, op: &Op) {
+        match op.clone() {
+            Op::Up(backend) => hub.backend_up(BACKENDS[backend]),
+            Op::Down(backend, error) => {
+                hub.backend_down(BACKENDS[backend], format!("error {error}"))
+            }
+            Op::Topics(count) => hub.set_topics(
+                (0..count)
+                    .map(|index| TopicStatus {
+                        role: format!("role{index}"),
+                        name: format!("topic{index}"),
+                        present: index % 2 == 0,
+                        partitions: 2,
+                    })
+                    .collect(),
+            ),
+            Op::Inbox(reason, count) => hub.set_inbox(
+                vec![RejectionCount {
+                    reason: REASONS[usize::from(reason)].into(),
+                    count,
+                }],
+                pb::InboxCounters {
+                    redelivered: count / 2,
+                    quarantine_rows: count,
+                    ..pb::InboxCounters::default()
+                },
+            ),
+            Op::Contact(index, accepted) => {
+                hub.publish_event(Kind::ContactChanged(contact(index, accepted)));
+            }
+            Op::Message(index, outgoing, seq) => {
+                hub.publish_event(Kind::MessageAdded(message(index, outgoing, seq)));
+            }
+            Op::State(index, seq) => {
+                hub.publish_event(Kind::MessageStateChanged(pb::MessageStateChanged {
+                    message_id: format!("m{index}-{seq}"),
+                    conversation_id: format!("conversation{index}"),
+                    state: pb::MessageState::Read as i32,
+                }))
+            }
+            Op::Read(index, seq) => hub.publish_event(Kind::ReadMarkerMoved(pb::ReadMarkerMoved {
+                conversation_id: format!("conversation{index}"),
+                last_read_seq: seq,
+                unread: 0,
+            })),
+            Op::Presence(index, state, typing) => hub.set_peer_presence(pb::PeerPresence {
+                actor_id: format!("actor{index}"),
+                state,
+                text: String::new(),
+                typing,
+            }),
+            Op::Heartbeat(at) => hub.update_status(|status| status.heartbeat_produced_unix_ms = at),
+        }
+    }
+
+    /// What a client holds, without what is by design not sent as events:
+    /// the uptime, and a backend's failure count and last good check (a
+    /// repeated identical result makes no event; a snapshot has the latest).
+    fn comparable(mut view: DaemonView) -> DaemonView {
+        if let Some(status) = &mut view.status {
+            status.uptime_ms = 0;
+            for backend in &mut status.backends {
+                backend.consecutive_failures = 0;
+                backend.last_ok_unix_ms = 0;
+            }
+        }
+        view
+    }
+
+    proptest! {
+        #[test]
+        fn events_folded_equal_a_fresh_snapshot(ops in proptest::collection::vec(op(), 0..60)) {
+            let hub = hub(4096);
+            let mut early = hub.subscribe(0, 0);
+            let mut folded = DaemonView::default();
+            for event in &early.backlog {
+                folded.apply(event);
+            }
+            for op in &ops {
+                run(&hub, op);
+            }
+            while let Ok(event) = early.live.try_recv() {
+                folded.apply(&event);
+            }
+            let mut fresh = DaemonView::default();
+            for event in &hub.subscribe(0, 0).backlog {
+                fresh.apply(event);
+            }
+            prop_assert_eq!(comparable(folded), comparable(fresh));
+        }
+    }
+}

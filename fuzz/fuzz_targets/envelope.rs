@@ -1,0 +1,51 @@
+//! A record in bob's inbox, from anyone: parsed, its signature checked
+//! against alice's key (or, for a contact request, against the profile
+//! inside), opened, and its payload decoded, as the inbox does.
+#![no_main]
+
+#[path = "../keys.rs"]
+mod keys;
+
+use kirc_proto::wire::v1 as wire;
+use kircd::{contacts, envelope};
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    let keys = keys::keys();
+    let Ok((sealed, header)) = envelope::parse(data, keys.bob.id()) else {
+        return;
+    };
+    if header.kind == wire::Kind::ContactRequest {
+        if let Ok(payload) = envelope::open_anonymous(&sealed, &keys.bob)
+            && let Ok(request) = wire::ContactRequest::decode(payload.as_slice())
+            && let Some(signed) = &request.profile
+            && let Ok(profile) = contacts::verify_profile(signed)
+        {
+            let _ = envelope::verify(&sealed, &profile.signing_key);
+        }
+        return;
+    }
+    if envelope::verify(&sealed, &keys.alice.signing_key()).is_err() {
+        return;
+    }
+    let Ok(payload) = envelope::open(&sealed, &header, &keys.bob_with_alice) else {
+        return;
+    };
+    let payload = payload.as_slice();
+    match header.kind {
+        wire::Kind::Chat => drop(wire::ChatPayload::decode(payload)),
+        wire::Kind::ContactAccepted => {
+            if let Ok(accepted) = wire::ContactAccepted::decode(payload)
+                && let Some(signed) = &accepted.profile
+            {
+                let _ = contacts::verify_profile(signed);
+            }
+        }
+        wire::Kind::Receipt => drop(wire::Receipt::decode(payload)),
+        wire::Kind::Presence => drop(wire::Presence::decode(payload)),
+        wire::Kind::Typing => drop(wire::Typing::decode(payload)),
+        wire::Kind::Heartbeat => drop(wire::Heartbeat::decode(payload)),
+        wire::Kind::ContactRequest => {}
+    }
+});
