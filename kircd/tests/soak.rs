@@ -106,8 +106,11 @@ async fn two_daemons_under_steady_traffic_do_not_grow() {
         let alice_message = send(&alice_daemon, &bob.actor_id, &format!("a{sent}")).await;
         send(&bob_daemon, &alice.actor_id, &format!("b{sent}")).await;
         conversation = alice_message.conversation_id;
-        if sent % RATE == 0 {
-            for (daemon, active) in [(&alice_daemon, sent % (2 * RATE) == 0), (&bob_daemon, true)] {
+        if sent.is_multiple_of(RATE) {
+            for (daemon, active) in [
+                (&alice_daemon, sent.is_multiple_of(2 * RATE)),
+                (&bob_daemon, true),
+            ] {
                 daemon
                     .client()
                     .await
