@@ -3,32 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, MessageState};
 use kirc_testkit::{Actor, Daemon, befriend, history_all, rejected, send, try_send};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Waits until `daemon`'s history of `conversation` satisfies `done`, reading
-/// it again after each event (no sleeps: events say when something changed).
 async fn wait_history(
     daemon: &Daemon,
     conversation: &str,
     what: &str,
     done: impl Fn(&[pb::ChatMessage]) -> bool,
 ) -> Vec<pb::ChatMessage> {
-    let mut watch = daemon.watch().await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let history = history_all(daemon, conversation).await;
-        if done(&history) {
-            return history;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        // Any event (or a quiet second) is a reason to look again.
-        watch.next(Duration::from_secs(1)).await;
-    }
+    kirc_testkit::wait_history(daemon, conversation, what, WAIT, done).await
 }
 
 /// Checks that `history` holds each of `sent` exactly once, in that order,

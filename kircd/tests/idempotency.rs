@@ -7,25 +7,20 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, befriend, history_all, send_with_key};
+use kirc_testkit::{Actor, Daemon, befriend, history_all, send_with_key, wait_history};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until `daemon` holds at least `count` messages of `conversation`.
 async fn wait_count(daemon: &Daemon, conversation: &str, count: usize) -> Vec<pb::ChatMessage> {
-    let mut watch = daemon.watch().await;
-    loop {
-        let history = history_all(daemon, conversation).await;
-        if history.len() >= count {
-            return history;
-        }
-        // Each arriving message is an event; look again after one.
-        assert!(
-            watch.next(WAIT).await.is_some(),
-            "only {} of {count} messages after {WAIT:?}",
-            history.len()
-        );
-    }
+    wait_history(
+        daemon,
+        conversation,
+        &format!("{count} messages"),
+        WAIT,
+        |history| history.len() >= count,
+    )
+    .await
 }
 
 #[tokio::test]

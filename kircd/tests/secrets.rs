@@ -1,35 +1,22 @@
-//! No secret in any log: two actors over the SASL_SSL listener (what Aiven
-//! users get), every log at trace level, a conversation with presence and
+//! No secret in any log: two Aiven actors (kircd and public users, ACLs)
+//! over the SASL_SSL listener, every log at trace level, a conversation with presence and
 //! typing; then every log file and stderr is searched for each password,
 //! each identity key (base64 as stored, hex) and each message text.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use kirc_proto::v1 as pb;
+use kirc_testkit::aiven::{aiven_actor, secret_file};
 use kirc_testkit::{Actor, Daemon, Stack, Watcher, befriend, send, unique};
 use sqlx::Connection;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn secret_file(dir: &Path, name: &str, value: &str) -> String {
-    let path = dir.join(name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    std::io::Write::write_all(&mut file, value.as_bytes()).unwrap();
-    path.display().to_string()
-}
-
-/// An actor whose Kafka is the SASL_SSL listener (for its own cluster and in
-/// its public profile) and whose database has a role of its own with a
-/// password nothing else uses; every log at trace level.
+/// An Aiven actor (its kircd and public users on the SASL_SSL listener)
+/// whose database has a role of its own with a password nothing else uses;
+/// every log at trace level. Returns the actor and its secrets.
 async fn sasl_actor(name: &str, stack: &Stack) -> (Actor, Vec<String>) {
     let mut actor = Actor::new(name).await;
     let role = unique(&format!("{name}_role")).replace('.', "_");
@@ -59,34 +46,18 @@ async fn sasl_actor(name: &str, stack: &Stack) -> (Actor, Vec<String>) {
         .await
         .unwrap();
     }
-    let (host, _) = stack
-        .postgres
-        .rsplit_once('@')
-        .map(|(_, host)| (host.to_owned(), ()))
-        .unwrap();
-    let dir = actor.dir.path().to_path_buf();
-    let kafka_password = secret_file(&dir, "kafka-password", &stack.sasl_password);
-    let public_password = secret_file(&dir, "public-password", &stack.sasl_password);
-    let postgres_password = secret_file(&dir, "postgres-password", &pg_password);
-    let ca = stack.ca_file.display().to_string();
+    let host = stack.postgres.rsplit_once('@').unwrap().1;
+    let access = aiven_actor(&mut actor);
+    let postgres_password = secret_file(actor.dir.path(), "postgres-password", &pg_password);
     let url = format!("postgres://{role}@{host}/{}", actor.database);
     actor
-        .set("kafka.bootstrap_servers", stack.kafka_sasl.as_str())
-        .set("kafka.security_protocol", "sasl_ssl")
-        .set("kafka.sasl_mechanism", "SCRAM-SHA-256")
-        .set("kafka.sasl_username", stack.sasl_user.as_str())
-        .set("kafka.sasl_password_file", kafka_password)
-        .set("kafka.ca_file", ca.as_str())
-        .set("public.bootstrap_servers", stack.kafka_sasl.as_str())
-        .set("public.security_protocol", "sasl_ssl")
-        .set("public.sasl_mechanism", "SCRAM-SHA-256")
-        .set("public.username", stack.sasl_user.as_str())
-        .set("public.password_file", public_password)
-        .set("public.ca_file", ca.as_str())
         .set("postgres.url", url)
         .set("postgres.password_file", postgres_password)
         .set("log.level", "trace");
-    (actor, vec![stack.sasl_password.clone(), pg_password])
+    (
+        actor,
+        vec![access.kircd_password, access.public_password, pg_password],
+    )
 }
 
 /// The identity file's two keys, as stored (base64) and in hex.

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use kirc_proto::v1 as pb;
-use kirc_testkit::{Actor, Daemon, Watcher, befriend, history_all, send};
+use kirc_testkit::{Actor, Daemon, Watcher, befriend, send, wait_history};
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Messages per second each way.
@@ -133,24 +133,22 @@ async fn two_daemons_under_steady_traffic_do_not_grow() {
     // Everything arrives, once, in order.
     for (daemon, prefix) in [(&bob_daemon, "a"), (&alice_daemon, "b")] {
         let wanted: Vec<String> = (0..sent).map(|index| format!("{prefix}{index}")).collect();
-        let mut watch = daemon.watch().await;
-        let received = loop {
-            let received: Vec<String> = history_all(daemon, &conversation)
-                .await
-                .into_iter()
+        let incoming = |history: &[pb::ChatMessage]| -> Vec<String> {
+            history
+                .iter()
                 .filter(|message| !message.outgoing)
-                .map(|message| message.body)
-                .collect();
-            if received.len() >= wanted.len() {
-                break received;
-            }
-            assert!(
-                watch.next(Duration::from_secs(60)).await.is_some(),
-                "{} of {} messages arrived",
-                received.len(),
-                wanted.len()
-            );
+                .map(|message| message.body.clone())
+                .collect()
         };
+        let history = wait_history(
+            daemon,
+            &conversation,
+            "every message",
+            Duration::from_secs(120),
+            |history| incoming(history).len() >= wanted.len(),
+        )
+        .await;
+        let received = incoming(&history);
         assert_eq!(received, wanted, "every message once, in order");
     }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use hcl_edit::expr::{Expression, ObjectKey, TraversalOperator};
 use hcl_edit::structure::{Block, Body};
 use hcl_edit::visit::{Visit, visit_expr};
+use kirc_testkit::aiven::{GRANTS, Grant, PUBLIC_PRODUCER_BYTE_RATE, Resource, User};
 
 fn terraform_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../terraform")
@@ -571,5 +572,93 @@ fn the_init_document_has_what_kircd_init_reads() {
                 "kircd_init.{section}.{field} is missing"
             );
         }
+    }
+}
+
+/// Every grant terraform/kafka.tf makes, as roles rather than names.
+fn terraform_grants(files: &BTreeMap<String, Body>) -> BTreeSet<Grant> {
+    let roles: Vec<String> = object_entries(locals(files)["topics"])
+        .into_iter()
+        .map(|(role, _)| role.replace('_', "-"))
+        .collect();
+    let role_of = |name: &str| -> &'static str {
+        ["data-in", "data-out", "rpc-in", "rpc-out"]
+            .into_iter()
+            .find(|role| *role == name)
+            .unwrap_or_else(|| panic!("unknown topic role {name}"))
+    };
+    let mut grants = BTreeSet::new();
+    for acl in blocks(files, "resource")
+        .into_iter()
+        .filter(|block| label(block, 0) == "aiven_kafka_native_acl")
+    {
+        let references = references_in_body(&acl.body);
+        let user = if references
+            .iter()
+            .any(|reference| reference.root == "aiven_kafka_user" && reference.step(0) == "public")
+        {
+            User::Public
+        } else {
+            User::Kircd
+        };
+        let operation: &'static str = match string_attribute(acl, "operation") {
+            "Read" => "Read",
+            "Write" => "Write",
+            other => panic!(
+                "{}: an operation the local broker does not grant: {other}",
+                label(acl, 1)
+            ),
+        };
+        match string_attribute(acl, "resource_type") {
+            "Group" => {
+                grants.insert(Grant {
+                    user,
+                    resource: Resource::Groups,
+                    operation,
+                });
+            }
+            "Topic" if acl.body.get_attribute("for_each").is_some() => {
+                for role in &roles {
+                    grants.insert(Grant {
+                        user,
+                        resource: Resource::Topic(role_of(role)),
+                        operation,
+                    });
+                }
+            }
+            "Topic" => {
+                let topic = references_in_expr(attribute(acl, "resource_name"))
+                    .into_iter()
+                    .find(|reference| reference.root == "aiven_kafka_topic")
+                    .unwrap();
+                grants.insert(Grant {
+                    user,
+                    resource: Resource::Topic(role_of(&topic.step(1).replace('_', "-"))),
+                    operation,
+                });
+            }
+            other => panic!("{}: resource type {other}", label(acl, 1)),
+        }
+    }
+    grants
+}
+
+#[test]
+fn the_local_broker_grants_what_terraform_grants() {
+    let files = parse_all();
+    assert_eq!(
+        terraform_grants(&files),
+        GRANTS.into_iter().collect::<BTreeSet<Grant>>(),
+        "terraform/kafka.tf and kirc_testkit::aiven::GRANTS (what the tests' broker enforces) differ"
+    );
+    let rate = blocks(&files, "variable")
+        .into_iter()
+        .find(|block| label(block, 0) == "public_producer_byte_rate")
+        .expect("variable public_producer_byte_rate");
+    match attribute(rate, "default") {
+        Expression::Number(number) => {
+            assert_eq!(number.value().as_u64(), Some(PUBLIC_PRODUCER_BYTE_RATE));
+        }
+        other => panic!("public_producer_byte_rate's default: {other:?}"),
     }
 }

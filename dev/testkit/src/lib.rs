@@ -5,6 +5,7 @@
 //! notification and event stream, never from sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+pub mod aiven;
 pub mod kafka;
 
 use std::path::{Path, PathBuf};
@@ -821,6 +822,32 @@ pub fn random_records(count: usize, seed: u64) -> Vec<Vec<u8>> {
             (0..len).map(|_| next().to_le_bytes()[0]).collect()
         })
         .collect()
+}
+
+/// Waits until `daemon`'s history of `conversation` satisfies `done`, reading
+/// it again after each event (events say when something changed; a quiet
+/// second makes it look again too), or panics after `timeout`.
+pub async fn wait_history(
+    daemon: &Daemon,
+    conversation: &str,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[pb::ChatMessage]) -> bool,
+) -> Vec<pb::ChatMessage> {
+    let mut watch = daemon.watch().await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let history = history_all(daemon, conversation).await;
+        if done(&history) {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; {} messages",
+            history.len()
+        );
+        watch.next(Duration::from_secs(1)).await;
+    }
 }
 
 /// The whole history of a conversation, oldest first, read page by page.

@@ -247,6 +247,15 @@ pub const KEYS: &[KeySpec] = &[
         "How long an invite stays valid.",
     ),
     key(
+        "messaging.outbox_check_interval",
+        Kind::Duration {
+            min: Duration::from_secs(1),
+            max: seconds(24 * 3600),
+        },
+        Default::Str("10min"),
+        "How often kircd looks for messages that expired from data-out before their contact could be reached (offline longer than its retention) and sends them again.",
+    ),
+    key(
         "messaging.quarantine_max_rows",
         Kind::Int {
             min: 0,

@@ -170,6 +170,7 @@ pub struct PublicConfig {
 pub struct MessagingConfig {
     pub read_receipts: bool,
     pub invite_ttl: Duration,
+    pub outbox_check_interval: Duration,
     pub quarantine_max_rows: u64,
     pub quarantine_max_bytes: u64,
     pub rejection_log_burst: u32,
@@ -672,6 +673,7 @@ impl Values {
             messaging: MessagingConfig {
                 read_receipts: self.bool("messaging.read_receipts"),
                 invite_ttl: self.duration("messaging.invite_ttl"),
+                outbox_check_interval: self.duration("messaging.outbox_check_interval"),
                 // The key table bounds these to non-negative values that fit.
                 quarantine_max_rows: u64::try_from(self.int("messaging.quarantine_max_rows"))
                     .unwrap_or(0),

@@ -101,6 +101,30 @@ impl AckedProducer {
         acked_rx.await.unwrap_or(Err(KafkaError::Canceled))
     }
 
+    /// The earliest offset still held in each partition of `topic`: what
+    /// is below it expired. Blocks for up to `timeout` per request.
+    pub fn low_watermarks(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<(i32, i64)>, KafkaError> {
+        let client = self.inner.producer.client();
+        let metadata = client.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| topic.partitions().iter().map(|partition| partition.id()))
+            .collect();
+        partitions
+            .into_iter()
+            .map(|partition| {
+                client
+                    .fetch_watermarks(topic, partition, timeout)
+                    .map(|(low, _)| (partition, low))
+            })
+            .collect()
+    }
+
     /// Waits for everything queued to be acknowledged (at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.producer.flush(timeout)

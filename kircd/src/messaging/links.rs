@@ -83,6 +83,16 @@ impl Outbox {
         self.producer.send(topic, key, value).await
     }
 
+    /// The earliest offset each partition of `topic` still holds (off the
+    /// async workers: librdkafka's calls block).
+    pub async fn low_watermarks(&self, topic: &str) -> Result<Vec<(i32, i64)>, KafkaError> {
+        let producer = self.producer.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || producer.low_watermarks(&topic, PRODUCE_TIMEOUT))
+            .await
+            .unwrap_or_else(|_| Err(KafkaError::Canceled))
+    }
+
     /// Waits for everything queued to be acknowledged (at shutdown).
     pub fn flush(&self, timeout: Duration) {
         if let Err(err) = self.producer.flush(timeout) {

@@ -362,6 +362,7 @@ pub fn spawn(messaging: Arc<Messaging>, cancel: CancellationToken) -> MessagingH
             )),
             tokio::spawn(inbox::run(Arc::clone(&messaging), cancel.clone())),
             tokio::spawn(keep_warm(Arc::clone(&messaging), cancel.clone())),
+            tokio::spawn(requeue_expired(Arc::clone(&messaging), cancel.clone())),
             tokio::spawn(report_traffic(Arc::clone(&messaging), cancel.clone())),
         ];
         for worker in workers {
@@ -372,6 +373,23 @@ pub fn spawn(messaging: Arc<Messaging>, cancel: CancellationToken) -> MessagingH
         messaging.outbox.flush(Duration::from_secs(5));
     });
     MessagingHandle { task }
+}
+
+/// Looks for messages that expired from data-out before delivery, at start
+/// and then every `messaging.outbox_check_interval`: a contact offline
+/// longer than the topic's retention must still get every message.
+async fn requeue_expired(messaging: Arc<Messaging>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(messaging.config.messaging.outbox_check_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(err) = messaging.requeue_expired().await {
+            tracing::debug!(error = %err, "cannot check data-out for expired messages; trying at the next interval");
+        }
+    }
 }
 
 /// The keep-warm heartbeat: at start and then every interval.

@@ -175,7 +175,8 @@ impl Messaging {
         conversation: Uuid,
         envelope: &[u8],
     ) -> Result<(), MessagingError> {
-        self.outbox
+        let (partition, offset) = self
+            .outbox
             .produce(
                 &self.config.kafka.topics.data_out,
                 conversation.as_bytes(),
@@ -183,8 +184,31 @@ impl Messaging {
             )
             .await
             .map_err(|err| MessagingError::Outbox(err.to_string()))?;
+        store::set_outbox_position(&self.pool, id, partition, offset).await?;
         self.advance(&[id], MessageState::Queued).await?;
         Ok(())
+    }
+
+    /// Produces again the messages that expired from the own data-out before
+    /// they were delivered: still QUEUED, at an offset below what the
+    /// partition now holds. Returns how many.
+    pub(super) async fn requeue_expired(&self) -> Result<usize, MessagingError> {
+        let low = self
+            .outbox
+            .low_watermarks(&self.config.kafka.topics.data_out)
+            .await
+            .map_err(|err| MessagingError::Outbox(err.to_string()))?;
+        let expired = store::expired_from_outbox(&self.pool, &low).await?;
+        if !expired.is_empty() {
+            tracing::warn!(
+                messages = expired.len(),
+                "messages expired from data-out before their contact could be reached; producing them again"
+            );
+        }
+        for (id, conversation, envelope) in &expired {
+            self.enqueue(*id, *conversation, envelope).await?;
+        }
+        Ok(expired.len())
     }
 
     /// Moves sent messages forward and publishes each move.

@@ -92,6 +92,54 @@ pub async fn outgoing_by_key(
     Ok(row.as_ref().map(message_from_row).transpose()?)
 }
 
+/// Records where a sent message sits in the own data-out.
+pub async fn set_outbox_position(
+    pool: &PgPool,
+    id: Uuid,
+    partition: i32,
+    offset: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET outbox_partition = $2, outbox_offset = $3 WHERE id = $1")
+        .bind(id)
+        .bind(partition)
+        .bind(offset)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Sent messages still QUEUED whose data-out record is gone: below their
+/// partition's earliest offset in `low` (partition, offset); oldest first.
+pub async fn expired_from_outbox(
+    pool: &PgPool,
+    low: &[(i32, i64)],
+) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+    let partitions: Vec<i32> = low.iter().map(|(partition, _)| *partition).collect();
+    let offsets: Vec<i64> = low.iter().map(|(_, offset)| *offset).collect();
+    let rows = sqlx::query(
+        "SELECT m.id, m.conversation_id, m.envelope
+         FROM messages m
+         JOIN unnest($1::int[], $2::bigint[]) AS low(partition, earliest)
+           ON m.outbox_partition = low.partition AND m.outbox_offset < low.earliest
+         WHERE m.state = 'queued' AND m.outgoing AND m.envelope IS NOT NULL
+         ORDER BY m.seq",
+    )
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                row.try_get("conversation_id")?,
+                row.try_get("envelope")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 /// The sealed bytes of a message this actor sent.
 pub async fn outgoing_envelope(pool: &PgPool, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(
