@@ -174,9 +174,17 @@ impl Error {
 #[derive(Debug, Default)]
 pub struct KafkaContext {
     last_error: Mutex<Option<String>>,
+    /// Notified when librdkafka reports a fatal error: the client is dead and
+    /// its owner must replace it.
+    fatal: tokio::sync::Notify,
 }
 
 impl KafkaContext {
+    /// Resolves once librdkafka reported a fatal error on this client.
+    pub async fn failed(&self) {
+        self.fatal.notified().await;
+    }
+
     fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.last_error
             .lock()
@@ -198,6 +206,10 @@ impl ClientContext for KafkaContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::Fatal)) {
+            // A permit is kept if nobody waits yet.
+            self.fatal.notify_one();
+        }
         let mut last = self.last_error();
         // "n/n brokers are down" follows the error that says why; keep that.
         let summary = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));

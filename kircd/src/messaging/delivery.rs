@@ -14,12 +14,13 @@ use std::time::Duration;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Messaging, links};
 use crate::identity::ActorId;
+use crate::kafka::KafkaContext;
 use crate::store::MessageState;
 use crate::supervise::Backoff;
 use crate::traffic::Priority;
@@ -61,26 +62,67 @@ pub async fn run(
     route: Route,
     cancel: CancellationToken,
 ) {
-    let consumer = match links::consumer(&messaging.config.kafka, messaging.me, route.role()) {
-        Ok(consumer) => consumer,
-        Err(err) => {
-            tracing::error!(error = %err, topic, "cannot create the delivery consumer");
-            return;
+    let health = messaging.config.health.clone();
+    let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
+    loop {
+        let consumer = match links::subscribed(
+            &messaging.config.kafka,
+            messaging.me,
+            route.role(),
+            &[&topic],
+        ) {
+            Ok(consumer) => consumer,
+            Err(err) => {
+                tracing::error!(error = %err, topic, "cannot create the delivery consumer; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                }
+            }
+        };
+        let fatal = consume(&messaging, &consumer, &topic, route, &cancel).await;
+        links::close_consumer(consumer, route.role()).await;
+        let Some(reason) = fatal else {
+            break;
+        };
+        // What it had not committed is delivered again by the new one; the
+        // contact stores an id once.
+        tracing::warn!(
+            reason,
+            topic,
+            "the delivery consumer failed for good; replacing it"
+        );
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-    };
-    if let Err(err) = consumer.subscribe(&[&topic]) {
-        tracing::error!(error = %err, topic, "cannot subscribe the delivery consumer");
-        return;
     }
+}
+
+/// Delivers records until cancelled (`None`) or until librdkafka declares
+/// the consumer dead (`Some(reason)`).
+async fn consume(
+    messaging: &Messaging,
+    consumer: &StreamConsumer<KafkaContext>,
+    topic: &str,
+    route: Route,
+    cancel: &CancellationToken,
+) -> Option<String> {
     let health = messaging.config.health.clone();
     loop {
         let received = tokio::select! {
-            () = cancel.cancelled() => break,
+            () = cancel.cancelled() => return None,
+            () = consumer.context().failed() => {
+                return Some(links::fatal(consumer).unwrap_or_default());
+            }
             received = consumer.recv() => received,
         };
         let record = match received {
             Ok(record) => record,
             Err(err) => {
+                if let Some(reason) = links::fatal(consumer) {
+                    return Some(reason);
+                }
                 // librdkafka reconnects by itself; the health supervisor
                 // reports the outage.
                 tracing::debug!(error = %err, topic, "delivery consumer error");
@@ -92,16 +134,15 @@ pub async fn run(
         let value = record.payload().unwrap_or_default().to_vec();
         drop(record);
         let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
-        if !deliver(&messaging, route, &key, &value, &mut backoff, &cancel).await {
+        if !deliver(messaging, route, &key, &value, &mut backoff, cancel).await {
             // Cancelled before delivery: the offset stays, the record comes
             // again at the next start.
-            break;
+            return None;
         }
-        if let Err(err) = consumer.store_offset(&topic, partition, offset) {
+        if let Err(err) = consumer.store_offset(topic, partition, offset) {
             tracing::warn!(error = %err, topic, partition, offset, "could not store the delivery offset");
         }
     }
-    links::close_consumer(consumer, route.role()).await;
 }
 
 /// Delivers one record, retrying until it is done or the worker is cancelled

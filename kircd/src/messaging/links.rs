@@ -242,6 +242,29 @@ pub fn consumer(
     StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
 }
 
+/// A consumer of `topics` (see [`consumer`]), subscribed.
+pub fn subscribed(
+    config: &KafkaConfig,
+    actor: ActorId,
+    role: &str,
+    topics: &[&str],
+) -> Result<StreamConsumer<KafkaContext>, KafkaError> {
+    let consumer = consumer(config, actor, role)?;
+    consumer.subscribe(topics)?;
+    Ok(consumer)
+}
+
+/// librdkafka's fatal error on `consumer`, if it had one: that client can
+/// no longer be used and must be replaced. After a broker restart a static
+/// member is "fenced by another consumer with the same group.instance.id"
+/// when a commit from before its rejoin arrives: that is fatal to it.
+pub fn fatal(consumer: &StreamConsumer<KafkaContext>) -> Option<String> {
+    consumer
+        .client()
+        .fatal_error()
+        .map(|(code, reason)| format!("{code:?}: {reason}"))
+}
+
 /// How long closing a consumer at shutdown may take: the final commit and
 /// the close normally take a few milliseconds.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -20,7 +20,7 @@ use futures::FutureExt;
 use kirc_proto::v1::event::Kind as EventKind;
 use kirc_proto::wire::v1 as wire;
 use rdkafka::Message;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -29,6 +29,7 @@ use super::rejections::RejectionLog;
 use super::{Messaging, MessagingError, links};
 use crate::envelope::Rejection;
 use crate::identity::ActorId;
+use crate::kafka::KafkaContext;
 use crate::store::{self, ContactState, QuarantineBounds, Quarantined};
 use crate::supervise::Backoff;
 use check::{Checked, Rejected};
@@ -40,28 +41,69 @@ const BATCH_MAX: usize = 1000;
 
 pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
     let topics = messaging.config.kafka.topics.clone();
-    let consumer = match links::consumer(&messaging.config.kafka, messaging.me, "inbox") {
-        Ok(consumer) => consumer,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot create the inbox consumer");
-            return;
-        }
-    };
-    if let Err(err) = consumer.subscribe(&[&topics.data_in, &topics.rpc_in]) {
-        tracing::error!(error = %err, "cannot subscribe the inbox consumer");
-        return;
-    }
     let health = messaging.config.health.clone();
     let mut log = RejectionLog::new(
         messaging.config.messaging.rejection_log_burst,
         messaging.config.messaging.rejection_log_interval,
     );
-    'outer: loop {
+    let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
+    loop {
+        let consumer = match links::subscribed(
+            &messaging.config.kafka,
+            messaging.me,
+            "inbox",
+            &[&topics.data_in, &topics.rpc_in],
+        ) {
+            Ok(consumer) => consumer,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot create the inbox consumer; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                }
+            }
+        };
+        let ended = consume(&messaging, &consumer, &cancel, &mut log).await;
+        links::close_consumer(consumer, "inbox").await;
+        match ended {
+            Ended::Cancelled => break,
+            Ended::Fatal(reason) => {
+                // What it had not committed comes again to the new one, and
+                // is stored once.
+                tracing::warn!(reason, "the inbox consumer failed for good; replacing it");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+    write_summaries(&messaging, &mut log);
+}
+
+/// Why a consumer loop ended.
+enum Ended {
+    Cancelled,
+    /// librdkafka's fatal error: the consumer must be replaced.
+    Fatal(String),
+}
+
+async fn consume(
+    messaging: &Messaging,
+    consumer: &StreamConsumer<KafkaContext>,
+    cancel: &CancellationToken,
+    log: &mut RejectionLog,
+) -> Ended {
+    let health = messaging.config.health.clone();
+    loop {
         let summary_due = log.next_due();
         let first = tokio::select! {
-            () = cancel.cancelled() => break,
+            () = cancel.cancelled() => return Ended::Cancelled,
+            () = consumer.context().failed() => {
+                return Ended::Fatal(links::fatal(consumer).unwrap_or_default());
+            }
             () = sleep_until(summary_due) => {
-                write_summaries(&messaging, &mut log);
+                write_summaries(messaging, log);
                 continue;
             }
             received = consumer.recv() => received,
@@ -70,6 +112,9 @@ pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
         match first {
             Ok(record) => batch.push(record.detach()),
             Err(err) => {
+                if let Some(reason) = links::fatal(consumer) {
+                    return Ended::Fatal(reason);
+                }
                 tracing::debug!(error = %err, "inbox consumer error");
                 continue;
             }
@@ -83,14 +128,14 @@ pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
         }
         let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
         loop {
-            match process(&messaging, &batch, &mut log).await {
+            match process(messaging, &batch, log).await {
                 Ok(()) => break,
                 Err(err) => {
                     // Nothing of the batch is acknowledged: it is processed
                     // again (storing is idempotent) once the database is back.
                     tracing::warn!(error = %err, records = batch.len(), "cannot store the inbox batch; retrying");
                     tokio::select! {
-                        () = cancel.cancelled() => break 'outer,
+                        () = cancel.cancelled() => return Ended::Cancelled,
                         () = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
@@ -103,9 +148,10 @@ pub async fn run(messaging: Arc<Messaging>, cancel: CancellationToken) {
                 tracing::warn!(error = %err, "could not store an inbox offset");
             }
         }
+        if let Some(reason) = links::fatal(consumer) {
+            return Ended::Fatal(reason);
+        }
     }
-    write_summaries(&messaging, &mut log);
-    links::close_consumer(consumer, "inbox").await;
 }
 
 async fn sleep_until(at: Option<Instant>) {
