@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use kirc_proto::v1::{self as pb, MessageState};
+use kirc_proto::v1::MessageState;
 use kirc_testkit::aiven::{Access, PUBLIC_PRODUCER_BYTE_RATE, aiven_actor};
-use kirc_testkit::{Actor, Daemon, Stack, befriend, kafka, send, wait_history};
+use kirc_testkit::{Actor, Daemon, Stack, befriend, incoming, kafka, send, wait_history};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -395,13 +395,6 @@ async fn two_aiven_actors_chat_over_the_authorised_listener() {
         send(&bob_daemon, &alice.actor_id, &format!("b{index}")).await;
     }
     for (daemon, theirs) in [(&bob_daemon, "a"), (&alice_daemon, "b")] {
-        let incoming = |history: &[pb::ChatMessage]| -> Vec<String> {
-            history
-                .iter()
-                .filter(|message| !message.outgoing)
-                .map(|message| message.body.clone())
-                .collect()
-        };
         let history = wait_history(
             daemon,
             &conversation,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, befriend, history_all, stack_ctl, wait_history};
+use kirc_testkit::{Actor, Daemon, befriend, history_all, incoming, stack_ctl, wait_history};
 
 /// Messages per second each way.
 const RATE: u64 = 5;
@@ -210,12 +210,7 @@ async fn faults_during_traffic_lose_and_duplicate_nothing() {
             |history| history.iter().filter(|message| !message.outgoing).count() as u64 >= count,
         )
         .await;
-        let got: Vec<String> = history
-            .iter()
-            .filter(|message| !message.outgoing)
-            .map(|message| message.body.clone())
-            .collect();
-        assert_eq!(got, wanted, "{prefix}: each once, in order");
+        assert_eq!(incoming(&history), wanted, "{prefix}: each once, in order");
     }
     for daemon in [&alice_daemon, &bob_daemon] {
         wait_history(

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use kirc_proto::v1 as pb;
-use kirc_testkit::{Actor, Daemon, Watcher, befriend, send, wait_history};
+use kirc_testkit::{Actor, Daemon, Watcher, befriend, incoming, send, wait_history};
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Messages per second each way.
@@ -133,13 +133,6 @@ async fn two_daemons_under_steady_traffic_do_not_grow() {
     // Everything arrives, once, in order.
     for (daemon, prefix) in [(&bob_daemon, "a"), (&alice_daemon, "b")] {
         let wanted: Vec<String> = (0..sent).map(|index| format!("{prefix}{index}")).collect();
-        let incoming = |history: &[pb::ChatMessage]| -> Vec<String> {
-            history
-                .iter()
-                .filter(|message| !message.outgoing)
-                .map(|message| message.body.clone())
-                .collect()
-        };
         let history = wait_history(
             daemon,
             &conversation,

@@ -850,6 +850,15 @@ pub async fn wait_history(
     }
 }
 
+/// The texts of the received messages of `history`, in order.
+pub fn incoming(history: &[pb::ChatMessage]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|message| !message.outgoing)
+        .map(|message| message.body.clone())
+        .collect()
+}
+
 /// The whole history of a conversation, oldest first, read page by page.
 pub async fn history_all(daemon: &Daemon, conversation: &str) -> Vec<pb::ChatMessage> {
     let mut client = daemon.client().await;

@@ -113,7 +113,7 @@ pub async fn set_outbox_position(
 pub async fn expired_from_outbox(
     pool: &PgPool,
     low: &[(i32, i64)],
-) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
+) -> Result<Vec<Resend>, StoreError> {
     let partitions: Vec<i32> = low.iter().map(|(partition, _)| *partition).collect();
     let offsets: Vec<i64> = low.iter().map(|(_, offset)| *offset).collect();
     let rows = sqlx::query(
@@ -128,16 +128,7 @@ pub async fn expired_from_outbox(
     .bind(&offsets)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get("id")?,
-                row.try_get("conversation_id")?,
-                row.try_get("envelope")?,
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    to_resend(&rows)
 }
 
 /// The sealed bytes of a message this actor sent.
@@ -180,12 +171,10 @@ pub async fn advance_messages(
         .map_err(StoreError::from)
 }
 
-/// Sent messages not yet in the outbox, oldest first (after a crash between
-/// storing and producing).
-pub async fn pending_outgoing(pool: &PgPool) -> Result<Vec<(Uuid, Uuid, Vec<u8>)>, StoreError> {
-    let rows = sqlx::query("SELECT id, conversation_id, envelope FROM messages WHERE state = 'pending' AND outgoing ORDER BY seq")
-        .fetch_all(pool)
-        .await?;
+/// A sent message to produce (again): id, conversation, sealed bytes.
+pub type Resend = (Uuid, Uuid, Vec<u8>);
+
+fn to_resend(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Resend>, StoreError> {
     rows.iter()
         .map(|row| {
             Ok((
@@ -196,6 +185,15 @@ pub async fn pending_outgoing(pool: &PgPool) -> Result<Vec<(Uuid, Uuid, Vec<u8>)
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)
+}
+
+/// Sent messages not yet in the outbox, oldest first (after a crash between
+/// storing and producing).
+pub async fn pending_outgoing(pool: &PgPool) -> Result<Vec<Resend>, StoreError> {
+    let rows = sqlx::query("SELECT id, conversation_id, envelope FROM messages WHERE state = 'pending' AND outgoing ORDER BY seq")
+        .fetch_all(pool)
+        .await?;
+    to_resend(&rows)
 }
 
 /// A received chat message, ready to store.
