@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use kircd::envelope::PairKey;
-use kircd::identity::Identity;
+use kircd::crypto::envelope::PairKey;
+use kircd::crypto::identity::Identity;
 
 pub struct Keys {
     pub alice: Identity,

@@ -27,15 +27,15 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(request) = wire::ContactRequest::decode(payload)
                 && let Some(signed) = &request.profile
             {
-                let _ = kircd::contacts::verify_profile(signed);
-                let _ = kircd::contacts::secret_hash(&request.invite_secret);
+                let _ = kircd::crypto::profile::verify_profile(signed);
+                let _ = kircd::crypto::profile::secret_hash(&request.invite_secret);
             }
         }
         1 => {
             if let Ok(accepted) = wire::ContactAccepted::decode(payload)
                 && let Some(signed) = &accepted.profile
             {
-                let _ = kircd::contacts::verify_profile(signed);
+                let _ = kircd::crypto::profile::verify_profile(signed);
             }
         }
         2 => {

@@ -9,7 +9,7 @@
 mod keys;
 
 use kirc_proto::wire::v1 as wire;
-use kircd::{contacts, envelope};
+use kircd::crypto::{envelope, profile};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(payload) = envelope::open_anonymous(&sealed, &keys.bob)
             && let Ok(request) = wire::ContactRequest::decode(payload.as_slice())
             && let Some(signed) = &request.profile
-            && let Ok(profile) = contacts::verify_profile(signed)
+            && let Ok(profile) = profile::verify_profile(signed)
         {
             let _ = envelope::verify(&sealed, &profile.signing_key);
         }
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(accepted) = wire::ContactAccepted::decode(payload)
                 && let Some(signed) = &accepted.profile
             {
-                let _ = contacts::verify_profile(signed);
+                let _ = profile::verify_profile(signed);
             }
         }
         wire::Kind::Receipt => drop(wire::Receipt::decode(payload)),

@@ -24,7 +24,7 @@ use common::{ms, raw_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, PresenceState, event::Kind};
 use kirc_testkit::{Actor, Daemon, Watcher, befriend, bin};
-use kircd::traffic::{Budgets, Priority};
+use kircd::backends::traffic::{Budgets, Priority};
 
 const SAMPLES: usize = 200;
 /// About the size of a typing or presence envelope.

@@ -12,12 +12,12 @@ mod keys;
 use std::path::Path;
 
 use kirc_proto::wire::v1 as wire;
-use kircd::identity::Identity;
-use kircd::{contacts, envelope};
+use kircd::crypto::identity::Identity;
+use kircd::crypto::{envelope, profile};
 use prost::Message;
 
 fn profile(identity: &Identity, name: &str) -> wire::SignedProfile {
-    contacts::sign_profile(
+    profile::sign_profile(
         identity,
         &wire::PublicProfile {
             signing_key: identity.signing_key().to_bytes().to_vec(),
@@ -137,7 +137,7 @@ fn main() {
 
     write(&dir, "profile", "alice", &alice_profile.encode_to_vec());
     write(&dir, "profile", "bob", &profile(bob, "bob").encode_to_vec());
-    let token = contacts::encode_token(&wire::Invite {
+    let token = profile::encode_token(&wire::Invite {
         profile: Some(alice_profile),
         secret: vec![9; 16],
         expires_at_unix_ms: keys::NOW_MS + 86_400_000,

@@ -15,17 +15,18 @@ use kirc_proto::v1::{Backend, BackendState};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
+use crate::backends::kafka::{Cluster, KafkaProbe};
+use crate::backends::postgres::PostgresProbe;
+use crate::backends::traffic::Budgets;
+use crate::backends::valkey::ValkeyProbe;
+use crate::backends::valkey::store::Store;
+use crate::backends::{postgres, sd_notify, supervise, valkey};
 use crate::config::Config;
+use crate::crypto::identity::Identity;
 use crate::hub::Hub;
-use crate::identity::Identity;
-use crate::kafka::{Cluster, KafkaProbe};
 use crate::messaging::{self, Messaging};
-use crate::postgres::PostgresProbe;
 use crate::presence::{self, Live};
-use crate::traffic::Budgets;
-use crate::valkey::ValkeyProbe;
-use crate::valkey::store::Store;
-use crate::{api, postgres, supervise, systemd, valkey};
 
 /// How long open API calls may take to finish at shutdown.
 const API_GRACE: Duration = Duration::from_secs(3);
@@ -127,7 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         live,
     );
     let systemd_stop = CancellationToken::new();
-    let systemd_task = systemd::spawn(Arc::clone(&hub), systemd_stop.clone());
+    let systemd_task = sd_notify::spawn(Arc::clone(&hub), systemd_stop.clone());
 
     // READY once every backend has been checked (up or down, as the STATUS
     // line sent with READY says) and, with PostgreSQL up, the state is loaded
@@ -152,7 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reason = match stop_during_start {
         Some(reason) => reason,
         None => {
-            systemd::ready(&hub);
+            sd_notify::ready(&hub);
             tracing::info!("ready");
             tokio::select! {
                 _ = sigterm.recv() => "SIGTERM",
@@ -162,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(signal = reason, "stopping");
 
-    systemd::stopping();
+    sd_notify::stopping();
     hub.shutting_down(reason);
     api.shutdown(API_GRACE).await;
     // Contacts are told "offline" while the workers still deliver.

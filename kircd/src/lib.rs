@@ -3,23 +3,13 @@
 //! attackers. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod backends;
+pub mod cli;
 pub mod config;
-pub mod contacts;
+pub mod crypto;
 pub mod daemon;
-pub mod doctor;
-pub mod envelope;
+pub mod files;
 pub mod hub;
-pub mod identity;
-pub mod init;
-pub mod kafka;
-pub mod logging;
 pub mod messaging;
-pub mod postgres;
 pub mod presence;
-pub mod service;
-pub mod status;
 pub mod store;
-pub mod supervise;
-pub mod systemd;
-pub mod traffic;
-pub mod valkey;

@@ -1,18 +1,14 @@
 //! kircd: the K-IRC daemon. See ARCHITECTURE.md for the map.
 
-use kircd::{api, config, daemon, doctor, init, logging, service, status};
+use kircd::backends::logging;
+use kircd::cli::{EXIT_ALREADY_RUNNING, EXIT_CONFIG, doctor, init, status, unit};
+use kircd::{api, config, daemon};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-/// Exit code for an invalid configuration (sysexits' EX_CONFIG), so that a
-/// service manager can tell it from a crash and not restart in a loop.
-const EXIT_CONFIG: u8 = 78;
-/// Exit code when another kircd already serves the socket.
-const EXIT_ALREADY_RUNNING: u8 = 75;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,9 +155,9 @@ fn main() -> ExitCode {
         }
         Command::Service { command } => {
             let result = match command {
-                ServiceCommand::Install { now } => service::install(cli.config.as_deref(), now),
-                ServiceCommand::Uninstall { now } => service::uninstall(now),
-                ServiceCommand::Status => service::status(cli.config.as_deref()),
+                ServiceCommand::Install { now } => unit::install(cli.config.as_deref(), now),
+                ServiceCommand::Uninstall { now } => unit::uninstall(now),
+                ServiceCommand::Status => unit::status(cli.config.as_deref()),
             };
             result.unwrap_or_else(|err| {
                 eprintln!("kircd: {err}");
@@ -214,7 +210,7 @@ fn run(runtime: &tokio::runtime::Runtime, config: config::Config) -> ExitCode {
             ) {
                 ExitCode::from(EXIT_ALREADY_RUNNING)
             } else if err
-                .downcast_ref::<kircd::identity::IdentityError>()
+                .downcast_ref::<kircd::crypto::identity::IdentityError>()
                 .is_some()
             {
                 // A missing or unreadable identity is a setup problem, like a

@@ -114,7 +114,7 @@ fn document(stack: &Stack, prefix: &str, database: &str) -> serde_json::Value {
         )
     });
     serde_json::json!({
-        "format": kircd::init::TERRAFORM_FORMAT,
+        "format": kircd::cli::init::TERRAFORM_FORMAT,
         "kafka": {
             "bootstrap_servers": stack.kafka_sasl,
             "security_protocol": "sasl_ssl",

@@ -10,8 +10,8 @@ use kirc_proto::DaemonView;
 use kirc_proto::v1::{self as pb, PresenceState};
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, Watcher, befriend, history_all, send};
-use kircd::envelope;
-use kircd::identity::Identity;
+use kircd::crypto::envelope;
+use kircd::crypto::identity::Identity;
 use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
@@ -438,7 +438,7 @@ async fn a_burst_is_paced_under_the_budget_and_nothing_is_dropped() {
 /// `from`'s kircd would, with a raw producer.
 struct RawSender {
     keys: Identity,
-    to: kircd::identity::ActorId,
+    to: kircd::crypto::identity::ActorId,
     pair: envelope::PairKey,
     conversation: uuid::Uuid,
     topic: String,

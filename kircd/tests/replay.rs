@@ -10,8 +10,8 @@ use kirc_proto::v1::{self as pb, PresenceState};
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::kafka::{self, Record};
 use kirc_testkit::{Actor, Daemon, befriend, rejected, send};
-use kircd::envelope;
-use kircd::identity::Identity;
+use kircd::crypto::envelope;
+use kircd::crypto::identity::Identity;
 use prost::Message;
 use sqlx::Connection;
 

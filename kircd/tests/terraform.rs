@@ -422,7 +422,7 @@ fn topics_match_what_kircd_creates_itself() {
     }
     assert_eq!(
         append_time,
-        kircd::kafka::APPEND_TIME_TOPICS
+        kircd::backends::kafka::APPEND_TIME_TOPICS
             .iter()
             .map(|role| (*role).to_owned())
             .collect::<BTreeSet<_>>(),
@@ -443,7 +443,7 @@ fn topics_match_what_kircd_creates_itself() {
             .any(|reference| reference.root == "each"),
         "message_timestamp_type = each.value.timestamp_type"
     );
-    let kircd: BTreeMap<String, u64> = kircd::kafka::TOPIC_RETENTION_MS
+    let kircd: BTreeMap<String, u64> = kircd::backends::kafka::TOPIC_RETENTION_MS
         .iter()
         .map(|(role, retention)| ((*role).to_owned(), *retention))
         .collect();
@@ -556,7 +556,7 @@ fn the_init_document_has_what_kircd_init_reads() {
         .collect();
     assert_eq!(
         document["format"].as_str(),
-        Some(kircd::init::TERRAFORM_FORMAT)
+        Some(kircd::cli::init::TERRAFORM_FORMAT)
     );
     let fields = |section: &str| -> BTreeSet<String> {
         object_entries(document[section])
@@ -564,7 +564,7 @@ fn the_init_document_has_what_kircd_init_reads() {
             .map(|(key, _)| key)
             .collect()
     };
-    for (section, wanted) in kircd::init::TERRAFORM_FIELDS {
+    for (section, wanted) in kircd::cli::init::TERRAFORM_FIELDS {
         let present = fields(section);
         for field in *wanted {
             assert!(

@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::contacts::InviteError;
+use crate::crypto::profile::InviteError;
 use crate::hub::{Hub, Subscription};
 use crate::messaging::{Messaging, MessagingError};
 use crate::presence::{self, Live};

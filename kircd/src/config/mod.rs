@@ -668,7 +668,7 @@ impl Values {
             actor_name,
             identity_file: self
                 .opt_path("identity.file")
-                .unwrap_or_else(crate::identity::default_path),
+                .unwrap_or_else(crate::crypto::identity::default_path),
             public,
             messaging: MessagingConfig {
                 read_receipts: self.bool("messaging.read_receipts"),

@@ -9,7 +9,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{Messaging, MessagingError, now_ms};
-use crate::contacts::{self, InviteError};
+use crate::crypto::profile::{self, InviteError};
 use crate::store::{self, ContactRecord, ContactState};
 
 impl Messaging {
@@ -20,9 +20,9 @@ impl Messaging {
         self.check_ready()?;
         let ttl = ttl.unwrap_or(self.config.messaging.invite_ttl);
         let expires_at_unix_ms = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let (secret, hash) = contacts::new_secret();
+        let (secret, hash) = profile::new_secret();
         store::insert_invite(&self.pool, Uuid::now_v7(), &hash, expires_at_unix_ms).await?;
-        let token = contacts::encode_token(&wire::Invite {
+        let token = profile::encode_token(&wire::Invite {
             profile: Some(self.signed_profile()),
             secret: secret.to_vec(),
             expires_at_unix_ms,
@@ -35,7 +35,7 @@ impl Messaging {
 
     pub async fn add_contact(&self, token: &str) -> Result<pb::Contact, MessagingError> {
         self.check_ready()?;
-        let (invite, profile) = contacts::read_token(token, now_ms())?;
+        let (invite, profile) = profile::read_token(token, now_ms())?;
         if profile.actor_id == self.me {
             return Err(InviteError::OwnInvite.into());
         }

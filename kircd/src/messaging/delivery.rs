@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Messaging, links};
-use crate::identity::ActorId;
-use crate::kafka::KafkaContext;
+use crate::backends::kafka::KafkaContext;
+use crate::backends::supervise::Backoff;
+use crate::backends::traffic::Priority;
+use crate::crypto::identity::ActorId;
 use crate::store::MessageState;
-use crate::supervise::Backoff;
-use crate::traffic::Priority;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {

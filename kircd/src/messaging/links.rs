@@ -11,10 +11,10 @@ use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 
+use crate::backends::kafka::{AckedProducer, Delivered, KafkaContext, client_config};
+use crate::backends::traffic::{Budgets, Priority};
 use crate::config::KafkaConfig;
-use crate::identity::ActorId;
-use crate::kafka::{AckedProducer, Delivered, KafkaContext, client_config};
-use crate::traffic::{Budgets, Priority};
+use crate::crypto::identity::ActorId;
 
 /// How long a produce may wait in librdkafka before it fails and the caller
 /// retries with its own backoff (and, for peers, a fresh look at the

@@ -23,7 +23,7 @@ use kirc_proto::wire::v1 as wire;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::identity::ActorId;
+use crate::crypto::identity::ActorId;
 use crate::store::{self, StoreError};
 
 /// The state a control record updates. Records of one stream from one sender

@@ -27,14 +27,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backends::supervise::Backoff;
+use crate::backends::traffic::Budgets;
 use crate::config::Config;
-use crate::contacts::InviteError;
+use crate::crypto::identity::{ActorId, Identity};
+use crate::crypto::profile::InviteError;
 use crate::hub::Hub;
-use crate::identity::{ActorId, Identity};
 use crate::presence::Live;
 use crate::store::{self, ContactRecord, ContactState, StoreError};
-use crate::supervise::Backoff;
-use crate::traffic::Budgets;
 use links::{Outbox, PeerProducers};
 use marks::Marks;
 pub use rejections::Rejections;
@@ -180,7 +180,7 @@ impl Messaging {
             }),
             updated_at_unix_ms: now_ms(),
         };
-        crate::contacts::sign_profile(&self.identity, &profile)
+        crate::crypto::profile::sign_profile(&self.identity, &profile)
     }
 
     pub(super) fn remember(&self, contact: &ContactRecord) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kirc_proto::v1 as pb;
 
-use crate::envelope::Rejection;
+use crate::crypto::envelope::Rejection;
 
 /// Counters of the inbox, shared by its worker and `GetStatus`.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{MAX_TEXT_BYTES, Messaging, MessagingError, now_ms};
-use crate::envelope;
+use crate::crypto::envelope;
 use crate::store::{self, ContactRecord, ContactState, MessageState};
 
 impl Messaging {

@@ -21,12 +21,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backends::supervise::Backoff;
+use crate::backends::valkey::store::{Expired, Store};
 use crate::config::PresenceConfig;
+use crate::crypto::identity::ActorId;
 use crate::hub::Hub;
-use crate::identity::ActorId;
 use crate::messaging::Messaging;
-use crate::supervise::Backoff;
-use crate::valkey::store::{Expired, Store};
 
 /// At most one "typing" per this long per conversation.
 pub const TYPING_EVERY: Duration = Duration::from_secs(3);
@@ -328,7 +328,7 @@ async fn own(
                         // A stop matters only if a start went out recently.
                         typing_sent
                             .remove(&conversation)
-                            .is_some_and(|sent| now.duration_since(sent) < crate::valkey::store::TYPING_TTL)
+                            .is_some_and(|sent| now.duration_since(sent) < crate::backends::valkey::store::TYPING_TTL)
                     };
                     if send {
                         if active {
@@ -487,7 +487,7 @@ pub fn event_json(event: &pb::Event, unread: u64) -> String {
         Some(Kind::BackendChanged(backend)) => (
             "backend_changed",
             serde_json::json!({
-                "backend": crate::supervise::backend_name(backend.backend()),
+                "backend": crate::backends::supervise::backend_name(backend.backend()),
                 "up": backend.state() == BackendState::Up,
                 "error": backend.last_error,
             }),

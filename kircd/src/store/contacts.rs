@@ -7,9 +7,9 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{ContactRecord, ContactState, StoreError};
-use crate::contacts::{VerifiedProfile, verify_profile};
-use crate::envelope::{PairKey, conversation_id};
-use crate::identity::{ActorId, Identity};
+use crate::crypto::envelope::{PairKey, conversation_id};
+use crate::crypto::identity::{ActorId, Identity};
+use crate::crypto::profile::{VerifiedProfile, verify_profile};
 
 macro_rules! contact_columns {
     () => {

@@ -6,7 +6,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{ContactRecord, StoreError, contacts, message_from_row};
-use crate::identity::Identity;
+use crate::crypto::identity::Identity;
 
 /// Which page of a conversation.
 #[derive(Debug, Clone, Copy)]

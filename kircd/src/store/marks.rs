@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use super::StoreError;
-use crate::identity::ActorId;
+use crate::crypto::identity::ActorId;
 use crate::messaging::marks::{Mark, Stream};
 
 pub async fn control_marks(pool: &PgPool) -> Result<Vec<((ActorId, Stream), Mark)>, StoreError> {

@@ -6,7 +6,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::{MessageState, StoreError, state_rank};
-use crate::identity::ActorId;
+use crate::crypto::identity::ActorId;
 
 pub fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::ChatMessage, sqlx::Error> {
     let id: Uuid = row.try_get("id")?;

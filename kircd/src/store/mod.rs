@@ -10,8 +10,8 @@ use kirc_proto::wire::v1 as wire;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use crate::envelope::PairKey;
-use crate::identity::{ActorId, Identity};
+use crate::crypto::envelope::PairKey;
+use crate::crypto::identity::{ActorId, Identity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

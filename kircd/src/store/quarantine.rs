@@ -6,7 +6,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::identity::ActorId;
+use crate::crypto::identity::ActorId;
 use crate::messaging::rejections::QuarantineFill;
 
 /// A rejected record, kept for inspection.

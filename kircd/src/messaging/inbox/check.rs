@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::super::Messaging;
 use super::super::rejections::RejectionLog;
-use crate::envelope::{self, Header, Rejection};
-use crate::identity::ActorId;
+use crate::crypto::envelope::{self, Header, Rejection};
+use crate::crypto::identity::ActorId;
 use crate::store::{ContactRecord, ContactState, Incoming};
 
 /// What one record turned out to be.

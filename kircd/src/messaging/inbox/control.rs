@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::super::marks::{Mark, Stream, Verdict};
 use super::super::{Messaging, MessagingError};
 use super::check::{Rejected, digest, open_from_contact, sender_contact};
-use crate::contacts::{self, VerifiedProfile};
-use crate::envelope::{self, Header, Rejection};
+use crate::crypto::envelope::{self, Header, Rejection};
+use crate::crypto::profile::{self, VerifiedProfile};
 use crate::store::{self, ContactRecord, ContactState, MessageState};
 
 /// What became of a control record that was not rejected.
@@ -107,7 +107,7 @@ fn open(
             let profile = request
                 .profile
                 .as_ref()
-                .and_then(|signed| contacts::verify_profile(signed).ok())
+                .and_then(|signed| profile::verify_profile(signed).ok())
                 .ok_or_else(|| reject(Rejection::BadSignature))?;
             // The envelope must come from the actor the profile describes.
             if profile.actor_id != header.sender
@@ -153,7 +153,7 @@ async fn contact_request(
     } else {
         store::claim_invite(
             &messaging.pool,
-            &contacts::secret_hash(&request.invite_secret),
+            &profile::secret_hash(&request.invite_secret),
             header.sender,
         )
         .await?
@@ -187,7 +187,7 @@ async fn contact_accepted(
     let Some(profile) = accepted
         .profile
         .as_ref()
-        .and_then(|signed| contacts::verify_profile(signed).ok())
+        .and_then(|signed| profile::verify_profile(signed).ok())
         .filter(|profile| profile.actor_id == header.sender)
     else {
         return Ok(Err(Rejected::of(Rejection::BadSignature, header)));

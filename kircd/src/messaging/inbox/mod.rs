@@ -27,11 +27,11 @@ use uuid::Uuid;
 
 use super::rejections::RejectionLog;
 use super::{Messaging, MessagingError, links};
-use crate::envelope::Rejection;
-use crate::identity::ActorId;
-use crate::kafka::KafkaContext;
+use crate::backends::kafka::KafkaContext;
+use crate::backends::supervise::Backoff;
+use crate::crypto::envelope::Rejection;
+use crate::crypto::identity::ActorId;
 use crate::store::{self, ContactState, QuarantineBounds, Quarantined};
-use crate::supervise::Backoff;
 use check::{Checked, Rejected};
 use control::Handled;
 

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, BackendState};
 
+use crate::backends::supervise::backend_name;
+use crate::cli::EXIT_NOT_RUNNING;
 use crate::config::Config;
-use crate::supervise::backend_name;
-
-/// Exit code of `kircd status` when no daemon answers.
-const EXIT_NOT_RUNNING: u8 = 3;
 
 pub async fn print(socket: &Path) -> ExitCode {
     let mut client = match kirc_proto::connect(socket).await {

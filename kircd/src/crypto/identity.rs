@@ -4,8 +4,7 @@
 //! without its key.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -263,17 +262,7 @@ impl Identity {
             STANDARD.encode(self.boxing.to_bytes()),
             id = self.id()
         ));
-        let staging = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&staging);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&staging)
-            .map_err(write_error)?;
-        file.write_all(text.as_bytes()).map_err(write_error)?;
-        file.sync_all().map_err(write_error)?;
-        std::fs::rename(&staging, path).map_err(write_error)
+        crate::files::write_atomically(path, text.as_bytes(), 0o600).map_err(write_error)
     }
 }
 

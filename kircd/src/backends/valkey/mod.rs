@@ -8,8 +8,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo};
 use secrecy::ExposeSecret;
 
+use crate::backends::supervise::Probe;
 use crate::config::ValkeyConfig;
-use crate::supervise::Probe;
 
 pub mod store;
 

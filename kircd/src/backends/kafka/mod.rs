@@ -14,9 +14,9 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use secrecy::ExposeSecret;
 
+use crate::backends::supervise::Probe;
 use crate::config::{KafkaConfig, KafkaSecurity};
 use crate::hub::Hub;
-use crate::supervise::Probe;
 
 mod producer;
 

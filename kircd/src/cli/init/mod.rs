@@ -14,7 +14,7 @@ pub mod terraform;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,15 +23,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use terraform::{TERRAFORM_FIELDS, TERRAFORM_FORMAT};
 
+use crate::backends::kafka::Cluster;
+use crate::backends::postgres;
+use crate::cli::{EXIT_CONFIG, doctor};
 use crate::config::{self, Config, Sources};
-use crate::identity::Identity;
-use crate::kafka::Cluster;
-use crate::{doctor, postgres, store};
+use crate::crypto::identity::Identity;
+use crate::store;
 use prompt::Prompter;
-
-/// Exit code when the answers do not make a valid config (sysexits'
-/// EX_CONFIG, as for `kircd run`).
-const EXIT_CONFIG: u8 = 78;
 
 /// How kircd authenticates to its own Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -914,29 +912,8 @@ fn private_dir(dir: &Path) -> Result<(), InitError> {
         .map_err(|err| write_error(dir, &err))
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so that
-/// a reader sees the old file or the new one, never half of one. The file is
-/// created with `mode`, so a secret is never readable by others, not even for
-/// a moment.
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), InitError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".new");
-    let temporary = PathBuf::from(temporary);
-    let _ = std::fs::remove_file(&temporary);
-    let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    written.map_err(|err| {
-        let _ = std::fs::remove_file(&temporary);
-        write_error(path, &err)
-    })
+    crate::files::write_atomically(path, contents, mode).map_err(|err| write_error(path, &err))
 }
 
 fn render_config(table: &toml::Table) -> String {
@@ -1091,7 +1068,7 @@ pub async fn run(args: InitArgs, config_path: PathBuf, sources: Sources) -> Exit
 fn ensure_identity(
     config: &Config,
     force: bool,
-) -> Result<Identity, crate::identity::IdentityError> {
+) -> Result<Identity, crate::crypto::identity::IdentityError> {
     let path = &config.identity_file;
     if path.exists() && !force {
         let identity = Identity::load(path)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use crate::identity::ActorId;
+use crate::crypto::identity::ActorId;
 
 /// How long a session (drafts, open conversation) is kept unused.
 const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);

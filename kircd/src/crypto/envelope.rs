@@ -24,7 +24,7 @@ use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::identity::{ACTOR_ID_LEN, ActorId, Identity};
+use crate::crypto::identity::{ACTOR_ID_LEN, ActorId, Identity};
 
 /// The envelope version this code writes and reads.
 pub const VERSION: u32 = 1;

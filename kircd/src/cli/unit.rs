@@ -3,13 +3,12 @@
 //! pointing at the running kircd binary.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 pub const UNIT_NAME: &str = "kircd.service";
-const TEMPLATE: &str = include_str!("../../systemd/kircd.service");
+const TEMPLATE: &str = include_str!("../../../systemd/kircd.service");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -124,23 +123,11 @@ pub fn install(config: Option<&Path>, now: bool) -> Result<ExitCode, ServiceErro
         error: err.to_string(),
     })?;
     let unit = render_unit(&exe, config);
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".new");
-    let temporary = PathBuf::from(temporary);
-    let written = (|| -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&temporary);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&temporary)?;
-        file.write_all(unit.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)
-    })();
-    written.map_err(|err| ServiceError::Write {
-        path: path.display().to_string(),
-        error: err.to_string(),
+    crate::files::write_atomically(&path, unit.as_bytes(), 0o644).map_err(|err| {
+        ServiceError::Write {
+            path: path.display().to_string(),
+            error: err.to_string(),
+        }
     })?;
     println!("wrote {}", path.display());
     println!("      ExecStart={} run", exe.display());

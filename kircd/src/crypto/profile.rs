@@ -15,7 +15,7 @@ use prost::Message;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-use crate::identity::{ActorId, Identity};
+use crate::crypto::identity::{ActorId, Identity};
 
 pub const TOKEN_PREFIX: &str = "kirc1:";
 /// Tokens longer than this are refused before decoding.

@@ -10,8 +10,8 @@ use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use crate::backends::supervise::Probe;
 use crate::config::PostgresConfig;
-use crate::supervise::Probe;
 
 /// The migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");

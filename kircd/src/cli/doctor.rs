@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use crate::backends::kafka::Cluster;
+use crate::backends::{postgres, valkey};
 use crate::config::{Config, ConfigError};
-use crate::kafka::Cluster;
-use crate::{postgres, valkey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

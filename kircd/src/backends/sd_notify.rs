@@ -12,8 +12,8 @@ use sd_notify::NotifyState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::supervise::backend_name;
 use crate::hub::Hub;
-use crate::supervise::backend_name;
 
 /// Sends `states` to the service manager without ever blocking: a manager
 /// that does not read (or a full queue) costs a dropped notification, never a

@@ -1,0 +1,6 @@
+//! Keys, sealed envelopes, signed profiles and invite tokens: the code that
+//! decides what a byte from another actor means. No network, no database.
+
+pub mod envelope;
+pub mod identity;
+pub mod profile;
