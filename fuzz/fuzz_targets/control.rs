@@ -4,7 +4,7 @@
 #![no_main]
 
 use kirc_proto::wire::v1 as wire;
-use kircd::messaging::marks::{self, Mark, Verdict};
+use kircd::transport::marks::{self, Mark, Verdict};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 

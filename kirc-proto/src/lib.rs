@@ -33,3 +33,34 @@ pub fn unix_ms(time: std::time::SystemTime) -> i64 {
 }
 
 pub use view::DaemonView;
+
+/// The inbox's rejection counters as people read them: "stale 2, replay 1".
+/// `kircd status` and kirc-tui show the same line.
+pub fn rejection_summary(counts: &[v1::RejectionCount]) -> String {
+    counts
+        .iter()
+        .map(|count| format!("{} {}", count.reason, count.count))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_read_as_reason_and_count() {
+        let counts = [
+            v1::RejectionCount {
+                reason: "stale".into(),
+                count: 2,
+            },
+            v1::RejectionCount {
+                reason: "replay".into(),
+                count: 1,
+            },
+        ];
+        assert_eq!(rejection_summary(&counts), "stale 2, replay 1");
+        assert_eq!(rejection_summary(&[]), "");
+    }
+}

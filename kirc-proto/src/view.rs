@@ -113,14 +113,45 @@ impl DaemonView {
             Some(known) => *known = contact.clone(),
             None => self.contacts.push(contact.clone()),
         }
+        for conversation in &mut self.conversations {
+            for member in &mut conversation.members {
+                if member.actor_id == contact.actor_id {
+                    member.display_name.clone_from(&contact.display_name);
+                }
+            }
+        }
         match self.conversation_mut(&contact.conversation_id) {
             Some(conversation) => conversation.peer = Some(contact.clone()),
-            None => self.conversations.push(pb::Conversation {
-                id: contact.conversation_id.clone(),
-                peer: Some(contact.clone()),
-                last_activity_unix_ms: contact.added_at_unix_ms,
-                ..pb::Conversation::default()
-            }),
+            None => {
+                let mut members = Vec::new();
+                if let Some(status) = self
+                    .status
+                    .as_ref()
+                    .filter(|status| !status.actor_id.is_empty())
+                {
+                    members.push(pb::Member {
+                        actor_id: status.actor_id.clone(),
+                        display_name: status.display_name.clone(),
+                        own: true,
+                    });
+                }
+                members.push(pb::Member {
+                    actor_id: contact.actor_id.clone(),
+                    display_name: contact.display_name.clone(),
+                    own: false,
+                });
+                // Members in the daemon's order (by actor id, as they join
+                // together).
+                members.sort_by(|one, other| one.actor_id.cmp(&other.actor_id));
+                self.conversations.push(pb::Conversation {
+                    id: contact.conversation_id.clone(),
+                    peer: Some(contact.clone()),
+                    last_activity_unix_ms: contact.added_at_unix_ms,
+                    kind: pb::ConversationKind::Direct as i32,
+                    members,
+                    ..pb::Conversation::default()
+                });
+            }
         }
     }
 

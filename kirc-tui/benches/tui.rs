@@ -235,8 +235,8 @@ async fn main() {
     let history = state_with_history(10_000);
     let bottom = summarize(frame_times(&history, 2000));
     let mut middle_state = history.clone();
-    let total = kirc_tui::ui::scrollback_lines(&middle_state, "conv");
-    let halfway = kirc_tui::ui::scroll_up(&middle_state, "conv", total / 2);
+    let total = kirc_tui::layout::scrollback_lines(&middle_state, "conv");
+    let halfway = kirc_tui::layout::scroll_up(&middle_state, "conv", total / 2);
     if let Some(scrollback) = middle_state.scrollbacks.get_mut("conv") {
         scrollback.position = halfway;
     }

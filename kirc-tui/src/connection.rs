@@ -285,7 +285,7 @@ struct Throttle {
 }
 
 const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
-const TYPING_EVERY: Duration = Duration::from_secs(1);
+const TYPING_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl Throttle {
     fn lets_through(&mut self, effect: &Effect) -> bool {
@@ -308,7 +308,7 @@ impl Throttle {
                 if self
                     .typing
                     .get(conversation)
-                    .is_some_and(|last| now.duration_since(*last) < TYPING_EVERY)
+                    .is_some_and(|last| now.duration_since(*last) < TYPING_REPORT_EVERY)
                 {
                     return false;
                 }

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod connection;
 pub mod input;
 pub mod keys;
+pub mod layout;
 pub mod settings;
 pub mod state;
 pub mod ui;

@@ -1,15 +1,22 @@
 //! The K-IRC daemon as a library: the `kircd` binary is a thin CLI over it,
 //! and the integration tests use its wire and crypto code to play peers and
-//! attackers. See ARCHITECTURE.md for the map.
+//! attackers. See ARCHITECTURE.md for the map: the modules below are listed
+//! there from the bottom layer up.
 
 pub mod api;
 pub mod backends;
+pub mod book;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub mod crypto;
 pub mod daemon;
 pub mod files;
 pub mod hub;
+pub mod live;
 pub mod messaging;
 pub mod presence;
 pub mod store;
+#[cfg(test)]
+mod testing;
+pub mod transport;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, befriend, history_all, rejected, send, try_send};
+use kirc_testkit::{Actor, Daemon, add, befriend, history_all, invite, rejected, send, try_send};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -179,20 +179,7 @@ async fn an_unreachable_peer_cluster_holds_messages_until_its_profile_is_fixed()
     let bob_daemon = Daemon::start(&bob).await;
     let mut alice_watch = alice_daemon.watch().await;
     // alice invites (her address is right); bob adds her.
-    let token = alice_daemon
-        .client()
-        .await
-        .create_invite(pb::CreateInviteRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    bob_daemon
-        .client()
-        .await
-        .add_contact(pb::AddContactRequest { token })
-        .await
-        .unwrap();
+    add(&bob_daemon, invite(&alice_daemon).await).await;
     alice_watch
         .wait_for("bob at alice", WAIT, |view| {
             view.contact(&bob.actor_id).is_some()

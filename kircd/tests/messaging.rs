@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, ContactState, MessageState};
-use kirc_testkit::{Actor, Daemon, Watcher, history_all, send};
+use kirc_testkit::{Actor, Daemon, Watcher, add, history_all, invite, send};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -25,23 +25,9 @@ async fn contacts() -> Pair {
     let mut alice_watch = alice_daemon.watch().await;
     let mut bob_watch = bob_daemon.watch().await;
 
-    let invite = alice_daemon
-        .client()
-        .await
-        .create_invite(pb::CreateInviteRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(invite.token.starts_with("kirc1:"));
-    let added = bob_daemon
-        .client()
-        .await
-        .add_contact(pb::AddContactRequest {
-            token: invite.token,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let token = invite(&alice_daemon).await;
+    assert!(token.starts_with("kirc1:"));
+    let added = add(&bob_daemon, token).await;
     assert_eq!(added.actor_id, alice.actor_id);
     assert_eq!(added.state, ContactState::Accepted as i32);
 
@@ -244,15 +230,7 @@ async fn a_token_without_its_secret_needs_acceptance_and_a_blocked_sender_gets_n
     let carol = Actor::new("carol").await;
     let carol_daemon = Daemon::start(&carol).await;
     let mut alice_watch = pair.alice_daemon.watch().await;
-    let token = pair
-        .alice_daemon
-        .client()
-        .await
-        .create_invite(pb::CreateInviteRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let token = invite(&pair.alice_daemon).await;
     // bob uses it first (he is already a contact: refused as reuse).
     let reuse = pair
         .bob_daemon

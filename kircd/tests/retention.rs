@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use kirc_proto::v1::{self as pb, MessageState};
-use kirc_testkit::{Actor, Daemon, kafka, send, wait_history};
+use kirc_proto::v1::MessageState;
+use kirc_testkit::{Actor, Daemon, add, invite, kafka, send, wait_history};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -54,20 +54,7 @@ async fn messages_outliving_data_out_retention_are_sent_again_from_the_database(
     let bob_daemon = Daemon::start(&bob).await;
     // alice invites; bob adds her (his request reaches her; her answer
     // waits for him like everything else she sends).
-    let token = alice_daemon
-        .client()
-        .await
-        .create_invite(pb::CreateInviteRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    bob_daemon
-        .client()
-        .await
-        .add_contact(pb::AddContactRequest { token })
-        .await
-        .unwrap();
+    add(&bob_daemon, invite(&alice_daemon).await).await;
     alice_daemon
         .watch()
         .await

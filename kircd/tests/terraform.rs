@@ -393,7 +393,7 @@ fn kircd_user_reaches_its_topics_and_groups() {
     assert_eq!(string_attribute(group, "pattern_type"), "PREFIXED");
     assert_eq!(
         string_attribute(group, "resource_name"),
-        kircd::messaging::links::CONSUMER_GROUP_PREFIX
+        kircd::backends::kafka::consumer::CONSUMER_GROUP_PREFIX
     );
 }
 

@@ -8,70 +8,17 @@
 mod overlay;
 mod scrollback;
 
-use jiff::Timestamp;
 use kirc_proto::v1::{Backend, BackendState, BackendStatus, ContactState, PresenceState};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use unicode_width::UnicodeWidthStr;
 
+pub use crate::layout::{Areas, areas, sanitize};
+use crate::layout::{colour_of, format_time, truncate};
 use crate::state::{Link, State};
-pub use scrollback::{
-    near_top, scroll_down, scroll_top, scroll_up, scrollback_lines, scrollback_rows,
-};
-
-/// The conversation list is shown when the terminal is at least this wide.
-const LIST_MIN_WIDTH: u16 = 60;
-const LIST_WIDTH: u16 = 24;
-
-/// Where each part of the screen goes; `update` uses the same layout to
-/// page and wrap exactly as drawn.
-#[derive(Debug, Clone, Copy)]
-pub struct Areas {
-    pub banner: Rect,
-    pub list: Option<Rect>,
-    pub title: Rect,
-    pub body: Rect,
-    pub input: Rect,
-    pub status: Rect,
-}
-
-pub fn areas(area: Rect, state: &State) -> Areas {
-    let banner_height = if matches!(state.link, Link::Disconnected { .. }) {
-        2
-    } else {
-        0
-    };
-    let [banner, middle, status] = Layout::vertical([
-        Constraint::Length(banner_height),
-        Constraint::Min(0),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    let (list, main) = if area.width >= LIST_MIN_WIDTH {
-        let [list, main] =
-            Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(0)]).areas(middle);
-        (Some(list), main)
-    } else {
-        (None, middle)
-    };
-    let [title, body, input] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(1),
-    ])
-    .areas(main);
-    Areas {
-        banner,
-        list,
-        title,
-        body,
-        input,
-        status,
-    }
-}
 
 pub fn render(frame: &mut Frame<'_>, state: &State) {
     let areas = areas(frame.area(), state);
@@ -107,55 +54,8 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
     }
 }
 
-/// Text from peers, made safe to draw: control characters (escape sequences
-/// among them) and bidirectional overrides become visible placeholders, so a
-/// message can neither move the cursor nor reorder the screen.
-pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\t' => ' ',
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
-            c if c.is_control() => '\u{FFFD}',
-            c => c,
-        })
-        .collect()
-}
-
-pub(crate) fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
-    match Timestamp::from_millisecond(unix_ms) {
-        Ok(timestamp) if unix_ms > 0 => timestamp
-            .to_zoned_datetime(state.time_zone.clone())
-            .strftime(format)
-            .to_string(),
-        _ => String::from("—"),
-    }
-}
-
 const DATE_TIME: &str = "%Y-%m-%d %H:%M:%S";
 const TIME: &str = "%H:%M:%S";
-
-/// A stable colour per actor, so a name looks the same everywhere.
-pub(crate) fn colour_of(actor_id: &str) -> Color {
-    const PALETTE: [Color; 10] = [
-        Color::Cyan,
-        Color::Magenta,
-        Color::Yellow,
-        Color::Green,
-        Color::Blue,
-        Color::LightRed,
-        Color::LightCyan,
-        Color::LightMagenta,
-        Color::LightGreen,
-        Color::LightBlue,
-    ];
-    // FNV-1a: stable across runs and machines, unlike std's hasher.
-    let hash = actor_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
-}
 
 fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let block = Block::new().borders(Borders::RIGHT);
@@ -226,24 +126,6 @@ pub(crate) fn presence_dot(state: &State, actor_id: &str) -> (&'static str, Colo
         Some(PresenceState::Offline) => ("○", Color::DarkGray),
         _ => ("◌", Color::DarkGray),
     }
-}
-
-/// Cuts `text` to at most `width` columns, with an ellipsis if cut.
-pub(crate) fn truncate(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_owned();
-    }
-    let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + c.to_string().width() + 1 > width {
-            break;
-        }
-        out.push(c);
-    }
-    if width > 0 {
-        out.push('…');
-    }
-    out
 }
 
 fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
@@ -393,14 +275,12 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
         ]));
     }
     if !status.rejected.is_empty() {
-        let counts: Vec<String> = status
-            .rejected
-            .iter()
-            .map(|count| format!("{} {}", count.reason, count.count))
-            .collect();
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
-            format!(" rejected inbound records: {}", counts.join(", ")),
+            format!(
+                " rejected inbound records: {}",
+                kirc_proto::rejection_summary(&status.rejected)
+            ),
             Style::new().fg(Color::Yellow),
         )));
     }

@@ -10,10 +10,9 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
-use super::scrollback::delivery_mark;
-use super::{colour_of, format_time, sanitize, truncate};
 use crate::commands::COMMANDS;
 use crate::keys::EDITING_KEYS;
+use crate::layout::{colour_of, delivery_mark, format_time, sanitize, truncate};
 use crate::state::{Overlay, State};
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -112,6 +112,7 @@ fn connected(status: pb::Status) -> State {
             unread: 0,
             last_read_seq: 3,
             last_message: None,
+            ..pb::Conversation::default()
         },
         pb::Conversation {
             id: "conv-carol".into(),
@@ -120,6 +121,7 @@ fn connected(status: pb::Status) -> State {
             unread: 2,
             last_read_seq: 0,
             last_message: None,
+            ..pb::Conversation::default()
         },
     ];
     update(&mut state, Msg::Link(Link::Connected));

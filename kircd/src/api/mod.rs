@@ -1,6 +1,10 @@
-//! The daemon API: gRPC (`kirc.v1`) on an owner-only Unix socket.
+//! The daemon API: gRPC (`kirc.v1`) on an owner-only Unix socket, and the
+//! events channel on Valkey. The only place, with the hub, that knows the
+//! API's types: handlers turn requests into calls on the subsystems and
+//! their answers into responses (`convert` in the hub).
 
 mod authority;
+pub mod events_channel;
 pub mod service;
 pub mod socket;
 
@@ -12,11 +16,24 @@ use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::contacts::Contacts;
 use crate::hub::Hub;
+use crate::live::Live;
 use crate::messaging::Messaging;
-use crate::presence::{self, Live};
+use crate::presence;
 use service::DaemonService;
 use tokio::sync::mpsc;
+
+/// What the API's handlers call: one field per subsystem that serves
+/// commands.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub hub: Arc<Hub>,
+    pub contacts: Arc<Contacts>,
+    pub messaging: Arc<Messaging>,
+    pub presence: mpsc::Sender<presence::Command>,
+    pub live: Arc<Live>,
+}
 
 /// The running API server.
 #[derive(Debug)]
@@ -24,23 +41,21 @@ pub struct ApiHandle {
     stop_accepting: CancellationToken,
     streams_end: CancellationToken,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    events_channel: (CancellationToken, JoinHandle<()>),
 }
 
 /// Serves the API on `listener` until [`ApiHandle::shutdown`].
-pub fn spawn(
-    listener: UnixListener,
-    hub: Arc<Hub>,
-    messaging: Arc<Messaging>,
-    presence: mpsc::Sender<presence::Command>,
-    live: Arc<Live>,
-) -> ApiHandle {
+pub fn spawn(listener: UnixListener, services: Services) -> ApiHandle {
     let stop_accepting = CancellationToken::new();
     let streams_end = CancellationToken::new();
+    let hub = Arc::clone(&services.hub);
+    let events_stop = CancellationToken::new();
+    let events_channel = (
+        events_stop.clone(),
+        events_channel::spawn(Arc::clone(&hub), services.live.keys().clone(), events_stop),
+    );
     let service = DaemonService {
-        hub: Arc::clone(&hub),
-        messaging,
-        presence,
-        live,
+        services,
         streams_end: streams_end.clone(),
     };
     let incoming = socket::incoming(listener, hub);
@@ -54,6 +69,7 @@ pub fn spawn(
         stop_accepting,
         streams_end,
         task,
+        events_channel,
     }
 }
 
@@ -74,5 +90,8 @@ impl ApiHandle {
                 task.abort();
             }
         }
+        let (events_stop, events_channel) = self.events_channel;
+        events_stop.cancel();
+        let _ = events_channel.await;
     }
 }

@@ -1,4 +1,5 @@
-//! The gRPC handlers. They stay thin: each reads from or asks the hub.
+//! The gRPC handlers. They stay thin: each turns a request into a call on a
+//! subsystem (or a read of the hub) and the answer into a response.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -6,23 +7,26 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use kirc_proto::v1::{self as pb, daemon_server::Daemon};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::Services;
+use crate::book::BookError;
+use crate::contacts::ContactsError;
 use crate::crypto::profile::InviteError;
-use crate::hub::{Hub, Subscription};
-use crate::messaging::{Messaging, MessagingError};
-use crate::presence::{self, Live};
-use tokio::sync::{mpsc, oneshot};
+use crate::hub::convert;
+use crate::hub::{PresenceState, Subscription};
+use crate::messaging::{HistoryAnchor, MessagingError};
+use crate::presence;
+use crate::store::StoreError;
+use crate::transport::TransportError;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 #[derive(Debug, Clone)]
 pub struct DaemonService {
-    pub(super) hub: Arc<Hub>,
-    pub(super) messaging: Arc<Messaging>,
-    pub(super) presence: mpsc::Sender<presence::Command>,
-    pub(super) live: Arc<Live>,
+    pub(super) services: Services,
     /// Cancelled when the daemon stops: every event stream then ends after
     /// delivering what it already holds (including the ShuttingDown event).
     pub(super) streams_end: CancellationToken,
@@ -38,21 +42,44 @@ fn presence_stopped() -> Status {
     Status::unavailable("kircd is stopping")
 }
 
-/// The gRPC status for each messaging error: the message is the error's own
-/// text, which names the problem and the fix.
-fn status(err: MessagingError) -> Status {
+fn store_status(err: &StoreError, message: String) -> Status {
+    match err {
+        StoreError::Database(_) => Status::unavailable(message),
+        StoreError::ForeignDatabase { .. } => Status::failed_precondition(message),
+    }
+}
+
+/// The gRPC status for each error: the message is the error's own text,
+/// which names the problem and the fix.
+fn contacts_status(err: ContactsError) -> Status {
     let message = err.to_string();
     match err {
-        MessagingError::NotReady(_) | MessagingError::Outbox(_) => Status::unavailable(message),
-        MessagingError::Store(crate::store::StoreError::Database(_)) => {
+        ContactsError::NotLoaded(_) | ContactsError::Transport(_) => Status::unavailable(message),
+        ContactsError::Book(BookError::Store(err)) => store_status(&err, message),
+        ContactsError::Book(BookError::DamagedContact(_)) => Status::failed_precondition(message),
+        ContactsError::Invite(InviteError::AlreadyUsed(_)) => Status::already_exists(message),
+        ContactsError::Invite(_) => Status::invalid_argument(message),
+        ContactsError::Lookup(crate::book::LookupError::Unknown(_)) => Status::not_found(message),
+        ContactsError::Lookup(crate::book::LookupError::Ambiguous(_)) => {
+            Status::invalid_argument(message)
+        }
+        ContactsError::Blocked(_) => Status::failed_precondition(message),
+    }
+}
+
+fn messaging_status(err: MessagingError) -> Status {
+    let message = err.to_string();
+    match err {
+        MessagingError::NotLoaded(_)
+        | MessagingError::Transport(TransportError::Outbox(_) | TransportError::Peer(_)) => {
             Status::unavailable(message)
         }
-        MessagingError::Store(_) => Status::failed_precondition(message),
-        MessagingError::Invite(InviteError::AlreadyUsed(_)) => Status::already_exists(message),
-        MessagingError::Invite(_)
-        | MessagingError::InvalidArgument(_)
-        | MessagingError::AmbiguousContact(_) => Status::invalid_argument(message),
-        MessagingError::UnknownContact(_)
+        MessagingError::Store(err) => store_status(&err, message),
+        MessagingError::InvalidArgument(_)
+        | MessagingError::Lookup(crate::book::LookupError::Ambiguous(_)) => {
+            Status::invalid_argument(message)
+        }
+        MessagingError::Lookup(crate::book::LookupError::Unknown(_))
         | MessagingError::UnknownConversation(_)
         | MessagingError::UnknownMessage(_) => Status::not_found(message),
         MessagingError::Blocked(_) | MessagingError::NotAccepted(_) => {
@@ -67,7 +94,7 @@ impl Daemon for DaemonService {
         &self,
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::Status>, Status> {
-        Ok(Response::new(self.hub.status()))
+        Ok(Response::new(self.services.hub.status()))
     }
 
     type SubscribeStream = EventStream;
@@ -77,9 +104,10 @@ impl Daemon for DaemonService {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let request = request.into_inner();
-        let mut subscription = self.hub.subscribe(request.since, request.epoch);
+        let hub = &self.services.hub;
+        let mut subscription = hub.subscribe(request.since, request.epoch);
         if request.interactive {
-            subscription.interactive = Some(self.hub.attach_interactive());
+            subscription.interactive = Some(hub.attach_interactive());
         }
         Ok(Response::new(event_stream(
             subscription,
@@ -95,65 +123,81 @@ impl Daemon for DaemonService {
             0 => None,
             seconds => Some(std::time::Duration::from_secs(seconds)),
         };
-        self.messaging
+        let (token, expires_at_unix_ms) = self
+            .services
+            .contacts
             .create_invite(ttl)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(contacts_status)?;
+        Ok(Response::new(pb::CreateInviteResponse {
+            token,
+            expires_at_unix_ms,
+        }))
     }
 
     async fn add_contact(
         &self,
         request: Request<pb::AddContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        self.messaging
+        self.services
+            .contacts
             .add_contact(&request.into_inner().token)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map(|contact| Response::new(convert::contact(&contact)))
+            .map_err(contacts_status)
     }
 
     async fn accept_contact(
         &self,
         request: Request<pb::ContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        self.messaging
+        self.services
+            .contacts
             .accept_contact(&request.into_inner().contact)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map(|contact| Response::new(convert::contact(&contact)))
+            .map_err(contacts_status)
     }
 
     async fn block_contact(
         &self,
         request: Request<pb::ContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        self.messaging
+        self.services
+            .contacts
             .block_contact(&request.into_inner().contact, true)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map(|contact| Response::new(convert::contact(&contact)))
+            .map_err(contacts_status)
     }
 
     async fn unblock_contact(
         &self,
         request: Request<pb::ContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        self.messaging
+        self.services
+            .contacts
             .block_contact(&request.into_inner().contact, false)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map(|contact| Response::new(convert::contact(&contact)))
+            .map_err(contacts_status)
     }
 
     async fn list_contacts(
         &self,
         _: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        self.messaging
+        let contacts = self
+            .services
+            .contacts
             .list_contacts()
-            .map(|contacts| Response::new(pb::ListContactsResponse { contacts }))
-            .map_err(status)
+            .map_err(contacts_status)?;
+        Ok(Response::new(pb::ListContactsResponse {
+            contacts: contacts
+                .iter()
+                .map(|contact| convert::contact(contact))
+                .collect(),
+        }))
     }
 
     async fn send_message(
@@ -161,7 +205,8 @@ impl Daemon for DaemonService {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let request = request.into_inner();
-        self.messaging
+        self.services
+            .messaging
             .send_message(
                 &request.to,
                 &request.text,
@@ -169,30 +214,60 @@ impl Daemon for DaemonService {
                 &request.idempotency_key,
             )
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map(|message| Response::new(convert::message(&message)))
+            .map_err(messaging_status)
     }
 
     async fn get_history(
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        self.messaging
-            .history(&request.into_inner())
+        use pb::get_history_request::Anchor;
+        let request = request.into_inner();
+        let anchor = match &request.anchor {
+            None => HistoryAnchor::Latest,
+            Some(Anchor::Before(id)) => HistoryAnchor::Before(id),
+            Some(Anchor::After(id)) => HistoryAnchor::After(id),
+            Some(Anchor::Around(id)) => HistoryAnchor::Around(id),
+        };
+        let page = self
+            .services
+            .messaging
+            .history(&request.conversation_id, anchor, request.limit)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(messaging_status)?;
+        Ok(Response::new(pb::GetHistoryResponse {
+            messages: page.messages.iter().map(convert::message).collect(),
+            more_before: page.more_before,
+            more_after: page.more_after,
+        }))
     }
 
     async fn list_conversations(
         &self,
         _: Request<pb::ListConversationsRequest>,
     ) -> Result<Response<pb::ListConversationsResponse>, Status> {
-        self.messaging
+        let summaries = self
+            .services
+            .messaging
             .conversations()
             .await
-            .map(|conversations| Response::new(pb::ListConversationsResponse { conversations }))
-            .map_err(status)
+            .map_err(messaging_status)?;
+        let contacts: Vec<pb::Contact> = self
+            .services
+            .contacts
+            .list_contacts()
+            .map_err(contacts_status)?
+            .iter()
+            .map(|contact| convert::contact(contact))
+            .collect();
+        let me = self.services.contacts.me();
+        Ok(Response::new(pb::ListConversationsResponse {
+            conversations: summaries
+                .iter()
+                .map(|summary| convert::conversation(summary, Some(me), &contacts))
+                .collect(),
+        }))
     }
 
     async fn mark_read(
@@ -200,22 +275,33 @@ impl Daemon for DaemonService {
         request: Request<pb::MarkReadRequest>,
     ) -> Result<Response<pb::MarkReadResponse>, Status> {
         let request = request.into_inner();
-        self.messaging
+        let marker = self
+            .services
+            .messaging
             .mark_read(&request.conversation_id, &request.up_to)
             .await
-            .map(Response::new)
-            .map_err(status)
+            .map_err(messaging_status)?;
+        Ok(Response::new(pb::MarkReadResponse {
+            last_read_seq: marker.last_read_seq,
+            unread: marker.unread,
+            moved: marker.moved,
+        }))
     }
 
     async fn search(
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        self.messaging
-            .search(&request.into_inner())
+        let request = request.into_inner();
+        let messages = self
+            .services
+            .messaging
+            .search(&request.query, &request.conversation_id, request.limit)
             .await
-            .map(|messages| Response::new(pb::SearchResponse { messages }))
-            .map_err(status)
+            .map_err(messaging_status)?;
+        Ok(Response::new(pb::SearchResponse {
+            messages: messages.iter().map(convert::message).collect(),
+        }))
     }
 
     async fn set_presence(
@@ -224,8 +310,8 @@ impl Daemon for DaemonService {
     ) -> Result<Response<pb::SetPresenceResponse>, Status> {
         let request = request.into_inner();
         let state = match request.state() {
-            pb::PresenceState::Away => pb::PresenceState::Away,
-            pb::PresenceState::Online => pb::PresenceState::Online,
+            pb::PresenceState::Away => PresenceState::Away,
+            pb::PresenceState::Online => PresenceState::Online,
             other => {
                 return Err(Status::invalid_argument(format!(
                     "{} cannot be set; set ONLINE (back) or AWAY",
@@ -234,7 +320,8 @@ impl Daemon for DaemonService {
             }
         };
         let (reply, answer) = oneshot::channel();
-        self.presence
+        self.services
+            .presence
             .send(presence::Command::Set {
                 state,
                 text: request.text,
@@ -244,7 +331,7 @@ impl Daemon for DaemonService {
             .map_err(|_| presence_stopped())?;
         let presence = answer.await.map_err(|_| presence_stopped())?;
         Ok(Response::new(pb::SetPresenceResponse {
-            presence: Some(presence),
+            presence: Some(convert::own_presence(&presence)),
         }))
     }
 
@@ -252,7 +339,8 @@ impl Daemon for DaemonService {
         &self,
         _: Request<pb::ReportActivityRequest>,
     ) -> Result<Response<pb::ReportActivityResponse>, Status> {
-        self.presence
+        self.services
+            .presence
             .send(presence::Command::Activity)
             .await
             .map_err(|_| presence_stopped())?;
@@ -267,7 +355,8 @@ impl Daemon for DaemonService {
         let conversation = uuid::Uuid::parse_str(&request.conversation_id)
             .map_err(|_| Status::invalid_argument("conversation_id is not a UUID"))?;
         let (reply, answer) = oneshot::channel();
-        self.presence
+        self.services
+            .presence
             .send(presence::Command::Typing {
                 conversation,
                 active: request.active,
@@ -285,8 +374,9 @@ impl Daemon for DaemonService {
     ) -> Result<Response<pb::Session>, Status> {
         let name = request.into_inner().name;
         let (open_conversation, drafts) = self
+            .services
             .live
-            .store()
+            .keys()
             .session(&name)
             .await
             .map_err(|err| valkey_unavailable(&err))?;
@@ -302,8 +392,9 @@ impl Daemon for DaemonService {
         request: Request<pb::Session>,
     ) -> Result<Response<pb::SaveSessionResponse>, Status> {
         let session = request.into_inner();
-        self.live
-            .store()
+        self.services
+            .live
+            .keys()
             .save_session(&session.name, &session.open_conversation, &session.drafts)
             .await
             .map_err(|err| valkey_unavailable(&err))?;
@@ -326,7 +417,7 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
             .into_iter()
             .map(|event| Ok(pb::Event::clone(&event))),
     );
-    struct Live {
+    struct LiveStream {
         receiver: tokio::sync::broadcast::Receiver<Arc<pb::Event>>,
         // Counts the subscriber as attached until the stream is dropped.
         _interactive: Option<crate::hub::InteractiveGuard>,
@@ -335,7 +426,7 @@ pub fn event_stream(subscription: Subscription, streams_end: CancellationToken) 
         finished: bool,
     }
     let live = futures::stream::unfold(
-        Live {
+        LiveStream {
             receiver: live,
             _interactive: interactive,
             last_seq,
@@ -383,6 +474,7 @@ mod tests {
     use kirc_proto::v1::Backend;
 
     use super::*;
+    use crate::hub::Hub;
 
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_where_to_resume_and_cut_off() {

@@ -50,21 +50,6 @@ impl Backoff {
     }
 }
 
-/// A running supervisor.
-#[derive(Debug)]
-pub struct SupervisorHandle {
-    task: JoinHandle<()>,
-}
-
-impl SupervisorHandle {
-    /// Waits for the supervisor to finish after its token was cancelled.
-    pub async fn join(self) {
-        if let Err(err) = self.task.await {
-            tracing::error!(error = %err, "a backend supervisor panicked");
-        }
-    }
-}
-
 /// Spawns the supervisor of `backend`.
 pub fn spawn<P: Probe>(
     backend: Backend,
@@ -72,9 +57,9 @@ pub fn spawn<P: Probe>(
     hub: Arc<Hub>,
     health: HealthConfig,
     cancel: CancellationToken,
-) -> SupervisorHandle {
+) -> JoinHandle<()> {
     let name = backend_name(backend);
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
         let mut was_up: Option<bool> = None;
         loop {
@@ -114,8 +99,7 @@ pub fn spawn<P: Probe>(
             }
         }
         tracing::debug!(backend = name, "supervisor stopped");
-    });
-    SupervisorHandle { task }
+    })
 }
 
 pub fn backend_name(backend: Backend) -> &'static str {

@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{ClusterTraffic, Hub};
 
 /// What a send is, for ordering when both kinds wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,16 +180,16 @@ impl Budgets {
     }
 
     /// Each cluster's figures, sorted by cluster.
-    pub fn snapshot(&self) -> Vec<kirc_proto::v1::Traffic> {
+    pub fn snapshot(&self) -> Vec<ClusterTraffic> {
         let pacers = self
             .pacers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut traffic: Vec<kirc_proto::v1::Traffic> = pacers
+        let mut traffic: Vec<ClusterTraffic> = pacers
             .iter()
             .map(|(cluster, pacer)| {
                 let (last_second_bytes, total_bytes, paced) = pacer.figures();
-                kirc_proto::v1::Traffic {
+                ClusterTraffic {
                     cluster: cluster.clone(),
                     budget_bytes_per_second: pacer.budget(),
                     last_second_bytes,
@@ -197,6 +200,36 @@ impl Budgets {
             .collect();
         traffic.sort_by(|a, b| a.cluster.cmp(&b.cluster));
         traffic
+    }
+}
+
+/// Publishes the traffic figures once a second while traffic flows, and not
+/// at all while it does not.
+pub async fn report(budgets: Budgets, hub: Arc<Hub>, cancel: CancellationToken) {
+    let activity = Arc::clone(&budgets.activity);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = activity.notified() => {}
+        }
+        loop {
+            let traffic = budgets.snapshot();
+            let quiet = traffic.iter().all(|cluster| cluster.last_second_bytes == 0);
+            hub.update_status(|status| status.traffic = traffic);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if quiet
+                && budgets
+                    .snapshot()
+                    .iter()
+                    .all(|cluster| cluster.last_second_bytes == 0)
+            {
+                hub.update_status(|status| status.traffic = budgets.snapshot());
+                break;
+            }
+        }
     }
 }
 

@@ -142,12 +142,11 @@ pub fn render_status(status: &pb::Status) -> String {
         );
     }
     if !status.rejected.is_empty() {
-        let counts: Vec<String> = status
-            .rejected
-            .iter()
-            .map(|count| format!("{} {}", count.reason, count.count))
-            .collect();
-        let _ = writeln!(out, "  rejected  {}", counts.join(", "));
+        let _ = writeln!(
+            out,
+            "  rejected  {}",
+            kirc_proto::rejection_summary(&status.rejected)
+        );
     }
     if let Some(inbox) = &status.inbox
         && (inbox.redelivered > 0 || inbox.quarantine_rows > 0 || inbox.quarantine_dropped > 0)

@@ -1,6 +1,11 @@
 //! The hub: the daemon's shared view of itself (backend health, topics) and
 //! the sequenced event log that every subscriber follows.
 //!
+//! Subsystems hand it their own types (`model.rs`, the store's messages and
+//! conversations, the contact book's contacts); it turns them into the
+//! daemon API's events (`convert.rs`). Nobody reads the hub back as the
+//! state of a subsystem: each keeps its own.
+//!
 //! One lock guards the state, the sequence counter and the replay history
 //! together, so that a snapshot and the events after it never overlap or leave
 //! a gap. Live delivery goes through a bounded broadcast channel: a subscriber
@@ -13,19 +18,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use kirc_proto::DaemonView;
-use kirc_proto::v1::{
-    self as pb, Backend, BackendState, BackendStatus, RejectionCount, TopicStatus, event::Kind,
-};
+use kirc_proto::v1::{self as pb, Backend, BackendState, BackendStatus, TopicStatus, event::Kind};
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
-/// The own-status fields other subsystems keep current.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusFields {
-    pub presence: Option<pb::Presence>,
-    pub heartbeat_produced_unix_ms: i64,
-    pub heartbeat_consumed_unix_ms: i64,
-    pub traffic: Vec<pb::Traffic>,
-}
+use crate::book::Contact;
+use crate::crypto::identity::ActorId;
+use crate::store::{ConversationSummary, Message, MessageState};
+
+pub mod convert;
+pub mod model;
+
+pub use model::{
+    ClusterTraffic, InboxFigures, OwnPresence, PeerPresence, PresenceState, StatusFields,
+};
 
 /// What a new subscriber receives before the live events.
 #[derive(Debug)]
@@ -47,15 +53,10 @@ struct Inner {
     /// Contacts and conversations as clients see them, kept by folding every
     /// published event in exactly as clients do.
     view: DaemonView,
-    actor_id: String,
-    display_name: String,
-    rejected: Vec<RejectionCount>,
-    inbox: pb::InboxCounters,
+    actor: Option<(ActorId, String)>,
+    inbox: InboxFigures,
     ready: bool,
-    presence: Option<pb::Presence>,
-    heartbeat_produced_unix_ms: i64,
-    heartbeat_consumed_unix_ms: i64,
-    traffic: Vec<pb::Traffic>,
+    fields: StatusFields,
     /// Set with the ShuttingDown event, which must be the last one a
     /// subscriber sees: subsystems still stopping after it (presence going
     /// offline, a last backend check) change the state but publish nothing.
@@ -116,15 +117,10 @@ impl Hub {
                 backends,
                 topics: Vec::new(),
                 view: DaemonView::default(),
-                actor_id: String::new(),
-                display_name: String::new(),
-                rejected: Vec::new(),
-                inbox: pb::InboxCounters::default(),
+                actor: None,
+                inbox: InboxFigures::default(),
                 ready: false,
-                presence: None,
-                heartbeat_produced_unix_ms: 0,
-                heartbeat_consumed_unix_ms: 0,
-                traffic: Vec::new(),
+                fields: StatusFields::default(),
                 closed: false,
             }),
             interactive: tokio::sync::watch::Sender::new(0),
@@ -166,15 +162,21 @@ impl Hub {
             backends: inner.backends.clone(),
             topics: inner.topics.clone(),
             refused_connections: self.refused_connections.load(Ordering::Relaxed),
-            actor_id: inner.actor_id.clone(),
-            display_name: inner.display_name.clone(),
-            rejected: inner.rejected.clone(),
-            inbox: Some(inner.inbox),
+            actor_id: inner
+                .actor
+                .as_ref()
+                .map_or_else(String::new, |(id, _)| id.to_string()),
+            display_name: inner
+                .actor
+                .as_ref()
+                .map_or_else(String::new, |(_, name)| name.clone()),
+            rejected: convert::rejections(&inner.inbox),
+            inbox: Some(convert::inbox_counters(&inner.inbox)),
             ready: inner.ready,
-            presence: inner.presence.clone(),
-            heartbeat_produced_unix_ms: inner.heartbeat_produced_unix_ms,
-            heartbeat_consumed_unix_ms: inner.heartbeat_consumed_unix_ms,
-            traffic: inner.traffic.clone(),
+            presence: inner.fields.presence.as_ref().map(convert::own_presence),
+            heartbeat_produced_unix_ms: inner.fields.heartbeat_produced_unix_ms,
+            heartbeat_consumed_unix_ms: inner.fields.heartbeat_consumed_unix_ms,
+            traffic: inner.fields.traffic.iter().map(convert::traffic).collect(),
         }
     }
 
@@ -255,35 +257,22 @@ impl Hub {
     /// publishes the status if anything changed.
     pub fn update_status(&self, change: impl FnOnce(&mut StatusFields)) {
         let mut inner = self.lock();
-        let mut fields = StatusFields {
-            presence: inner.presence.clone(),
-            heartbeat_produced_unix_ms: inner.heartbeat_produced_unix_ms,
-            heartbeat_consumed_unix_ms: inner.heartbeat_consumed_unix_ms,
-            traffic: inner.traffic.clone(),
-        };
-        let before = fields.clone();
+        let mut fields = inner.fields.clone();
         change(&mut fields);
-        if fields != before {
-            inner.presence = fields.presence;
-            inner.heartbeat_produced_unix_ms = fields.heartbeat_produced_unix_ms;
-            inner.heartbeat_consumed_unix_ms = fields.heartbeat_consumed_unix_ms;
-            inner.traffic = fields.traffic;
+        if fields != inner.fields {
+            inner.fields = fields;
             let status = self.status_of(&inner);
             self.publish(&mut inner, Kind::StatusChanged(status));
         }
     }
 
     /// Publishes a contact's presence or typing, if it changed.
-    pub fn set_peer_presence(&self, presence: pb::PeerPresence) {
+    pub fn set_peer_presence(&self, presence: &PeerPresence) {
+        let presence = convert::peer_presence(presence);
         let mut inner = self.lock();
         if inner.view.presence_of(&presence.actor_id) != Some(&presence) {
             self.publish(&mut inner, Kind::PeerPresenceChanged(presence));
         }
-    }
-
-    /// Contacts' presence as clients see it.
-    pub fn peer_presence(&self) -> Vec<pb::PeerPresence> {
-        self.lock().view.presence.clone()
     }
 
     /// Records a successful check of `backend`.
@@ -392,45 +381,81 @@ impl Hub {
     }
 
     /// Sets who this daemon is, once the identity is loaded.
-    pub fn set_actor(&self, actor_id: String, display_name: String) {
+    pub fn set_actor(&self, actor: ActorId, display_name: String) {
         let mut inner = self.lock();
-        inner.actor_id = actor_id;
-        inner.display_name = display_name;
+        // The view names this actor as a member of new conversations.
+        let mut status = self.status_of(&inner);
+        status.actor_id = actor.to_string();
+        status.display_name.clone_from(&display_name);
+        inner.view.status = Some(status);
+        inner.actor = Some((actor, display_name));
     }
 
     /// Replaces contacts and conversations (loaded from the database), marks
     /// the daemon ready, and tells subscribers with a fresh snapshot in the
     /// stream.
-    pub fn load_view(&self, contacts: Vec<pb::Contact>, conversations: Vec<pb::Conversation>) {
+    pub fn load_view(&self, contacts: &[Arc<Contact>], conversations: &[ConversationSummary]) {
         let mut inner = self.lock();
         inner.ready = true;
+        let contacts: Vec<pb::Contact> = contacts
+            .iter()
+            .map(|contact| convert::contact(contact))
+            .collect();
+        let me = inner.actor.clone();
+        let me = me.as_ref().map(|(id, name)| (*id, name.as_str()));
+        inner.view.conversations = conversations
+            .iter()
+            .map(|summary| convert::conversation(summary, me, &contacts))
+            .collect();
         inner.view.contacts = contacts;
-        inner.view.conversations = conversations;
         let snapshot = self.snapshot_of(&inner);
         self.publish(&mut inner, snapshot);
     }
 
-    /// Publishes a messaging event (message added, state changed, contact
-    /// changed, read marker moved).
-    pub fn publish_event(&self, kind: Kind) {
+    fn publish_event(&self, kind: Kind) {
         let mut inner = self.lock();
         self.publish(&mut inner, kind);
     }
 
+    /// A message was stored: sent from here or received.
+    pub fn message_added(&self, message: &Message) {
+        self.publish_event(Kind::MessageAdded(convert::message(message)));
+    }
+
+    /// A sent message moved to `state`.
+    pub fn message_state_changed(&self, id: Uuid, conversation: Uuid, state: MessageState) {
+        self.publish_event(Kind::MessageStateChanged(pb::MessageStateChanged {
+            message_id: id.to_string(),
+            conversation_id: conversation.to_string(),
+            state: convert::message_state(state) as i32,
+        }));
+    }
+
+    /// A contact was added, changed state, or asked to be added.
+    pub fn contact_changed(&self, contact: &Contact) {
+        self.publish_event(Kind::ContactChanged(convert::contact(contact)));
+    }
+
+    /// A conversation's read marker moved.
+    pub fn read_marker_moved(&self, conversation: Uuid, last_read_seq: u64, unread: u64) {
+        self.publish_event(Kind::ReadMarkerMoved(pb::ReadMarkerMoved {
+            conversation_id: conversation.to_string(),
+            last_read_seq,
+            unread,
+        }));
+    }
+
     /// Replaces the inbox's counters (rejections by reason, redeliveries,
     /// quarantine), publishing them if they changed.
-    pub fn set_inbox(&self, rejected: Vec<RejectionCount>, inbox: pb::InboxCounters) {
+    pub fn set_inbox(&self, inbox: InboxFigures) {
         let mut inner = self.lock();
-        if inner.rejected != rejected || inner.inbox != inbox {
-            inner.rejected = rejected.clone();
+        if inner.inbox != inbox {
+            let changed = pb::RejectionsChanged {
+                rejected: convert::rejections(&inbox),
+                inbox: Some(convert::inbox_counters(&inbox)),
+            };
             inner.inbox = inbox;
-            self.publish(
-                &mut inner,
-                Kind::RejectionsChanged(pb::RejectionsChanged {
-                    rejected,
-                    inbox: Some(inbox),
-                }),
-            );
+            self.publish(&mut inner, Kind::RejectionsChanged(changed));
         }
     }
 

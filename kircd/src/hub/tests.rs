@@ -134,13 +134,10 @@ fn nothing_is_published_after_shutting_down() {
     // backend check ends, a message state moves.
     hub.update_status(|status| status.heartbeat_produced_unix_ms = 42);
     hub.backend_down(Backend::Valkey, "refused".into());
-    hub.set_inbox(
-        vec![RejectionCount {
-            reason: "stale".into(),
-            count: 1,
-        }],
-        pb::InboxCounters::default(),
-    );
+    hub.set_inbox(InboxFigures {
+        rejected: vec![("stale", 1)],
+        ..InboxFigures::default()
+    });
     let last = sub.live.try_recv().unwrap();
     assert!(matches!(last.kind, Some(Kind::ShuttingDown(_))));
     assert!(matches!(
@@ -165,6 +162,7 @@ mod folding {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::store::ContactState;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -200,30 +198,49 @@ mod folding {
     const BACKENDS: [Backend; 3] = [Backend::Kafka, Backend::Postgres, Backend::Valkey];
     const REASONS: [&str; 4] = ["stale", "replay", "undecodable", "stranger"];
 
-    fn contact(index: u8, accepted: bool) -> pb::Contact {
-        pb::Contact {
-            actor_id: format!("actor{index}"),
-            display_name: format!("name{index}"),
+    /// Four contacts, made once: signing their profiles is the slow part.
+    fn contacts() -> &'static [Arc<Contact>] {
+        static CONTACTS: std::sync::OnceLock<Vec<Arc<Contact>>> = std::sync::OnceLock::new();
+        CONTACTS.get_or_init(|| {
+            let me = crate::testing::identity(9);
+            let book = crate::book::ContactBook::new(me);
+            (0..4u8)
+                .map(|index| {
+                    let identity = crate::testing::identity(10 + index);
+                    let profile = crate::testing::profile(&identity, &format!("name{index}"), 1);
+                    book.admit_verified(&profile, ContactState::Accepted, i64::from(index))
+                })
+                .collect()
+        })
+    }
+
+    fn contact(index: u8, accepted: bool) -> Contact {
+        Contact {
             state: if accepted {
-                pb::ContactState::Accepted
+                ContactState::Accepted
             } else {
-                pb::ContactState::Request
-            } as i32,
-            conversation_id: format!("conversation{index}"),
-            added_at_unix_ms: i64::from(index),
-            ..pb::Contact::default()
+                ContactState::Request
+            },
+            ..Contact::clone(&contacts()[usize::from(index)])
         }
     }
 
-    fn message(index: u8, outgoing: bool, seq: u64) -> pb::ChatMessage {
-        pb::ChatMessage {
-            id: format!("m{index}-{seq}"),
-            conversation_id: format!("conversation{index}"),
+    fn message_id(index: u8, seq: u64) -> Uuid {
+        Uuid::from_u128(u128::from(index) << 64 | u128::from(seq))
+    }
+
+    fn message(index: u8, outgoing: bool, seq: u64) -> Message {
+        let contact = &contacts()[usize::from(index)];
+        Message {
+            id: message_id(index, seq),
+            seq,
+            conversation_id: contact.conversation_id,
+            sender: Some(contact.actor_id),
             outgoing,
+            action: false,
             body: format!("text {seq}"),
             created_at_unix_ms: i64::try_from(seq).unwrap_or(0) * 1000,
-            seq,
-            ..pb::ChatMessage::default()
+            state: MessageState::Received,
         }
     }
 
@@ -243,38 +260,30 @@ mod folding {
                     })
                     .collect(),
             ),
-            Op::Inbox(reason, count) => hub.set_inbox(
-                vec![RejectionCount {
-                    reason: REASONS[usize::from(reason)].into(),
-                    count,
-                }],
-                pb::InboxCounters {
-                    redelivered: count / 2,
-                    quarantine_rows: count,
-                    ..pb::InboxCounters::default()
+            Op::Inbox(reason, count) => hub.set_inbox(InboxFigures {
+                rejected: vec![(REASONS[usize::from(reason)], count)],
+                redelivered: count / 2,
+                quarantine: crate::store::QuarantineFill {
+                    rows: count,
+                    ..crate::store::QuarantineFill::default()
                 },
-            ),
-            Op::Contact(index, accepted) => {
-                hub.publish_event(Kind::ContactChanged(contact(index, accepted)));
-            }
+                log_lines_suppressed: 0,
+            }),
+            Op::Contact(index, accepted) => hub.contact_changed(&contact(index, accepted)),
             Op::Message(index, outgoing, seq) => {
-                hub.publish_event(Kind::MessageAdded(message(index, outgoing, seq)));
+                hub.message_added(&message(index, outgoing, seq));
             }
-            Op::State(index, seq) => {
-                hub.publish_event(Kind::MessageStateChanged(pb::MessageStateChanged {
-                    message_id: format!("m{index}-{seq}"),
-                    conversation_id: format!("conversation{index}"),
-                    state: pb::MessageState::Read as i32,
-                }))
+            Op::State(index, seq) => hub.message_state_changed(
+                message_id(index, seq),
+                contacts()[usize::from(index)].conversation_id,
+                MessageState::Read,
+            ),
+            Op::Read(index, seq) => {
+                hub.read_marker_moved(contacts()[usize::from(index)].conversation_id, seq, 0);
             }
-            Op::Read(index, seq) => hub.publish_event(Kind::ReadMarkerMoved(pb::ReadMarkerMoved {
-                conversation_id: format!("conversation{index}"),
-                last_read_seq: seq,
-                unread: 0,
-            })),
-            Op::Presence(index, state, typing) => hub.set_peer_presence(pb::PeerPresence {
-                actor_id: format!("actor{index}"),
-                state,
+            Op::Presence(index, state, typing) => hub.set_peer_presence(&PeerPresence {
+                actor: contacts()[usize::from(index)].actor_id,
+                state: PresenceState::from_code(state),
                 text: String::new(),
                 typing,
             }),

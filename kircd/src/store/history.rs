@@ -1,12 +1,11 @@
-//! Reading history: pages, search, conversation summaries, read markers.
+//! Reading history: pages and search.
 
-use kirc_proto::v1 as pb;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use super::{ContactRecord, StoreError, contacts, message_from_row};
-use crate::crypto::identity::Identity;
+use super::conversations::seq_of;
+use super::{Message, StoreError, message_from_row};
 
 /// Which page of a conversation.
 #[derive(Debug, Clone, Copy)]
@@ -18,19 +17,9 @@ pub enum Anchor {
 }
 
 pub struct Page {
-    pub messages: Vec<pb::ChatMessage>,
+    pub messages: Vec<Message>,
     pub more_before: bool,
     pub more_after: bool,
-}
-
-async fn seq_of(pool: &PgPool, conversation: Uuid, id: Uuid) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2")
-            .bind(id)
-            .bind(conversation)
-            .fetch_optional(pool)
-            .await?,
-    )
 }
 
 async fn page_before(
@@ -39,7 +28,7 @@ async fn page_before(
     seq: i64,
     inclusive: bool,
     limit: i64,
-) -> Result<Vec<pb::ChatMessage>, StoreError> {
+) -> Result<Vec<Message>, StoreError> {
     // `seq < $2 + 1` is `seq <= $2`; one statement serves both.
     let bound = if inclusive {
         seq.saturating_add(1)
@@ -69,7 +58,7 @@ async fn page_after(
     conversation: Uuid,
     seq: i64,
     limit: i64,
-) -> Result<Vec<pb::ChatMessage>, StoreError> {
+) -> Result<Vec<Message>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
@@ -163,7 +152,7 @@ pub async fn search(
     query: &str,
     conversation: Option<Uuid>,
     limit: u32,
-) -> Result<Vec<pb::ChatMessage>, StoreError> {
+) -> Result<Vec<Message>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
@@ -180,104 +169,4 @@ pub async fn search(
         .iter()
         .map(message_from_row)
         .collect::<Result<Vec<_>, _>>()?)
-}
-
-pub async fn conversations(
-    pool: &PgPool,
-    me: &Identity,
-) -> Result<Vec<pb::Conversation>, StoreError> {
-    let contacts: std::collections::HashMap<Vec<u8>, ContactRecord> = contacts(pool, me)
-        .await?
-        .into_iter()
-        .map(|contact| (contact.actor_id.as_bytes().to_vec(), contact))
-        .collect();
-    let rows = sqlx::query(concat!(
-        "SELECT c.id AS conv_id, c.peer, (extract(epoch from c.last_activity_at) * 1000)::bigint AS activity_ms,
-                coalesce(r.last_read_seq, 0) AS read_seq,
-                (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id AND NOT u.outgoing
-                    AND u.seq > coalesce(r.last_read_seq, 0)) AS unread,
-                last.*
-         FROM conversations c
-         LEFT JOIN read_markers r ON r.conversation_id = c.id
-         LEFT JOIN LATERAL (SELECT ",
-        message_columns!(),
-        " FROM messages m WHERE m.conversation_id = c.id ORDER BY seq DESC LIMIT 1) last ON TRUE
-         ORDER BY c.last_activity_at DESC"
-    ))
-    .fetch_all(pool)
-    .await?;
-    let mut result = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let peer: Vec<u8> = row.try_get("peer")?;
-        let id: Uuid = row.try_get("conv_id")?;
-        let last_id: Option<Uuid> = row.try_get("id")?;
-        result.push(pb::Conversation {
-            id: id.to_string(),
-            peer: contacts.get(&peer).map(ContactRecord::to_pb),
-            last_activity_unix_ms: row.try_get("activity_ms")?,
-            unread: u64::try_from(row.try_get::<i64, _>("unread")?).unwrap_or(0),
-            last_read_seq: u64::try_from(row.try_get::<i64, _>("read_seq")?).unwrap_or(0),
-            last_message: match last_id {
-                Some(_) => Some(message_from_row(row)?),
-                None => None,
-            },
-        });
-    }
-    Ok(result)
-}
-
-/// Moves the read marker forward to `up_to` (never back). Returns the marker
-/// and the unread count after, and whether it moved.
-pub async fn mark_read(
-    pool: &PgPool,
-    conversation: Uuid,
-    up_to: Uuid,
-) -> Result<Option<(u64, u64, bool)>, StoreError> {
-    let Some(seq) = seq_of(pool, conversation, up_to).await? else {
-        return Ok(None);
-    };
-    let moved = sqlx::query(
-        "INSERT INTO read_markers (conversation_id, last_read_seq) VALUES ($1, $2)
-         ON CONFLICT (conversation_id) DO UPDATE SET last_read_seq = EXCLUDED.last_read_seq, updated_at = now()
-         WHERE read_markers.last_read_seq < EXCLUDED.last_read_seq
-         RETURNING last_read_seq",
-    )
-    .bind(conversation)
-    .bind(seq)
-    .fetch_optional(pool)
-    .await?
-    .is_some();
-    let row = sqlx::query(
-        "SELECT r.last_read_seq,
-                (SELECT count(*) FROM messages u WHERE u.conversation_id = $1 AND NOT u.outgoing AND u.seq > r.last_read_seq) AS unread
-         FROM read_markers r WHERE r.conversation_id = $1",
-    )
-    .bind(conversation)
-    .fetch_one(pool)
-    .await?;
-    let last: i64 = row.try_get("last_read_seq")?;
-    let unread: i64 = row.try_get("unread")?;
-    Ok(Some((
-        u64::try_from(last).unwrap_or(0),
-        u64::try_from(unread).unwrap_or(0),
-        moved,
-    )))
-}
-
-/// Ids of received messages in `conversation` with seq in (after, up_to], for
-/// read receipts.
-pub async fn incoming_between(
-    pool: &PgPool,
-    conversation: Uuid,
-    after: i64,
-    up_to: i64,
-) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM messages WHERE conversation_id = $1 AND NOT outgoing AND seq > $2 AND seq <= $3 ORDER BY seq",
-    )
-    .bind(conversation)
-    .bind(after)
-    .bind(up_to)
-    .fetch_all(pool)
-    .await?)
 }

@@ -2,12 +2,23 @@
 
 use sqlx::Row;
 use sqlx::postgres::PgPool;
+use uuid::Uuid;
 
 use super::StoreError;
 use crate::crypto::identity::ActorId;
-use crate::messaging::marks::{Mark, Stream};
 
-pub async fn control_marks(pool: &PgPool) -> Result<Vec<((ActorId, Stream), Mark)>, StoreError> {
+/// Where a control record was read and what it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub message_id: Uuid,
+    pub partition: i32,
+    pub offset: i64,
+    /// SHA-256 of the record's bytes.
+    pub digest: [u8; 32],
+}
+
+/// Every stored mark: (sender, stream name, mark).
+pub async fn control_marks(pool: &PgPool) -> Result<Vec<(ActorId, String, Mark)>, StoreError> {
     let rows = sqlx::query(
         "SELECT sender, stream, message_id, partition, \"offset\", digest FROM control_marks",
     )
@@ -16,19 +27,16 @@ pub async fn control_marks(pool: &PgPool) -> Result<Vec<((ActorId, Stream), Mark
     let mut marks = Vec::with_capacity(rows.len());
     for row in &rows {
         let sender: Vec<u8> = row.try_get("sender")?;
-        let stream: String = row.try_get("stream")?;
         let digest: Vec<u8> = row.try_get("digest")?;
-        // A row this version cannot read (a stream added by a later one) is
-        // skipped: its records are then applied as if first seen.
-        let (Some(sender), Some(stream), Ok(digest)) = (
+        let (Some(sender), Ok(digest)) = (
             ActorId::from_slice(&sender),
-            Stream::parse(&stream),
             <[u8; 32]>::try_from(digest.as_slice()),
         ) else {
             continue;
         };
         marks.push((
-            (sender, stream),
+            sender,
+            row.try_get("stream")?,
             Mark {
                 message_id: row.try_get("message_id")?,
                 partition: row.try_get("partition")?,
@@ -40,6 +48,7 @@ pub async fn control_marks(pool: &PgPool) -> Result<Vec<((ActorId, Stream), Mark
     Ok(marks)
 }
 
+/// Stores `mark` as the stream's mark unless a later one is stored.
 pub async fn save_control_mark(
     pool: &PgPool,
     sender: ActorId,

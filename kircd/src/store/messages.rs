@@ -1,31 +1,11 @@
 //! Sent and received messages and the receipts for them.
 
-use kirc_proto::v1 as pb;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use super::{MessageState, StoreError, state_rank};
+use super::{Message, MessageState, StoreError, message_from_row};
 use crate::crypto::identity::ActorId;
-
-pub fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::ChatMessage, sqlx::Error> {
-    let id: Uuid = row.try_get("id")?;
-    let conversation: Uuid = row.try_get("conversation_id")?;
-    let sender: Vec<u8> = row.try_get("sender")?;
-    let seq: i64 = row.try_get("seq")?;
-    let state: String = row.try_get("state")?;
-    Ok(pb::ChatMessage {
-        id: id.to_string(),
-        conversation_id: conversation.to_string(),
-        sender: ActorId::from_slice(&sender).map_or_else(String::new, |id| id.to_string()),
-        outgoing: row.try_get("outgoing")?,
-        action: row.try_get("action")?,
-        body: row.try_get("body")?,
-        created_at_unix_ms: row.try_get("created_ms")?,
-        state: MessageState::parse(&state).to_pb() as i32,
-        seq: u64::try_from(seq).unwrap_or(0),
-    })
-}
 
 /// A message this actor sends, as first stored.
 #[derive(Debug, Clone)]
@@ -46,7 +26,7 @@ pub struct Outgoing {
 pub async fn insert_outgoing(
     pool: &PgPool,
     message: &Outgoing,
-) -> Result<Option<pb::ChatMessage>, StoreError> {
+) -> Result<Option<Message>, StoreError> {
     // One statement: the message and the conversation's activity together,
     // in one round trip (the send path waits for it).
     let row = sqlx::query(concat!(
@@ -77,10 +57,7 @@ pub async fn insert_outgoing(
 }
 
 /// The message sent with `key`, if any.
-pub async fn outgoing_by_key(
-    pool: &PgPool,
-    key: &str,
-) -> Result<Option<pb::ChatMessage>, StoreError> {
+pub async fn outgoing_by_key(pool: &PgPool, key: &str) -> Result<Option<Message>, StoreError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
@@ -161,7 +138,7 @@ pub async fn advance_messages(
     ))
     .bind(ids)
     .bind(state.as_str())
-    .bind(state_rank(state))
+    .bind(state.rank())
     .bind(only_outgoing)
     .fetch_all(pool)
     .await?;
@@ -214,7 +191,7 @@ pub struct Incoming {
 /// What storing a batch did to each message.
 #[derive(Debug)]
 pub struct Stored {
-    pub added: Vec<pb::ChatMessage>,
+    pub added: Vec<Message>,
     /// Already stored, and this is the same record again: read again by our
     /// consumer (same place) or sent again by the sender after its crash
     /// (same sender, same bytes).
@@ -284,12 +261,9 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     if stored.added.len() < batch.len() {
         // The first occurrence of an id in the batch is the one inserted; a
         // second one in the same batch is judged like any other.
-        let mut unclaimed: std::collections::HashSet<String> =
-            stored.added.iter().map(|m| m.id.clone()).collect();
-        let others: Vec<&Incoming> = batch
-            .iter()
-            .filter(|m| !unclaimed.remove(&m.id.to_string()))
-            .collect();
+        let mut unclaimed: std::collections::HashSet<Uuid> =
+            stored.added.iter().map(|m| m.id).collect();
+        let others: Vec<&Incoming> = batch.iter().filter(|m| !unclaimed.remove(&m.id)).collect();
         let other_ids: Vec<Uuid> = others.iter().map(|m| m.id).collect();
         let known = sqlx::query(
             "SELECT id, sender, digest, source_partition, source_offset FROM messages WHERE id = ANY($1)",

@@ -1,17 +1,14 @@
-//! Every SQL statement of the messaging core: profile, contacts, invites,
-//! conversations, messages, receipts, read markers, control marks,
-//! quarantine. Callers get typed records; nothing else in kircd writes SQL
-//! for these tables. One file per group of tables; this one holds the shared
-//! types and the actor's own profile.
+//! Every SQL statement kircd runs: the own profile, contacts, invites,
+//! conversations and their members, messages, receipts, read markers,
+//! control marks, quarantine. Callers get plain records: nothing here
+//! verifies a signature, derives a key or knows the daemon API's types.
+//! One file per group of tables; this one holds the shared types and the
+//! actor's own profile.
 
-use ed25519_dalek::VerifyingKey;
-use kirc_proto::v1 as pb;
-use kirc_proto::wire::v1 as wire;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use crate::crypto::envelope::PairKey;
-use crate::crypto::identity::{ActorId, Identity};
+use crate::crypto::identity::ActorId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,8 +18,6 @@ pub enum StoreError {
         "this database belongs to actor {stored}, not to this identity ({ours})\n  fix: give each actor a database of its own (postgres.url)"
     )]
     ForeignDatabase { stored: String, ours: String },
-    #[error("the stored profile of contact {0} no longer verifies")]
-    DamagedContact(String),
 }
 
 /// Where a contact stands with us.
@@ -49,55 +44,10 @@ impl ContactState {
             _ => ContactState::Request,
         }
     }
-
-    fn to_pb(self) -> pb::ContactState {
-        match self {
-            ContactState::Accepted => pb::ContactState::Accepted,
-            ContactState::Request => pb::ContactState::Request,
-            ContactState::Blocked => pb::ContactState::Blocked,
-        }
-    }
-}
-
-/// A contact with its verified profile.
-#[derive(Debug, Clone)]
-pub struct ContactRecord {
-    pub actor_id: ActorId,
-    pub display_name: String,
-    pub signing_key: VerifyingKey,
-    pub box_key: crypto_box::PublicKey,
-    pub access: wire::KafkaAccess,
-    pub signed_profile: wire::SignedProfile,
-    pub state: ContactState,
-    pub peer_accepted: bool,
-    pub added_at_unix_ms: i64,
-    pub conversation_id: Uuid,
-    /// The box between us, computed once per contact.
-    pub pair: std::sync::Arc<PairKey>,
-}
-
-impl ContactRecord {
-    pub fn to_pb(&self) -> pb::Contact {
-        pb::Contact {
-            actor_id: self.actor_id.to_string(),
-            display_name: self.display_name.clone(),
-            state: self.state.to_pb() as i32,
-            peer_accepted: self.peer_accepted,
-            conversation_id: self.conversation_id.to_string(),
-            fingerprint: self.actor_id.fingerprint(),
-            delivery_path: format!(
-                "{} → {} ({})",
-                self.access.bootstrap_servers,
-                self.access.data_in_topic,
-                self.access.security_protocol
-            ),
-            added_at_unix_ms: self.added_at_unix_ms,
-        }
-    }
 }
 
 /// The delivery states of a sent message, in order; a message only moves
-/// forward.
+/// forward. A received message is `Received`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MessageState {
     Pending,
@@ -128,32 +78,23 @@ impl MessageState {
         }
     }
 
-    pub fn to_pb(self) -> pb::MessageState {
+    fn rank(self) -> i32 {
         match self {
-            MessageState::Pending => pb::MessageState::Pending,
-            MessageState::Queued => pb::MessageState::Queued,
-            MessageState::Delivered => pb::MessageState::Delivered,
-            MessageState::Received => pb::MessageState::Received,
-            MessageState::Read => pb::MessageState::Read,
+            MessageState::Pending => 0,
+            MessageState::Queued => 1,
+            MessageState::Delivered => 2,
+            MessageState::Received => 3,
+            MessageState::Read => 4,
         }
     }
 }
 
-/// SQL for a state's rank, so that updates only move forward.
+/// SQL for a state's rank (`MessageState::rank`), so that updates only move
+/// forward.
 macro_rules! state_rank {
     () => {
         "CASE state WHEN 'pending' THEN 0 WHEN 'queued' THEN 1 WHEN 'delivered' THEN 2 WHEN 'received' THEN 3 ELSE 4 END"
     };
-}
-
-fn state_rank(state: MessageState) -> i32 {
-    match state {
-        MessageState::Pending => 0,
-        MessageState::Queued => 1,
-        MessageState::Delivered => 2,
-        MessageState::Received => 3,
-        MessageState::Read => 4,
-    }
 }
 
 macro_rules! message_columns {
@@ -162,14 +103,56 @@ macro_rules! message_columns {
     };
 }
 
+/// A stored chat message, sent or received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: Uuid,
+    /// The local order: history pages and read markers count by it.
+    pub seq: u64,
+    pub conversation_id: Uuid,
+    /// `None` only for a row whose sender column was damaged.
+    pub sender: Option<ActorId>,
+    pub outgoing: bool,
+    pub action: bool,
+    pub body: String,
+    pub created_at_unix_ms: i64,
+    pub state: MessageState,
+}
+
+fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
+    use sqlx::Row;
+    let sender: Vec<u8> = row.try_get("sender")?;
+    let seq: i64 = row.try_get("seq")?;
+    let state: String = row.try_get("state")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        seq: u64::try_from(seq).unwrap_or(0),
+        conversation_id: row.try_get("conversation_id")?,
+        sender: ActorId::from_slice(&sender),
+        outgoing: row.try_get("outgoing")?,
+        action: row.try_get("action")?,
+        body: row.try_get("body")?,
+        created_at_unix_ms: row.try_get("created_ms")?,
+        state: MessageState::parse(&state),
+    })
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
 mod contacts;
+mod conversations;
 mod history;
+mod invites;
 mod marks;
 mod messages;
 mod quarantine;
 
 pub use contacts::*;
+pub use conversations::*;
 pub use history::*;
+pub use invites::*;
 pub use marks::*;
 pub use messages::*;
 pub use quarantine::*;
@@ -177,20 +160,20 @@ pub use quarantine::*;
 /// Records this actor's profile, or checks that the database is its own.
 pub async fn ensure_profile(
     pool: &PgPool,
-    identity: &Identity,
+    me: ActorId,
     display_name: &str,
+    signing_key: &[u8; 32],
+    box_key: &[u8; 32],
 ) -> Result<(), StoreError> {
     let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT actor_id FROM profile")
         .fetch_optional(pool)
         .await?;
     match stored {
-        Some(stored) if stored.as_slice() != identity.id().as_bytes() => {
-            Err(StoreError::ForeignDatabase {
-                stored: ActorId::from_slice(&stored)
-                    .map_or_else(|| String::from("?"), |id| id.to_string()),
-                ours: identity.id().to_string(),
-            })
-        }
+        Some(stored) if stored.as_slice() != me.as_bytes() => Err(StoreError::ForeignDatabase {
+            stored: ActorId::from_slice(&stored)
+                .map_or_else(|| String::from("?"), |id| id.to_string()),
+            ours: me.to_string(),
+        }),
         Some(_) => {
             sqlx::query("UPDATE profile SET display_name = $1 WHERE display_name <> $1")
                 .bind(display_name)
@@ -200,10 +183,10 @@ pub async fn ensure_profile(
         }
         None => {
             sqlx::query("INSERT INTO profile (actor_id, display_name, signing_key, box_key) VALUES ($1, $2, $3, $4)")
-                .bind(identity.id().as_bytes().as_slice())
+                .bind(me.as_bytes().as_slice())
                 .bind(display_name)
-                .bind(identity.signing_key().to_bytes().as_slice())
-                .bind(identity.box_key().as_bytes().as_slice())
+                .bind(signing_key.as_slice())
+                .bind(box_key.as_slice())
                 .execute(pool)
                 .await?;
             Ok(())

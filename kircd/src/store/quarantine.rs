@@ -7,7 +7,6 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::crypto::identity::ActorId;
-use crate::messaging::rejections::QuarantineFill;
 
 /// A rejected record, kept for inspection.
 #[derive(Debug, Clone)]
@@ -19,6 +18,15 @@ pub struct Quarantined<'a> {
     pub sender: Option<ActorId>,
     pub message_id: Option<Uuid>,
     pub bytes: &'a [u8],
+}
+
+/// How much the quarantine holds, as last written or trimmed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantineFill {
+    pub rows: u64,
+    pub bytes: u64,
+    /// Rows dropped (oldest first) since the daemon started.
+    pub dropped: u64,
 }
 
 /// The most of a rejected record that is kept.

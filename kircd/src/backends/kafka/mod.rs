@@ -8,19 +8,21 @@ use std::time::Duration;
 use kirc_proto::v1::TopicStatus;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use secrecy::ExposeSecret;
 
 use crate::backends::supervise::Probe;
 use crate::config::{KafkaConfig, KafkaSecurity};
 use crate::hub::Hub;
 
+pub mod consumer;
 mod producer;
+pub mod settings;
 
 pub use producer::{AckedProducer, Delivered};
+pub use settings::{client_config, peer_config, producer_settings};
 
 /// How long a failed check waits for librdkafka's error event, which says
 /// why (refused, TLS, authentication) where the failed request does not.
@@ -233,59 +235,6 @@ impl ProducerContext for KafkaContext {
         // The sender's future may have been dropped (its caller gave up).
         let _ = acked.send(outcome);
     }
-}
-
-/// The librdkafka settings shared by every client of the actor's own cluster.
-/// Secrets go to librdkafka only; `ClientConfig`'s Debug output would show
-/// them, so it is never logged.
-pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", client_id)
-        .set("socket.keepalive.enable", "true")
-        // Chat is small records one at a time: Nagle's algorithm would hold
-        // them back waiting for delayed ACKs.
-        .set("socket.nagle.disable", "true")
-        .set("reconnect.backoff.max.ms", "10000")
-        .set_log_level(RDKafkaLogLevel::Warning);
-    match &config.security {
-        KafkaSecurity::Plaintext => {
-            client.set("security.protocol", "plaintext");
-        }
-        KafkaSecurity::Ssl {
-            ca_file,
-            client_cert_file,
-            client_key_file,
-        } => {
-            client
-                .set("security.protocol", "ssl")
-                .set(
-                    "ssl.certificate.location",
-                    client_cert_file.to_string_lossy(),
-                )
-                .set("ssl.key.location", client_key_file.to_string_lossy());
-            if let Some(ca) = ca_file {
-                client.set("ssl.ca.location", ca.to_string_lossy());
-            }
-        }
-        KafkaSecurity::SaslSsl {
-            ca_file,
-            mechanism,
-            username,
-            password,
-        } => {
-            client
-                .set("security.protocol", "sasl_ssl")
-                .set("sasl.mechanisms", mechanism)
-                .set("sasl.username", username)
-                .set("sasl.password", password.expose_secret());
-            if let Some(ca) = ca_file {
-                client.set("ssl.ca.location", ca.to_string_lossy());
-            }
-        }
-    }
-    client
 }
 
 /// What a check of the cluster found.

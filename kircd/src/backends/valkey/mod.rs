@@ -1,6 +1,6 @@
 //! The actor's own Valkey: an auto-reconnecting connection manager and the
-//! health probe. Presence, typing and the session cache build on it later; the
-//! daemon keeps working while it is away.
+//! health probe. The live layer (`live/`) keeps presence, typing, rate
+//! buckets and sessions in it; the daemon keeps working while it is away.
 
 use std::time::Duration;
 
@@ -10,8 +10,6 @@ use secrecy::ExposeSecret;
 
 use crate::backends::supervise::Probe;
 use crate::config::ValkeyConfig;
-
-pub mod store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -19,71 +19,17 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use kirc_proto::wire::v1 as wire;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::crypto::identity::ActorId;
+pub use crate::store::Mark;
 use crate::store::{self, StoreError};
 
-/// The state a control record updates. Records of one stream from one sender
-/// are applied in order; streams are independent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    /// The sender's profile: contact requests and acceptances carry it.
-    Profile,
-    /// Received and read receipts.
-    Receipt,
-    Presence,
-    Typing,
-    /// Our own keep-warm heartbeat.
-    Heartbeat,
-}
-
-impl Stream {
-    pub fn of(kind: wire::Kind) -> Option<Stream> {
-        match kind {
-            wire::Kind::ContactRequest | wire::Kind::ContactAccepted => Some(Stream::Profile),
-            wire::Kind::Receipt => Some(Stream::Receipt),
-            wire::Kind::Presence => Some(Stream::Presence),
-            wire::Kind::Typing => Some(Stream::Typing),
-            wire::Kind::Heartbeat => Some(Stream::Heartbeat),
-            wire::Kind::Chat => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Profile => "profile",
-            Stream::Receipt => "receipt",
-            Stream::Presence => "presence",
-            Stream::Typing => "typing",
-            Stream::Heartbeat => "heartbeat",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Stream> {
-        [
-            Stream::Profile,
-            Stream::Receipt,
-            Stream::Presence,
-            Stream::Typing,
-            Stream::Heartbeat,
-        ]
-        .into_iter()
-        .find(|stream| stream.as_str() == text)
-    }
-}
-
-/// Where a control record was read and what it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
-    pub message_id: Uuid,
-    pub partition: i32,
-    pub offset: i64,
-    /// SHA-256 of the record's bytes.
-    pub digest: [u8; 32],
-}
+/// A stream of control records: the state they update (a sender's profile,
+/// its receipts, presence, typing, the own heartbeat), named as stored. Each
+/// control kind's handler says which stream it belongs to; records of one
+/// stream from one sender are applied in order, streams are independent.
+pub type Stream = &'static str;
 
 /// What to do with a control record, given the stream's mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,11 +71,11 @@ pub fn judge(mark: Option<&Mark>, record: &Mark) -> Verdict {
 /// each control record) and written through to PostgreSQL.
 #[derive(Debug, Default)]
 pub struct Marks {
-    marks: Mutex<HashMap<(ActorId, Stream), Mark>>,
+    marks: Mutex<HashMap<(ActorId, String), Mark>>,
 }
 
 impl Marks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ActorId, Stream), Mark>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ActorId, String), Mark>> {
         self.marks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -139,12 +85,16 @@ impl Marks {
         let loaded = store::control_marks(pool).await?;
         let mut marks = self.lock();
         marks.clear();
-        marks.extend(loaded);
+        marks.extend(
+            loaded
+                .into_iter()
+                .map(|(sender, stream, mark)| ((sender, stream), mark)),
+        );
         Ok(())
     }
 
     pub fn judge(&self, sender: ActorId, stream: Stream, record: &Mark) -> Verdict {
-        judge(self.lock().get(&(sender, stream)), record)
+        judge(self.lock().get(&(sender, stream.to_owned())), record)
     }
 
     /// Records that `record` was applied: later records of the stream are
@@ -157,8 +107,8 @@ impl Marks {
         stream: Stream,
         record: &Mark,
     ) -> Result<(), StoreError> {
-        store::save_control_mark(pool, sender, stream.as_str(), record).await?;
-        self.lock().insert((sender, stream), *record);
+        store::save_control_mark(pool, sender, stream, record).await?;
+        self.lock().insert((sender, stream.to_owned()), *record);
         Ok(())
     }
 }
@@ -166,6 +116,7 @@ impl Marks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn id(n: u8) -> Uuid {
         // Byte order is creation order for UUIDv7; a leading byte stands for
@@ -246,21 +197,5 @@ mod tests {
         for (name, mark, record, expected) in cases {
             assert_eq!(judge(mark.as_ref(), &record), expected, "{name}");
         }
-    }
-
-    #[test]
-    fn streams_round_trip_their_names() {
-        for kind in [
-            wire::Kind::ContactRequest,
-            wire::Kind::ContactAccepted,
-            wire::Kind::Receipt,
-            wire::Kind::Presence,
-            wire::Kind::Typing,
-            wire::Kind::Heartbeat,
-        ] {
-            let stream = Stream::of(kind).unwrap();
-            assert_eq!(Stream::parse(stream.as_str()), Some(stream));
-        }
-        assert_eq!(Stream::of(wire::Kind::Chat), None);
     }
 }

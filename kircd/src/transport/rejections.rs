@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kirc_proto::v1 as pb;
-
 use crate::crypto::envelope::Rejection;
+use crate::hub::InboxFigures;
+use crate::store::QuarantineFill;
 
 /// Counters of the inbox, shared by its worker and `GetStatus`.
 #[derive(Debug, Default)]
@@ -19,15 +19,6 @@ pub struct Rejections {
     redelivered: AtomicU64,
     log_lines_suppressed: AtomicU64,
     quarantine: Mutex<QuarantineFill>,
-}
-
-/// How much the quarantine holds, as last written or trimmed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct QuarantineFill {
-    pub rows: u64,
-    pub bytes: u64,
-    /// Rows dropped (oldest first) since the daemon started.
-    pub dropped: u64,
 }
 
 impl Rejections {
@@ -63,25 +54,18 @@ impl Rejections {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fill;
     }
 
-    pub fn to_pb(&self) -> Vec<pb::RejectionCount> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(rejection, count)| pb::RejectionCount {
-                reason: rejection.reason().to_owned(),
-                count: *count,
-            })
-            .collect()
-    }
-
-    pub fn inbox_pb(&self) -> pb::InboxCounters {
-        let quarantine = self.quarantine();
-        pb::InboxCounters {
+    /// The counters as the status shows them.
+    pub fn figures(&self) -> InboxFigures {
+        InboxFigures {
+            rejected: self
+                .counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|(rejection, count)| (rejection.reason(), *count))
+                .collect(),
             redelivered: self.redelivered.load(Ordering::Relaxed),
-            quarantine_rows: quarantine.rows,
-            quarantine_bytes: quarantine.bytes,
-            quarantine_dropped: quarantine.dropped,
+            quarantine: self.quarantine(),
             log_lines_suppressed: self.log_lines_suppressed.load(Ordering::Relaxed),
         }
     }

@@ -1,12 +1,12 @@
-//! The delivery worker: consumes one of the own outbox topics (`data-out` or
-//! `rpc-out`) and produces each envelope to the recipient's inbox on the
-//! recipient's cluster. The outbox offset is stored only after the peer's
-//! broker acknowledged the record (and, for chat, after the message was
-//! marked delivered), so a crash re-delivers rather than loses. Records are
-//! handled one at a time per partition, which keeps each conversation's order
-//! (the record key is the conversation id); an unreachable peer is retried
-//! with capped backoff, re-reading its profile each time, so a corrected
-//! profile takes effect without a restart.
+//! The delivery workers: one per outbox topic (`data-out`, `rpc-out`). Each
+//! consumes its topic and hands every envelope to the [`Transport`] for the
+//! recipient, retrying with capped backoff until it succeeds. The outbox
+//! offset is stored only after the transport succeeded (and, for chat,
+//! after the message was marked delivered), so a crash re-delivers rather
+//! than loses. Records are handled one at a time per partition, which keeps
+//! each conversation's order (the record key is the conversation id). The
+//! recipient is looked up in the contact book on every attempt, so a
+//! corrected profile takes effect without a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,59 +18,55 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Messaging, links};
 use crate::backends::kafka::KafkaContext;
+use crate::backends::kafka::consumer::{self, close_consumer};
 use crate::backends::supervise::Backoff;
-use crate::backends::traffic::Priority;
+use crate::book::ContactBook;
+use crate::config::{HealthConfig, KafkaConfig};
 use crate::crypto::identity::ActorId;
-use crate::store::MessageState;
+use crate::transport::router::HandlerError;
+use crate::transport::{Lane, Transport};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// data-out → the peer's data-in; chat messages become DELIVERED.
-    Data,
-    /// rpc-out → the peer's rpc-in.
-    Rpc,
+/// Told when a chat message reached its recipient's inbox; the offset waits
+/// until it returns.
+pub trait Delivered: Send + Sync {
+    fn delivered(&self, message: Uuid) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
 }
 
-impl Route {
-    fn role(self) -> &'static str {
-        match self {
-            Route::Data => "delivery-data",
-            Route::Rpc => "delivery-rpc",
-        }
-    }
+/// What a delivery worker needs.
+#[derive(Clone)]
+pub struct Delivery {
+    pub kafka: KafkaConfig,
+    pub health: HealthConfig,
+    pub book: Arc<ContactBook>,
+    pub transport: Arc<dyn Transport>,
+    pub delivered: Arc<dyn Delivered>,
+}
 
-    fn priority(self) -> Priority {
-        match self {
-            Route::Data => Priority::Chat,
-            Route::Rpc => Priority::Control,
-        }
-    }
-
-    fn peer_topic(self, access: &wire::KafkaAccess) -> &str {
-        match self {
-            Route::Data => &access.data_in_topic,
-            Route::Rpc => &access.rpc_in_topic,
-        }
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").finish_non_exhaustive()
     }
 }
 
-pub async fn run(
-    messaging: Arc<Messaging>,
-    topic: String,
-    route: Route,
-    cancel: CancellationToken,
-) {
-    let health = messaging.config.health.clone();
-    let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
+fn role(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Data => "delivery-data",
+        Lane::Control => "delivery-rpc",
+    }
+}
+
+/// Delivers the own outbox of `lane` until cancelled, replacing the consumer
+/// if librdkafka declares it dead.
+pub async fn run(delivery: Delivery, lane: Lane, cancel: CancellationToken) {
+    let topic = match lane {
+        Lane::Data => delivery.kafka.topics.data_out.clone(),
+        Lane::Control => delivery.kafka.topics.rpc_out.clone(),
+    };
+    let me = delivery.book.me();
+    let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
     loop {
-        let consumer = match links::subscribed(
-            &messaging.config.kafka,
-            messaging.me,
-            route.role(),
-            &[&topic],
-        ) {
+        let consumer = match consumer::subscribed(&delivery.kafka, me, role(lane), &[&topic]) {
             Ok(consumer) => consumer,
             Err(err) => {
                 tracing::error!(error = %err, topic, "cannot create the delivery consumer; retrying");
@@ -80,8 +76,8 @@ pub async fn run(
                 }
             }
         };
-        let fatal = consume(&messaging, &consumer, &topic, route, &cancel).await;
-        links::close_consumer(consumer, route.role()).await;
+        let fatal = consume(&delivery, &consumer, &topic, lane, &cancel).await;
+        close_consumer(consumer, role(lane)).await;
         let Some(reason) = fatal else {
             break;
         };
@@ -102,25 +98,24 @@ pub async fn run(
 /// Delivers records until cancelled (`None`) or until librdkafka declares
 /// the consumer dead (`Some(reason)`).
 async fn consume(
-    messaging: &Messaging,
+    delivery: &Delivery,
     consumer: &StreamConsumer<KafkaContext>,
     topic: &str,
-    route: Route,
+    lane: Lane,
     cancel: &CancellationToken,
 ) -> Option<String> {
-    let health = messaging.config.health.clone();
     loop {
         let received = tokio::select! {
             () = cancel.cancelled() => return None,
             () = consumer.context().failed() => {
-                return Some(links::fatal(consumer).unwrap_or_default());
+                return Some(consumer::fatal(consumer).unwrap_or_default());
             }
             received = consumer.recv() => received,
         };
         let record = match received {
             Ok(record) => record,
             Err(err) => {
-                if let Some(reason) = links::fatal(consumer) {
+                if let Some(reason) = consumer::fatal(consumer) {
                     return Some(reason);
                 }
                 // librdkafka reconnects by itself; the health supervisor
@@ -133,8 +128,8 @@ async fn consume(
         let key = record.key().unwrap_or_default().to_vec();
         let value = record.payload().unwrap_or_default().to_vec();
         drop(record);
-        let mut backoff = Backoff::new(health.retry_initial, health.retry_max);
-        if !deliver(messaging, route, &key, &value, &mut backoff, cancel).await {
+        let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
+        if !deliver(delivery, lane, &key, &value, &mut backoff, cancel).await {
             // Cancelled before delivery: the offset stays, the record comes
             // again at the next start.
             return None;
@@ -148,8 +143,8 @@ async fn consume(
 /// Delivers one record, retrying until it is done or the worker is cancelled
 /// (then false).
 async fn deliver(
-    messaging: &Messaging,
-    route: Route,
+    delivery: &Delivery,
+    lane: Lane,
     key: &[u8],
     value: &[u8],
     backoff: &mut Backoff,
@@ -167,42 +162,30 @@ async fn deliver(
     };
     let mut failures = 0u32;
     loop {
-        let Some(contact) = messaging.known(&recipient) else {
+        let Some(contact) = delivery.book.get(&recipient) else {
             tracing::warn!(%recipient, "dropping an outbox record for an actor that is no longer a contact");
             return true;
         };
-        let access = &contact.access;
-        match messaging
-            .peers
-            .produce(
-                access,
-                messaging.me,
-                route.peer_topic(access),
-                key,
-                value,
-                route.priority(),
-            )
-            .await
-        {
+        match delivery.transport.deliver(&contact, lane, key, value).await {
             Ok(()) => break,
             Err(err) => {
                 failures += 1;
                 if failures == 1 {
-                    tracing::warn!(contact = %contact.display_name, cluster = %access.bootstrap_servers, error = %err, "cannot deliver; retrying with backoff");
+                    tracing::warn!(contact = %contact.display_name, cluster = %contact.access.bootstrap_servers, error = %err, "cannot deliver; retrying with backoff");
                 } else {
                     tracing::debug!(contact = %contact.display_name, failures, error = %err, "still cannot deliver");
                 }
-                messaging.peers.forget(access);
+                delivery.transport.forget(&contact);
                 if !sleep_or_cancel(backoff.next_delay(), cancel).await {
                     return false;
                 }
             }
         }
     }
-    if route == Route::Data
+    if lane == Lane::Data
         && let Ok(id) = Uuid::from_slice(&envelope.message_id)
     {
-        while let Err(err) = messaging.advance(&[id], MessageState::Delivered).await {
+        while let Err(err) = delivery.delivered.delivered(id).await {
             tracing::warn!(error = %err, "cannot record a delivery; retrying");
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
                 return false;

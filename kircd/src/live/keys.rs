@@ -12,6 +12,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::crypto::identity::ActorId;
+use crate::hub::PresenceState;
 
 /// How long a session (drafts, open conversation) is kept unused.
 const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -20,15 +21,15 @@ const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const TYPING_TTL: Duration = Duration::from_secs(6);
 
 #[derive(Clone)]
-pub struct Store {
+pub struct Keys {
     connection: ConnectionManager,
     prefix: String,
     db: i64,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("Keys")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
@@ -41,9 +42,9 @@ pub enum Expired {
     Typing(ActorId),
 }
 
-impl Store {
+impl Keys {
     pub fn new(connection: ConnectionManager, prefix: &str, db: i64) -> Self {
-        Store {
+        Keys {
             connection,
             prefix: prefix.to_owned(),
             db,
@@ -79,7 +80,7 @@ impl Store {
     pub async fn set_presence(
         &self,
         actor: ActorId,
-        state: i32,
+        state: PresenceState,
         text: &str,
         ttl: Duration,
     ) -> redis::RedisResult<()> {
@@ -87,14 +88,14 @@ impl Store {
         connection
             .set_ex(
                 self.key("presence", &actor.to_string()),
-                format!("{state}\t{text}"),
+                format!("{}\t{text}", state.code()),
                 ttl.as_secs().max(1),
             )
             .await
     }
 
     /// Every contact's presence still held: (actor, state, text).
-    pub async fn presence_all(&self) -> redis::RedisResult<Vec<(ActorId, i32, String)>> {
+    pub async fn presence_all(&self) -> redis::RedisResult<Vec<(ActorId, PresenceState, String)>> {
         let mut connection = self.connection.clone();
         let pattern = self.key("presence", "*");
         let keys: Vec<String> = {
@@ -119,7 +120,7 @@ impl Store {
                 let (state, text) = value?
                     .split_once('\t')
                     .map(|(s, t)| (s.to_owned(), t.to_owned()))?;
-                Some((actor, state.parse().ok()?, text))
+                Some((actor, PresenceState::from_code(state.parse().ok()?), text))
             })
             .collect())
     }

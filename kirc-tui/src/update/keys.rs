@@ -1,0 +1,326 @@
+//! Keys, the input line and slash commands: what each does to the state,
+//! and the effects it asks for.
+
+use super::*;
+
+pub(super) fn on_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    effects.push(Effect::Activity);
+    let before = state.input.text().to_owned();
+    let open_before = state.open.clone();
+    edit_or_act(state, key, effects);
+    // Typing is reported for text, not for commands.
+    if let Some(conversation) = open_before
+        && state.open.as_ref() == Some(&conversation)
+    {
+        let now = state.input.text();
+        let texting = |text: &str| !text.trim().is_empty() && !text.starts_with('/');
+        if now != before {
+            if texting(now) {
+                effects.push(Effect::Typing {
+                    conversation,
+                    active: true,
+                });
+            } else if texting(&before) {
+                effects.push(Effect::Typing {
+                    conversation,
+                    active: false,
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn edit_or_act(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if key.code != KeyCode::Tab {
+        state.completion = None;
+    }
+    if state.overlay.is_some() && overlay_key(state, key, effects) {
+        return;
+    }
+    if let Some(action) = state.keymap.action(&key) {
+        on_action(state, action, effects);
+        return;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = key.modifiers.contains(KeyModifiers::ALT);
+    match key.code {
+        KeyCode::Char(digit @ '1'..='9') if alt => {
+            let index = (digit as usize) - ('1' as usize);
+            if let Some(conversation) = state.conversation_ids().get(index).cloned() {
+                open(state, &conversation, effects);
+            }
+        }
+        KeyCode::Char('a') if ctrl => state.input.home(),
+        KeyCode::Char('e') if ctrl => state.input.end(),
+        KeyCode::Char('w') if ctrl => state.input.delete_word_back(),
+        KeyCode::Char('u') if ctrl => state.input.delete_to_start(),
+        KeyCode::Char('k') if ctrl => state.input.delete_to_end(),
+        KeyCode::Char('b') if alt => state.input.word_left(),
+        KeyCode::Char('f') if alt => state.input.word_right(),
+        KeyCode::Char(c) if !ctrl && !alt => state.input.insert(c),
+        KeyCode::Left => state.input.left(),
+        KeyCode::Right => state.input.right(),
+        KeyCode::Up => state.input.history_back(),
+        KeyCode::Down => state.input.history_forward(),
+        KeyCode::Backspace => state.input.backspace(),
+        KeyCode::Delete => state.input.delete(),
+        KeyCode::Enter => submit(state, effects),
+        KeyCode::Esc => state.notice = None,
+        _ => {}
+    }
+}
+
+/// Keys while an overlay is open; returns true if the key was used.
+pub(super) fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Effect>) -> bool {
+    if key.code == KeyCode::Esc {
+        state.overlay = None;
+        return true;
+    }
+    if let Some(Overlay::Search {
+        results, selected, ..
+    }) = &mut state.overlay
+    {
+        match key.code {
+            KeyCode::Up => {
+                *selected = selected.saturating_sub(1);
+                return true;
+            }
+            KeyCode::Down => {
+                *selected = (*selected + 1).min(results.len().saturating_sub(1));
+                return true;
+            }
+            KeyCode::Enter => {
+                if let Some(result) = results.get(*selected).cloned() {
+                    state.overlay = None;
+                    state.open = Some(result.conversation_id.clone());
+                    if let Some(scrollback) = state.scrollbacks.get_mut(&result.conversation_id) {
+                        scrollback.loading = false;
+                    }
+                    effects.extend(load(
+                        state,
+                        &result.conversation_id,
+                        Anchor::Around(result.id),
+                    ));
+                }
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+pub(super) fn on_action(state: &mut State, action: Action, effects: &mut Vec<Effect>) {
+    match action {
+        Action::NextConversation | Action::PreviousConversation => {
+            let ids = state.conversation_ids();
+            if ids.is_empty() {
+                return;
+            }
+            let current = state
+                .open
+                .as_ref()
+                .and_then(|open| ids.iter().position(|id| id == open));
+            let next = match (current, action) {
+                (None, _) => 0,
+                (Some(index), Action::NextConversation) => (index + 1) % ids.len(),
+                (Some(index), _) => (index + ids.len() - 1) % ids.len(),
+            };
+            open(state, &ids[next], effects);
+        }
+        Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => {
+            scroll(state, action, effects)
+        }
+        Action::Complete => complete(state),
+        Action::Help => state.overlay = Some(Overlay::Help),
+        Action::Quit => state.quit = true,
+    }
+}
+
+/// Tab: completes a command name (first word after `/`) or a contact name;
+/// Tab again cycles through the candidates.
+pub(super) fn complete(state: &mut State) {
+    if let Some(completion) = &mut state.completion {
+        completion.index = (completion.index + 1) % completion.candidates.len();
+        let candidate = completion.candidates[completion.index].clone();
+        let start = completion.start;
+        state.input.replace_word(start, &candidate);
+        return;
+    }
+    let (start, word) = state.input.current_word();
+    let is_command = start == 0 && word.starts_with('/');
+    let candidates: Vec<String> = if is_command {
+        commands::complete(&word[1..])
+            .into_iter()
+            .map(|name| format!("/{name} "))
+            .collect()
+    } else {
+        let lower = word.to_lowercase();
+        let mut names: Vec<String> = state
+            .view
+            .contacts
+            .iter()
+            .map(|contact| contact.display_name.clone())
+            .filter(|name| name.to_lowercase().starts_with(&lower))
+            .collect();
+        names.sort();
+        names.dedup();
+        // A name at the start of a message addresses someone: "bob: ".
+        let suffix = if start == 0 { ": " } else { " " };
+        names
+            .into_iter()
+            .map(|name| format!("{name}{suffix}"))
+            .collect()
+    };
+    if candidates.is_empty() {
+        return;
+    }
+    state.input.replace_word(start, &candidates[0]);
+    if candidates.len() > 1 {
+        state.completion = Some(Completion {
+            start,
+            candidates,
+            index: 0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------- lines
+
+pub(super) fn submit(state: &mut State, effects: &mut Vec<Effect>) {
+    let line = state.input.take();
+    if line.trim().is_empty() {
+        return;
+    }
+    // A line that was questioned and is entered again goes out as text.
+    if state.confirm.as_deref() == Some(line.as_str()) {
+        state.confirm = None;
+        send_text(state, line, false, effects);
+        return;
+    }
+    state.confirm = None;
+    match commands::parse(&line) {
+        Line::Text(text) => send_text(state, text, false, effects),
+        Line::Usage(usage) => {
+            state.input.set(&line);
+            notice(state, usage, true);
+        }
+        Line::Unknown { name, suggestion } => {
+            // Probably a typo: nothing is sent until Enter confirms it.
+            let hint = suggestion.map_or_else(String::new, |command| {
+                format!(" (did you mean /{command}?)")
+            });
+            notice(
+                state,
+                format!("/{name} is not a command{hint}; Enter again sends the line as a message"),
+                true,
+            );
+            state.input.set(&line);
+            state.confirm = Some(line);
+        }
+        Line::Command(command) => run(state, command, effects),
+    }
+}
+
+pub(super) fn send_text(state: &mut State, text: String, action: bool, effects: &mut Vec<Effect>) {
+    let Some(peer) = state
+        .open_conversation()
+        .and_then(|conversation| conversation.peer.clone())
+    else {
+        notice(state, "open a conversation first: /msg <contact>", true);
+        state.input.set(&text);
+        return;
+    };
+    effects.push(Effect::Send {
+        to: peer.actor_id,
+        text,
+        action,
+    });
+}
+
+/// A contact by name, actor id or fingerprint, or the open conversation's.
+pub(super) fn contact_ref(state: &State, name: Option<&str>) -> Option<String> {
+    match name {
+        Some(name) => Some(name.to_owned()),
+        None => state
+            .open_conversation()
+            .and_then(|conversation| conversation.peer.as_ref())
+            .map(|peer| peer.actor_id.clone()),
+    }
+}
+
+pub(super) fn find_contact<'a>(state: &'a State, name: &str) -> Option<&'a pb::Contact> {
+    state.view.contacts.iter().find(|contact| {
+        contact.display_name.eq_ignore_ascii_case(name)
+            || contact.actor_id == name
+            || contact.fingerprint.replace(' ', "") == name.replace(' ', "")
+    })
+}
+
+pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>) {
+    match command {
+        Command::Msg { to, text } => match find_contact(state, &to).cloned() {
+            Some(contact) => {
+                open(state, &contact.conversation_id, effects);
+                if let Some(text) = text {
+                    effects.push(Effect::Send {
+                        to: contact.actor_id,
+                        text,
+                        action: false,
+                    });
+                }
+            }
+            None => notice(
+                state,
+                format!("no contact named {to}; /contacts lists them"),
+                true,
+            ),
+        },
+        Command::Me(action) => send_text(state, action, true, effects),
+        Command::Add(token) => effects.push(Effect::AddContact(token)),
+        Command::Invite => effects.push(Effect::CreateInvite),
+        Command::Accept(name) => match contact_ref(state, name.as_deref()) {
+            Some(contact) => effects.push(Effect::Accept(contact)),
+            None => notice(
+                state,
+                "name the contact, or open their conversation first",
+                true,
+            ),
+        },
+        Command::Block(name) => match contact_ref(state, name.as_deref()) {
+            Some(contact) => effects.push(Effect::Block(contact)),
+            None => notice(
+                state,
+                "name the contact, or open their conversation first",
+                true,
+            ),
+        },
+        Command::Unblock(name) => effects.push(Effect::Unblock(name)),
+        Command::Contacts => state.overlay = Some(Overlay::Contacts),
+        Command::Whois(name) => match find_contact(state, &name) {
+            Some(contact) => {
+                state.overlay = Some(Overlay::Whois {
+                    actor_id: contact.actor_id.clone(),
+                })
+            }
+            None => notice(state, format!("no contact named {name}"), true),
+        },
+        Command::Search(words) => effects.push(Effect::Search(words)),
+        Command::Away(text) => effects.push(Effect::SetPresence {
+            state: pb::PresenceState::Away,
+            text,
+        }),
+        Command::Back => effects.push(Effect::SetPresence {
+            state: pb::PresenceState::Online,
+            text: String::new(),
+        }),
+        Command::Close => {
+            state.open = None;
+        }
+        Command::Help => state.overlay = Some(Overlay::Help),
+        Command::Quit => state.quit = true,
+    }
+}

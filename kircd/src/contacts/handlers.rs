@@ -1,0 +1,125 @@
+//! The control kinds that carry a sender's profile: a contact request (from
+//! someone who may not be a contact yet) and an acceptance. Both belong to
+//! the sender's `profile` stream, so an old one replayed never rolls a
+//! contact's name or address back.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kirc_proto::wire::v1 as wire;
+use prost::Message as _;
+use sqlx::PgPool;
+
+use super::{OwnProfile, send_accepted};
+use crate::book::ContactBook;
+use crate::crypto::envelope::Rejection;
+use crate::crypto::profile::{self, verify_profile};
+use crate::hub::Hub;
+use crate::store::{self, ContactState};
+use crate::transport::marks::Stream;
+use crate::transport::outbound::Outbound;
+use crate::transport::router::{Applied, Control, ControlHandler, HandlerError, Opening, Sender};
+
+const PROFILE: Stream = "profile";
+
+/// A contact request: accepted at once with a valid one-time secret of ours,
+/// otherwise kept as a message request for the user.
+#[derive(Debug)]
+pub struct RequestHandler {
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    pub book: Arc<ContactBook>,
+    pub outbound: Arc<Outbound>,
+    pub own: OwnProfile,
+}
+
+impl ControlHandler for RequestHandler {
+    fn stream(&self) -> Stream {
+        PROFILE
+    }
+
+    fn opening(&self) -> Opening {
+        Opening::ContactRequest
+    }
+
+    fn handle<'a>(&'a self, control: Control<'a>) -> BoxFuture<'a, Result<Applied, HandlerError>> {
+        async move {
+            let Sender::Requester(verified) = control.sender else {
+                return Ok(Err(Rejection::Malformed));
+            };
+            // The opening decoded it already; it cannot fail here.
+            let Ok(request) = wire::ContactRequest::decode(control.payload.as_slice()) else {
+                return Ok(Err(Rejection::Undecryptable));
+            };
+            let claim = if request.invite_secret.is_empty() {
+                store::InviteClaim::Unknown
+            } else {
+                store::claim_invite(
+                    &self.pool,
+                    &profile::secret_hash(&request.invite_secret),
+                    control.header.sender,
+                )
+                .await?
+            };
+            let state = if claim == store::InviteClaim::Valid {
+                ContactState::Accepted
+            } else {
+                ContactState::Request
+            };
+            let (contact, _) = self.book.save(&self.pool, &verified, state, true).await?;
+            tracing::info!(contact = %contact.display_name, ?claim, state = ?contact.state, "contact request");
+            self.hub.contact_changed(&contact);
+            if contact.is_accepted() {
+                send_accepted(&self.outbound, &self.own, &contact).await?;
+            }
+            Ok(Ok(()))
+        }
+        .boxed()
+    }
+}
+
+/// An acceptance: the contact accepted us, and its profile (perhaps a new
+/// address or name) comes with it.
+#[derive(Debug)]
+pub struct AcceptedHandler {
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    pub book: Arc<ContactBook>,
+}
+
+impl ControlHandler for AcceptedHandler {
+    fn stream(&self) -> Stream {
+        PROFILE
+    }
+
+    fn handle<'a>(&'a self, control: Control<'a>) -> BoxFuture<'a, Result<Applied, HandlerError>> {
+        async move {
+            let Sender::Contact(contact) = control.sender else {
+                return Ok(Err(Rejection::Malformed));
+            };
+            let Ok(accepted) = wire::ContactAccepted::decode(control.payload.as_slice()) else {
+                return Ok(Err(Rejection::Undecryptable));
+            };
+            let Some(verified) = accepted
+                .profile
+                .as_ref()
+                .and_then(|signed| verify_profile(signed).ok())
+                .filter(|verified| verified.actor_id == control.header.sender)
+            else {
+                return Ok(Err(Rejection::BadSignature));
+            };
+            let (saved, profile_newer) = self
+                .book
+                .save(&self.pool, &verified, contact.state, true)
+                .await?;
+            self.hub.contact_changed(&saved);
+            if !profile_newer {
+                // Accepted (again), but with a profile older than the stored one.
+                return Ok(Err(Rejection::Stale));
+            }
+            Ok(Ok(()))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,376 @@
+//! `kircd run`: builds the subsystems, starts them as components in one
+//! list, serves until a signal, and stops them in the reverse order.
+//!
+//! Start: load the identity → bind the socket (refusing a second kircd) →
+//! the systemd watchdog → the backend supervisors → loading the state →
+//! the transport's workers (inbox, delivery, keep-warm, traffic figures)
+//! and the outbox check → following Valkey → the own presence → the API →
+//! READY. Stop: STOPPING → tell subscribers → the same list backwards: the
+//! API stops accepting and ends its streams, contacts are told "offline"
+//! while the workers still deliver, the workers store their offsets and
+//! the outbox is flushed, the supervisors stop and the pool closes; then
+//! the socket is removed. A new subsystem is built and started here, in
+//! its place in the list.
+
+mod components;
+mod load;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::FutureExt;
+use kirc_proto::v1::{Backend, BackendState};
+use kirc_proto::wire::v1 as wire;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::backends::kafka::{Cluster, KafkaProbe};
+use crate::backends::postgres::PostgresProbe;
+use crate::backends::traffic::{self, Budgets};
+use crate::backends::valkey::ValkeyProbe;
+use crate::backends::{postgres, sd_notify, supervise, valkey};
+use crate::book::ContactBook;
+use crate::config::Config;
+use crate::contacts::{AcceptedHandler, Contacts, OwnProfile, RequestHandler};
+use crate::crypto::identity::Identity;
+use crate::hub::Hub;
+use crate::live::{self, Live, keys::Keys};
+use crate::messaging::{self, ChatStore, Messaging, ReceiptHandler};
+use crate::presence::{self, Presence, PresenceHandler, TypingHandler};
+use crate::store::QuarantineBounds;
+use crate::transport::Lane;
+use crate::transport::inbox::{Inbox, Limits};
+use crate::transport::kafka::keep_warm::{self, HeartbeatHandler};
+use crate::transport::kafka::{Outbox, PeerProducers, delivery};
+use crate::transport::marks::Marks;
+use crate::transport::outbound::Outbound;
+use crate::transport::rejections::Rejections;
+use crate::transport::router::Router;
+use components::{Component, Components};
+use load::Loader;
+
+/// How long open API calls may take to finish at shutdown.
+const API_GRACE: Duration = Duration::from_secs(3);
+
+/// The longest kircd waits for its backends before telling systemd it is
+/// ready anyway; the unit's start timeout is 90 s.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long the outbox may take to hand over what it holds at shutdown.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(5);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Signals are caught from the start, so that a stop during start-up is
+    // orderly too.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+
+    let identity = Arc::new(Identity::load(&config.identity_file)?);
+    let (listener, socket_guard) = api::socket::bind(&config.api.socket)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %config.api.socket.display(),
+        config = %config.file.as_ref().map_or_else(|| String::from("(defaults and environment)"), |path| path.display().to_string()),
+        actor = %identity.id(),
+        "kircd starting"
+    );
+
+    let hub = Hub::new(
+        &[
+            (Backend::Kafka, config.kafka.bootstrap_servers.clone()),
+            (Backend::Postgres, config.postgres.endpoint.clone()),
+            (Backend::Valkey, config.valkey.endpoint.clone()),
+        ],
+        config.api.event_buffer,
+    );
+    hub.set_actor(identity.id(), config.actor_name.clone());
+    let mut running = Components::default();
+
+    let stop = CancellationToken::new();
+    let mut watchdog = Component::new("systemd watchdog", stop.clone());
+    if let Some(task) = sd_notify::spawn(Arc::clone(&hub), stop) {
+        watchdog = watchdog.task(task);
+    }
+    running.start(watchdog);
+
+    // The backends, each under its supervisor.
+    let client_id = format!("kircd-{}", config.actor_name);
+    let cluster = Cluster::new(&config.kafka, &client_id)?;
+    let pg_options = postgres::connect_options(&config.postgres)?;
+    let pool = postgres::pool(
+        pg_options.clone(),
+        config.postgres.max_connections,
+        config.health.probe_timeout,
+    );
+    let valkey = valkey::connect(&config.valkey, config.health.probe_timeout)?;
+    let stop = CancellationToken::new();
+    let closing_pool = pool.clone();
+    running.start(
+        Component::new("backend supervisors", stop.clone())
+            .task(supervise::spawn(
+                Backend::Kafka,
+                KafkaProbe::new(cluster, Arc::clone(&hub), config.health.probe_timeout),
+                Arc::clone(&hub),
+                config.health.clone(),
+                stop.clone(),
+            ))
+            .task(supervise::spawn(
+                Backend::Postgres,
+                PostgresProbe::new(pool.clone(), pg_options, config.health.probe_timeout),
+                Arc::clone(&hub),
+                config.health.clone(),
+                stop.clone(),
+            ))
+            .task(supervise::spawn(
+                Backend::Valkey,
+                ValkeyProbe::new(valkey.clone()),
+                Arc::clone(&hub),
+                config.health.clone(),
+                stop,
+            ))
+            .finally(async move { closing_pool.close().await }.boxed()),
+    );
+
+    // The subsystems, bottom up.
+    let valkey_client = valkey::client(&config.valkey)?;
+    let valkey_db = valkey_client.get_connection_info().redis_settings().db();
+    let live = Live::new(
+        Keys::new(valkey, &config.valkey.key_prefix, valkey_db),
+        Arc::clone(&hub),
+        config.presence.clone(),
+    );
+    let book = Arc::new(ContactBook::new(Arc::clone(&identity)));
+    let budgets = Budgets::new(config.messaging.budget_bytes_per_second);
+    let outbox = Outbox::new(&config.kafka, identity.id(), budgets.clone())
+        .context("cannot create the outbox producer")?;
+    let outbound = Arc::new(Outbound::new(Arc::clone(&identity), outbox.clone()));
+    let own = OwnProfile::new(Arc::clone(&identity), &config);
+    let contacts = Contacts::new(
+        pool.clone(),
+        Arc::clone(&hub),
+        Arc::clone(&book),
+        Arc::clone(&outbound),
+        own.clone(),
+        config.messaging.invite_ttl,
+    );
+    let messaging = Messaging::new(
+        pool.clone(),
+        Arc::clone(&hub),
+        Arc::clone(&book),
+        Arc::clone(&outbound),
+        config.messaging.read_receipts,
+    );
+    let chat = ChatStore(Arc::clone(&messaging));
+    let marks = Arc::new(Marks::default());
+    let rejections = Arc::new(Rejections::default());
+
+    // Every kind of record the inbox accepts, and who handles it.
+    let mut router = Router::new(Arc::new(chat.clone()));
+    router
+        .on(
+            wire::Kind::ContactRequest,
+            Arc::new(RequestHandler {
+                pool: pool.clone(),
+                hub: Arc::clone(&hub),
+                book: Arc::clone(&book),
+                outbound: Arc::clone(&outbound),
+                own,
+            }),
+        )
+        .on(
+            wire::Kind::ContactAccepted,
+            Arc::new(AcceptedHandler {
+                pool: pool.clone(),
+                hub: Arc::clone(&hub),
+                book: Arc::clone(&book),
+            }),
+        )
+        .on(
+            wire::Kind::Receipt,
+            Arc::new(ReceiptHandler(Arc::clone(&messaging))),
+        )
+        .on(
+            wire::Kind::Presence,
+            Arc::new(PresenceHandler(Arc::clone(&live))),
+        )
+        .on(
+            wire::Kind::Typing,
+            Arc::new(TypingHandler(Arc::clone(&live))),
+        )
+        .on(
+            wire::Kind::Heartbeat,
+            Arc::new(HeartbeatHandler {
+                hub: Arc::clone(&hub),
+            }),
+        );
+
+    let stop = CancellationToken::new();
+    running.start(
+        Component::new("state loading", stop.clone()).task(tokio::spawn(
+            Loader {
+                pool: pool.clone(),
+                hub: Arc::clone(&hub),
+                book: Arc::clone(&book),
+                marks: Arc::clone(&marks),
+                rejections: Arc::clone(&rejections),
+                contacts: Arc::clone(&contacts),
+                messaging: Arc::clone(&messaging),
+                health: config.health.clone(),
+            }
+            .run(stop),
+        )),
+    );
+
+    let inbox = Arc::new(Inbox {
+        kafka: config.kafka.clone(),
+        health: config.health.clone(),
+        limits: Limits {
+            rejection_log_burst: config.messaging.rejection_log_burst,
+            rejection_log_interval: config.messaging.rejection_log_interval,
+            quarantine: QuarantineBounds {
+                rows: config.messaging.quarantine_max_rows,
+                bytes: config.messaging.quarantine_max_bytes,
+            },
+        },
+        pool: pool.clone(),
+        hub: Arc::clone(&hub),
+        book: Arc::clone(&book),
+        live: Arc::clone(&live),
+        router,
+        marks,
+        rejections,
+    });
+    let delivery = delivery::Delivery {
+        kafka: config.kafka.clone(),
+        health: config.health.clone(),
+        book: Arc::clone(&book),
+        transport: Arc::new(PeerProducers::new(identity.id(), budgets.clone())),
+        delivered: Arc::new(chat),
+    };
+    let stop = CancellationToken::new();
+    let flushing = outbox;
+    running.start(
+        Component::new("transport", stop.clone())
+            .task(tokio::spawn(inbox.run(stop.clone())))
+            .task(tokio::spawn(delivery::run(
+                delivery.clone(),
+                Lane::Data,
+                stop.clone(),
+            )))
+            .task(tokio::spawn(delivery::run(
+                delivery,
+                Lane::Control,
+                stop.clone(),
+            )))
+            .task(tokio::spawn(keep_warm::run(
+                Arc::clone(&outbound),
+                Arc::clone(&hub),
+                config.messaging.keep_warm_interval,
+                stop.clone(),
+            )))
+            .task(tokio::spawn(messaging::check_outbox(
+                Arc::clone(&messaging),
+                config.messaging.outbox_check_interval,
+                stop.clone(),
+            )))
+            .task(tokio::spawn(traffic::report(
+                budgets,
+                Arc::clone(&hub),
+                stop,
+            )))
+            // What the workers produced last is acknowledged before the
+            // backends stop.
+            .finally(
+                async move {
+                    let _ = tokio::task::spawn_blocking(move || flushing.flush(OUTBOX_FLUSH)).await;
+                }
+                .boxed(),
+            ),
+    );
+
+    let stop = CancellationToken::new();
+    running.start(
+        Component::new("valkey follower", stop.clone()).task(live::spawn(
+            Arc::clone(&live),
+            Arc::clone(&book),
+            valkey_client,
+            config.health.clone(),
+            stop,
+        )),
+    );
+
+    // Contacts are told "offline" while the workers still deliver.
+    let stop = CancellationToken::new();
+    let presence = presence::spawn(
+        Presence {
+            hub: Arc::clone(&hub),
+            book: Arc::clone(&book),
+            live: Arc::clone(&live),
+            outbound,
+        },
+        stop.clone(),
+    );
+    let presence_commands = presence.sender();
+    running.start(
+        Component::new("presence", stop).finally(async move { presence.join().await }.boxed()),
+    );
+
+    let api = api::spawn(
+        listener,
+        api::Services {
+            hub: Arc::clone(&hub),
+            contacts,
+            messaging,
+            presence: presence_commands,
+            live,
+        },
+    );
+    let stop = CancellationToken::new();
+    let stopping_api = stop.clone();
+    running.start(Component::new("api", stop).task(tokio::spawn(async move {
+        stopping_api.cancelled().await;
+        api.shutdown(API_GRACE).await;
+    })));
+
+    // READY once every backend has been checked (up or down, as the STATUS
+    // line sent with READY says) and, with PostgreSQL up, the state is loaded
+    // so that commands work; but no later than READY_DEADLINE. A backend that
+    // is down at boot is then reported and retried like any outage, instead
+    // of systemd killing and restarting kircd in a loop.
+    let started = async {
+        hub.backends_checked().await;
+        if hub.backend_state(Backend::Postgres) == BackendState::Up {
+            book.wait_loaded().await;
+        }
+    };
+    let stop_during_start = tokio::select! {
+        () = started => None,
+        () = tokio::time::sleep(READY_DEADLINE) => {
+            tracing::warn!(after = ?READY_DEADLINE, "not all backends are reachable yet; serving anyway and retrying");
+            None
+        }
+        _ = sigterm.recv() => Some("SIGTERM"),
+        _ = sigint.recv() => Some("SIGINT"),
+    };
+    let reason = match stop_during_start {
+        Some(reason) => reason,
+        None => {
+            sd_notify::ready(&hub);
+            tracing::info!("ready");
+            tokio::select! {
+                _ = sigterm.recv() => "SIGTERM",
+                _ = sigint.recv() => "SIGINT",
+            }
+        }
+    };
+    tracing::info!(signal = reason, "stopping");
+
+    sd_notify::stopping();
+    hub.shutting_down(reason);
+    running.stop().await;
+    socket_guard.remove();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The one place the daemon's own types become the daemon API's
+//! (`kirc.v1`): for the hub's events and snapshot, and for the API's
+//! answers.
+
+use kirc_proto::v1 as pb;
+
+use super::model::{ClusterTraffic, InboxFigures, OwnPresence, PeerPresence, PresenceState};
+use crate::book::Contact;
+use crate::crypto::identity::ActorId;
+use crate::store::{ContactState, ConversationKind, ConversationSummary, Message, MessageState};
+
+pub fn contact_state(state: ContactState) -> pb::ContactState {
+    match state {
+        ContactState::Accepted => pb::ContactState::Accepted,
+        ContactState::Request => pb::ContactState::Request,
+        ContactState::Blocked => pb::ContactState::Blocked,
+    }
+}
+
+pub fn contact(contact: &Contact) -> pb::Contact {
+    pb::Contact {
+        actor_id: contact.actor_id.to_string(),
+        display_name: contact.display_name.clone(),
+        state: contact_state(contact.state) as i32,
+        peer_accepted: contact.peer_accepted,
+        conversation_id: contact.conversation_id.to_string(),
+        fingerprint: contact.actor_id.fingerprint(),
+        delivery_path: format!(
+            "{} → {} ({})",
+            contact.access.bootstrap_servers,
+            contact.access.data_in_topic,
+            contact.access.security_protocol
+        ),
+        added_at_unix_ms: contact.added_at_unix_ms,
+    }
+}
+
+pub fn message_state(state: MessageState) -> pb::MessageState {
+    match state {
+        MessageState::Pending => pb::MessageState::Pending,
+        MessageState::Queued => pb::MessageState::Queued,
+        MessageState::Delivered => pb::MessageState::Delivered,
+        MessageState::Received => pb::MessageState::Received,
+        MessageState::Read => pb::MessageState::Read,
+    }
+}
+
+pub fn message(message: &Message) -> pb::ChatMessage {
+    pb::ChatMessage {
+        id: message.id.to_string(),
+        conversation_id: message.conversation_id.to_string(),
+        sender: message.sender.map_or_else(String::new, |id| id.to_string()),
+        outgoing: message.outgoing,
+        action: message.action,
+        body: message.body.clone(),
+        created_at_unix_ms: message.created_at_unix_ms,
+        state: message_state(message.state) as i32,
+        seq: message.seq,
+    }
+}
+
+/// A member as the API shows it: named from `contacts` (this actor from
+/// `me`).
+fn member(actor: ActorId, me: Option<(ActorId, &str)>, contacts: &[pb::Contact]) -> pb::Member {
+    let own = me.is_some_and(|(id, _)| id == actor);
+    let id = actor.to_string();
+    let display_name = if let Some((_, name)) = me.filter(|_| own) {
+        name.to_owned()
+    } else {
+        contacts
+            .iter()
+            .find(|contact| contact.actor_id == id)
+            .map(|contact| contact.display_name.clone())
+            .unwrap_or_default()
+    };
+    pb::Member {
+        actor_id: id,
+        display_name,
+        own,
+    }
+}
+
+/// A conversation as the API shows it; `contacts` names its members and,
+/// for a one-to-one chat, gives its `peer`.
+pub fn conversation(
+    summary: &ConversationSummary,
+    me: Option<(ActorId, &str)>,
+    contacts: &[pb::Contact],
+) -> pb::Conversation {
+    let members: Vec<pb::Member> = summary
+        .members
+        .iter()
+        .map(|actor| member(*actor, me, contacts))
+        .collect();
+    let peer = match summary.kind {
+        ConversationKind::Direct => members.iter().find(|member| !member.own).and_then(|peer| {
+            contacts
+                .iter()
+                .find(|contact| contact.actor_id == peer.actor_id)
+                .cloned()
+        }),
+    };
+    pb::Conversation {
+        id: summary.id.to_string(),
+        peer,
+        last_activity_unix_ms: summary.last_activity_unix_ms,
+        unread: summary.unread,
+        last_read_seq: summary.last_read_seq,
+        last_message: summary.last_message.as_ref().map(message),
+        kind: match summary.kind {
+            ConversationKind::Direct => pb::ConversationKind::Direct as i32,
+        },
+        members,
+    }
+}
+
+pub fn presence_state(state: PresenceState) -> pb::PresenceState {
+    match state {
+        PresenceState::Unknown => pb::PresenceState::Unknown,
+        PresenceState::Online => pb::PresenceState::Online,
+        PresenceState::Away => pb::PresenceState::Away,
+        PresenceState::Offline => pb::PresenceState::Offline,
+    }
+}
+
+pub fn peer_presence(presence: &PeerPresence) -> pb::PeerPresence {
+    pb::PeerPresence {
+        actor_id: presence.actor.to_string(),
+        state: presence_state(presence.state) as i32,
+        text: presence.text.clone(),
+        typing: presence.typing,
+    }
+}
+
+pub fn own_presence(presence: &OwnPresence) -> pb::Presence {
+    pb::Presence {
+        state: presence_state(presence.state) as i32,
+        text: presence.text.clone(),
+        reason: presence.reason.to_owned(),
+    }
+}
+
+pub fn traffic(traffic: &ClusterTraffic) -> pb::Traffic {
+    pb::Traffic {
+        cluster: traffic.cluster.clone(),
+        budget_bytes_per_second: traffic.budget_bytes_per_second,
+        last_second_bytes: traffic.last_second_bytes,
+        total_bytes: traffic.total_bytes,
+        paced: traffic.paced,
+    }
+}
+
+pub fn rejections(inbox: &InboxFigures) -> Vec<pb::RejectionCount> {
+    inbox
+        .rejected
+        .iter()
+        .map(|(reason, count)| pb::RejectionCount {
+            reason: (*reason).to_owned(),
+            count: *count,
+        })
+        .collect()
+}
+
+pub fn inbox_counters(inbox: &InboxFigures) -> pb::InboxCounters {
+    pb::InboxCounters {
+        redelivered: inbox.redelivered,
+        quarantine_rows: inbox.quarantine.rows,
+        quarantine_bytes: inbox.quarantine.bytes,
+        quarantine_dropped: inbox.quarantine.dropped,
+        log_lines_suppressed: inbox.log_lines_suppressed,
+    }
+}

@@ -1,0 +1,189 @@
+//! The checks of an inbox record, as a function of the record and the
+//! contact book: size, format, version, lane, recipient, sender, signature,
+//! and decryption of chat; and the opening of a control record by the way
+//! its kind is authenticated. No I/O: the inbox runs these on every core.
+
+use std::sync::Arc;
+
+use kirc_proto::wire::v1 as wire;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::book::{Contact, ContactBook};
+use crate::crypto::envelope::{self, Header, Rejection};
+use crate::crypto::identity::ActorId;
+use crate::crypto::profile::verify_profile;
+use crate::store::{ContactState, Incoming};
+use crate::transport::Lane;
+use crate::transport::router::{Opening, Sender};
+
+/// A record of an own inbox, as the checks see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// `Data` for data-in, `Control` for rpc-in.
+    pub lane: Lane,
+    pub partition: i32,
+    pub offset: i64,
+    pub bytes: &'a [u8],
+}
+
+/// What one record turned out to be.
+#[derive(Debug)]
+pub enum Checked {
+    Chat(Incoming),
+    /// A control record that parsed; its sender is established when it is
+    /// opened, by its kind's rule.
+    Control(Header, wire::Envelope),
+}
+
+impl Checked {
+    /// The sender the record names, and its id.
+    pub fn claimed(&self) -> (ActorId, Uuid) {
+        match self {
+            Checked::Chat(incoming) => (incoming.sender, incoming.id),
+            Checked::Control(header, _) => (header.sender, header.message_id),
+        }
+    }
+}
+
+/// A record refused, with what is known of where it claims to come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub rejection: Rejection,
+    pub sender: Option<ActorId>,
+    pub message_id: Option<Uuid>,
+}
+
+impl Rejected {
+    pub fn plain(rejection: Rejection) -> Self {
+        Rejected {
+            rejection,
+            sender: None,
+            message_id: None,
+        }
+    }
+
+    pub fn of(rejection: Rejection, header: &Header) -> Self {
+        Rejected {
+            rejection,
+            sender: Some(header.sender),
+            message_id: Some(header.message_id),
+        }
+    }
+}
+
+/// SHA-256 of a record's bytes: what tells the same record again from
+/// another one under the same id.
+pub fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Checks one record: a chat message comes out verified and decrypted, a
+/// control record parsed (see [`open_control`]).
+pub fn check(record: &Record<'_>, book: &ContactBook) -> Result<Checked, Rejected> {
+    let (envelope, header) = envelope::parse(record.bytes, book.me()).map_err(Rejected::plain)?;
+    // Chat belongs on data-in, control kinds on rpc-in.
+    if Lane::of(header.kind) != record.lane {
+        return Err(Rejected::of(Rejection::Malformed, &header));
+    }
+    if record.lane == Lane::Control {
+        return Ok(Checked::Control(header, envelope));
+    }
+    let contact = sender_contact(book, &header)?;
+    let payload = open_from_contact(&contact, &header, &envelope)?;
+    let chat = wire::ChatPayload::decode(payload.as_slice())
+        .map_err(|_| Rejected::of(Rejection::Undecryptable, &header))?;
+    Ok(Checked::Chat(Incoming {
+        id: header.message_id,
+        conversation_id: contact.conversation_id,
+        sender: header.sender,
+        action: chat.action,
+        body: chat.text,
+        created_at_unix_ms: header.created_at_unix_ms(),
+        partition: record.partition,
+        offset: record.offset,
+        digest: digest(record.bytes),
+    }))
+}
+
+/// Establishes who sent a control record, by the rule of its kind, and
+/// decrypts it. Only an opened record may be judged against (and move) its
+/// sender's mark.
+pub fn open_control(
+    opening: Opening,
+    header: &Header,
+    envelope: &wire::Envelope,
+    book: &ContactBook,
+) -> Result<(Sender, Vec<u8>), Rejected> {
+    let reject = |rejection| Rejected::of(rejection, header);
+    match opening {
+        Opening::ContactRequest => {
+            let payload = envelope::open_anonymous(envelope, book.identity())
+                .map_err(|_| reject(Rejection::Undecryptable))?;
+            let request = wire::ContactRequest::decode(payload.as_slice())
+                .map_err(|_| reject(Rejection::Undecryptable))?;
+            let profile = request
+                .profile
+                .as_ref()
+                .and_then(|signed| verify_profile(signed).ok())
+                .ok_or_else(|| reject(Rejection::BadSignature))?;
+            // The envelope must come from the actor the profile describes.
+            if profile.actor_id != header.sender
+                || envelope::verify(envelope, &profile.signing_key).is_err()
+            {
+                return Err(reject(Rejection::BadSignature));
+            }
+            if book
+                .get(&header.sender)
+                .is_some_and(|existing| existing.state == ContactState::Blocked)
+            {
+                return Err(reject(Rejection::Blocked));
+            }
+            Ok((Sender::Requester(Box::new(profile)), payload))
+        }
+        Opening::Own => {
+            if header.sender != book.me() {
+                return Err(reject(Rejection::Stranger));
+            }
+            let identity = book.identity();
+            envelope::verify(envelope, &identity.signing_key()).map_err(reject)?;
+            let pair = envelope::PairKey::new(identity, &identity.box_key());
+            let payload = envelope::open(envelope, header, &pair).map_err(reject)?;
+            Ok((Sender::Own, payload))
+        }
+        Opening::FromContact => {
+            let contact = sender_contact(book, header)?;
+            let payload = open_from_contact(&contact, header, envelope)?;
+            Ok((Sender::Contact(contact), payload))
+        }
+    }
+}
+
+/// A record from a contact: its signature checked against the contact's
+/// key, then decrypted.
+fn open_from_contact(
+    contact: &Contact,
+    header: &Header,
+    envelope: &wire::Envelope,
+) -> Result<Vec<u8>, Rejected> {
+    envelope::verify(envelope, &contact.signing_key)
+        .map_err(|rejection| Rejected::of(rejection, header))?;
+    envelope::open(envelope, header, &contact.pair)
+        .map_err(|rejection| Rejected::of(rejection, header))
+}
+
+/// The sender as a contact that may write to us.
+fn sender_contact(book: &ContactBook, header: &Header) -> Result<Arc<Contact>, Rejected> {
+    match book.get(&header.sender) {
+        None => Err(Rejected::of(Rejection::Stranger, header)),
+        Some(contact) if contact.state == ContactState::Blocked => {
+            Err(Rejected::of(Rejection::Blocked, header))
+        }
+        Some(contact) => Ok(contact),
+    }
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

@@ -1,0 +1,478 @@
+//! The inbox worker: consumes the own `data-in` and `rpc-in` in batches,
+//! checks each record (`check.rs`), limits each sender's rate (`rate.rs`),
+//! hands chat to the router's chat sink and each control record to its
+//! kind's handler (after judging it against its sender's mark), and only
+//! then stores the offsets. A bad record is counted, quarantined where
+//! useful (within bounds), logged (a few lines per reason, then summaries),
+//! and skipped; it never stops the worker or the records behind it.
+
+pub mod check;
+mod rate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Lane;
+use super::marks::{Mark, Marks, Verdict};
+use super::rejections::{RejectionLog, Rejections};
+use super::router::{Control, HandlerError, Router};
+use crate::backends::kafka::KafkaContext;
+use crate::backends::kafka::consumer::{self, close_consumer};
+use crate::backends::supervise::Backoff;
+use crate::book::ContactBook;
+use crate::config::{HealthConfig, KafkaConfig};
+use crate::crypto::envelope::{Header, Rejection};
+use crate::crypto::identity::ActorId;
+use crate::hub::Hub;
+use crate::live::Live;
+use crate::store::{self, QuarantineBounds, Quarantined, StoreError};
+use check::{Checked, Record, Rejected};
+
+/// Records handled together: one database statement and one receipt per
+/// sender per batch.
+const BATCH_MAX: usize = 1000;
+
+/// Below this many records a batch is checked on one thread.
+const PARALLEL_FROM: usize = 64;
+
+/// How much of itself the inbox logs and keeps of what it refuses.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub rejection_log_burst: u32,
+    pub rejection_log_interval: Duration,
+    pub quarantine: QuarantineBounds,
+}
+
+/// What the inbox worker needs.
+#[derive(Debug)]
+pub struct Inbox {
+    pub kafka: KafkaConfig,
+    pub health: HealthConfig,
+    pub limits: Limits,
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    pub book: Arc<ContactBook>,
+    pub live: Arc<Live>,
+    pub router: Router,
+    pub marks: Arc<Marks>,
+    pub rejections: Arc<Rejections>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Handler(HandlerError),
+}
+
+/// Why a consumer loop ended.
+enum Ended {
+    Cancelled,
+    /// librdkafka's fatal error: the consumer must be replaced.
+    Fatal(String),
+}
+
+impl Inbox {
+    /// Publishes the counters.
+    pub fn publish_figures(&self) {
+        self.hub.set_inbox(self.rejections.figures());
+    }
+
+    /// Consumes the own inboxes until cancelled, once the state is loaded.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.book.wait_loaded() => {}
+        }
+        let topics = &self.kafka.topics;
+        let mut log = RejectionLog::new(
+            self.limits.rejection_log_burst,
+            self.limits.rejection_log_interval,
+        );
+        let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
+        loop {
+            let consumer = match consumer::subscribed(
+                &self.kafka,
+                self.book.me(),
+                "inbox",
+                &[&topics.data_in, &topics.rpc_in],
+            ) {
+                Ok(consumer) => consumer,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot create the inbox consumer; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
+                }
+            };
+            let ended = self.consume(&consumer, &cancel, &mut log).await;
+            close_consumer(consumer, "inbox").await;
+            match ended {
+                Ended::Cancelled => break,
+                Ended::Fatal(reason) => {
+                    // What it had not committed comes again to the new one,
+                    // and is stored once.
+                    tracing::warn!(reason, "the inbox consumer failed for good; replacing it");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+        self.write_summaries(&mut log);
+    }
+
+    async fn consume(
+        &self,
+        consumer: &StreamConsumer<KafkaContext>,
+        cancel: &CancellationToken,
+        log: &mut RejectionLog,
+    ) -> Ended {
+        loop {
+            let summary_due = log.next_due();
+            let first = tokio::select! {
+                () = cancel.cancelled() => return Ended::Cancelled,
+                () = consumer.context().failed() => {
+                    return Ended::Fatal(consumer::fatal(consumer).unwrap_or_default());
+                }
+                () = sleep_until(summary_due) => {
+                    self.write_summaries(log);
+                    continue;
+                }
+                received = consumer.recv() => received,
+            };
+            let mut batch = Vec::new();
+            match first {
+                Ok(record) => batch.push(record.detach()),
+                Err(err) => {
+                    if let Some(reason) = consumer::fatal(consumer) {
+                        return Ended::Fatal(reason);
+                    }
+                    tracing::debug!(error = %err, "inbox consumer error");
+                    continue;
+                }
+            }
+            // Whatever else is already fetched joins the batch.
+            while batch.len() < BATCH_MAX {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(record)) => batch.push(record.detach()),
+                    _ => break,
+                }
+            }
+            let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
+            loop {
+                match self.process(&batch, log).await {
+                    Ok(()) => break,
+                    Err(err) => {
+                        // Nothing of the batch is acknowledged: it is
+                        // processed again (storing is idempotent) once the
+                        // database is back.
+                        tracing::warn!(error = %err, records = batch.len(), "cannot store the inbox batch; retrying");
+                        tokio::select! {
+                            () = cancel.cancelled() => return Ended::Cancelled,
+                            () = tokio::time::sleep(backoff.next_delay()) => {}
+                        }
+                    }
+                }
+            }
+            for record in &batch {
+                if let Err(err) =
+                    consumer.store_offset(record.topic(), record.partition(), record.offset())
+                {
+                    tracing::warn!(error = %err, "could not store an inbox offset");
+                }
+            }
+            if let Some(reason) = consumer::fatal(consumer) {
+                return Ended::Fatal(reason);
+            }
+        }
+    }
+
+    /// One line per reason whose log interval ended with lines folded.
+    fn write_summaries(&self, log: &mut RejectionLog) {
+        let summaries = log.due(Instant::now());
+        if summaries.is_empty() {
+            return;
+        }
+        for summary in summaries {
+            self.rejections.add_suppressed(summary.folded);
+            tracing::warn!(
+                reason = summary.rejection.reason(),
+                records = summary.folded,
+                over_secs = summary.over.as_secs(),
+                "rejected more inbound records than were logged one by one"
+            );
+        }
+        self.publish_figures();
+    }
+
+    /// Checks every record of the batch, in order. Signature checks and
+    /// decryption are most of the inbox's CPU time, so a large batch is
+    /// split over the machine's cores (off the async workers).
+    fn check_all(&self, records: &[Record<'_>]) -> Vec<Result<Checked, Rejected>> {
+        let book = &*self.book;
+        let check_part = |part: &[Record<'_>]| -> Vec<Result<Checked, Rejected>> {
+            part.iter()
+                .map(|record| check::check(record, book))
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        if records.len() < PARALLEL_FROM || threads < 2 {
+            return check_part(records);
+        }
+        let chunk = records.len().div_ceil(threads);
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = records
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || check_part(part)))
+                    .collect();
+                parts
+                    .into_iter()
+                    // A panic in a check is a bug; it must not drop records.
+                    .flat_map(|part| {
+                        part.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    async fn process(
+        &self,
+        batch: &[OwnedMessage],
+        log: &mut RejectionLog,
+    ) -> Result<(), BatchError> {
+        let started = Instant::now();
+        let data_in = &self.kafka.topics.data_in;
+        let records: Vec<Record<'_>> = batch
+            .iter()
+            .map(|record| Record {
+                lane: if record.topic() == data_in {
+                    Lane::Data
+                } else {
+                    Lane::Control
+                },
+                partition: record.partition(),
+                offset: record.offset(),
+                bytes: record.payload().unwrap_or_default(),
+            })
+            .collect();
+        let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+        let arrivals: Vec<i64> = batch
+            .iter()
+            .map(|record| rate::arrival_minute(record.timestamp(), now_minute))
+            .collect();
+        let checked_all = rate::limit(
+            &self.live,
+            self.book.me(),
+            &arrivals,
+            self.check_all(&records),
+            log,
+        )
+        .await;
+
+        let mut chats = Vec::new();
+        let mut controls = Vec::new();
+        let mut rejected: Vec<(&OwnedMessage, Rejected)> = Vec::new();
+        // Where each chat message came from, to report a replay found when
+        // storing (a duplicate in the batch reports its later copy).
+        let mut chat_records: HashMap<Uuid, (&OwnedMessage, ActorId)> = HashMap::new();
+        for (record, checked) in batch.iter().zip(checked_all) {
+            match checked {
+                Ok(Checked::Chat(incoming)) => {
+                    chat_records.insert(incoming.id, (record, incoming.sender));
+                    chats.push(incoming);
+                }
+                Ok(Checked::Control(header, envelope)) => controls.push((record, header, envelope)),
+                Err(refused) => rejected.push((record, refused)),
+            }
+        }
+
+        let checked = started.elapsed();
+        let stored = self
+            .router
+            .chat()
+            .store(&chats)
+            .await
+            .map_err(BatchError::Handler)?;
+        let mut redelivered = stored.redelivered;
+        for id in &stored.replayed {
+            if let Some(&(record, sender)) = chat_records.get(id) {
+                rejected.push((
+                    record,
+                    Rejected {
+                        rejection: Rejection::Replay,
+                        sender: Some(sender),
+                        message_id: Some(*id),
+                    },
+                ));
+            }
+        }
+
+        let chats_done = started.elapsed();
+        for (record, header, envelope) in controls {
+            match self.control(record, &header, &envelope).await? {
+                Ok(Handled::Applied) => {}
+                Ok(Handled::Redelivered) => redelivered += 1,
+                Err(refused) => rejected.push((record, refused)),
+            }
+        }
+        if redelivered > 0 {
+            self.rejections.add_redelivered(redelivered);
+            tracing::debug!(
+                records = redelivered,
+                "ignored records already applied (a redelivery)"
+            );
+        }
+        let changed = redelivered > 0 || !rejected.is_empty();
+        self.settle(&rejected, log).await?;
+        if changed {
+            self.publish_figures();
+        }
+        tracing::debug!(
+            records = batch.len(),
+            checked_ms = checked.as_millis(),
+            chats_ms = (chats_done - checked).as_millis(),
+            controls_ms = (started.elapsed() - chats_done).as_millis(),
+            "inbox batch"
+        );
+        Ok(())
+    }
+
+    /// One control record: opened by its kind's rule, judged against its
+    /// sender's mark for the handler's stream, handed to the handler, and
+    /// the mark advanced if it applied. The outer error is a failure to
+    /// retry the batch for; the inner one a rejection of this record.
+    async fn control(
+        &self,
+        record: &OwnedMessage,
+        header: &Header,
+        envelope: &kirc_proto::wire::v1::Envelope,
+    ) -> Result<Result<Handled, Rejected>, BatchError> {
+        let Some(handler) = self.router.control(header.kind) else {
+            return Ok(Err(Rejected::of(Rejection::Malformed, header)));
+        };
+        let (sender, payload) =
+            match check::open_control(handler.opening(), header, envelope, &self.book) {
+                Ok(opened) => opened,
+                Err(rejected) => return Ok(Err(rejected)),
+            };
+        let stream = handler.stream();
+        let place = Mark {
+            message_id: header.message_id,
+            partition: record.partition(),
+            offset: record.offset(),
+            digest: check::digest(record.payload().unwrap_or_default()),
+        };
+        match self.marks.judge(header.sender, stream, &place) {
+            Verdict::Apply => {}
+            Verdict::Redelivered => return Ok(Ok(Handled::Redelivered)),
+            Verdict::Stale => return Ok(Err(Rejected::of(Rejection::Stale, header))),
+            Verdict::Replay => return Ok(Err(Rejected::of(Rejection::Replay, header))),
+        }
+        let applied = handler
+            .handle(Control {
+                header,
+                sender,
+                payload,
+            })
+            .await
+            .map_err(BatchError::Handler)?;
+        match applied {
+            Ok(()) => {
+                self.marks
+                    .advance(&self.pool, header.sender, stream, &place)
+                    .await?;
+                Ok(Ok(Handled::Applied))
+            }
+            Err(rejection) => Ok(Err(Rejected::of(rejection, header))),
+        }
+    }
+
+    /// Counts, logs and quarantines the batch's rejected records.
+    async fn settle(
+        &self,
+        rejected: &[(&OwnedMessage, Rejected)],
+        log: &mut RejectionLog,
+    ) -> Result<(), StoreError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        self.write_summaries(log);
+        let now = Instant::now();
+        let mut kept = Vec::new();
+        for (record, refused) in rejected {
+            self.rejections.add(refused.rejection);
+            // A flood is logged by the rate limit, once per sender and batch.
+            if refused.rejection != Rejection::RateLimited && log.admit(refused.rejection, now) {
+                tracing::warn!(
+                    reason = refused.rejection.reason(),
+                    topic = record.topic(),
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    sender = refused
+                        .sender
+                        .map(|sender| sender.to_string())
+                        .unwrap_or_default(),
+                    "rejected an inbound record"
+                );
+            }
+            // A replay is a copy of something applied and a flood many
+            // records of one sender: nothing worth keeping.
+            if !matches!(
+                refused.rejection,
+                Rejection::Replay | Rejection::RateLimited
+            ) {
+                kept.push(Quarantined {
+                    topic: record.topic(),
+                    partition: record.partition(),
+                    offset: record.offset(),
+                    reason: refused.rejection.reason(),
+                    sender: refused.sender,
+                    message_id: refused.message_id,
+                    bytes: record.payload().unwrap_or_default(),
+                });
+            }
+        }
+        if !kept.is_empty() {
+            let fill = store::quarantine(
+                &self.pool,
+                &kept,
+                self.limits.quarantine,
+                self.rejections.quarantine(),
+            )
+            .await?;
+            self.rejections.set_quarantine(fill);
+        }
+        Ok(())
+    }
+}
+
+/// What became of a control record that was not rejected.
+enum Handled {
+    Applied,
+    /// Already applied: our own consumer read it again, or its sender sent
+    /// the same record again.
+    Redelivered,
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

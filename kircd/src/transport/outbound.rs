@@ -1,0 +1,144 @@
+//! The one outbound path. [`Outbound::seal_for`] seals a payload for a
+//! contact (signed, boxed with the pair key, or anonymously for a contact
+//! request); the sealed envelope goes into the own outbox topic of its
+//! [`Lane`], from where the delivery workers take it to the contact.
+
+use std::sync::Arc;
+
+use kirc_proto::wire::v1 as wire;
+use uuid::Uuid;
+
+use super::kafka::Outbox;
+use super::{Lane, TransportError};
+use crate::backends::kafka::Delivered;
+use crate::book::Contact;
+use crate::crypto::envelope::{self, PairKey};
+use crate::crypto::identity::{ActorId, Identity};
+
+/// An envelope sealed for one contact, ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub id: Uuid,
+    pub recipient: ActorId,
+    pub kind: wire::Kind,
+    /// The Kafka key: the conversation, so that its records keep their order.
+    pub conversation: Uuid,
+    pub bytes: Vec<u8>,
+}
+
+impl Sealed {
+    pub fn lane(&self) -> Lane {
+        Lane::of(self.kind)
+    }
+}
+
+#[derive(Debug)]
+pub struct Outbound {
+    identity: Arc<Identity>,
+    outbox: Outbox,
+    /// Held while a control record is sealed and produced, so that the
+    /// records of each stream reach the contact in the order of their ids
+    /// (the contact refuses one not newer than the last it applied).
+    control_order: tokio::sync::Mutex<()>,
+}
+
+impl Outbound {
+    pub fn new(identity: Arc<Identity>, outbox: Outbox) -> Self {
+        Outbound {
+            identity,
+            outbox,
+            control_order: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Seals `payload` of `kind` for `contact` under a new message id (a
+    /// UUIDv7, so ids sort by creation).
+    pub fn seal_for(&self, contact: &Contact, kind: wire::Kind, payload: &[u8]) -> Sealed {
+        let id = envelope::new_message_id();
+        let bytes = if kind == wire::Kind::ContactRequest {
+            // The contact does not know our keys yet.
+            envelope::seal_anonymous(
+                &self.identity,
+                contact.actor_id,
+                &contact.box_key,
+                kind,
+                id,
+                payload,
+            )
+        } else {
+            envelope::seal(
+                &self.identity,
+                contact.actor_id,
+                &contact.pair,
+                kind,
+                id,
+                payload,
+            )
+        };
+        Sealed {
+            id,
+            recipient: contact.actor_id,
+            kind,
+            conversation: contact.conversation_id,
+            bytes,
+        }
+    }
+
+    /// Puts a sealed envelope (or one sealed earlier and stored) into the
+    /// own outbox of its lane; returns where it landed once the broker
+    /// acknowledged it.
+    pub async fn enqueue(
+        &self,
+        lane: Lane,
+        conversation: Uuid,
+        bytes: &[u8],
+    ) -> Result<Delivered, TransportError> {
+        self.outbox
+            .produce(lane, conversation.as_bytes(), bytes)
+            .await
+    }
+
+    /// Seals a control record for `contact` and puts it in the own rpc-out.
+    /// Sealing (which picks the id) and producing happen under one lock:
+    /// the contact applies a stream's records only in increasing id order,
+    /// so they must leave in that order.
+    pub async fn send_control(
+        &self,
+        contact: &Contact,
+        kind: wire::Kind,
+        payload: &[u8],
+    ) -> Result<(), TransportError> {
+        let _in_order = self.control_order.lock().await;
+        let sealed = self.seal_for(contact, kind, payload);
+        self.enqueue(sealed.lane(), sealed.conversation, &sealed.bytes)
+            .await
+            .map(drop)
+    }
+
+    /// Seals a record to this actor itself and produces it straight to the
+    /// own rpc-in (the keep-warm heartbeat).
+    pub async fn send_to_self(
+        &self,
+        kind: wire::Kind,
+        payload: &[u8],
+    ) -> Result<(), TransportError> {
+        let me = self.identity.id();
+        let pair = PairKey::new(&self.identity, &self.identity.box_key());
+        let bytes = envelope::seal(
+            &self.identity,
+            me,
+            &pair,
+            kind,
+            envelope::new_message_id(),
+            payload,
+        );
+        self.outbox
+            .produce_to_own_inbox(me.as_bytes(), &bytes)
+            .await
+            .map(drop)
+    }
+}
