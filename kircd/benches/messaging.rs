@@ -97,7 +97,7 @@ async fn main() {
     );
     let alice = Actor::new("alice").await;
     let mut bob = Actor::new("bob").await;
-    // Quiet by default; KIRC_BENCH_BOB_LOG=kircd::messaging::inbox=debug
+    // Quiet by default; KIRC_BENCH_BOB_LOG=kircd::transport::inbox=debug
     // shows where each inbox batch spends its time.
     bob.set(
         "log.level",

@@ -1,5 +1,9 @@
 //! kircd against the real local stack, driven over its real socket.
 //! Needs `dev/stack up` (the README's test command does it).
+//!
+//! Past 600 lines on purpose: each test is one whole scenario of the
+//! daemon's life (start, socket, stop, resume), read top to bottom; they
+//! share no fixtures a split would make clearer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,5 +1,9 @@
 //! Presence, typing, keep-warm, sessions, the events channel, the traffic
 //! budget and inbound rate limits, with two real kircd on the local stack.
+//!
+//! Past 600 lines on purpose: every test here starts the same two befriended
+//! daemons and reads the same live layer; one file keeps those helpers
+//! next to their only callers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

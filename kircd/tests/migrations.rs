@@ -13,6 +13,7 @@ use kircd::crypto::identity::Identity;
 use kircd::crypto::profile::read_token;
 use prost::Message as _;
 use sqlx::Connection;
+use std::time::Duration;
 
 /// The last migration of the version before conversations had members.
 const BEFORE_MEMBERS: i64 = 5;
@@ -113,8 +114,13 @@ async fn a_database_of_one_to_one_conversations_gains_members_in_place() {
         Some("from before the migration")
     );
     // The snapshot says the same as the list.
-    let watch = bob_daemon.watch().await;
-    assert_eq!(watch.view.conversations[0].members.len(), 2);
+    let mut watch = bob_daemon.watch().await;
+    watch
+        .wait_for("the snapshot", Duration::from_secs(10), |view| {
+            view.conversations.len() == 1
+        })
+        .await;
+    assert_eq!(watch.view.conversations[0].members, listed.members);
 
     // The contact's profile stamp, unknown to the old schema, is filled in.
     let stamp: i64 = sqlx::query_scalar("SELECT profile_updated_at FROM contacts")

@@ -5,6 +5,9 @@
 //! the public user can write to data-in and rpc-in and nothing else, and the
 //! figures kircd relies on (retention, consumer-group prefix, the init JSON
 //! format, Valkey's expiry events) match kircd's own.
+//!
+//! Past 600 lines on purpose: most of it is the small HCL reader the checks
+//! share (references, blocks, attributes), which belongs with them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};

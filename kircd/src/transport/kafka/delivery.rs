@@ -201,3 +201,190 @@ async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
         () = tokio::time::sleep(delay) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::book::Contact;
+    use crate::config::{KafkaSecurity, TopicNames};
+    use crate::store::ContactState;
+    use crate::testing::{book, contact, identity};
+    use crate::transport::TransportError;
+
+    /// A transport that fails `failures` times, then takes everything.
+    #[derive(Default)]
+    struct Flaky {
+        failures: AtomicUsize,
+        delivered: Mutex<Vec<(ActorId, Lane, Vec<u8>)>>,
+        forgotten: AtomicUsize,
+    }
+
+    impl Transport for Flaky {
+        fn deliver<'a>(
+            &'a self,
+            contact: &'a Contact,
+            lane: Lane,
+            _key: &'a [u8],
+            envelope: &'a [u8],
+        ) -> futures::future::BoxFuture<'a, Result<(), TransportError>> {
+            async move {
+                if self.failures.load(Ordering::SeqCst) > 0 {
+                    self.failures.fetch_sub(1, Ordering::SeqCst);
+                    return Err(TransportError::Peer(String::from("unreachable")));
+                }
+                self.delivered
+                    .lock()
+                    .unwrap()
+                    .push((contact.actor_id, lane, envelope.to_vec()));
+                Ok(())
+            }
+            .boxed()
+        }
+
+        fn forget(&self, _contact: &Contact) {
+            self.forgotten.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Default)]
+    struct Marked(Mutex<Vec<Uuid>>);
+
+    impl Delivered for Marked {
+        fn delivered(
+            &self,
+            message: Uuid,
+        ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
+            self.0.lock().unwrap().push(message);
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    struct World {
+        delivery: Delivery,
+        flaky: Arc<Flaky>,
+        marked: Arc<Marked>,
+        /// An envelope of ours to alice, and its id.
+        to_alice: (Vec<u8>, Uuid),
+        /// One to an actor who is not a contact.
+        to_stranger: Vec<u8>,
+    }
+
+    fn world(failures: usize) -> World {
+        let (me, alice, stranger) = (identity(1), identity(2), identity(3));
+        let book = Arc::new(book(&me, &[(&alice, "alice", ContactState::Accepted)]));
+        let to = contact(&book, &alice);
+        let id = crate::crypto::envelope::new_message_id();
+        let sealed =
+            crate::crypto::envelope::seal(&me, alice.id(), &to.pair, wire::Kind::Chat, id, b"hi");
+        let to_stranger = crate::crypto::envelope::seal(
+            &me,
+            stranger.id(),
+            &to.pair,
+            wire::Kind::Chat,
+            crate::crypto::envelope::new_message_id(),
+            b"hi",
+        );
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(failures),
+            ..Flaky::default()
+        });
+        let marked = Arc::new(Marked::default());
+        let delivery = Delivery {
+            kafka: KafkaConfig {
+                bootstrap_servers: String::from("127.0.0.1:1"),
+                security: KafkaSecurity::Plaintext,
+                topics: TopicNames {
+                    data_in: String::from("data-in"),
+                    data_out: String::from("data-out"),
+                    rpc_in: String::from("rpc-in"),
+                    rpc_out: String::from("rpc-out"),
+                },
+                create_topics: false,
+                partitions: 1,
+                replication_factor: 1,
+            },
+            health: HealthConfig {
+                probe_interval: Duration::from_secs(1),
+                probe_timeout: Duration::from_secs(1),
+                retry_initial: Duration::from_millis(1),
+                retry_max: Duration::from_millis(4),
+            },
+            book,
+            transport: Arc::clone(&flaky) as Arc<dyn Transport>,
+            delivered: Arc::clone(&marked) as Arc<dyn Delivered>,
+        };
+        World {
+            delivery,
+            flaky,
+            marked,
+            to_alice: (sealed, id),
+            to_stranger,
+        }
+    }
+
+    async fn run(world: &World, lane: Lane, envelope: &[u8], cancel: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(
+            world.delivery.health.retry_initial,
+            world.delivery.health.retry_max,
+        );
+        deliver(
+            &world.delivery,
+            lane,
+            b"key",
+            envelope,
+            &mut backoff,
+            cancel,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_chat_is_retried_until_the_transport_takes_it_then_marked_delivered() {
+        let world = world(3);
+        let (envelope, id) = world.to_alice.clone();
+        assert!(run(&world, Lane::Data, &envelope, &CancellationToken::new()).await);
+        let delivered = world.flaky.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].1, Lane::Data);
+        assert_eq!(delivered[0].2, envelope);
+        assert_eq!(
+            world.flaky.forgotten.load(Ordering::SeqCst),
+            3,
+            "forgotten after each failure"
+        );
+        assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn control_records_are_delivered_but_mark_no_message() {
+        let world = world(0);
+        let (envelope, _) = world.to_alice.clone();
+        assert!(run(&world, Lane::Control, &envelope, &CancellationToken::new()).await);
+        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+        assert!(world.marked.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn records_for_no_contact_or_of_no_shape_are_skipped_not_retried() {
+        let world = world(0);
+        let cancel = CancellationToken::new();
+        assert!(run(&world, Lane::Data, &world.to_stranger, &cancel).await);
+        assert!(run(&world, Lane::Data, b"not an envelope", &cancel).await);
+        assert!(world.flaky.delivered.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_worker_stopped_while_retrying_leaves_the_record_for_next_time() {
+        let world = world(usize::MAX);
+        let (envelope, _) = world.to_alice.clone();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        assert!(!run(&world, Lane::Data, &envelope, &cancel).await);
+        assert!(world.marked.0.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! The store against the real local PostgreSQL: each statement's rules,
+//! without a daemon around it. A database of its own per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kirc_testkit::{Stack, create_database};
+use kircd::backends::postgres::MIGRATOR;
+use kircd::crypto::identity::{ActorId, Identity};
+use kircd::store::{self, ContactState, Incoming, MessageState, ProfileColumns};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn database(name: &str) -> PgPool {
+    let stack = Stack::from_env();
+    let database = create_database(&stack, name).await;
+    let pool = PgPool::connect(&format!("{}/{database}", stack.postgres))
+        .await
+        .unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+fn identity(seed: u8) -> Identity {
+    Identity::from_seed(&[seed; 32])
+}
+
+/// Saves `who` as a contact of `me` with a profile stamped `stamp` and
+/// named `name`; returns (profile replaced, state after).
+async fn save(
+    pool: &PgPool,
+    me: ActorId,
+    who: &Identity,
+    name: &str,
+    stamp: i64,
+    state: ContactState,
+) -> (bool, ContactState) {
+    let saved = store::save_contact(
+        pool,
+        me,
+        ProfileColumns {
+            actor_id: who.id(),
+            display_name: name,
+            signing_key: &who.signing_key().to_bytes(),
+            box_key: who.box_key().as_bytes(),
+            signed_profile: name.as_bytes(),
+            updated_at_unix_ms: stamp,
+        },
+        conversation(me, who.id()),
+        state,
+        true,
+        |_| None,
+    )
+    .await
+    .unwrap();
+    (saved.profile_newer, saved.contact.state)
+}
+
+fn conversation(me: ActorId, peer: ActorId) -> Uuid {
+    kircd::crypto::envelope::conversation_id(me, peer)
+}
+
+fn incoming(id: Uuid, conversation: Uuid, sender: ActorId, offset: i64, digest: u8) -> Incoming {
+    Incoming {
+        id,
+        conversation_id: conversation,
+        sender,
+        action: false,
+        body: format!("message at {offset}"),
+        created_at_unix_ms: 1_700_000_000_000 + offset,
+        partition: 0,
+        offset,
+        digest: [digest; 32],
+    }
+}
+
+#[tokio::test]
+async fn an_older_profile_never_replaces_a_newer_one_and_states_only_move_as_allowed() {
+    let pool = database("store_contacts").await;
+    let me = identity(1).id();
+    let alice = identity(2);
+    assert_eq!(
+        save(&pool, me, &alice, "alice", 10, ContactState::Request).await,
+        (true, ContactState::Request)
+    );
+    // A newer profile replaces the name; adding someone who asked accepts them.
+    assert_eq!(
+        save(&pool, me, &alice, "alice v2", 20, ContactState::Accepted).await,
+        (true, ContactState::Accepted)
+    );
+    // An older one (a replayed acceptance) changes nothing.
+    assert_eq!(
+        save(&pool, me, &alice, "alice v1", 15, ContactState::Accepted).await,
+        (false, ContactState::Accepted)
+    );
+    let rows = store::contacts(&pool).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].signed_profile, b"alice v2");
+    assert_eq!(rows[0].profile_updated_at_unix_ms, 20);
+    // Blocked stays blocked, whatever a request says.
+    store::set_contact_state(&pool, alice.id(), ContactState::Blocked)
+        .await
+        .unwrap();
+    assert_eq!(
+        save(&pool, me, &alice, "alice v3", 30, ContactState::Accepted).await,
+        (true, ContactState::Blocked)
+    );
+    // The one-to-one conversation has both as members.
+    let conversations = store::conversations(&pool).await.unwrap();
+    assert_eq!(conversations.len(), 1);
+    let mut members = conversations[0].members.clone();
+    members.sort();
+    let mut expected = vec![me, alice.id()];
+    expected.sort();
+    assert_eq!(members, expected);
+}
+
+#[tokio::test]
+async fn a_message_id_is_stored_once_and_a_copy_is_told_from_a_replay() {
+    let pool = database("store_messages").await;
+    let me = identity(1).id();
+    let alice = identity(2);
+    save(&pool, me, &alice, "alice", 1, ContactState::Accepted).await;
+    let chat = conversation(me, alice.id());
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let stored = store::insert_incoming(
+        &pool,
+        &[
+            incoming(first, chat, alice.id(), 1, 7),
+            incoming(second, chat, alice.id(), 2, 8),
+            // The same id again in one batch, from the same place: one row.
+            incoming(second, chat, alice.id(), 2, 8),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.added.len(), 2);
+    assert_eq!(stored.added[0].id, first, "kept in batch order");
+    assert!(stored.added[0].seq < stored.added[1].seq);
+    assert_eq!(stored.redelivered, vec![second]);
+
+    // Later: the sender's own redelivery (same bytes, another offset), and
+    // a replay (the same id with other bytes).
+    let again = store::insert_incoming(
+        &pool,
+        &[
+            incoming(first, chat, alice.id(), 40, 7),
+            incoming(second, chat, alice.id(), 41, 9),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(again.added.is_empty());
+    assert_eq!(again.redelivered, vec![first]);
+    assert_eq!(again.replayed, vec![second]);
+}
+
+#[tokio::test]
+async fn the_read_marker_only_moves_forward_and_says_where_it_was() {
+    let pool = database("store_read").await;
+    let me = identity(1).id();
+    let alice = identity(2);
+    save(&pool, me, &alice, "alice", 1, ContactState::Accepted).await;
+    let chat = conversation(me, alice.id());
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let batch: Vec<Incoming> = ids
+        .iter()
+        .enumerate()
+        .map(|(at, id)| incoming(*id, chat, alice.id(), i64::try_from(at).unwrap(), 1))
+        .collect();
+    let stored = store::insert_incoming(&pool, &batch).await.unwrap();
+    let seqs: Vec<u64> = stored.added.iter().map(|message| message.seq).collect();
+    assert!(
+        stored
+            .added
+            .iter()
+            .all(|message| message.state == MessageState::Received && !message.outgoing)
+    );
+
+    let marker = store::mark_read(&pool, chat, ids[1])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            marker.before,
+            marker.last_read_seq,
+            marker.unread,
+            marker.moved
+        ),
+        (0, seqs[1], 1, true)
+    );
+    // Back is refused, and says so.
+    let marker = store::mark_read(&pool, chat, ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            marker.before,
+            marker.last_read_seq,
+            marker.unread,
+            marker.moved
+        ),
+        (seqs[1], seqs[1], 1, false)
+    );
+    let marker = store::mark_read(&pool, chat, ids[2])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            marker.before,
+            marker.last_read_seq,
+            marker.unread,
+            marker.moved
+        ),
+        (seqs[1], seqs[2], 0, true)
+    );
+    // The receipts for a move cover exactly the messages it passed.
+    assert_eq!(
+        store::incoming_between(&pool, chat, seqs[0], seqs[2])
+            .await
+            .unwrap(),
+        vec![ids[1], ids[2]]
+    );
+    // A message of another conversation is not a marker here.
+    assert!(
+        store::mark_read(&pool, Uuid::now_v7(), ids[2])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let summary = &store::conversations(&pool).await.unwrap()[0];
+    assert_eq!((summary.unread, summary.last_read_seq), (0, seqs[2]));
+    assert_eq!(summary.last_message.as_ref().map(|m| m.id), Some(ids[2]));
+}
