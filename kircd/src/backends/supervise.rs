@@ -102,6 +102,24 @@ pub fn spawn<P: Probe>(
     })
 }
 
+/// Runs `tick` at once and then every `interval` until `cancel`; a tick that
+/// runs long delays the next one instead of bunching them up.
+pub async fn every<F, Fut>(interval: Duration, cancel: &CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        tick().await;
+    }
+}
+
 pub fn backend_name(backend: Backend) -> &'static str {
     match backend {
         Backend::Kafka => "kafka",

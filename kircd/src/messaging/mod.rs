@@ -103,15 +103,10 @@ pub async fn check_outbox(
         () = cancel.cancelled() => return,
         () = messaging.book.wait_loaded() => {}
     }
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    crate::backends::supervise::every(interval, &cancel, || async {
         if let Err(err) = messaging.requeue_expired().await {
             tracing::debug!(error = %err, "cannot check data-out for expired messages; trying at the next interval");
         }
-    }
+    })
+    .await;
 }

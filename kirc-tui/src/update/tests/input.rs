@@ -217,14 +217,7 @@ fn drafts_follow_their_conversation_and_the_session_restores_them() {
         contact(BOB, "bob", "conv-bob", ContactState::Accepted),
         contact(CAROL, "carol", "conv-carol", ContactState::Accepted),
     ];
-    let conversations = contacts
-        .iter()
-        .map(|contact| pb::Conversation {
-            id: contact.conversation_id.clone(),
-            peer: Some(contact.clone()),
-            ..pb::Conversation::default()
-        })
-        .collect();
+    let conversations = conversations_of(&contacts);
     let effects = crate::update::update(
         &mut state,
         event(

@@ -60,6 +60,18 @@ fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> 
     }
 }
 
+/// A one-to-one conversation with each of `contacts`.
+fn conversations_of(contacts: &[pb::Contact]) -> Vec<pb::Conversation> {
+    contacts
+        .iter()
+        .map(|contact| pb::Conversation {
+            id: contact.conversation_id.clone(),
+            peer: Some(contact.clone()),
+            ..pb::Conversation::default()
+        })
+        .collect()
+}
+
 /// A connected state with contacts bob and carol (a request).
 fn state() -> State {
     let mut state = State::new("/tmp/s".into(), jiff::tz::TimeZone::UTC);
@@ -67,14 +79,7 @@ fn state() -> State {
         contact(BOB, "bob", "conv-bob", ContactState::Accepted),
         contact(CAROL, "carol", "conv-carol", ContactState::Request),
     ];
-    let conversations = contacts
-        .iter()
-        .map(|contact| pb::Conversation {
-            id: contact.conversation_id.clone(),
-            peer: Some(contact.clone()),
-            ..pb::Conversation::default()
-        })
-        .collect();
+    let conversations = conversations_of(&contacts);
     update(&mut state, Msg::Link(Link::Connected));
     let effects = update(
         &mut state,

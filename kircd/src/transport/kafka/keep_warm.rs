@@ -13,6 +13,7 @@ use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::supervise::every;
 use crate::hub::Hub;
 use crate::transport::TransportError;
 use crate::transport::marks::Stream;
@@ -39,17 +40,12 @@ pub async fn run(
     interval: Duration,
     cancel: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    every(interval, &cancel, || async {
         if let Err(err) = beat(&outbound, &hub).await {
             tracing::warn!(error = %err, "keep-warm heartbeat not produced; retrying at the next interval");
         }
-    }
+    })
+    .await;
 }
 
 /// The inbox's handler of the own heartbeat: notes when it came back.
