@@ -252,7 +252,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let flushing = outbox;
     running.start(
-        Component::new("transport", stop.clone())
+        Component::new("workers", stop.clone())
             .task(tokio::spawn(inbox.run(stop.clone())))
             .task(tokio::spawn(delivery::run(
                 delivery.clone(),

@@ -160,6 +160,12 @@ async fn deliver(
         tracing::error!("skipping an outbox record without a recipient");
         return true;
     };
+    // Until the contact book is loaded every recipient would look like a
+    // stranger, and a record for a stranger is skipped for good.
+    tokio::select! {
+        () = cancel.cancelled() => return false,
+        () = delivery.book.wait_loaded() => {}
+    }
     let mut failures = 0u32;
     loop {
         let Some(contact) = delivery.book.get(&recipient) else {
@@ -210,7 +216,7 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
-    use crate::book::Contact;
+    use crate::book::{Contact, ContactBook};
     use crate::config::{KafkaSecurity, TopicNames};
     use crate::store::ContactState;
     use crate::testing::{book, contact, identity};
@@ -376,6 +382,31 @@ mod tests {
         assert!(run(&world, Lane::Data, &world.to_stranger, &cancel).await);
         assert!(run(&world, Lane::Data, b"not an envelope", &cancel).await);
         assert!(world.flaky.delivered.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_read_before_the_book_is_loaded_waits_for_it() {
+        let (me, alice) = (identity(1), identity(2));
+        let mut world = world(0);
+        // The daemon has just started: the book is not loaded yet.
+        let empty = Arc::new(ContactBook::new(Arc::clone(&me)));
+        world.delivery.book = Arc::clone(&empty);
+        let (envelope, id) = world.to_alice.clone();
+        let cancel = CancellationToken::new();
+        let mut delivering = Box::pin(run(&world, Lane::Data, &envelope, &cancel));
+        assert!(
+            (&mut delivering).now_or_never().is_none(),
+            "the record waits instead of being dropped as a stranger's"
+        );
+        empty.admit_verified(
+            &crate::testing::profile(&alice, "alice", 1),
+            ContactState::Accepted,
+            0,
+        );
+        empty.set_loaded();
+        assert!(delivering.await);
+        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+        assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
     }
 
     #[tokio::test]
