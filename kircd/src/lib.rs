@@ -15,6 +15,7 @@ pub mod files;
 pub mod hub;
 pub mod live;
 pub mod messaging;
+pub mod peers;
 pub mod presence;
 pub mod store;
 #[cfg(test)]

@@ -143,6 +143,11 @@ impl Actor {
         self
     }
 
+    /// Turns the direct path (WebRTC) on, on loopback host candidates only.
+    pub fn direct_path(&mut self) -> &mut Self {
+        self.set("rtc.enabled", true)
+    }
+
     fn write_config(&self) {
         let base = format!(
             r#"
@@ -164,6 +169,12 @@ file = "{identity}"
 [log]
 level = "info,kircd=debug"
 directory = "{logs}"
+[rtc]
+# Off unless a test is about the direct path (`Actor::direct_path`): the
+# other tests assert what crosses Kafka.
+enabled = false
+stun_urls = ""
+udp_bind = "127.0.0.1:0"
 [health]
 probe_interval = "300ms"
 probe_timeout = "2s"

@@ -173,6 +173,7 @@ fn message(
         created_at_unix_ms: T0 + minutes * 60_000,
         state: state as i32,
         seq,
+        direct: false,
     }
 }
 

@@ -337,6 +337,58 @@ pub const KEYS: &[KeySpec] = &[
         "Records one contact may send you per minute, counted by the minute they reached your inbox (so a backlog read after time offline is not a flood); more are dropped and counted (rate_limited).",
     ),
     key(
+        "rtc.enabled",
+        Kind::Bool,
+        Default::Bool(true),
+        "Hold a direct WebRTC data channel with each accepted contact that is online (chat, typing and presence take it; Kafka stays the durable path). false: Kafka only.",
+    ),
+    key(
+        "rtc.stun_urls",
+        Kind::Str,
+        Default::Str("stun:stun.l.google.com:19302"),
+        "STUN servers (stun: or stuns: URLs, separated by commas) that tell kircd its public address, so that two contacts behind ordinary home NATs connect; empty: host candidates only.",
+    ),
+    key(
+        "rtc.turn_url",
+        Kind::Str,
+        Default::Unset,
+        "A TURN server (turn: or turns: URL) that relays when no direct route exists (symmetric NATs, strict firewalls).",
+    ),
+    key(
+        "rtc.turn_username",
+        Kind::Str,
+        Default::Unset,
+        "User name on the TURN server (required with rtc.turn_url).",
+    ),
+    key(
+        "rtc.turn_credential_file",
+        Kind::Path,
+        Default::Unset,
+        "File holding the TURN credential; or set KIRC_RTC_TURN_CREDENTIAL.",
+    ),
+    secret(
+        "rtc.turn_credential",
+        "The TURN credential itself; environment only.",
+    ),
+    key(
+        "rtc.ice_transport_policy",
+        Kind::Choice(&["all", "relay"]),
+        Default::Str("all"),
+        "all: any route (host, server-reflexive, relay); relay: only through the TURN server, which then sees every connection and hides your address from contacts.",
+    ),
+    key(
+        "rtc.udp_bind",
+        Kind::Str,
+        Default::Str("0.0.0.0:0"),
+        "UDP addresses (ip:port, separated by commas; port 0 picks a free one) the direct path binds; 127.0.0.1:0 keeps it on loopback.",
+    ),
+    key(
+        "rtc.max_peers",
+        Kind::Int { min: 1, max: 1024 },
+        Default::Int(32),
+        "At most this many direct connections at once; the least recently used one is closed to make room.",
+    ),
+    key(
         "postgres.url",
         Kind::Str,
         Default::Str("postgres://kirc@127.0.0.1:15432/kirc"),

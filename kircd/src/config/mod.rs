@@ -189,6 +189,32 @@ pub struct PresenceConfig {
     pub rate_limit: u64,
 }
 
+/// Which ICE candidates the direct path may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcePolicy {
+    All,
+    /// Only through the TURN server.
+    Relay,
+}
+
+/// The direct path (WebRTC).
+#[derive(Debug, Clone)]
+pub struct RtcConfig {
+    pub enabled: bool,
+    pub stun_urls: Vec<String>,
+    pub turn: Option<TurnServer>,
+    pub ice_policy: IcePolicy,
+    pub udp_bind: Vec<std::net::SocketAddr>,
+    pub max_peers: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnServer {
+    pub url: String,
+    pub username: String,
+    pub credential: SecretString,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file the configuration was read from, if any.
@@ -198,6 +224,7 @@ pub struct Config {
     pub public: PublicConfig,
     pub messaging: MessagingConfig,
     pub presence: PresenceConfig,
+    pub rtc: RtcConfig,
     pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
     pub valkey: ValkeyConfig,

@@ -17,6 +17,7 @@ impl Values {
         let api = self.api()?;
         let log = self.log()?;
         let health = self.health()?;
+        let rtc = self.rtc()?;
         let values = KEYS
             .iter()
             .filter_map(|spec| {
@@ -59,6 +60,7 @@ impl Values {
                 idle: self.duration("presence.idle"),
                 rate_limit: u64::try_from(self.int("presence.rate_limit")).unwrap_or(3000),
             },
+            rtc,
             kafka,
             postgres,
             valkey,
@@ -66,6 +68,104 @@ impl Values {
             log,
             health,
             values,
+        })
+    }
+
+    fn rtc(&self) -> Result<RtcConfig, ConfigError> {
+        let list = |key: &'static str| -> Vec<String> {
+            self.opt_str(key)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let stun_urls = list("rtc.stun_urls");
+        if let Some(bad) = stun_urls
+            .iter()
+            .find(|url| !(url.starts_with("stun:") || url.starts_with("stuns:")))
+        {
+            return Err(self.invalid(
+                "rtc.stun_urls",
+                format!("`{bad}` is not a stun: or stuns: URL"),
+                "write URLs like stun:stun.example.org:3478, separated by commas, or leave it empty",
+            ));
+        }
+        let turn = match self.opt_str("rtc.turn_url").filter(|url| !url.is_empty()) {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("turn:") || url.starts_with("turns:")) {
+                    return Err(self.invalid(
+                        "rtc.turn_url",
+                        format!("`{url}` is not a turn: or turns: URL"),
+                        "write it like turn:turn.example.org:3478?transport=udp",
+                    ));
+                }
+                let username = self
+                    .opt_str("rtc.turn_username")
+                    .filter(|name| !name.is_empty())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "rtc.turn_username",
+                            "is required with rtc.turn_url",
+                            "set it to your user name on the TURN server",
+                        )
+                    })?;
+                let credential = self
+                    .secret("rtc.turn_credential", "rtc.turn_credential_file")?
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "rtc.turn_credential",
+                            "no TURN credential given",
+                            "set rtc.turn_credential_file to a file holding it, or KIRC_RTC_TURN_CREDENTIAL",
+                        )
+                    })?;
+                Some(TurnServer {
+                    url,
+                    username,
+                    credential,
+                })
+            }
+        };
+        let ice_policy = if self.str("rtc.ice_transport_policy") == "relay" {
+            if turn.is_none() {
+                return Err(self.invalid(
+                    "rtc.ice_transport_policy",
+                    "is relay, but no TURN server is configured",
+                    "set rtc.turn_url (with its user name and credential), or use all",
+                ));
+            }
+            IcePolicy::Relay
+        } else {
+            IcePolicy::All
+        };
+        let mut udp_bind = Vec::new();
+        for address in list("rtc.udp_bind") {
+            let parsed = address.parse().map_err(|_| {
+                self.invalid(
+                    "rtc.udp_bind",
+                    format!("`{address}` is not ip:port"),
+                    "write addresses like 0.0.0.0:0 or 192.168.1.10:50000, separated by commas",
+                )
+            })?;
+            udp_bind.push(parsed);
+        }
+        if udp_bind.is_empty() {
+            return Err(self.invalid(
+                "rtc.udp_bind",
+                "is empty",
+                "give at least one address, e.g. 0.0.0.0:0, or set rtc.enabled = false",
+            ));
+        }
+        Ok(RtcConfig {
+            enabled: self.bool("rtc.enabled"),
+            stun_urls,
+            turn,
+            ice_policy,
+            udp_bind,
+            // The key table bounds it to 1..=1024.
+            max_peers: usize::try_from(self.int("rtc.max_peers")).unwrap_or(32),
         })
     }
 

@@ -432,3 +432,70 @@ fn a_keep_warm_interval_of_a_day_or_more_is_refused() {
         Duration::from_secs(23 * 3600)
     );
 }
+
+#[test]
+fn direct_path_settings_are_checked() {
+    let (config, _dir) = load_with(None, &[]);
+    let rtc = config.unwrap().rtc;
+    assert!(rtc.enabled);
+    assert_eq!(rtc.stun_urls, ["stun:stun.l.google.com:19302"]);
+    assert!(rtc.turn.is_none());
+    assert_eq!(rtc.ice_policy, IcePolicy::All);
+    assert_eq!(
+        rtc.udp_bind,
+        ["0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap()]
+    );
+    assert_eq!(rtc.max_peers, 32);
+
+    let cases = [
+        (
+            "[rtc]\nstun_urls = \"stun.example.org:3478\"\n",
+            "invalid `rtc.stun_urls`",
+        ),
+        (
+            "[rtc]\nturn_url = \"127.0.0.1:3478\"\n",
+            "invalid `rtc.turn_url`",
+        ),
+        (
+            "[rtc]\nturn_url = \"turn:127.0.0.1:3478\"\n",
+            "invalid `rtc.turn_username`",
+        ),
+        (
+            "[rtc]\nturn_url = \"turn:127.0.0.1:3478\"\nturn_username = \"u\"\n",
+            "invalid `rtc.turn_credential`",
+        ),
+        (
+            "[rtc]\nice_transport_policy = \"relay\"\n",
+            "invalid `rtc.ice_transport_policy`",
+        ),
+        (
+            "[rtc]\nudp_bind = \"localhost\"\n",
+            "invalid `rtc.udp_bind`",
+        ),
+        ("[rtc]\nudp_bind = \" , \"\n", "invalid `rtc.udp_bind`"),
+        ("[rtc]\nmax_peers = 0\n", "rtc.max_peers"),
+    ];
+    for (file, expected) in cases {
+        let (result, _dir) = load_with(Some(file), &[]);
+        let text = error_text(result);
+        assert!(text.contains(expected), "{file}: {text}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join("turn");
+    std::fs::write(&credential, "turn-secret\n").unwrap();
+    let (result, _dir) = load_with(
+        Some(&format!(
+            "[rtc]\nstun_urls = \"\"\nturn_url = \"turn:127.0.0.1:3478\"\nturn_username = \"u\"\nturn_credential_file = \"{}\"\nice_transport_policy = \"relay\"\nudp_bind = \"127.0.0.1:0, 127.0.0.1:0\"\n",
+            credential.display()
+        )),
+        &[],
+    );
+    let config = result.unwrap();
+    let turn = config.rtc.turn.as_ref().unwrap();
+    assert_eq!(turn.credential.expose_secret(), "turn-secret");
+    assert!(config.rtc.stun_urls.is_empty());
+    assert_eq!(config.rtc.ice_policy, IcePolicy::Relay);
+    assert_eq!(config.rtc.udp_bind.len(), 2);
+    assert!(!format!("{config:?}").contains("turn-secret"));
+}

@@ -4,7 +4,8 @@
 //! Start: load the identity → bind the socket (refusing a second kircd) →
 //! the systemd watchdog → the backend supervisors → loading the state →
 //! the transport's workers (inbox, delivery, keep-warm, traffic figures)
-//! and the outbox check → following Valkey → the own presence → the API →
+//! and the outbox check → following Valkey → the direct path's peer
+//! manager → the own presence → the API →
 //! READY. Stop: STOPPING → tell subscribers → the same list backwards: the
 //! API stops accepting and ends its streams, contacts are told "offline"
 //! while the workers still deliver, the workers store their offsets and
@@ -38,6 +39,8 @@ use crate::crypto::identity::Identity;
 use crate::hub::Hub;
 use crate::live::{self, Live, keys::Keys};
 use crate::messaging::{self, ChatStore, Messaging, ReceiptHandler};
+use crate::peers::signal::SignalHandler;
+use crate::peers::{self, Peers};
 use crate::presence::{self, Presence, PresenceHandler, TypingHandler};
 use crate::store::QuarantineBounds;
 use crate::transport::Lane;
@@ -165,6 +168,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let chat = ChatStore(Arc::clone(&messaging));
     let marks = Arc::new(Marks::default());
     let rejections = Arc::new(Rejections::default());
+    // Signalling from the inbox to the peer manager, and records from the
+    // data channels back to the inbox.
+    let (signals, signals_received) = tokio::sync::mpsc::channel(256);
+    let (direct_records, direct_received) = tokio::sync::mpsc::channel(4096);
 
     // Every kind of record the inbox accepts, and who handles it.
     let mut router = Router::new(Arc::new(chat.clone()));
@@ -204,7 +211,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Arc::new(HeartbeatHandler {
                 hub: Arc::clone(&hub),
             }),
-        );
+        )
+        .on(wire::Kind::Signal, Arc::new(SignalHandler { signals }));
 
     let stop = CancellationToken::new();
     running.start(
@@ -241,6 +249,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         router,
         marks,
         rejections,
+        direct: std::sync::Mutex::new(Some(direct_received)),
     });
     let delivery = delivery::Delivery {
         kafka: config.kafka.clone(),
@@ -300,6 +309,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stop,
         )),
     );
+
+    // The direct path, once contacts' presence is followed; stopped after
+    // the own presence said "offline" (over it, where open).
+    if config.rtc.enabled {
+        let stop = CancellationToken::new();
+        let peers = peers::spawn(
+            Peers {
+                config: config.rtc.clone(),
+                book: Arc::clone(&book),
+                live: Arc::clone(&live),
+                outbound: Arc::clone(&outbound),
+                hub: Arc::clone(&hub),
+                inbound: direct_records,
+            },
+            signals_received,
+            stop.clone(),
+        );
+        outbound.set_direct(
+            Arc::clone(&peers.channels) as Arc<dyn crate::transport::direct::DirectPath>
+        );
+        running.start(
+            Component::new("peer manager", stop).finally(async move { peers.join().await }.boxed()),
+        );
+    }
 
     // Contacts are told "offline" while the workers still deliver.
     let stop = CancellationToken::new();

@@ -4,7 +4,10 @@
 
 use kirc_proto::v1 as pb;
 
-use super::model::{ClusterTraffic, InboxFigures, OwnPresence, PeerPresence, PresenceState};
+use super::model::{
+    ClusterTraffic, DirectState, DirectStatus, InboxFigures, OwnPresence, PeerPresence,
+    PresenceState,
+};
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
 use crate::store::{ContactState, ConversationKind, ConversationSummary, Message, MessageState};
@@ -56,6 +59,7 @@ pub fn message(message: &Message) -> pb::ChatMessage {
         created_at_unix_ms: message.created_at_unix_ms,
         state: message_state(message.state) as i32,
         seq: message.seq,
+        direct: message.direct,
     }
 }
 
@@ -120,6 +124,24 @@ pub fn presence_state(state: PresenceState) -> pb::PresenceState {
         PresenceState::Online => pb::PresenceState::Online,
         PresenceState::Away => pb::PresenceState::Away,
         PresenceState::Offline => pb::PresenceState::Offline,
+    }
+}
+
+pub fn direct_path(status: &DirectStatus) -> pb::DirectPath {
+    let state = match status.state {
+        DirectState::Off => pb::DirectPathState::Off,
+        DirectState::Connecting => pb::DirectPathState::Connecting,
+        DirectState::Connected => pb::DirectPathState::Connected,
+        DirectState::Failed => pb::DirectPathState::Failed,
+    };
+    pb::DirectPath {
+        actor_id: status.actor.to_string(),
+        state: state as i32,
+        reason: status.reason.clone(),
+        route: status.route.unwrap_or_default().to_owned(),
+        round_trip_us: status
+            .round_trip
+            .map_or(0, |rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
     }
 }
 

@@ -30,7 +30,8 @@ pub mod convert;
 pub mod model;
 
 pub use model::{
-    ClusterTraffic, InboxFigures, OwnPresence, PeerPresence, PresenceState, StatusFields,
+    ClusterTraffic, DirectState, DirectStatus, InboxFigures, OwnPresence, PeerPresence,
+    PresenceState, StatusFields,
 };
 
 /// What a new subscriber receives before the live events.
@@ -177,6 +178,12 @@ impl Hub {
             heartbeat_produced_unix_ms: inner.fields.heartbeat_produced_unix_ms,
             heartbeat_consumed_unix_ms: inner.fields.heartbeat_consumed_unix_ms,
             traffic: inner.fields.traffic.iter().map(convert::traffic).collect(),
+            direct_paths: inner
+                .fields
+                .direct
+                .iter()
+                .map(convert::direct_path)
+                .collect(),
         }
     }
 
@@ -264,6 +271,20 @@ impl Hub {
             let status = self.status_of(&inner);
             self.publish(&mut inner, Kind::StatusChanged(status));
         }
+    }
+
+    /// Shows where the direct path to a contact stands.
+    pub fn set_direct(&self, status: DirectStatus) {
+        self.update_status(|fields| {
+            match fields
+                .direct
+                .iter_mut()
+                .find(|known| known.actor == status.actor)
+            {
+                Some(known) => *known = status,
+                None => fields.direct.push(status),
+            }
+        });
     }
 
     /// Publishes a contact's presence or typing, if it changed.

@@ -89,6 +89,38 @@ pub struct InboxFigures {
     pub log_lines_suppressed: u64,
 }
 
+/// Where the direct path to a contact stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectState {
+    Off,
+    Connecting,
+    Connected,
+    Failed,
+}
+
+/// The direct path to one contact, as the peer manager reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectStatus {
+    pub actor: ActorId,
+    pub state: DirectState,
+    pub reason: String,
+    /// The candidate type in use ("host", "relay", …), once connected.
+    pub route: Option<&'static str>,
+    pub round_trip: Option<std::time::Duration>,
+}
+
+impl DirectStatus {
+    pub fn off(actor: ActorId) -> Self {
+        DirectStatus {
+            actor,
+            state: DirectState::Off,
+            reason: String::new(),
+            route: None,
+            round_trip: None,
+        }
+    }
+}
+
 /// The own-status fields other subsystems keep current.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusFields {
@@ -96,4 +128,6 @@ pub struct StatusFields {
     pub heartbeat_produced_unix_ms: i64,
     pub heartbeat_consumed_unix_ms: i64,
     pub traffic: Vec<ClusterTraffic>,
+    /// Per contact, in the order first reported.
+    pub direct: Vec<DirectStatus>,
 }

@@ -241,6 +241,7 @@ mod folding {
             body: format!("text {seq}"),
             created_at_unix_ms: i64::try_from(seq).unwrap_or(0) * 1000,
             state: MessageState::Received,
+            direct: false,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Live {
     valkey_up: AtomicBool,
     /// Contacts' presence as last shown.
     shown: Mutex<HashMap<ActorId, PeerPresence>>,
+    /// Contacts' presence states as last shown, for those who act on them
+    /// (the direct path follows who is online).
+    states: tokio::sync::watch::Sender<HashMap<ActorId, PresenceState>>,
 }
 
 impl Live {
@@ -44,7 +47,13 @@ impl Live {
             config,
             valkey_up: AtomicBool::new(false),
             shown: Mutex::new(HashMap::new()),
+            states: tokio::sync::watch::Sender::new(HashMap::new()),
         })
+    }
+
+    /// Contacts' presence states, updated whenever one changes.
+    pub fn states(&self) -> tokio::sync::watch::Receiver<HashMap<ActorId, PresenceState>> {
+        self.states.subscribe()
     }
 
     pub fn keys(&self) -> &Keys {
@@ -73,6 +82,9 @@ impl Live {
             change(presence);
             presence.clone()
         };
+        self.states.send_if_modified(|states| {
+            states.insert(actor, presence.state) != Some(presence.state)
+        });
         self.hub.set_peer_presence(&presence);
     }
 

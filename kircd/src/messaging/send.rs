@@ -99,6 +99,12 @@ impl Messaging {
             return self.sent_before(sent, &contact, text, action).await;
         };
         self.hub.message_added(&message);
+        // The direct copy first: it is the fast one, and the durable Kafka
+        // copy follows whether it went or not (the contact stores the id
+        // once, whichever arrives first).
+        self.outbound
+            .send_direct(contact.actor_id, &outgoing.envelope)
+            .await;
         self.enqueue(outgoing.id, contact.conversation_id, &outgoing.envelope)
             .await?;
         message.state = MessageState::Queued;

@@ -2,7 +2,7 @@
 //! unless they are too old to mean anything now.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -13,20 +13,13 @@ use crate::crypto::envelope::Rejection;
 use crate::hub::PresenceState;
 use crate::live::Live;
 use crate::transport::marks::Stream;
-use crate::transport::router::{Applied, Control, ControlHandler, HandlerError, Sender};
+use crate::transport::router::{Applied, Control, ControlHandler, HandlerError, Sender, is_stale};
 
 /// A typing record older than this when it arrives is dropped.
 pub const TYPING_STALE: Duration = Duration::from_secs(5);
 
 /// The longest a contact may ask its presence to be believed.
 const MAX_PRESENCE_TTL_SECS: u32 = 86_400;
-
-/// Whether a control record made at `created_at_unix_ms` is older than
-/// `limit` now.
-fn is_stale(created_at_unix_ms: i64, limit: Duration) -> bool {
-    kirc_proto::unix_ms(SystemTime::now()) - created_at_unix_ms
-        > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// The sender, if it is a contact whose presence we share: presence is
 /// between accepted contacts only.
@@ -92,18 +85,5 @@ impl ControlHandler for TypingHandler {
             Ok(Ok(()))
         }
         .boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_is_stale_once_older_than_its_limit() {
-        let now = kirc_proto::unix_ms(SystemTime::now());
-        assert!(!is_stale(now, TYPING_STALE));
-        assert!(!is_stale(now - 4_000, TYPING_STALE));
-        assert!(is_stale(now - 6_000, TYPING_STALE));
     }
 }

@@ -288,9 +288,12 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
                         .ok()
                         .flatten(),
                 );
+                // A place proves the same record only in a Kafka inbox: a
+                // record from the direct path has none (partition -1).
+                let same_place = message.partition >= 0
+                    && place == (Some(message.partition), Some(message.offset));
                 sender.as_deref() == Some(message.sender.as_bytes().as_slice())
-                    && (digest.as_deref() == Some(message.digest.as_slice())
-                        || place == (Some(message.partition), Some(message.offset)))
+                    && (digest.as_deref() == Some(message.digest.as_slice()) || same_place)
             });
             if same_record {
                 stored.redelivered.push(message.id);

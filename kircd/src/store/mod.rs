@@ -99,7 +99,7 @@ macro_rules! state_rank {
 
 macro_rules! message_columns {
     () => {
-        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state"
+        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct"
     };
 }
 
@@ -117,6 +117,9 @@ pub struct Message {
     pub body: String,
     pub created_at_unix_ms: i64,
     pub state: MessageState,
+    /// Received, and its first copy came over the direct path (stored
+    /// with partition -1) rather than from the Kafka inbox.
+    pub direct: bool,
 }
 
 fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
@@ -134,6 +137,7 @@ fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error>
         body: row.try_get("body")?,
         created_at_unix_ms: row.try_get("created_ms")?,
         state: MessageState::parse(&state),
+        direct: row.try_get("direct")?,
     })
 }
 

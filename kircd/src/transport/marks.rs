@@ -10,7 +10,8 @@
 //! - our own consumer reading again what it already applied (same partition,
 //!   an offset not past the mark's): `Redelivered`;
 //! - the sender's delivery worker sending the applied record again after a
-//!   crash (same id, same bytes): `Redelivered`;
+//!   crash (same id, same bytes), or the copy of a record that came first
+//!   over the direct path: `Redelivered`;
 //! - the same id with other bytes (someone re-encoded a copy): `Replay`;
 //! - an older record: `Stale`, whether a copy replayed by whoever holds the
 //!   public credential or a late duplicate; either way applying it would move
@@ -30,6 +31,11 @@ use crate::store::{self, StoreError};
 /// control kind's handler says which stream it belongs to; records of one
 /// stream from one sender are applied in order, streams are independent.
 pub type Stream = &'static str;
+
+/// The partition and offset of a record that came over the direct path
+/// rather than from a Kafka inbox.
+pub const DIRECT: i32 = -1;
+pub const DIRECT_OFFSET: i64 = -1;
 
 /// What to do with a control record, given the stream's mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +58,9 @@ pub fn judge(mark: Option<&Mark>, record: &Mark) -> Verdict {
         return Verdict::Apply;
     }
     // Offsets of our own inbox are assigned by our broker: nobody can put a
-    // record at an offset the consumer has already passed.
-    if record.partition == mark.partition && record.offset <= mark.offset {
+    // record at an offset the consumer has already passed. A record that
+    // came over the direct path has no offset, and this proves nothing.
+    if record.partition >= 0 && record.partition == mark.partition && record.offset <= mark.offset {
         return Verdict::Redelivered;
     }
     if record.message_id == mark.message_id {
@@ -186,6 +193,30 @@ mod tests {
                 Some(applied),
                 mark(9, 1, 140, 3),
                 Verdict::Stale,
+            ),
+            (
+                "the Kafka copy of a record applied from the direct path",
+                Some(mark(10, DIRECT, DIRECT_OFFSET, 7)),
+                mark(10, 1, 140, 7),
+                Verdict::Redelivered,
+            ),
+            (
+                "the direct copy of a record applied from Kafka",
+                Some(applied),
+                mark(10, DIRECT, DIRECT_OFFSET, 7),
+                Verdict::Redelivered,
+            ),
+            (
+                "an older record over the direct path after one from it",
+                Some(mark(10, DIRECT, DIRECT_OFFSET, 7)),
+                mark(9, DIRECT, DIRECT_OFFSET, 3),
+                Verdict::Stale,
+            ),
+            (
+                "the applied id with other bytes over the direct path",
+                Some(mark(10, DIRECT, DIRECT_OFFSET, 7)),
+                mark(10, DIRECT, DIRECT_OFFSET, 8),
+                Verdict::Replay,
             ),
             (
                 "an older record on the other partition",

@@ -12,6 +12,7 @@
 //! This module knows envelopes, Kafka and the contact book; what a record
 //! means is for the handlers (contacts/, messaging/, presence/) to say.
 
+pub mod direct;
 pub mod inbox;
 pub mod kafka;
 pub mod marks;

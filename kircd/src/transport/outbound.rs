@@ -3,11 +3,12 @@
 //! request); the sealed envelope goes into the own outbox topic of its
 //! [`Lane`], from where the delivery workers take it to the contact.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kirc_proto::wire::v1 as wire;
 use uuid::Uuid;
 
+use super::direct::DirectPath;
 use super::kafka::Outbox;
 use super::{Lane, TransportError};
 use crate::backends::kafka::Delivered;
@@ -40,6 +41,14 @@ pub struct Outbound {
     /// records of each stream reach the contact in the order of their ids
     /// (the contact refuses one not newer than the last it applied).
     control_order: tokio::sync::Mutex<()>,
+    /// The direct path, once the peer manager runs.
+    direct: OnceLock<Arc<dyn DirectPath>>,
+}
+
+impl std::fmt::Debug for dyn DirectPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectPath")
+    }
 }
 
 impl Outbound {
@@ -48,6 +57,22 @@ impl Outbound {
             identity,
             outbox,
             control_order: tokio::sync::Mutex::new(()),
+            direct: OnceLock::new(),
+        }
+    }
+
+    /// Lets the outbound path use the direct path too (set once, by the
+    /// daemon, when the peer manager starts).
+    pub fn set_direct(&self, direct: Arc<dyn DirectPath>) {
+        let _ = self.direct.set(direct);
+    }
+
+    /// Sends a sealed envelope over the direct path as well, if a channel
+    /// to the contact is open; true if it went.
+    pub async fn send_direct(&self, contact: ActorId, envelope: &[u8]) -> bool {
+        match self.direct.get() {
+            Some(direct) => direct.send(contact, envelope).await,
+            None => false,
         }
     }
 
@@ -105,7 +130,10 @@ impl Outbound {
     /// Seals a control record for `contact` and puts it in the own rpc-out.
     /// Sealing (which picks the id) and producing happen under one lock:
     /// the contact applies a stream's records only in increasing id order,
-    /// so they must leave in that order.
+    /// so they must leave in that order. Typing and presence, which are
+    /// worth nothing once late, take only the direct path while it is
+    /// open: that spares the free tier's budget, and a closed channel puts
+    /// them back on Kafka by itself.
     pub async fn send_control(
         &self,
         contact: &Contact,
@@ -114,6 +142,11 @@ impl Outbound {
     ) -> Result<(), TransportError> {
         let _in_order = self.control_order.lock().await;
         let sealed = self.seal_for(contact, kind, payload);
+        if matches!(kind, wire::Kind::Typing | wire::Kind::Presence)
+            && self.send_direct(contact.actor_id, &sealed.bytes).await
+        {
+            return Ok(());
+        }
         self.enqueue(sealed.lane(), sealed.conversation, &sealed.bytes)
             .await
             .map(drop)

@@ -55,6 +55,14 @@ pub struct Control<'a> {
     pub payload: Vec<u8>,
 }
 
+/// Whether a control record made at `created_at_unix_ms` is older than
+/// `limit` now: what such a record says (typing, presence, signalling) no
+/// longer holds.
+pub fn is_stale(created_at_unix_ms: i64, limit: std::time::Duration) -> bool {
+    kirc_proto::unix_ms(std::time::SystemTime::now()) - created_at_unix_ms
+        > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// What a handler made of a record: applied (its stream's mark moves), or
 /// refused for a reason that is counted like any rejection.
 pub type Applied = Result<(), Rejection>;
@@ -124,5 +132,20 @@ impl Router {
 
     pub fn control(&self, kind: wire::Kind) -> Option<&Arc<dyn ControlHandler>> {
         self.control.get(&kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_record_is_stale_once_older_than_its_limit() {
+        let limit = Duration::from_secs(5);
+        let now = kirc_proto::unix_ms(SystemTime::now());
+        assert!(!is_stale(now, limit));
+        assert!(!is_stale(now - 4_000, limit));
+        assert!(is_stale(now - 6_000, limit));
     }
 }

@@ -57,6 +57,7 @@ fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> 
         created_at_unix_ms: 1_795_000_000_000 + i64::try_from(seq).unwrap() * 1000,
         state: pb::MessageState::Received as i32,
         seq,
+        direct: false,
     }
 }
 

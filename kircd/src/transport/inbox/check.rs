@@ -18,14 +18,28 @@ use crate::store::{ContactState, Incoming};
 use crate::transport::Lane;
 use crate::transport::router::{Opening, Sender};
 
-/// A record of an own inbox, as the checks see it.
+/// A record of an own inbox, or of a contact's data channel, as the checks
+/// see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    /// `Data` for data-in, `Control` for rpc-in.
+    /// `Data` for data-in, `Control` for rpc-in; for the direct path, the
+    /// lane of the kind the record claims.
     pub lane: Lane,
+    /// `marks::DIRECT` for the direct path.
     pub partition: i32,
     pub offset: i64,
     pub bytes: &'a [u8],
+    /// The contact whose data channel carried the record.
+    pub via: Option<ActorId>,
+}
+
+/// What a data channel may carry: chat (its fast copy), typing and
+/// presence. Everything else takes Kafka alone.
+pub fn carried_directly(kind: wire::Kind) -> bool {
+    matches!(
+        kind,
+        wire::Kind::Chat | wire::Kind::Typing | wire::Kind::Presence
+    )
 }
 
 /// What one record turned out to be.
@@ -83,11 +97,21 @@ pub fn digest(bytes: &[u8]) -> [u8; 32] {
 /// control record parsed (see [`open_control`]).
 pub fn check(record: &Record<'_>, book: &ContactBook) -> Result<Checked, Rejected> {
     let (envelope, header) = envelope::parse(record.bytes, book.me()).map_err(Rejected::plain)?;
-    // Chat belongs on data-in, control kinds on rpc-in.
-    if Lane::of(header.kind) != record.lane {
-        return Err(Rejected::of(Rejection::Malformed, &header));
+    match record.via {
+        // Chat belongs on data-in, control kinds on rpc-in.
+        None if Lane::of(header.kind) != record.lane => {
+            return Err(Rejected::of(Rejection::Malformed, &header));
+        }
+        // A channel carries its contact's own envelopes, of a few kinds.
+        Some(contact) if contact != header.sender => {
+            return Err(Rejected::of(Rejection::Stranger, &header));
+        }
+        Some(_) if !carried_directly(header.kind) => {
+            return Err(Rejected::of(Rejection::Malformed, &header));
+        }
+        _ => {}
     }
-    if record.lane == Lane::Control {
+    if Lane::of(header.kind) == Lane::Control {
         return Ok(Checked::Control(header, envelope));
     }
     let contact = sender_contact(book, &header)?;

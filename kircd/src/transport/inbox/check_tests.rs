@@ -73,6 +73,18 @@ fn record(lane: Lane, bytes: &[u8]) -> Record<'_> {
         partition: 1,
         offset: 42,
         bytes,
+        via: None,
+    }
+}
+
+/// A record that came over `via`'s data channel.
+fn direct<'a>(via: &Arc<Identity>, bytes: &'a [u8]) -> Record<'a> {
+    Record {
+        lane: Lane::Data,
+        partition: crate::transport::marks::DIRECT,
+        offset: crate::transport::marks::DIRECT_OFFSET,
+        bytes,
+        via: Some(via.id()),
     }
 }
 
@@ -290,5 +302,42 @@ fn only_this_actor_opens_as_itself() {
             .unwrap_err()
             .rejection,
         Rejection::Stranger
+    );
+}
+
+#[test]
+fn a_data_channel_carries_only_its_contacts_chat_typing_and_presence() {
+    let world = world();
+    let hi = sealed(&world.alice, &world.bob, wire::Kind::Chat, &chat("hi"));
+    let Ok(Checked::Chat(incoming)) = check(&direct(&world.alice, &hi), &world.book) else {
+        panic!("the direct copy of a chat is a chat");
+    };
+    assert_eq!(incoming.partition, crate::transport::marks::DIRECT);
+    let typing = sealed(
+        &world.alice,
+        &world.bob,
+        wire::Kind::Typing,
+        &wire::Typing { active: true }.encode_to_vec(),
+    );
+    assert!(matches!(
+        check(&direct(&world.alice, &typing), &world.book),
+        Ok(Checked::Control(..))
+    ));
+    // Carol's envelope on alice's channel: alice relays what is not hers.
+    let from_carol = sealed(&world.carol, &world.bob, wire::Kind::Chat, &chat("hi"));
+    assert_eq!(
+        rejection(check(&direct(&world.alice, &from_carol), &world.book)),
+        Rejection::Stranger
+    );
+    // Receipts, profiles and signalling take Kafka only.
+    let receipt = sealed(
+        &world.alice,
+        &world.bob,
+        wire::Kind::Receipt,
+        &wire::Receipt::default().encode_to_vec(),
+    );
+    assert_eq!(
+        rejection(check(&direct(&world.alice, &receipt), &world.book)),
+        Rejection::Malformed
     );
 }

@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Lane;
-use super::marks::{Mark, Marks, Verdict};
+use super::direct::DirectRecord;
+use super::marks::{self, Mark, Marks, Verdict};
 use super::rejections::{RejectionLog, Rejections};
 use super::router::{Control, HandlerError, Router};
 use crate::backends::kafka::KafkaContext;
@@ -65,7 +66,26 @@ pub struct Inbox {
     pub router: Router,
     pub marks: Arc<Marks>,
     pub rejections: Arc<Rejections>,
+    /// Records from contacts' data channels, taken by the running worker.
+    pub direct: std::sync::Mutex<Option<mpsc::Receiver<DirectRecord>>>,
 }
+
+/// One record to process, from an own Kafka inbox or a data channel.
+struct Arrival<'a> {
+    /// The topic, or "direct".
+    topic: &'a str,
+    /// `marks::DIRECT` for the direct path.
+    partition: i32,
+    offset: i64,
+    bytes: &'a [u8],
+    lane: Lane,
+    /// Minutes since the epoch, for the rate limit.
+    minute: i64,
+    via: Option<ActorId>,
+}
+
+/// The name the direct path goes by where a topic is shown.
+const DIRECT_TOPIC: &str = "direct";
 
 #[derive(Debug, thiserror::Error)]
 enum BatchError {
@@ -100,6 +120,11 @@ impl Inbox {
             self.limits.rejection_log_interval,
         );
         let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
+        let mut direct = self
+            .direct
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         loop {
             let consumer = match consumer::subscribed(
                 &self.kafka,
@@ -116,7 +141,9 @@ impl Inbox {
                     }
                 }
             };
-            let ended = self.consume(&consumer, &cancel, &mut log).await;
+            let ended = self
+                .consume(&consumer, &cancel, &mut log, direct.as_mut())
+                .await;
             close_consumer(consumer, "inbox").await;
             match ended {
                 Ended::Cancelled => break,
@@ -139,11 +166,31 @@ impl Inbox {
         consumer: &StreamConsumer<KafkaContext>,
         cancel: &CancellationToken,
         log: &mut RejectionLog,
+        mut direct: Option<&mut mpsc::Receiver<DirectRecord>>,
     ) -> Ended {
         loop {
             let summary_due = log.next_due();
+            // Biased: a record from a data channel waiting beside one from
+            // Kafka is usually the same message's earlier copy, and the
+            // direct path is the one that is meant to be fast.
             let first = tokio::select! {
+                biased;
                 () = cancel.cancelled() => return Ended::Cancelled,
+                Some(record) = next_direct(&mut direct) => {
+                    let mut records = vec![record];
+                    if let Some(direct) = direct.as_mut() {
+                        while records.len() < BATCH_MAX {
+                            match direct.try_recv() {
+                                Ok(record) => records.push(record),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    if self.process_direct(&records, log, cancel).await.is_err() {
+                        return Ended::Cancelled;
+                    }
+                    continue;
+                }
                 () = consumer.context().failed() => {
                     return Ended::Fatal(consumer::fatal(consumer).unwrap_or_default());
                 }
@@ -171,9 +218,27 @@ impl Inbox {
                     _ => break,
                 }
             }
+            let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+            let data_in = &self.kafka.topics.data_in;
+            let arrivals: Vec<Arrival<'_>> = batch
+                .iter()
+                .map(|record| Arrival {
+                    topic: record.topic(),
+                    partition: record.partition(),
+                    offset: record.offset(),
+                    bytes: record.payload().unwrap_or_default(),
+                    lane: if record.topic() == data_in {
+                        Lane::Data
+                    } else {
+                        Lane::Control
+                    },
+                    minute: rate::arrival_minute(record.timestamp(), now_minute),
+                    via: None,
+                })
+                .collect();
             let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
             loop {
-                match self.process(&batch, log).await {
+                match self.process(&arrivals, log).await {
                     Ok(()) => break,
                     Err(err) => {
                         // Nothing of the batch is acknowledged: it is
@@ -251,31 +316,63 @@ impl Inbox {
         })
     }
 
+    /// Records from data channels: processed like the inbox's own, with no
+    /// offsets to store. A failure to store is retried like a batch of the
+    /// inbox's (the copy on Kafka would come anyway, but the direct one
+    /// should count); false once cancelled.
+    async fn process_direct(
+        &self,
+        records: &[DirectRecord],
+        log: &mut RejectionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), ()> {
+        let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+        let arrivals: Vec<Arrival<'_>> = records
+            .iter()
+            .map(|record| Arrival {
+                topic: DIRECT_TOPIC,
+                partition: marks::DIRECT,
+                offset: marks::DIRECT_OFFSET,
+                bytes: &record.bytes,
+                // The lane is the kind's; the check reads it from the
+                // envelope for a record with `via`.
+                lane: Lane::Data,
+                minute: now_minute,
+                via: Some(record.from),
+            })
+            .collect();
+        let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
+        loop {
+            match self.process(&arrivals, log).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::warn!(error = %err, records = records.len(), "cannot store records from the direct path; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(()),
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }
+
     async fn process(
         &self,
-        batch: &[OwnedMessage],
+        batch: &[Arrival<'_>],
         log: &mut RejectionLog,
     ) -> Result<(), BatchError> {
         let started = Instant::now();
-        let data_in = &self.kafka.topics.data_in;
         let records: Vec<Record<'_>> = batch
             .iter()
-            .map(|record| Record {
-                lane: if record.topic() == data_in {
-                    Lane::Data
-                } else {
-                    Lane::Control
-                },
-                partition: record.partition(),
-                offset: record.offset(),
-                bytes: record.payload().unwrap_or_default(),
+            .map(|arrival| Record {
+                lane: arrival.lane,
+                partition: arrival.partition,
+                offset: arrival.offset,
+                bytes: arrival.bytes,
+                via: arrival.via,
             })
             .collect();
-        let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
-        let arrivals: Vec<i64> = batch
-            .iter()
-            .map(|record| rate::arrival_minute(record.timestamp(), now_minute))
-            .collect();
+        let arrivals: Vec<i64> = batch.iter().map(|arrival| arrival.minute).collect();
         let checked_all = rate::limit(
             &self.live,
             self.book.me(),
@@ -287,10 +384,10 @@ impl Inbox {
 
         let mut chats = Vec::new();
         let mut controls = Vec::new();
-        let mut rejected: Vec<(&OwnedMessage, Rejected)> = Vec::new();
+        let mut rejected: Vec<(&Arrival<'_>, Rejected)> = Vec::new();
         // Where each chat message came from, to report a replay found when
         // storing (a duplicate in the batch reports its later copy).
-        let mut chat_records: HashMap<Uuid, (&OwnedMessage, ActorId)> = HashMap::new();
+        let mut chat_records: HashMap<Uuid, (&Arrival<'_>, ActorId)> = HashMap::new();
         for (record, checked) in batch.iter().zip(checked_all) {
             match checked {
                 Ok(Checked::Chat(incoming)) => {
@@ -359,7 +456,7 @@ impl Inbox {
     /// retry the batch for; the inner one a rejection of this record.
     async fn control(
         &self,
-        record: &OwnedMessage,
+        record: &Arrival<'_>,
         header: &Header,
         envelope: &kirc_proto::wire::v1::Envelope,
     ) -> Result<Result<Handled, Rejected>, BatchError> {
@@ -374,9 +471,9 @@ impl Inbox {
         let stream = handler.stream();
         let place = Mark {
             message_id: header.message_id,
-            partition: record.partition(),
-            offset: record.offset(),
-            digest: check::digest(record.payload().unwrap_or_default()),
+            partition: record.partition,
+            offset: record.offset,
+            digest: check::digest(record.bytes),
         };
         match self.marks.judge(header.sender, stream, &place) {
             Verdict::Apply => {}
@@ -406,7 +503,7 @@ impl Inbox {
     /// Counts, logs and quarantines the batch's rejected records.
     async fn settle(
         &self,
-        rejected: &[(&OwnedMessage, Rejected)],
+        rejected: &[(&Arrival<'_>, Rejected)],
         log: &mut RejectionLog,
     ) -> Result<(), StoreError> {
         if rejected.is_empty() {
@@ -421,9 +518,9 @@ impl Inbox {
             if refused.rejection != Rejection::RateLimited && log.admit(refused.rejection, now) {
                 tracing::warn!(
                     reason = refused.rejection.reason(),
-                    topic = record.topic(),
-                    partition = record.partition(),
-                    offset = record.offset(),
+                    topic = record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
                     sender = refused
                         .sender
                         .map(|sender| sender.to_string())
@@ -438,13 +535,13 @@ impl Inbox {
                 Rejection::Replay | Rejection::RateLimited
             ) {
                 kept.push(Quarantined {
-                    topic: record.topic(),
-                    partition: record.partition(),
-                    offset: record.offset(),
+                    topic: record.topic,
+                    partition: record.partition,
+                    offset: record.offset,
                     reason: refused.rejection.reason(),
                     sender: refused.sender,
                     message_id: refused.message_id,
-                    bytes: record.payload().unwrap_or_default(),
+                    bytes: record.bytes,
                 });
             }
         }
@@ -468,6 +565,16 @@ enum Handled {
     /// Already applied: our own consumer read it again, or its sender sent
     /// the same record again.
     Redelivered,
+}
+
+/// The next record from the data channels, or never if there are none.
+async fn next_direct(
+    direct: &mut Option<&mut mpsc::Receiver<DirectRecord>>,
+) -> Option<DirectRecord> {
+    match direct {
+        Some(direct) => direct.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -1,0 +1,477 @@
+//! One WebRTC connection with one data channel: the small interface the
+//! peer manager uses (offer, answer, candidates, send, events, close), over
+//! the `webrtc` crate. Nothing else in kircd names the crate, so another
+//! implementation (str0m) could replace it here.
+//!
+//! Settings that are not negotiable: mDNS off (it would open a multicast
+//! socket per connection and announce the host name), certificate
+//! fingerprint verification on (the fingerprint arrives in a signed,
+//! sealed offer and is what binds the channel to the contact), a bounded
+//! send buffer, and one ordered, reliable channel opened by the offerer.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rtc::ice::mdns::MulticastDnsMode;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    StatsSelector,
+};
+
+use crate::config::{IcePolicy, RtcConfig};
+
+/// The data channel's label.
+const CHANNEL_LABEL: &str = "kirc";
+
+/// Bytes the channel may hold unsent; a send beyond it waits.
+const SEND_BUFFER: usize = 1024 * 1024;
+
+/// ICE timeouts: `disconnected` after this long without an answer to its
+/// checks, `failed` after the second, checks every third. The crate's
+/// defaults (5 s / 25 s / 2 s) are kept; named here because the peer
+/// manager's reactions (ICE restart, new session) are timed by them.
+pub const ICE_DISCONNECTED: Duration = Duration::from_secs(5);
+pub const ICE_FAILED: Duration = Duration::from_secs(25);
+const ICE_KEEPALIVE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(String);
+
+impl From<webrtc::error::Error> for LinkError {
+    fn from(err: webrtc::error::Error) -> Self {
+        LinkError(err.to_string())
+    }
+}
+
+/// The connection's state, as the peer manager acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    /// ICE lost the route for a while; an ICE restart may bring it back.
+    Disconnected,
+    /// Gave up: the session is over.
+    Failed,
+    Closed,
+}
+
+/// What a connection reports.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A local candidate to send to the contact; `None` when gathering is
+    /// complete.
+    Candidate(Option<RTCIceCandidateInit>),
+    State(LinkState),
+    /// The data channel opened: sends go through from now on.
+    Open,
+    Message(Bytes),
+    ChannelClosed,
+}
+
+/// How the connection reaches the contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Host,
+    ServerReflexive,
+    PeerReflexive,
+    Relay,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Host => "host",
+            Route::ServerReflexive => "server-reflexive",
+            Route::PeerReflexive => "peer-reflexive",
+            Route::Relay => "relay",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkFigures {
+    pub route: Option<Route>,
+    pub round_trip: Option<Duration>,
+}
+
+/// What every connection is built with.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    ice_servers: Vec<RTCIceServer>,
+    relay_only: bool,
+    udp_bind: Vec<SocketAddr>,
+}
+
+impl LinkSettings {
+    pub fn new(config: &RtcConfig) -> Self {
+        let mut ice_servers = Vec::new();
+        if !config.stun_urls.is_empty() {
+            ice_servers.push(RTCIceServer {
+                urls: config.stun_urls.clone(),
+                ..RTCIceServer::default()
+            });
+        }
+        if let Some(turn) = &config.turn {
+            use secrecy::ExposeSecret;
+            ice_servers.push(RTCIceServer {
+                urls: vec![turn.url.clone()],
+                username: turn.username.clone(),
+                credential: turn.credential.expose_secret().to_owned(),
+            });
+        }
+        LinkSettings {
+            ice_servers,
+            relay_only: config.ice_policy == IcePolicy::Relay,
+            udp_bind: config.udp_bind.clone(),
+        }
+    }
+}
+
+/// Forwards the crate's callbacks as [`LinkEvent`]s. Callbacks run on the
+/// connection's driver, so they never wait: the queue is unbounded, which
+/// is safe because the manager drains it at once and a connection reports
+/// few state changes and candidates; messages are bounded by the channel's
+/// own flow control.
+struct Events {
+    events: Tagged,
+    channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+}
+
+/// Where a connection's events go, marked with the number the manager gave
+/// the connection, so that one queue serves them all.
+#[derive(Clone)]
+pub struct Tagged {
+    pub tag: u64,
+    pub events: mpsc::UnboundedSender<(u64, LinkEvent)>,
+}
+
+impl Tagged {
+    fn send(&self, event: LinkEvent) -> bool {
+        self.events.send((self.tag, event)).is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(candidate) => {
+                self.events.send(LinkEvent::Candidate(Some(candidate)));
+            }
+            Err(err) => tracing::debug!(error = %err, "a local candidate could not be encoded"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(
+        &self,
+        state: webrtc::peer_connection::RTCIceGatheringState,
+    ) {
+        if state == webrtc::peer_connection::RTCIceGatheringState::Complete {
+            self.events.send(LinkEvent::Candidate(None));
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::Connected => LinkState::Connected,
+            RTCPeerConnectionState::Disconnected => LinkState::Disconnected,
+            RTCPeerConnectionState::Failed => LinkState::Failed,
+            RTCPeerConnectionState::Closed => LinkState::Closed,
+            _ => LinkState::Connecting,
+        };
+        self.events.send(LinkEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        // Only the answerer learns of the channel here; reading it must not
+        // hold up the driver that calls us.
+        *self
+            .channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&channel));
+        tokio::spawn(read_channel(channel, self.events.clone()));
+    }
+}
+
+async fn read_channel(channel: Arc<dyn DataChannel>, events: Tagged) {
+    while let Some(event) = channel.poll().await {
+        let event = match event {
+            DataChannelEvent::OnOpen => LinkEvent::Open,
+            DataChannelEvent::OnMessage(message) => LinkEvent::Message(message.data.freeze()),
+            DataChannelEvent::OnClose => break,
+            _ => continue,
+        };
+        if !events.send(event) {
+            return;
+        }
+    }
+    events.send(LinkEvent::ChannelClosed);
+}
+
+/// One connection to one contact.
+pub struct Link {
+    events: Tagged,
+    connection: Arc<dyn PeerConnection>,
+    channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+    /// Candidates that came before the remote description; the crate
+    /// refuses them until then.
+    early_candidates: tokio::sync::Mutex<Option<Vec<RTCIceCandidateInit>>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// A new connection; its events go to `events`.
+    pub async fn new(settings: &LinkSettings, events: Tagged) -> Result<Link, LinkError> {
+        let channel = Arc::new(Mutex::new(None));
+        let loopback = settings.udp_bind.iter().any(|addr| addr.ip().is_loopback());
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(loopback)
+            .with_ice_timeouts(
+                Some(ICE_DISCONNECTED),
+                Some(ICE_FAILED),
+                Some(ICE_KEEPALIVE),
+            )
+            .build();
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(settings.ice_servers.clone())
+            .with_ice_transport_policy(if settings.relay_only {
+                RTCIceTransportPolicy::Relay
+            } else {
+                RTCIceTransportPolicy::All
+            })
+            .build();
+        let connection = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_setting_engine(setting_engine)
+            .with_handler(Arc::new(Events {
+                events: events.clone(),
+                channel: Arc::clone(&channel),
+            }))
+            .with_udp_addrs(settings.udp_bind.clone())
+            .with_data_channel_send_buffer_limit(SEND_BUFFER)
+            .build()
+            .await?;
+        Ok(Link {
+            events,
+            connection: Arc::new(connection),
+            channel,
+            early_candidates: tokio::sync::Mutex::new(Some(Vec::new())),
+        })
+    }
+
+    /// Opens the data channel and makes the offer (the SDP to send).
+    pub async fn offer(&self) -> Result<String, LinkError> {
+        let channel = self
+            .connection
+            .create_data_channel(CHANNEL_LABEL, None)
+            .await?;
+        *self.lock_channel() = Some(Arc::clone(&channel));
+        tokio::spawn(read_channel(channel, self.events.clone()));
+        self.local_offer().await
+    }
+
+    /// A new offer with new ICE credentials, on the same connection.
+    pub async fn restart_ice(&self) -> Result<String, LinkError> {
+        self.connection.restart_ice().await?;
+        self.local_offer().await
+    }
+
+    async fn local_offer(&self) -> Result<String, LinkError> {
+        let offer = self.connection.create_offer(None).await?;
+        let sdp = offer.sdp.clone();
+        self.connection.set_local_description(offer).await?;
+        Ok(sdp)
+    }
+
+    /// Takes the contact's offer and makes the answer (the SDP to send).
+    pub async fn answer(&self, offer_sdp: String) -> Result<String, LinkError> {
+        self.connection
+            .set_remote_description(RTCSessionDescription::offer(offer_sdp)?)
+            .await?;
+        self.flush_candidates().await;
+        let answer = self.connection.create_answer(None).await?;
+        let sdp = answer.sdp.clone();
+        self.connection.set_local_description(answer).await?;
+        Ok(sdp)
+    }
+
+    /// Takes the contact's answer to our offer.
+    pub async fn accept_answer(&self, answer_sdp: String) -> Result<(), LinkError> {
+        self.connection
+            .set_remote_description(RTCSessionDescription::answer(answer_sdp)?)
+            .await?;
+        self.flush_candidates().await;
+        Ok(())
+    }
+
+    /// A candidate of the contact's; kept until the remote description is
+    /// set.
+    pub async fn add_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), LinkError> {
+        {
+            let mut early = self.early_candidates.lock().await;
+            if let Some(early) = early.as_mut() {
+                early.push(candidate);
+                return Ok(());
+            }
+        }
+        self.connection.add_ice_candidate(candidate).await?;
+        Ok(())
+    }
+
+    async fn flush_candidates(&self) {
+        let early = self.early_candidates.lock().await.take();
+        for candidate in early.unwrap_or_default() {
+            if let Err(err) = self.connection.add_ice_candidate(candidate).await {
+                tracing::debug!(error = %err, "a remote candidate was refused");
+            }
+        }
+    }
+
+    fn lock_channel(&self) -> std::sync::MutexGuard<'_, Option<Arc<dyn DataChannel>>> {
+        self.channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends one message on the channel; waits while the send buffer is
+    /// full.
+    pub async fn send(&self, message: &[u8]) -> Result<(), LinkError> {
+        let channel = self
+            .lock_channel()
+            .clone()
+            .ok_or_else(|| LinkError(String::from("the data channel is not open")))?;
+        channel.send(BytesMut::from(message)).await?;
+        Ok(())
+    }
+
+    /// The route in use and its round-trip time.
+    pub async fn figures(&self) -> LinkFigures {
+        let report = self
+            .connection
+            .get_stats(std::time::Instant::now(), StatsSelector::None)
+            .await;
+        let selected = report
+            .transport()
+            .map(|transport| transport.selected_candidate_pair_id.clone())
+            .unwrap_or_default();
+        let Some(pair) = report
+            .candidate_pairs()
+            .find(|pair| *pair.stats.id == selected)
+            .or_else(|| report.candidate_pairs().find(|pair| pair.nominated))
+        else {
+            return LinkFigures {
+                route: None,
+                round_trip: None,
+            };
+        };
+        let route = report.iter().find_map(|entry| match entry {
+            // A local candidate's stats id is its candidate id, prefixed.
+            webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(candidate)
+                if candidate.stats.id.ends_with(&pair.local_candidate_id) =>
+            {
+                Some(match candidate.candidate_type {
+                    RTCIceCandidateType::Srflx => Route::ServerReflexive,
+                    RTCIceCandidateType::Prflx => Route::PeerReflexive,
+                    RTCIceCandidateType::Relay => Route::Relay,
+                    _ => Route::Host,
+                })
+            }
+            _ => None,
+        });
+        let round_trip = (pair.current_round_trip_time.is_finite()
+            && pair.current_round_trip_time > 0.0)
+            .then(|| Duration::from_secs_f64(pair.current_round_trip_time));
+        LinkFigures { route, round_trip }
+    }
+
+    pub async fn close(&self) {
+        let channel = self.lock_channel().take();
+        if let Some(channel) = channel {
+            let _ = channel.close().await;
+        }
+        if let Err(err) = self.connection.close().await {
+            tracing::debug!(error = %err, "closing a direct connection");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback() -> LinkSettings {
+        LinkSettings {
+            ice_servers: Vec::new(),
+            relay_only: false,
+            udp_bind: vec!["127.0.0.1:0".parse().unwrap()],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_links_on_loopback_open_a_channel_and_carry_messages() {
+        let (sender, mut events) = mpsc::unbounded_channel();
+        let tagged = |tag| Tagged {
+            tag,
+            events: sender.clone(),
+        };
+        let offerer = Link::new(&loopback(), tagged(1)).await.unwrap();
+        let answerer = Link::new(&loopback(), tagged(2)).await.unwrap();
+        let offer = offerer.offer().await.unwrap();
+        assert!(
+            offer.contains("a=fingerprint:"),
+            "the offer carries the DTLS fingerprint"
+        );
+        let answer = answerer.answer(offer).await.unwrap();
+        offerer.accept_answer(answer).await.unwrap();
+
+        let mut open = [false, false];
+        let mut received = None;
+        let exchange = async {
+            while received.is_none() {
+                let (tag, event) = events.recv().await.unwrap();
+                let (this, other) = if tag == 1 {
+                    (&offerer, &answerer)
+                } else {
+                    (&answerer, &offerer)
+                };
+                match event {
+                    LinkEvent::Candidate(Some(candidate)) => {
+                        other.add_candidate(candidate).await.unwrap();
+                    }
+                    LinkEvent::Open => {
+                        open[usize::from(tag == 2)] = true;
+                        if tag == 1 {
+                            this.send(b"hello over the direct path").await.unwrap();
+                        }
+                    }
+                    LinkEvent::Message(bytes) => received = Some((tag, bytes)),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), exchange)
+            .await
+            .expect("the channel opens and carries a message");
+        let (tag, bytes) = received.unwrap();
+        assert_eq!(tag, 2);
+        assert_eq!(&bytes[..], b"hello over the direct path");
+        assert!(open[0]);
+        let figures = offerer.figures().await;
+        assert_eq!(figures.route, Some(Route::Host));
+        offerer.close().await;
+        answerer.close().await;
+    }
+}
