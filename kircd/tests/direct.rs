@@ -33,6 +33,22 @@ fn connected(status: &pb::Status, contact: &Actor) -> bool {
     path_to(status, contact).is_some_and(|path| path.state == DirectPathState::Connected as i32)
 }
 
+/// The conversation `daemon` has with `contact`.
+async fn conversation_with(daemon: &Daemon, contact: &Actor) -> String {
+    daemon
+        .client()
+        .await
+        .list_contacts(pb::ListContactsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .contacts
+        .into_iter()
+        .find(|known| known.actor_id == contact.actor_id)
+        .unwrap()
+        .conversation_id
+}
+
 async fn wait_connected(watch: &mut Watcher, contact: &Actor, what: &str) -> pb::Status {
     watch
         .wait_until(what, WAIT, |status| connected(status, contact))
@@ -64,21 +80,7 @@ async fn two_online_contacts_chat_over_the_direct_path_and_store_each_message_on
     for text in &sent {
         send(&alice_daemon, &bob.name, text).await;
     }
-    let conversation = {
-        let contacts = bob_daemon
-            .client()
-            .await
-            .list_contacts(pb::ListContactsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .contacts;
-        contacts
-            .into_iter()
-            .find(|contact| contact.actor_id == alice.actor_id)
-            .unwrap()
-            .conversation_id
-    };
+    let conversation = conversation_with(&bob_daemon, &alice).await;
     wait_history(
         &bob_daemon,
         &conversation,
@@ -112,4 +114,156 @@ async fn two_online_contacts_chat_over_the_direct_path_and_store_each_message_on
     let status = bob_daemon.status().await;
     assert_eq!(rejected(&status, "replay"), 0);
     assert_eq!(rejected(&status, "stranger"), 0);
+}
+
+fn session(status: &pb::Status, contact: &Actor) -> String {
+    path_to(status, contact)
+        .map(|path| path.session.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until both daemons show a connected direct path to each other over
+/// the same session, and returns it; on a timeout, shows what both logged
+/// of the direct path.
+async fn one_connection(
+    (alice, alice_daemon, alice_watch): (&Actor, &Daemon, &mut Watcher),
+    (bob, bob_daemon, bob_watch): (&Actor, &Daemon, &mut Watcher),
+) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let at_alice = alice_watch.view.status.clone().unwrap_or_default();
+        let at_bob = bob_watch.view.status.clone().unwrap_or_default();
+        let (ours, theirs) = (session(&at_alice, bob), session(&at_bob, alice));
+        if connected(&at_alice, bob) && connected(&at_bob, alice) && ours == theirs {
+            return ours;
+        }
+        let logged = |daemon: &Daemon| {
+            daemon
+                .stderr()
+                .lines()
+                .filter(|line| line.contains("signal") || line.contains("direct"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no single connection within {WAIT:?}: alice {:?}, bob {:?}\nalice:\n{}\nbob:\n{}",
+            path_to(&at_alice, bob),
+            path_to(&at_bob, alice),
+            logged(alice_daemon),
+            logged(bob_daemon),
+        );
+        tokio::select! {
+            _ = alice_watch.next(Duration::from_millis(200)) => {}
+            _ = bob_watch.next(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn both_sides_starting_at_once_end_in_one_connection_every_time() {
+    let alice = direct("alice").await;
+    let bob = direct("bob").await;
+    let (alice_daemon, bob_daemon) = tokio::join!(Daemon::start(&alice), Daemon::start(&bob));
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    tokio::join!(alice_daemon.stop(), bob_daemon.stop());
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        // Both start, and so see each other online, at the same instant:
+        // both offer, and the polite side must yield.
+        let (alice_daemon, bob_daemon) = tokio::join!(Daemon::start(&alice), Daemon::start(&bob));
+        let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
+        let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
+        let mut alice_watch = alice_daemon.watch().await;
+        let mut bob_watch = bob_daemon.watch().await;
+        let session = one_connection(
+            (&alice, &alice_daemon, &mut alice_watch),
+            (&bob, &bob_daemon, &mut bob_watch),
+        )
+        .await;
+        assert_eq!(session.len(), 32);
+        // Settled: a second session would have replaced it by now.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(session_now(&alice_daemon, &bob).await, session);
+        assert_eq!(session_now(&bob_daemon, &alice).await, session);
+        sessions.push(session);
+        tokio::join!(alice_daemon.stop(), bob_daemon.stop());
+    }
+    sessions.sort();
+    sessions.dedup();
+    assert_eq!(sessions.len(), 8, "a new session each time");
+}
+
+async fn session_now(daemon: &Daemon, contact: &Actor) -> String {
+    session(&daemon.status().await, contact)
+}
+
+#[tokio::test]
+async fn a_killed_daemon_is_noticed_kafka_carries_the_gap_and_the_path_comes_back() {
+    let mut alice = direct("alice").await;
+    // Paced, as in the first test: the direct copy leads by far.
+    alice.set("kafka.budget_bytes_per_second", 2048);
+    let bob = direct("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let mut bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
+    let bob_tui = Watcher::interactive(&bob_daemon.socket).await;
+    let mut alice_watch = alice_daemon.watch().await;
+    let mut bob_watch = bob_daemon.watch().await;
+    one_connection(
+        (&alice, &alice_daemon, &mut alice_watch),
+        (&bob, &bob_daemon, &mut bob_watch),
+    )
+    .await;
+    drop((bob_tui, bob_watch));
+
+    bob_daemon.signal(rustix::process::Signal::KILL);
+    bob_daemon.wait().await;
+    let killed = std::time::Instant::now();
+    alice_watch
+        .wait_until("alice notices bob is gone", WAIT, |status| {
+            !connected(status, &bob)
+        })
+        .await;
+    let noticed = killed.elapsed();
+    // Bob's presence expires after three missed heartbeats (1.2 s); ICE
+    // would say `disconnected` after 5 s, `failed` after 25 s.
+    assert!(
+        noticed < Duration::from_secs(25),
+        "noticed after {noticed:?}"
+    );
+
+    let gap: Vec<String> = (0..5).map(|n| format!("while bob was down {n}")).collect();
+    for text in &gap {
+        send(&alice_daemon, &bob.name, text).await;
+    }
+    let bob_daemon = Daemon::start(&bob).await;
+    let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
+    let mut bob_watch = bob_daemon.watch().await;
+    one_connection(
+        (&alice, &alice_daemon, &mut alice_watch),
+        (&bob, &bob_daemon, &mut bob_watch),
+    )
+    .await;
+    send(&alice_daemon, &bob.name, "over the direct path again").await;
+
+    let conversation = conversation_with(&bob_daemon, &alice).await;
+    let history = wait_history(
+        &bob_daemon,
+        &conversation,
+        "all 6 at bob",
+        WAIT,
+        |history| incoming(history).len() >= 6,
+    )
+    .await;
+    let mut expected = gap.clone();
+    expected.push(String::from("over the direct path again"));
+    assert_eq!(incoming(&history), expected, "each once, in order");
+    let direct_flags: Vec<bool> = history
+        .iter()
+        .filter(|message| !message.outgoing)
+        .map(|message| message.direct)
+        .collect();
+    assert_eq!(direct_flags, [false, false, false, false, false, true]);
 }

@@ -142,6 +142,7 @@ pub fn direct_path(status: &DirectStatus) -> pb::DirectPath {
         round_trip_us: status
             .round_trip
             .map_or(0, |rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+        session: status.session.clone(),
     }
 }
 

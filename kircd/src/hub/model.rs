@@ -107,6 +107,8 @@ pub struct DirectStatus {
     /// The candidate type in use ("host", "relay", …), once connected.
     pub route: Option<&'static str>,
     pub round_trip: Option<std::time::Duration>,
+    /// The current session's id, in hex.
+    pub session: String,
 }
 
 impl DirectStatus {
@@ -117,6 +119,7 @@ impl DirectStatus {
             reason: String::new(),
             route: None,
             round_trip: None,
+            session: String::new(),
         }
     }
 }

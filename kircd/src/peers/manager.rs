@@ -176,9 +176,13 @@ impl Manager {
             let peer = self.peer(contact);
             peer.contact = Arc::clone(contact);
             let has_session = peer.session.is_some();
+            let open = peer.session.as_ref().is_some_and(|session| session.open);
             match state {
-                // Gone: its side is closed or closing.
-                PresenceState::Offline if has_session => {
+                // Gone: its side is closed or closing. A session still
+                // negotiating is left to its timeout: an "offline" read from
+                // a backlog after a restart may be older than the contact's
+                // offer, and ICE fails by itself if the contact is gone.
+                PresenceState::Offline if open => {
                     self.end_session(*actor, None, "the contact went offline")
                         .await;
                 }
@@ -305,6 +309,7 @@ impl Manager {
         });
         peer.status.state = DirectState::Connecting;
         peer.status.reason.clear();
+        peer.status.session = id.iter().map(|byte| format!("{byte:02x}")).collect();
         self.peers.hub.set_direct(peer.status.clone());
     }
 
@@ -313,6 +318,7 @@ impl Manager {
         let Some(peer) = self.contacts.get(&actor) else {
             return;
         };
+        tracing::debug!(contact = %actor, session = signal::short(&session), step = step.name(), "signalling sent");
         let payload = signal::encode(session, step);
         if let Err(err) = self
             .peers

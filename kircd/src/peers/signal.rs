@@ -43,6 +43,26 @@ pub enum Step {
     HangUp(String),
 }
 
+impl Step {
+    /// The step's name, for the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Offer(_) => "offer",
+            Step::Answer(_) => "answer",
+            Step::Candidates { .. } => "candidates",
+            Step::HangUp(_) => "hang-up",
+        }
+    }
+}
+
+/// A session id, short, for the log.
+pub fn short(session: &SessionId) -> String {
+    session[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Signal {
     pub from: Arc<Contact>,

@@ -32,6 +32,13 @@ impl Manager {
             .session
             .as_ref()
             .map(Session::current);
+        tracing::debug!(
+            contact = %actor,
+            session = crate::peers::signal::short(&signal.session),
+            step = signal.step.name(),
+            current = current.map(|current| crate::peers::signal::short(&current.id)),
+            "signalling received"
+        );
         match signal.step {
             Step::Offer(sdp) => {
                 match negotiation::on_offer(current, negotiation::polite(me, actor), signal.session)
@@ -79,9 +86,20 @@ impl Manager {
                 }
             }
             Step::Answer(sdp) => {
-                if !negotiation::concerns(current, signal.session)
-                    || current.is_some_and(|current| current.role != Role::Offerer)
-                {
+                if !negotiation::concerns(current, signal.session) {
+                    // The contact answered a session this side dropped (a
+                    // restart, a glare seen late): it would wait for it
+                    // until the timeout. Told, it drops it and both start
+                    // afresh, and the polite rule settles who offers.
+                    self.signal(
+                        actor,
+                        signal.session,
+                        Step::HangUp(String::from("unknown session")),
+                    )
+                    .await;
+                    return;
+                }
+                if current.is_some_and(|current| current.role != Role::Offerer) {
                     return;
                 }
                 let Some(link) = self.link_of(actor) else {
@@ -146,6 +164,9 @@ impl Manager {
         let Some(actor) = self.by_tag(tag) else {
             return;
         };
+        if let LinkEvent::State(state) = &event {
+            tracing::debug!(contact = %actor, ?state, "direct connection state");
+        }
         match event {
             LinkEvent::Message(bytes) => {
                 if self
