@@ -7,7 +7,14 @@
 use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, DirectPathState};
-use kirc_testkit::{Actor, Daemon, Watcher, befriend, incoming, rejected, send, wait_history};
+use kirc_proto::wire::v1 as wire;
+use kirc_testkit::{
+    Actor, Daemon, Watcher, befriend, incoming, kafka, rejected, send, wait_history,
+};
+use kircd::crypto::envelope;
+use kircd::crypto::identity::Identity;
+use kircd::peers::signal::{self, Step};
+use prost::Message as _;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -266,4 +273,75 @@ async fn a_killed_daemon_is_noticed_kafka_carries_the_gap_and_the_path_comes_bac
         .map(|message| message.direct)
         .collect();
     assert_eq!(direct_flags, [false, false, false, false, false, true]);
+}
+
+#[tokio::test]
+async fn forged_replayed_and_stranger_signalling_is_refused_counted_and_opens_nothing() {
+    let alice = direct("alice").await;
+    let bob = direct("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
+    let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
+    let mut alice_watch = alice_daemon.watch().await;
+    let mut bob_watch = bob_daemon.watch().await;
+    let session = one_connection(
+        (&alice, &alice_daemon, &mut alice_watch),
+        (&bob, &bob_daemon, &mut bob_watch),
+    )
+    .await;
+
+    let kafka_at = alice.stack.kafka.clone();
+    let signals = kafka::envelopes_of(
+        &kafka_at,
+        &format!("{}rpc-out", alice.topic_prefix),
+        wire::Kind::Signal,
+        &bob.actor_id,
+    );
+    assert!(signals.len() >= 2, "{} signalling records", signals.len());
+    // A copy of alice's first offer: older than what bob applied.
+    let replayed = signals[0].0.clone();
+    // Her last record with a byte of its sealed payload changed.
+    let mut forged = signals.last().unwrap().1.clone();
+    forged.ciphertext[0] ^= 1;
+    // An offer from someone bob does not know.
+    let eve = Identity::generate();
+    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
+    let stranger = envelope::seal(
+        &eve,
+        bob_keys.id(),
+        &envelope::PairKey::new(&eve, &bob_keys.box_key()),
+        wire::Kind::Signal,
+        envelope::new_message_id(),
+        &signal::encode([7; 16], Step::Offer(String::from("v=0"))),
+    );
+
+    let before = bob_daemon.status().await;
+    let producer = kafka::producer(&kafka_at);
+    let bob_rpc_in = format!("{}rpc-in", bob.topic_prefix);
+    kafka::produce(&producer, &bob_rpc_in, &replayed.key, &replayed.value).await;
+    kafka::produce(&producer, &bob_rpc_in, b"forged", &forged.encode_to_vec()).await;
+    kafka::produce(&producer, &bob_rpc_in, b"eve", &stranger).await;
+    let counted =
+        |status: &pb::Status, reason| rejected(status, reason) - rejected(&before, reason);
+    let status = bob_watch
+        .wait_until("the three refused at bob", WAIT, |status| {
+            counted(status, "stale") >= 1
+                && counted(status, "bad_signature") >= 1
+                && counted(status, "stranger") >= 1
+        })
+        .await;
+    assert_eq!(
+        (
+            counted(&status, "stale"),
+            counted(&status, "bad_signature"),
+            counted(&status, "stranger")
+        ),
+        (1, 1, 1)
+    );
+    // The connection is the one it was, on both sides, and there is no other.
+    assert_eq!(session_now(&bob_daemon, &alice).await, session);
+    assert_eq!(session_now(&alice_daemon, &bob).await, session);
+    assert_eq!(bob_daemon.status().await.direct_paths.len(), 1);
 }

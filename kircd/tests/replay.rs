@@ -17,27 +17,6 @@ use sqlx::Connection;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The records of `kind` addressed to `recipient` in `topic`, oldest first.
-fn records_of(
-    bootstrap: &str,
-    topic: &str,
-    kind: wire::Kind,
-    recipient: &str,
-) -> Vec<(Record, wire::Envelope)> {
-    kafka::read_all(bootstrap, topic)
-        .into_iter()
-        .filter_map(|record| {
-            let envelope = wire::Envelope::decode(record.value.as_slice()).ok()?;
-            (envelope.kind == kind as i32 && hex(&envelope.recipient) == recipient)
-                .then_some((record, envelope))
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 async fn stored_display_name(actor: &Actor, contact: &str) -> String {
     let mut db =
         sqlx::PgConnection::connect(&format!("{}/{}", actor.stack.postgres, actor.database))
@@ -83,7 +62,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
 
     // Profile: alice restarts with another name and Kafka address; bob
     // follows.
-    let old_accepted = records_of(
+    let old_accepted = kafka::envelopes_of(
         &kafka_at,
         &alice_rpc_out,
         wire::Kind::ContactAccepted,
@@ -178,7 +157,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
     }
 
     // Heartbeats: one at each start at least, and one a second.
-    let heartbeats = records_of(
+    let heartbeats = kafka::envelopes_of(
         &kafka_at,
         &alice_rpc_in,
         wire::Kind::Heartbeat,
@@ -189,7 +168,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
     // The replays: the oldest record of each kind, again, at the end of the
     // inbox.
     let oldest = |kind| {
-        records_of(&kafka_at, &alice_rpc_out, kind, &bob.actor_id)
+        kafka::envelopes_of(&kafka_at, &alice_rpc_out, kind, &bob.actor_id)
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("no {kind:?} in alice's rpc-out"))
@@ -198,7 +177,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
     let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
     let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
     let pair = envelope::PairKey::new(&alice_keys, &bob_keys.box_key());
-    let online = records_of(
+    let online = kafka::envelopes_of(
         &kafka_at,
         &alice_rpc_out,
         wire::Kind::Presence,
@@ -261,7 +240,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
 
     // The record applied last, again: the same bytes are a redelivery (not
     // an attack); the same id with other bytes a replay.
-    let latest = records_of(
+    let latest = kafka::envelopes_of(
         &kafka_at,
         &alice_rpc_out,
         wire::Kind::ContactAccepted,

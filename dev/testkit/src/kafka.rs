@@ -97,3 +97,27 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &[u8], value: 
         .map_err(|(err, _)| err)
         .expect("the broker acknowledges");
 }
+
+/// The records of `kind` addressed to `recipient` (hex actor id) in
+/// `topic`, oldest first, with their envelopes (whose kind and ids are in
+/// clear).
+pub fn envelopes_of(
+    bootstrap: &str,
+    topic: &str,
+    kind: kirc_proto::wire::v1::Kind,
+    recipient: &str,
+) -> Vec<(Record, kirc_proto::wire::v1::Envelope)> {
+    use prost::Message as _;
+    read_all(bootstrap, topic)
+        .into_iter()
+        .filter_map(|record| {
+            let envelope = kirc_proto::wire::v1::Envelope::decode(record.value.as_slice()).ok()?;
+            let to: String = envelope
+                .recipient
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            (envelope.kind == kind as i32 && to == recipient).then_some((record, envelope))
+        })
+        .collect()
+}

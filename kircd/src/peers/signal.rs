@@ -165,6 +165,89 @@ impl ControlHandler for SignalHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::envelope::Header;
+    use crate::store::ContactState;
+    use crate::testing::{book, contact, identity};
+
+    /// What the handler makes of `payload` from `from` sent `age` ago, and
+    /// what it handed on.
+    async fn handled(
+        from: &Arc<Contact>,
+        me: crate::crypto::identity::ActorId,
+        age: Duration,
+        payload: Vec<u8>,
+    ) -> (Applied, Option<Signal>) {
+        let (signals, mut received) = mpsc::channel(4);
+        let handler = SignalHandler { signals };
+        let sent_at = std::time::SystemTime::now() - age;
+        let since_epoch = sent_at.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let header = Header {
+            message_id: uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                since_epoch.as_secs(),
+                since_epoch.subsec_nanos(),
+            )),
+            sender: from.actor_id,
+            recipient: me,
+            kind: wire::Kind::Signal,
+        };
+        let applied = handler
+            .handle(Control {
+                header: &header,
+                sender: Sender::Contact(Arc::clone(from)),
+                payload,
+            })
+            .await
+            .unwrap();
+        (applied, received.try_recv().ok())
+    }
+
+    #[tokio::test]
+    async fn only_fresh_well_formed_signalling_from_accepted_contacts_goes_on() {
+        let (bob, alice, carol) = (identity(1), identity(2), identity(4));
+        let book = book(
+            &bob,
+            &[
+                (&alice, "alice", ContactState::Accepted),
+                (&carol, "carol", ContactState::Request),
+            ],
+        );
+        let offer = encode([3; 16], Step::Offer(String::from("v=0")));
+        let fresh = Duration::from_secs(1);
+        let (applied, passed) =
+            handled(&contact(&book, &alice), bob.id(), fresh, offer.clone()).await;
+        assert_eq!(applied, Ok(()));
+        assert_eq!(passed.unwrap().step, Step::Offer(String::from("v=0")));
+
+        let cases = [
+            (
+                "from a contact not accepted",
+                contact(&book, &carol),
+                fresh,
+                offer.clone(),
+                Rejection::Stranger,
+            ),
+            (
+                "older than the bound",
+                contact(&book, &alice),
+                SIGNAL_STALE + Duration::from_secs(5),
+                offer.clone(),
+                Rejection::Stale,
+            ),
+            (
+                "malformed",
+                contact(&book, &alice),
+                fresh,
+                vec![0xff; 8],
+                Rejection::Malformed,
+            ),
+        ];
+        for (name, from, age, payload, expected) in cases {
+            let (applied, passed) = handled(&from, bob.id(), age, payload).await;
+            assert_eq!(applied, Err(expected), "{name}");
+            assert!(passed.is_none(), "{name}: handed on");
+        }
+    }
 
     #[test]
     fn steps_round_trip_and_bad_shapes_are_refused() {
