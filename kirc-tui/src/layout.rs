@@ -133,6 +133,10 @@ const TIME_WIDTH: usize = 6;
 /// Names are padded or cut to this many columns.
 const NAME_WIDTH: usize = 10;
 
+/// The mark after a received message whose first copy came over the direct
+/// path (WebRTC) rather than through Kafka.
+pub const DIRECT_MARK: (&str, Color) = ("⇄", Color::Cyan);
+
 /// The mark after one of our own messages, by delivery state.
 pub fn delivery_mark(state: i32) -> (&'static str, Color) {
     match MessageState::try_from(state).unwrap_or(MessageState::Unspecified) {
@@ -206,7 +210,11 @@ pub(crate) fn message_lines(
     let name = sanitize(&state.name_of(&message.sender));
     let colour = colour_of(&message.sender);
     let body = sanitize_keep_newlines(&message.body);
-    let mark = message.outgoing.then(|| delivery_mark(message.state));
+    let mark = if message.outgoing {
+        Some(delivery_mark(message.state))
+    } else {
+        message.direct.then_some(DIRECT_MARK)
+    };
     let mark_width = mark.map_or(0, |(symbol, _)| symbol.width() + 1);
     let (head, head_width) = if message.action {
         let head = format!("* {name} ");

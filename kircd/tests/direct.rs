@@ -82,6 +82,12 @@ async fn two_online_contacts_chat_over_the_direct_path_and_store_each_message_on
     wait_connected(&mut alice_watch, &bob, "alice's direct path to bob").await;
     let status = wait_connected(&mut bob_watch, &alice, "bob's direct path to alice").await;
     assert_eq!(path_to(&status, &alice).unwrap().route, "host");
+    let output = bob.kircd().arg("status").output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("direct    alice: connected via host"),
+        "{text}"
+    );
 
     let sent: Vec<String> = (0..20).map(|n| format!("direct {n}")).collect();
     for text in &sent {

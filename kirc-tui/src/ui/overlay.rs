@@ -102,6 +102,10 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
     .map(|(name, state)| format!("{} {name}", delivery_mark(*state).0))
     .collect();
     lines.push(Line::from(format!("  your messages: {}", marks.join("  "))));
+    lines.push(Line::from(format!(
+        "  their messages: {} came over the direct path first (else Kafka)",
+        crate::layout::DIRECT_MARK.0
+    )));
     lines.push(Line::from(
         "  //text sends a line that starts with a slash".dim(),
     ));
@@ -236,6 +240,34 @@ fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State) {
     panel(frame, area, "Contacts", all, 72);
 }
 
+/// Where the direct path (WebRTC) to a contact stands, from the status.
+fn direct_path(state: &State, actor_id: &str) -> String {
+    let Some(path) = state.view.status.as_ref().and_then(|status| {
+        status
+            .direct_paths
+            .iter()
+            .find(|path| path.actor_id == actor_id)
+    }) else {
+        return String::from("off");
+    };
+    let mut text = path
+        .state()
+        .as_str_name()
+        .trim_start_matches("DIRECT_PATH_STATE_")
+        .to_lowercase();
+    if !path.route.is_empty() {
+        text.push_str(&format!(" via {}", sanitize(&path.route)));
+    }
+    if path.round_trip_us > 0 {
+        let tenths = path.round_trip_us / 100;
+        text.push_str(&format!(", rtt {}.{} ms", tenths / 10, tenths % 10));
+    }
+    if !path.reason.is_empty() {
+        text.push_str(&format!(" ({})", sanitize(&path.reason)));
+    }
+    text
+}
+
 fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
     let Some(contact) = state.view.contact(actor_id) else {
         panel(
@@ -265,6 +297,7 @@ fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
         field("actor id", contact.actor_id.clone()),
         field("fingerprint", contact.fingerprint.clone()),
         field("delivery path", sanitize(&contact.delivery_path)),
+        field("direct path", direct_path(state, actor_id)),
         field(
             "added",
             format_time(state, contact.added_at_unix_ms, "%Y-%m-%d %H:%M"),

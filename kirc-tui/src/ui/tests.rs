@@ -194,6 +194,8 @@ fn with_bob_open(mut state: State) -> State {
         message(5, ME, "morning", 24 * 60 + 1, Delivered),
         message(6, ME, "sending…", 24 * 60 + 2, Pending),
     ];
+    // The long line came over the direct path first.
+    messages[3].direct = true;
     let mut action = message(
         7,
         BOB,
@@ -299,6 +301,24 @@ fn message_request() {
     );
     state.overlay = Some(Overlay::Contacts);
     insta::assert_snapshot!(draw(&state, 100, 16).backend());
+}
+
+#[test]
+fn whois_with_a_direct_path() {
+    let mut status = healthy();
+    status.direct_paths.push(pb::DirectPath {
+        actor_id: BOB.into(),
+        state: pb::DirectPathState::Connected as i32,
+        reason: String::new(),
+        route: "host".into(),
+        round_trip_us: 420,
+        session: "ab".repeat(16),
+    });
+    let mut state = with_bob_open(connected(status));
+    state.overlay = Some(Overlay::Whois {
+        actor_id: BOB.into(),
+    });
+    insta::assert_snapshot!(draw(&state, 100, 22).backend());
 }
 
 #[test]

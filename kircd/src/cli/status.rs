@@ -1,6 +1,7 @@
 //! `kircd status` and `kircd config show`: what the daemon and the config say,
 //! as text for humans.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,7 +24,20 @@ pub async fn print(socket: &Path) -> ExitCode {
     match client.get_status(pb::GetStatusRequest {}).await {
         Ok(status) => {
             let status = status.into_inner();
-            print!("{}", render_status(&status));
+            // Contacts name the direct paths; without them, ids do.
+            let names: HashMap<String, String> = client
+                .list_contacts(pb::ListContactsRequest {})
+                .await
+                .map(|contacts| {
+                    contacts
+                        .into_inner()
+                        .contacts
+                        .into_iter()
+                        .map(|contact| (contact.actor_id, contact.display_name))
+                        .collect()
+                })
+                .unwrap_or_default();
+            print!("{}", render_status(&status, &names));
             if status
                 .backends
                 .iter()
@@ -45,7 +59,7 @@ pub async fn print(socket: &Path) -> ExitCode {
     }
 }
 
-pub fn render_status(status: &pb::Status) -> String {
+pub fn render_status(status: &pb::Status, names: &HashMap<String, String>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -141,6 +155,14 @@ pub fn render_status(status: &pb::Status) -> String {
             traffic.paced
         );
     }
+    for path in &status.direct_paths {
+        let _ = writeln!(
+            out,
+            "  direct    {}: {}",
+            names.get(&path.actor_id).unwrap_or(&path.actor_id),
+            direct_path(path)
+        );
+    }
     if !status.rejected.is_empty() {
         let _ = writeln!(
             out,
@@ -168,6 +190,29 @@ pub fn render_status(status: &pb::Status) -> String {
         );
     }
     out
+}
+
+/// One contact's direct path: its state, and the route and round trip
+/// when connected or the reason when not.
+fn direct_path(path: &pb::DirectPath) -> String {
+    let state = path
+        .state()
+        .as_str_name()
+        .trim_start_matches("DIRECT_PATH_STATE_")
+        .to_lowercase();
+    let mut line = state;
+    if !path.route.is_empty() {
+        line.push_str(&format!(" via {}", path.route));
+    }
+    if path.round_trip_us > 0 {
+        // Whole microseconds shown as milliseconds with one decimal.
+        let tenths = path.round_trip_us / 100;
+        line.push_str(&format!(", rtt {}.{} ms", tenths / 10, tenths % 10));
+    }
+    if !path.reason.is_empty() {
+        line.push_str(&format!(" ({})", path.reason));
+    }
+    line
 }
 
 pub fn render_config(config: &Config) -> String {
