@@ -19,7 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::summarize;
+use common::{cpu_ticks, proc_field, summarize};
 use kirc_proto::v1::GetStatusRequest;
 use kirc_testkit::{Actor, Daemon, all_up, bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,25 +71,6 @@ async fn get_status_round_trips(daemon: &Daemon) -> Vec<Duration> {
         }
     }
     samples
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse().ok())
-        .unwrap()
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces; fields count from after its ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{consumer, ms, raw_latency, summarize};
+use common::{consumer, ms, raw_latency, send_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
@@ -42,47 +42,6 @@ fn count(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
-}
-
-async fn send_latency(
-    alice: &Daemon,
-    bob: &Daemon,
-    to: &str,
-    count: usize,
-    text: &str,
-) -> Vec<Duration> {
-    let mut client = alice.client().await;
-    let mut events = bob
-        .client()
-        .await
-        .subscribe(pb::SubscribeRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let start = Instant::now();
-        let sent = client
-            .send_message(pb::SendMessageRequest {
-                to: to.to_owned(),
-                text: text.to_owned(),
-                action: false,
-                idempotency_key: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        loop {
-            let event = events.next().await.unwrap().unwrap();
-            if let Some(Kind::MessageAdded(message)) = &event.kind
-                && message.id == sent.id
-            {
-                break;
-            }
-        }
-        samples.push(start.elapsed());
-    }
-    samples
 }
 
 #[tokio::main]
@@ -147,8 +106,11 @@ async fn main() {
     // Latency, baseline first.
     let record_size = sealed(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
-    let ours =
-        summarize(send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await);
+    let ours = summarize(
+        send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text)
+            .await
+            .0,
+    );
 
     // Ingest: bob stops; his data-in fills with valid envelopes; he starts.
     assert!(bob_daemon.stop().await.success());

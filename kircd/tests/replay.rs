@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kirc_proto::v1::{self as pb, PresenceState};
 use kirc_proto::wire::v1 as wire;
-use kirc_testkit::kafka::{self, Record};
+use kirc_testkit::kafka;
 use kirc_testkit::{Actor, Daemon, befriend, rejected, send};
 use kircd::crypto::envelope;
 use kircd::crypto::identity::Identity;

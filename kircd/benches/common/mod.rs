@@ -108,3 +108,75 @@ pub async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Dura
     }
     samples
 }
+
+/// alice's `SendMessage` → the message's `MessageAdded` on bob's stream,
+/// one message at a time (the next once both the call returned and the
+/// event came); also how many arrived first over the direct path.
+pub async fn send_latency(
+    alice: &kirc_testkit::Daemon,
+    bob: &kirc_testkit::Daemon,
+    to: &str,
+    count: usize,
+    text: &str,
+) -> (Vec<Duration>, usize) {
+    use futures::StreamExt;
+    use kirc_proto::v1::{self as pb, event::Kind};
+    let mut client = alice.client().await;
+    let mut events = bob
+        .client()
+        .await
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut samples = Vec::with_capacity(count);
+    let mut direct = 0;
+    for index in 0..count {
+        // Each text is unique, so the event is known by it: the clock stops
+        // when bob has the message, whether or not alice's call (which
+        // returns once her own outbox has it) has returned yet.
+        let text = format!("{text} #{index}");
+        let start = Instant::now();
+        let call = client.send_message(pb::SendMessageRequest {
+            to: to.to_owned(),
+            text: text.clone(),
+            action: false,
+            idempotency_key: String::new(),
+        });
+        let arrival = async {
+            loop {
+                let event = events.next().await.unwrap().unwrap();
+                if let Some(Kind::MessageAdded(message)) = &event.kind
+                    && message.body == text
+                {
+                    return (start.elapsed(), message.direct);
+                }
+            }
+        };
+        let (sent, (elapsed, first_direct)) = tokio::join!(call, arrival);
+        sent.unwrap();
+        direct += usize::from(first_direct);
+        samples.push(elapsed);
+    }
+    (samples, direct)
+}
+
+/// A numeric field of `/proc/<pid>/<file>` (`VmRSS:` of `status`, say).
+pub fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap()
+}
+
+/// utime + stime of `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces; fields count from after its ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}

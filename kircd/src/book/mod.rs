@@ -91,6 +91,10 @@ pub struct ContactBook {
     identity: Arc<Identity>,
     contacts: RwLock<HashMap<ActorId, Arc<Contact>>>,
     loaded: tokio::sync::watch::Sender<bool>,
+    /// Bumped after every change, for those who act on the contacts (the
+    /// direct path opens to a contact once it is accepted, closes when it is
+    /// blocked).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ContactBook {
@@ -99,7 +103,18 @@ impl ContactBook {
             identity,
             contacts: RwLock::new(HashMap::new()),
             loaded: tokio::sync::watch::Sender::new(false),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes whenever a contact is added or changed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     pub fn identity(&self) -> &Arc<Identity> {
@@ -148,6 +163,7 @@ impl ContactBook {
                     .map(|contact| (contact.actor_id, Arc::clone(contact))),
             );
         }
+        self.changed();
         Ok(contacts)
     }
 
@@ -273,6 +289,7 @@ impl ContactBook {
     fn admit(&self, contact: Contact) -> Arc<Contact> {
         let contact = Arc::new(contact);
         self.write().insert(contact.actor_id, Arc::clone(&contact));
+        self.changed();
         contact
     }
 

@@ -99,14 +99,15 @@ impl Messaging {
             return self.sent_before(sent, &contact, text, action).await;
         };
         self.hub.message_added(&message);
-        // The direct copy first: it is the fast one, and the durable Kafka
-        // copy follows whether it went or not (the contact stores the id
-        // once, whichever arrives first).
-        self.outbound
-            .send_direct(contact.actor_id, &outgoing.envelope)
-            .await;
-        self.enqueue(outgoing.id, contact.conversation_id, &outgoing.envelope)
-            .await?;
+        // The direct copy (if a channel is open) and the durable Kafka copy
+        // leave together; the contact stores the id once, whichever
+        // arrives first.
+        let (_, queued) = tokio::join!(
+            self.outbound
+                .send_direct(contact.actor_id, &outgoing.envelope),
+            self.enqueue(outgoing.id, contact.conversation_id, &outgoing.envelope)
+        );
+        queued?;
         message.state = MessageState::Queued;
         Ok(message)
     }

@@ -98,10 +98,13 @@ impl Manager {
         }
         let (events_sender, mut events) = mpsc::unbounded_channel();
         let mut presence = self.peers.live.states();
-        let mut tick = tokio::time::interval(CANDIDATE_BATCH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut contacts = self.peers.book.changes();
         let mut figures_at = Instant::now() + FIGURES_EVERY;
         loop {
+            // Nothing to do, nothing wakes the task: it sleeps until the
+            // next deadline it has (a batch of candidates, a retry, a
+            // session's timeout, the figures of open channels), if any.
+            let wake = self.wake_at(&presence.borrow(), figures_at);
             tokio::select! {
                 () = cancel.cancelled() => break,
                 changed = presence.changed() => {
@@ -111,9 +114,17 @@ impl Manager {
                     let states = presence.borrow_and_update().clone();
                     self.reconcile(&states, &events_sender).await;
                 }
+                changed = contacts.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    contacts.borrow_and_update();
+                    let states = presence.borrow().clone();
+                    self.reconcile(&states, &events_sender).await;
+                }
                 Some(signal) = signals.recv() => self.on_signal(signal, &events_sender).await,
                 Some((tag, event)) = events.recv() => self.on_event(tag, event).await,
-                _ = tick.tick() => {
+                () = sleep_until(wake) => {
                     let states = presence.borrow().clone();
                     self.reconcile(&states, &events_sender).await;
                     self.flush_candidates(false).await;
@@ -129,6 +140,45 @@ impl Manager {
         }
     }
 
+    /// The earliest deadline of any contact's record, if there is one.
+    fn wake_at(
+        &self,
+        states: &HashMap<ActorId, PresenceState>,
+        figures_at: Instant,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        self.contacts
+            .iter()
+            .flat_map(|(actor, peer)| {
+                let mut deadlines = Vec::new();
+                match &peer.session {
+                    Some(session) => {
+                        if let Some(since) = session.outgoing_since {
+                            deadlines.push(since + CANDIDATE_BATCH);
+                        }
+                        if session.open {
+                            // The figures, and a check that the contact is
+                            // still one (a block closes its channel).
+                            deadlines.push(figures_at);
+                        } else {
+                            deadlines.push(session.started + SESSION_TIMEOUT);
+                        }
+                    }
+                    None => {
+                        let wanted = matches!(
+                            states.get(actor),
+                            Some(PresenceState::Online | PresenceState::Away)
+                        );
+                        if wanted && peer.retry_at > now {
+                            deadlines.push(peer.retry_at);
+                        }
+                    }
+                }
+                deadlines
+            })
+            .min()
+    }
+
     fn peer(&mut self, contact: &Arc<Contact>) -> &mut Peer {
         self.contacts
             .entry(contact.actor_id)
@@ -142,8 +192,8 @@ impl Manager {
     }
 
     /// Opens what should be open and closes what should not, after a
-    /// change of presence or contacts (checked on every tick too, so that
-    /// a retry falls due and a blocked contact is dropped).
+    /// change of presence, and at each deadline (so that a retry falls due
+    /// and a blocked contact's channel is closed).
     async fn reconcile(
         &mut self,
         states: &HashMap<ActorId, PresenceState>,
@@ -378,5 +428,12 @@ impl Manager {
         peer.status.state = DirectState::Failed;
         reason.clone_into(&mut peer.status.reason);
         self.peers.hub.set_direct(peer.status.clone());
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

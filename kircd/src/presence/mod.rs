@@ -117,6 +117,7 @@ impl Presence {
         let mut last_activity = Instant::now();
         let mut announced: Option<OwnPresence> = None;
         let mut typing_sent: HashMap<Uuid, Instant> = HashMap::new();
+        let mut contacts = self.book.changes();
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -130,6 +131,18 @@ impl Presence {
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
+                // A contact just accepted (or changed) hears our presence now,
+                // not at the next heartbeat: its direct path and its view of
+                // us need it.
+                changed = contacts.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    contacts.borrow_and_update();
+                    if let Some(presence) = &announced {
+                        self.announce(presence).await;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if let Some(presence) = &announced {
                         self.announce(presence).await;
