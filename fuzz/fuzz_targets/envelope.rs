@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         wire::Kind::Presence => drop(wire::Presence::decode(payload)),
         wire::Kind::Typing => drop(wire::Typing::decode(payload)),
         wire::Kind::Heartbeat => drop(wire::Heartbeat::decode(payload)),
+        wire::Kind::Signal => drop(kircd::peers::signal::parse(payload)),
         wire::Kind::ContactRequest => {}
     }
 });
