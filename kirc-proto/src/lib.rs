@@ -44,6 +44,28 @@ pub fn rejection_summary(counts: &[v1::RejectionCount]) -> String {
         .join(", ")
 }
 
+/// A contact's direct path as people read it: "connected via host, rtt
+/// 0.4 ms", "failed (reason)". `kircd status` and kirc-tui show the same.
+pub fn direct_path_summary(path: &v1::DirectPath) -> String {
+    let mut text = path
+        .state()
+        .as_str_name()
+        .trim_start_matches("DIRECT_PATH_STATE_")
+        .to_lowercase();
+    if !path.route.is_empty() {
+        text.push_str(&format!(" via {}", path.route));
+    }
+    if path.round_trip_us > 0 {
+        // Whole microseconds shown as milliseconds with one decimal.
+        let tenths = path.round_trip_us / 100;
+        text.push_str(&format!(", rtt {}.{} ms", tenths / 10, tenths % 10));
+    }
+    if !path.reason.is_empty() {
+        text.push_str(&format!(" ({})", path.reason));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,16 +23,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_ticks, ms, proc_field, raw_latency, send_latency, summarize};
+use common::{count, cpu_ticks, ms, proc_field, raw_latency, send_latency, summarize};
 use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
-
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn actor(name: &str, direct: bool) -> Actor {
     let mut actor = Actor::new(name).await;

@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{consumer, ms, raw_latency, send_latency, summarize};
+use common::{consumer, count, ms, raw_latency, send_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
@@ -36,13 +36,6 @@ use kircd::crypto::identity::Identity;
 use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() {

@@ -242,30 +242,20 @@ fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State) {
 
 /// Where the direct path (WebRTC) to a contact stands, from the status.
 fn direct_path(state: &State, actor_id: &str) -> String {
-    let Some(path) = state.view.status.as_ref().and_then(|status| {
-        status
-            .direct_paths
-            .iter()
-            .find(|path| path.actor_id == actor_id)
-    }) else {
-        return String::from("off");
-    };
-    let mut text = path
-        .state()
-        .as_str_name()
-        .trim_start_matches("DIRECT_PATH_STATE_")
-        .to_lowercase();
-    if !path.route.is_empty() {
-        text.push_str(&format!(" via {}", sanitize(&path.route)));
-    }
-    if path.round_trip_us > 0 {
-        let tenths = path.round_trip_us / 100;
-        text.push_str(&format!(", rtt {}.{} ms", tenths / 10, tenths % 10));
-    }
-    if !path.reason.is_empty() {
-        text.push_str(&format!(" ({})", sanitize(&path.reason)));
-    }
-    text
+    state
+        .view
+        .status
+        .as_ref()
+        .and_then(|status| {
+            status
+                .direct_paths
+                .iter()
+                .find(|path| path.actor_id == actor_id)
+        })
+        .map_or_else(
+            || String::from("off"),
+            |path| sanitize(&kirc_proto::direct_path_summary(path)),
+        )
 }
 
 fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {

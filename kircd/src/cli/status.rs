@@ -160,7 +160,7 @@ pub fn render_status(status: &pb::Status, names: &HashMap<String, String>) -> St
             out,
             "  direct    {}: {}",
             names.get(&path.actor_id).unwrap_or(&path.actor_id),
-            direct_path(path)
+            kirc_proto::direct_path_summary(path)
         );
     }
     if !status.rejected.is_empty() {
@@ -190,29 +190,6 @@ pub fn render_status(status: &pb::Status, names: &HashMap<String, String>) -> St
         );
     }
     out
-}
-
-/// One contact's direct path: its state, and the route and round trip
-/// when connected or the reason when not.
-fn direct_path(path: &pb::DirectPath) -> String {
-    let state = path
-        .state()
-        .as_str_name()
-        .trim_start_matches("DIRECT_PATH_STATE_")
-        .to_lowercase();
-    let mut line = state;
-    if !path.route.is_empty() {
-        line.push_str(&format!(" via {}", path.route));
-    }
-    if path.round_trip_us > 0 {
-        // Whole microseconds shown as milliseconds with one decimal.
-        let tenths = path.round_trip_us / 100;
-        line.push_str(&format!(", rtt {}.{} ms", tenths / 10, tenths % 10));
-    }
-    if !path.reason.is_empty() {
-        line.push_str(&format!(" ({})", path.reason));
-    }
-    line
 }
 
 pub fn render_config(config: &Config) -> String {

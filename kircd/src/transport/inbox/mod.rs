@@ -236,21 +236,12 @@ impl Inbox {
                     via: None,
                 })
                 .collect();
-            let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
-            loop {
-                match self.process(&arrivals, log).await {
-                    Ok(()) => break,
-                    Err(err) => {
-                        // Nothing of the batch is acknowledged: it is
-                        // processed again (storing is idempotent) once the
-                        // database is back.
-                        tracing::warn!(error = %err, records = batch.len(), "cannot store the inbox batch; retrying");
-                        tokio::select! {
-                            () = cancel.cancelled() => return Ended::Cancelled,
-                            () = tokio::time::sleep(backoff.next_delay()) => {}
-                        }
-                    }
-                }
+            if self
+                .process_until_stored(&arrivals, log, cancel)
+                .await
+                .is_err()
+            {
+                return Ended::Cancelled;
             }
             for record in &batch {
                 if let Err(err) =
@@ -317,9 +308,7 @@ impl Inbox {
     }
 
     /// Records from data channels: processed like the inbox's own, with no
-    /// offsets to store. A failure to store is retried like a batch of the
-    /// inbox's (the copy on Kafka would come anyway, but the direct one
-    /// should count); false once cancelled.
+    /// offsets to store; Err once cancelled.
     async fn process_direct(
         &self,
         records: &[DirectRecord],
@@ -341,12 +330,24 @@ impl Inbox {
                 via: Some(record.from),
             })
             .collect();
+        self.process_until_stored(&arrivals, log, cancel).await
+    }
+
+    /// Processes the records until they are stored: nothing of them is
+    /// acknowledged before, and they are processed again (storing is
+    /// idempotent) once the database is back. Err once cancelled.
+    async fn process_until_stored(
+        &self,
+        arrivals: &[Arrival<'_>],
+        log: &mut RejectionLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), ()> {
         let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
         loop {
-            match self.process(&arrivals, log).await {
+            match self.process(arrivals, log).await {
                 Ok(()) => return Ok(()),
                 Err(err) => {
-                    tracing::warn!(error = %err, records = records.len(), "cannot store records from the direct path; retrying");
+                    tracing::warn!(error = %err, records = arrivals.len(), "cannot store inbound records; retrying");
                     tokio::select! {
                         () = cancel.cancelled() => return Err(()),
                         () = tokio::time::sleep(backoff.next_delay()) => {}
