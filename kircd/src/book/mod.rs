@@ -343,6 +343,18 @@ impl ContactBook {
             .cloned()
             .collect()
     }
+
+    /// Accepted contacts that have accepted us too: the ones that take our
+    /// presence. A contact we have just added by its invite has not yet
+    /// read our request, and would count a presence that overtook the
+    /// request as a stranger's.
+    pub fn mutual(&self) -> Vec<Arc<Contact>> {
+        self.read()
+            .values()
+            .filter(|contact| contact.is_accepted() && contact.peer_accepted)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The stamp of a stored signed profile, read without verifying it: only to

@@ -88,6 +88,26 @@ fn only_accepted_contacts_are_accepted_and_all_come_in_the_order_added() {
 }
 
 #[test]
+fn presence_goes_only_to_contacts_that_accepted_us_too() {
+    let me = identity(1);
+    let (added, mutual) = (identity(2), identity(3));
+    let book = book(&me, &[(&mutual, "mutual", ContactState::Accepted)]);
+    // Added by its invite a moment ago: our request is still on its way.
+    let row = StoredContact {
+        actor_id: added.id().as_bytes().to_vec(),
+        signed_profile: Vec::new(),
+        profile_updated_at_unix_ms: 1,
+        state: ContactState::Accepted,
+        peer_accepted: false,
+        added_at_unix_ms: 9,
+    };
+    book.admit(Contact::new(&me, &profile(&added, "added", 1), &row));
+    assert_eq!(book.accepted().len(), 2);
+    let mutual_ids: Vec<ActorId> = book.mutual().iter().map(|c| c.actor_id).collect();
+    assert_eq!(mutual_ids, vec![mutual.id()]);
+}
+
+#[test]
 fn commands_wait_until_the_book_is_loaded() {
     let book = ContactBook::new(identity(1));
     assert_eq!(book.check_loaded(), Err(NotLoaded));

@@ -212,7 +212,7 @@ impl Presence {
                 .max(1),
         };
         let payload = record.encode_to_vec();
-        for contact in self.book.accepted() {
+        for contact in self.book.mutual() {
             if let Err(err) = self
                 .outbound
                 .send_control(&contact, wire::Kind::Presence, &payload)
