@@ -4,7 +4,9 @@
 //! - latency: alice's `SendMessage` → the message's `MessageAdded` on bob's
 //!   stream with the direct path open, against the same over Kafka alone (a
 //!   second pair, carol and dave, with the path off) and raw rdkafka
-//!   produce → consume of a record of the same size;
+//!   produce → consume of a record of the same size, and a bare data
+//!   channel between two connections in this process (the channel's own
+//!   floor: what the WebRTC stack costs before kircd does anything);
 //! - opening: bob restarts; from his READY to both daemons showing the
 //!   channel connected (presence over Kafka, then signalling, ICE, DTLS,
 //!   SCTP);
@@ -20,12 +22,15 @@
 )]
 
 mod common;
+#[path = "../tests/support/links.rs"]
+mod links;
 
 use std::time::{Duration, Instant};
 
 use common::{count, cpu_ticks, ms, proc_field, raw_latency, send_latency, summarize};
 use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
+use kircd::peers::link::LinkEvent;
 
 async fn actor(name: &str, direct: bool) -> Actor {
     let mut actor = Actor::new(name).await;
@@ -58,6 +63,26 @@ async fn wait_connected(a: (&Actor, &Daemon), b: (&Actor, &Daemon)) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One-way latency of `count` messages of `size` bytes over a data channel
+/// between two connections in this process, one message at a time.
+async fn raw_channel_latency(count: usize, size: usize) -> Vec<Duration> {
+    let mut pairs = links::Pairs::connect(1).await;
+    let payload = vec![b'x'; size];
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = Instant::now();
+        pairs.links[0].0.send(&payload).await.unwrap();
+        loop {
+            if let (1, LinkEvent::Message(_)) = pairs.events.recv().await.unwrap() {
+                break;
+            }
+        }
+        samples.push(sent.elapsed());
+    }
+    pairs.close().await;
+    samples
 }
 
 /// CPU (% of a core) and RSS (MiB) of `pid` over `secs` of idling.
@@ -96,6 +121,7 @@ async fn main() {
     let text = "a typical chat line of about sixty bytes, give or take a few";
     // The sealed envelope of such a line is about 220 bytes.
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220).await);
+    let channel = summarize(raw_channel_latency(messages, 220).await);
     let (samples, first_direct) =
         send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await;
     let direct = summarize(samples);
@@ -147,6 +173,12 @@ async fn main() {
         "| raw rdkafka produce → consume, 220 B | {} | {} | 1× |",
         ms(raw.p50),
         ms(raw.p99)
+    );
+    println!(
+        "| raw WebRTC data channel, two connections in one process, 220 B | {} | {} | {:.2}× |",
+        ms(channel.p50),
+        ms(channel.p99),
+        ratio(channel.p50)
     );
     println!(
         "| peer's READY → channel open on both sides ({rounds} restarts) | {} | {} | — |",

@@ -62,26 +62,79 @@ async fn wait_connected(watch: &mut Watcher, contact: &Actor, what: &str) -> pb:
         .await
 }
 
+/// Two befriended daemons, both online (a client attached to each), with
+/// the direct path connected both ways.
+struct OnlinePair {
+    alice_daemon: Daemon,
+    bob_daemon: Daemon,
+    _clients: (Watcher, Watcher),
+    bob_watch: Watcher,
+    /// Each side's status once connected.
+    at_alice: pb::Status,
+    at_bob: pb::Status,
+}
+
+async fn online_pair(alice: &Actor, bob: &Actor) -> OnlinePair {
+    let alice_daemon = Daemon::start(alice).await;
+    let bob_daemon = Daemon::start(bob).await;
+    befriend((alice, &alice_daemon), (bob, &bob_daemon)).await;
+    // Attached clients make both online.
+    let clients = (
+        Watcher::interactive(&alice_daemon.socket).await,
+        Watcher::interactive(&bob_daemon.socket).await,
+    );
+    let mut alice_watch = alice_daemon.watch().await;
+    let mut bob_watch = bob_daemon.watch().await;
+    let at_alice = wait_connected(&mut alice_watch, bob, "alice's direct path to bob").await;
+    let at_bob = wait_connected(&mut bob_watch, alice, "bob's direct path to alice").await;
+    OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients: clients,
+        bob_watch,
+        at_alice,
+        at_bob,
+    }
+}
+
+/// Warm-up messages that spend alice's Kafka budget's burst (a quarter
+/// second's worth), which lets the first Kafka copies leave at once; from
+/// then on each Kafka copy waits about 100 ms for the budget, far longer
+/// than the direct path takes, so "arrived first over the direct path" is
+/// a property of the path, not of a race.
+fn warm_up() -> Vec<String> {
+    (0..3).map(|n| format!("warm-up {n}")).collect()
+}
+
+/// Every message of `history` after the warm-up arrived first over the
+/// direct path.
+fn assert_paced_ones_went_direct(history: &[pb::ChatMessage]) {
+    let first_over: Vec<(&str, bool)> = history
+        .iter()
+        .filter(|message| !message.outgoing)
+        .map(|message| (message.body.as_str(), message.direct))
+        .collect();
+    assert!(
+        first_over[warm_up().len()..]
+            .iter()
+            .all(|(_, direct)| *direct),
+        "every paced message arrived first over the direct path: {first_over:?}"
+    );
+}
+
 #[tokio::test]
 async fn two_online_contacts_chat_over_the_direct_path_and_store_each_message_once() {
     let mut alice = direct("alice").await;
-    // Alice's Kafka is paced to a trickle (each message waits for the
-    // budget), so that the direct copy leads its Kafka copy by far more
-    // than any scheduling delay: "arrived first over the direct path" is
-    // then a property of the path, not of a race.
     alice.set("kafka.budget_bytes_per_second", 2048);
     let bob = direct("bob").await;
-    let alice_daemon = Daemon::start(&alice).await;
-    let bob_daemon = Daemon::start(&bob).await;
-    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
-    // Attached clients make both online.
-    let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
-    let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
-    let mut alice_watch = alice_daemon.watch().await;
-    let mut bob_watch = bob_daemon.watch().await;
-    wait_connected(&mut alice_watch, &bob, "alice's direct path to bob").await;
-    let status = wait_connected(&mut bob_watch, &alice, "bob's direct path to alice").await;
-    assert_eq!(path_to(&status, &alice).unwrap().route, "host");
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        mut bob_watch,
+        at_bob,
+        ..
+    } = online_pair(&alice, &bob).await;
+    assert_eq!(path_to(&at_bob, &alice).unwrap().route, "host");
     let output = bob.kircd().arg("status").output().await.unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -89,44 +142,65 @@ async fn two_online_contacts_chat_over_the_direct_path_and_store_each_message_on
         "{text}"
     );
 
-    let sent: Vec<String> = (0..20).map(|n| format!("direct {n}")).collect();
+    let warm_up = warm_up();
+    let measured: Vec<String> = (0..20).map(|n| format!("direct {n}")).collect();
+    let sent: Vec<String> = warm_up.iter().chain(&measured).cloned().collect();
     for text in &sent {
         send(&alice_daemon, &bob.name, text).await;
     }
     let conversation = conversation_with(&bob_daemon, &alice).await;
-    wait_history(
-        &bob_daemon,
-        &conversation,
-        "all 20 at bob",
-        WAIT,
-        |history| incoming(history).len() >= sent.len(),
-    )
+    wait_history(&bob_daemon, &conversation, "all at bob", WAIT, |history| {
+        incoming(history).len() >= sent.len()
+    })
     .await;
-    // The Kafka copies arrive too, and are recognised as copies.
+    // The second copy of each arrives too, and is recognised as a copy.
     bob_watch
-        .wait_until("the Kafka copies of all 20", WAIT, |status| {
+        .wait_until("the second copy of each", WAIT, |status| {
             status
                 .inbox
                 .as_ref()
-                .is_some_and(|inbox| inbox.redelivered >= 20)
+                .is_some_and(|inbox| inbox.redelivered >= sent.len() as u64)
         })
         .await;
     let history = kirc_testkit::history_all(&bob_daemon, &conversation).await;
     assert_eq!(incoming(&history), sent, "each message once, in order");
-    assert!(
-        history
-            .iter()
-            .filter(|message| !message.outgoing)
-            .all(|message| message.direct),
-        "every message arrived first over the direct path: {:?}",
-        history
-            .iter()
-            .map(|message| message.direct)
-            .collect::<Vec<_>>()
-    );
+    assert_paced_ones_went_direct(&history);
     let status = bob_daemon.status().await;
     assert_eq!(rejected(&status, "replay"), 0);
     assert_eq!(rejected(&status, "stranger"), 0);
+}
+
+#[tokio::test]
+async fn relay_only_through_a_real_turn_server_connects_and_carries_chat() {
+    // Both sides may use only relayed candidates: every packet goes through
+    // the stack's coturn, with the credential read from a file.
+    let mut alice = direct("alice").await;
+    alice
+        .relay_only()
+        .set("kafka.budget_bytes_per_second", 2048);
+    let mut bob = direct("bob").await;
+    bob.relay_only();
+    let pair = online_pair(&alice, &bob).await;
+    assert_eq!(path_to(&pair.at_alice, &bob).unwrap().route, "relay");
+    assert_eq!(path_to(&pair.at_bob, &alice).unwrap().route, "relay");
+
+    let warm_up = warm_up();
+    let relayed: Vec<String> = (0..5).map(|n| format!("relayed {n}")).collect();
+    let sent: Vec<String> = warm_up.iter().chain(&relayed).cloned().collect();
+    for text in &sent {
+        send(&pair.alice_daemon, &bob.name, text).await;
+    }
+    let conversation = conversation_with(&pair.bob_daemon, &alice).await;
+    let history = wait_history(
+        &pair.bob_daemon,
+        &conversation,
+        "all at bob",
+        WAIT,
+        |history| incoming(history).len() >= sent.len(),
+    )
+    .await;
+    assert_eq!(incoming(&history), sent, "each message once, in order");
+    assert_paced_ones_went_direct(&history);
 }
 
 fn session(status: &pb::Status, contact: &Actor) -> String {
@@ -350,4 +424,69 @@ async fn forged_replayed_and_stranger_signalling_is_refused_counted_and_opens_no
     assert_eq!(session_now(&bob_daemon, &alice).await, session);
     assert_eq!(session_now(&alice_daemon, &bob).await, session);
     assert_eq!(bob_daemon.status().await.direct_paths.len(), 1);
+}
+
+#[tokio::test]
+async fn doctor_asks_the_stun_and_turn_servers_and_says_what_failed() {
+    let mut actor = Actor::new("doctor").await;
+    // coturn answers STUN on its TURN port too.
+    let stun = actor
+        .stack
+        .turn_url
+        .replacen("turn:", "stun:", 1)
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    actor.relay_only().set("rtc.stun_urls", stun.clone());
+    let doctor = |actor: &Actor, credential: Option<&str>| {
+        let mut command = actor.kircd();
+        command.args(["doctor", "--timeout", "2s"]);
+        if let Some(credential) = credential {
+            command.env("KIRC_RTC_TURN_CREDENTIAL", credential);
+        }
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        }
+    };
+    let (passed, text) = doctor(&actor, None).await;
+    assert!(passed, "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok    stun        {stun}: answers; it sees this host as 127.0.0.1:"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("credential accepted; relayed address 127.0.0.1:"),
+        "{text}"
+    );
+
+    // A wrong credential fails the TURN check, and with relay only that
+    // fails the doctor; the credential itself is never printed.
+    let (passed, text) = doctor(&actor, Some("not-the-password")).await;
+    assert!(!passed, "{text}");
+    assert!(text.contains("FAIL  turn"), "{text}");
+    assert!(
+        text.contains("fix: check rtc.turn_url, rtc.turn_username and the credential"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+
+    // A STUN server that is not there is a warning: Kafka still carries
+    // everything.
+    actor
+        .set("rtc.stun_urls", "stun:127.0.0.1:9")
+        .set("rtc.ice_transport_policy", "all");
+    let (passed, text) = doctor(&actor, Some("not-the-password")).await;
+    assert!(passed, "{text}");
+    assert!(
+        text.contains("WARN  stun        stun:127.0.0.1:9: no answer within"),
+        "{text}"
+    );
+    assert!(text.contains("WARN  turn"), "{text}");
 }

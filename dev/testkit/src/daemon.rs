@@ -148,6 +148,25 @@ impl Actor {
         self.set("rtc.enabled", true)
     }
 
+    /// Turns the direct path on through the stack's TURN server only (ICE
+    /// policy `relay`), its credential read from a file as a user would
+    /// keep it.
+    pub fn relay_only(&mut self) -> &mut Self {
+        let credential = self.dir.path().join("turn-credential");
+        std::fs::write(&credential, format!("{}\n", self.stack.turn_password)).unwrap();
+        std::fs::set_permissions(
+            &credential,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let (url, user) = (self.stack.turn_url.clone(), self.stack.turn_user.clone());
+        self.direct_path()
+            .set("rtc.turn_url", url)
+            .set("rtc.turn_username", user)
+            .set("rtc.turn_credential_file", credential.display().to_string())
+            .set("rtc.ice_transport_policy", "relay")
+    }
+
     fn write_config(&self) {
         let base = format!(
             r#"

@@ -39,6 +39,10 @@ pub struct Stack {
     pub sasl_password: String,
     /// The CA that signed the SASL_SSL listener's certificate.
     pub ca_file: PathBuf,
+    /// The STUN/TURN server (coturn) and its long-term credentials.
+    pub turn_url: String,
+    pub turn_user: String,
+    pub turn_password: String,
 }
 
 impl Stack {
@@ -59,6 +63,9 @@ impl Stack {
                 || repo_root().join(".stack/kafka/tls/ca.pem"),
                 PathBuf::from,
             ),
+            turn_url: var("KIRC_STACK_TURN_URL", "turn:127.0.0.1:13478?transport=udp"),
+            turn_user: var("KIRC_STACK_TURN_USER", "kirc"),
+            turn_password: var("KIRC_STACK_TURN_PASSWORD", "kirc-turn"),
         }
     }
 }

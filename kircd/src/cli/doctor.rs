@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::backends::kafka::Cluster;
 use crate::backends::{postgres, valkey};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, IcePolicy};
+use crate::peers::probe::{self, Answer, ServerUrl};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -73,14 +74,16 @@ pub async fn run(config: &Config, timeout: Duration) -> Vec<Check> {
             None => format!("defaults and environment (actor {})", config.actor_name),
         },
     )];
-    let (kafka, postgres, valkey) = tokio::join!(
+    let (kafka, postgres, valkey, direct) = tokio::join!(
         check_kafka(config, timeout),
         check_postgres(config, timeout),
-        check_valkey(config, timeout)
+        check_valkey(config, timeout),
+        check_direct_path(config, timeout)
     );
     checks.extend(kafka);
     checks.push(postgres);
     checks.push(valkey);
+    checks.extend(direct);
     checks.push(check_socket_dir(config));
     checks.push(check_daemon(config).await);
     checks
@@ -250,6 +253,81 @@ async fn check_valkey(config: &Config, timeout: Duration) -> Check {
             "check valkey.url and that the server is running (local stack: dev/stack up valkey)",
         ),
     }
+}
+
+/// Asks each STUN server and the TURN server (with the credential) once.
+/// The direct path is a fast path beside Kafka, so a server that does not
+/// answer is a warning, unless relay-only leaves no route without it.
+async fn check_direct_path(config: &Config, timeout: Duration) -> Vec<Check> {
+    let rtc = &config.rtc;
+    if !rtc.enabled {
+        return vec![Check::ok("direct path", "off (rtc.enabled = false)")];
+    }
+    let bind = rtc.udp_bind.first().map_or(
+        std::net::Ipv4Addr::UNSPECIFIED.into(),
+        std::net::SocketAddr::ip,
+    );
+    let mut asks = Vec::new();
+    for url in &rtc.stun_urls {
+        asks.push(("stun", url.clone(), None));
+    }
+    if let Some(turn) = &rtc.turn {
+        use secrecy::ExposeSecret as _;
+        asks.push((
+            "turn",
+            turn.url.clone(),
+            Some((
+                turn.username.clone(),
+                turn.credential.expose_secret().to_owned(),
+            )),
+        ));
+    }
+    if asks.is_empty() {
+        return vec![Check::warn(
+            "direct path",
+            "no STUN or TURN server: only contacts on the same network can be reached directly",
+            "set rtc.stun_urls (the default is Google's public STUN server)",
+        )];
+    }
+    let relay_only = rtc.ice_policy == IcePolicy::Relay;
+    let asked = asks.into_iter().map(|(name, url, credential)| async move {
+        let server = ServerUrl::parse(&url);
+        let answer = match server {
+            Err(err) => Err(err),
+            Ok(server) => tokio::task::spawn_blocking(move || {
+                let credential = credential
+                    .as_ref()
+                    .map(|(user, password)| (user.as_str(), password.as_str()));
+                probe::ask(&server, credential, bind, timeout)
+            })
+            .await
+            .unwrap_or_else(|err| Err(probe::ProbeError::Turn(err.to_string()))),
+        };
+        match answer {
+            Ok(Answer::Reflexive(address)) => {
+                Check::ok(name, format!("{url}: answers; it sees this host as {address}"))
+            }
+            Ok(Answer::Relayed(address)) => Check::ok(
+                name,
+                format!("{url}: credential accepted; relayed address {address}"),
+            ),
+            Err(err @ probe::ProbeError::NotUdp(_)) => Check::ok(name, format!("{url}: not checked ({err})")),
+            Err(err) => {
+                let fix = if name == "turn" {
+                    "check rtc.turn_url, rtc.turn_username and the credential, and that UDP to the server is allowed"
+                } else {
+                    "check rtc.stun_urls and that UDP to the server is allowed; without it, contacts behind NATs are reached over Kafka only"
+                };
+                let detail = format!("{url}: {err}");
+                if name == "turn" && relay_only {
+                    Check::fail(name, detail, format!("{fix} (rtc.ice_transport_policy = relay: no direct path without it)"))
+                } else {
+                    Check::warn(name, detail, fix)
+                }
+            }
+        }
+    });
+    futures::future::join_all(asked).await
 }
 
 fn check_socket_dir(config: &Config) -> Check {

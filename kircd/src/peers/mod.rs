@@ -21,6 +21,7 @@ mod channels;
 pub mod link;
 mod manager;
 pub mod negotiation;
+pub mod probe;
 pub mod signal;
 
 use std::sync::Arc;
