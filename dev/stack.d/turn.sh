@@ -8,7 +8,14 @@
 # data channel is DTLS-encrypted end to end whichever way it goes.
 
 turn_install() {
-	command -v turnserver >/dev/null || apt_install coturn
+	command -v turnserver >/dev/null && return 0
+	apt_install coturn
+	# Where systemd runs, Debian's package may start its own coturn on every
+	# interface: the stack wants only its loopback one.
+	if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
+		say "stopping and disabling the coturn system service the package started"
+		systemctl disable --now coturn >/dev/null 2>&1 || say "could not stop it: run sudo systemctl disable --now coturn"
+	fi
 }
 
 turn_ready() { port_open "$TURN_PORT"; }
