@@ -68,6 +68,7 @@ struct OnlinePair {
     alice_daemon: Daemon,
     bob_daemon: Daemon,
     _clients: (Watcher, Watcher),
+    alice_watch: Watcher,
     bob_watch: Watcher,
     /// Each side's status once connected.
     at_alice: pb::Status,
@@ -91,6 +92,7 @@ async fn online_pair(alice: &Actor, bob: &Actor) -> OnlinePair {
         alice_daemon,
         bob_daemon,
         _clients: clients,
+        alice_watch,
         bob_watch,
         at_alice,
         at_bob,
@@ -489,4 +491,86 @@ async fn doctor_asks_the_stun_and_turn_servers_and_says_what_failed() {
         "{text}"
     );
     assert!(text.contains("WARN  turn"), "{text}");
+}
+
+#[tokio::test]
+async fn typing_and_presence_take_only_the_open_channel_and_kafka_again_once_it_closes() {
+    let alice = direct("alice").await;
+    let bob = direct("bob").await;
+    let mut pair = online_pair(&alice, &bob).await;
+    // From here alice's channel to bob is open (status shows it connected
+    // only once it is): nothing sealed later may take Kafka.
+    let opened_ms = kirc_proto::unix_ms(std::time::SystemTime::now());
+    let rpc_out = format!("{}rpc-out", alice.topic_prefix);
+    // alice's typing and presence records for bob in her outbox sealed
+    // after `since_ms` (their ids carry the time they were sealed).
+    let on_kafka_since = |since_ms: i64| {
+        [wire::Kind::Typing, wire::Kind::Presence]
+            .into_iter()
+            .flat_map(|kind| kafka::envelopes_of(&alice.stack.kafka, &rpc_out, kind, &bob.actor_id))
+            .filter(|(_, envelope)| {
+                let id = uuid::Uuid::from_slice(&envelope.message_id).unwrap();
+                let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+                i64::try_from(seconds).unwrap() * 1000 + i64::from(nanos / 1_000_000) > since_ms
+            })
+            .count()
+    };
+
+    let conversation = conversation_with(&pair.alice_daemon, &bob).await;
+    let sent = pair
+        .alice_daemon
+        .client()
+        .await
+        .report_typing(pb::ReportTypingRequest {
+            conversation_id: conversation,
+            active: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sent;
+    assert!(sent);
+    let typing = |view: &kirc_proto::DaemonView| {
+        view.presence_of(&alice.actor_id)
+            .is_some_and(|presence| presence.typing)
+    };
+    pair.bob_watch
+        .wait_for("alice typing, over the channel", WAIT, typing)
+        .await;
+    // alice's heartbeats come every 400 ms and bob counts her offline 1.2 s
+    // after the last one: online through a 3 s window means they kept
+    // arriving, and none of them (nor the typing) was on Kafka.
+    let window = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < window {
+        pair.bob_watch.next(Duration::from_millis(200)).await;
+        let state = pair
+            .bob_watch
+            .view
+            .presence_of(&alice.actor_id)
+            .map(|presence| presence.state);
+        assert_eq!(state, Some(pb::PresenceState::Online as i32));
+    }
+    assert_eq!(
+        on_kafka_since(opened_ms),
+        0,
+        "typing and presence took only the channel"
+    );
+
+    // bob goes: the channel closes, and alice's heartbeats to him are back
+    // on Kafka by themselves, where he will read them when he returns.
+    assert!(pair.bob_daemon.stop().await.success());
+    pair.alice_watch
+        .wait_until("alice's channel to bob closed", WAIT, |status| {
+            !connected(status, &bob)
+        })
+        .await;
+    let closed_ms = kirc_proto::unix_ms(std::time::SystemTime::now());
+    let deadline = std::time::Instant::now() + WAIT;
+    while on_kafka_since(closed_ms) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat to bob on Kafka after the channel closed"
+        );
+        pair.alice_watch.next(Duration::from_millis(200)).await;
+    }
 }

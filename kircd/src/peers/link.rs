@@ -40,6 +40,14 @@ pub const ICE_DISCONNECTED: Duration = Duration::from_secs(5);
 pub const ICE_FAILED: Duration = Duration::from_secs(25);
 const ICE_KEEPALIVE: Duration = Duration::from_secs(2);
 
+/// Connectivity checks are paced every 50 ms, the pacing RFC 8445 gives
+/// (Ta) and browsers use, instead of the crate's 200 ms: on a fast route
+/// the second round of checks (nomination) is what ICE waits for, so the
+/// interval is most of its time to `connected`. Each pair still gets the
+/// crate's 1.4 s before it counts as failed.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+const ICE_BINDING_REQUESTS: u16 = 28;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct LinkError(String);
@@ -244,6 +252,7 @@ impl Link {
                 Some(ICE_FAILED),
                 Some(ICE_KEEPALIVE),
             )
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_BINDING_REQUESTS))
             .build();
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(settings.ice_servers.clone())
