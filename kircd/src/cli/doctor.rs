@@ -294,14 +294,22 @@ async fn check_direct_path(config: &Config, timeout: Duration) -> Vec<Check> {
         let server = ServerUrl::parse(&url);
         let answer = match server {
             Err(err) => Err(err),
-            Ok(server) => tokio::task::spawn_blocking(move || {
-                let credential = credential
-                    .as_ref()
-                    .map(|(user, password)| (user.as_str(), password.as_str()));
-                probe::ask(&server, credential, bind, timeout)
-            })
-            .await
-            .unwrap_or_else(|err| Err(probe::ProbeError::Turn(err.to_string()))),
+            Ok(server) => {
+                let asking = tokio::task::spawn_blocking(move || {
+                    let credential = credential
+                        .as_ref()
+                        .map(|(user, password)| (user.as_str(), password.as_str()));
+                    probe::ask(&server, credential, bind, timeout)
+                });
+                // The probe bounds its own exchange, but not the name lookup
+                // before it, which without a network can take the
+                // resolver's many seconds: the doctor does not wait for it.
+                match tokio::time::timeout(timeout * 2, asking).await {
+                    Ok(joined) => joined
+                        .unwrap_or_else(|err| Err(probe::ProbeError::Turn(err.to_string()))),
+                    Err(_) => Err(probe::ProbeError::NoAnswer(timeout * 2)),
+                }
+            }
         };
         match answer {
             Ok(Answer::Reflexive(address)) => {
