@@ -250,6 +250,26 @@ pub struct Daemon {
     _notify_dir: tempfile::TempDir,
 }
 
+/// A test that fails while a daemon runs shows that daemon's last words:
+/// its log goes with the actor's folder, and a failure that does not
+/// reproduce leaves nothing else to read.
+impl Drop for Daemon {
+    #[allow(clippy::print_stderr)]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = self.stderr();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "---- kircd at {} (last {} lines of stderr) ----\n{}",
+                self.socket.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Daemon {
     /// Starts `kircd run` for `actor` and waits for its READY notification.
     pub async fn start(actor: &Actor) -> Daemon {
