@@ -36,36 +36,28 @@ pub struct ServerUrl {
 }
 
 impl ServerUrl {
-    /// Reads `stun:host[:port]` or `turn:host[:port][?transport=udp]`; TLS
-    /// (`stuns:`, `turns:`) and TCP are refused, since only UDP is probed.
+    /// Reads a `stun:` or `turn:` URL with the ICE agent's own parser;
+    /// TLS (`stuns:`, `turns:`) and TCP are refused, since only UDP is
+    /// probed.
     pub fn parse(url: &str) -> Result<Self, ProbeError> {
-        let bad = || ProbeError::BadUrl(url.to_owned());
-        let (scheme, rest) = url.split_once(':').ok_or_else(bad)?;
-        let turn = match scheme {
-            "stun" => false,
-            "turn" => true,
-            "stuns" | "turns" => return Err(ProbeError::NotUdp(url.to_owned())),
-            _ => return Err(bad()),
+        use rtc::ice::url::{ProtoType, SchemeType, Url};
+        let parsed = Url::parse_url(url).map_err(|_| ProbeError::BadUrl(url.to_owned()))?;
+        let turn = match parsed.scheme {
+            SchemeType::Stun => false,
+            SchemeType::Turn => true,
+            SchemeType::Stuns | SchemeType::Turns => {
+                return Err(ProbeError::NotUdp(url.to_owned()));
+            }
+            _ => return Err(ProbeError::BadUrl(url.to_owned())),
         };
-        let (host_port, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if query
-            .split('&')
-            .any(|pair| pair.eq_ignore_ascii_case("transport=tcp"))
-        {
+        if parsed.proto != ProtoType::Udp {
             return Err(ProbeError::NotUdp(url.to_owned()));
         }
-        if host_port.is_empty() || host_port.starts_with('/') {
-            return Err(bad());
-        }
-        // A bare IPv6 address is written in brackets; a port follows the
-        // last colon outside them.
-        let has_port = host_port
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.ends_with(':') && port.parse::<u16>().is_ok());
-        let address = if has_port {
-            host_port.to_owned()
+        // The parser drops an IPv6 address's brackets; host:port needs them.
+        let address = if parsed.host.contains(':') {
+            format!("[{}]:{}", parsed.host, parsed.port)
         } else {
-            format!("{host_port}:3478")
+            format!("{}:{}", parsed.host, parsed.port)
         };
         Ok(ServerUrl { turn, address })
     }
