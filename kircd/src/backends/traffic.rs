@@ -93,10 +93,16 @@ impl Pacer {
 
     /// Waits until `bytes` fit in the budget, then takes them. A record
     /// larger than the bucket waits for a full bucket and may overdraw it.
+    /// Cancel-safe: a send dropped while it waits takes nothing and leaves
+    /// no trace in the queue (its place among waiting control sends goes
+    /// with it).
     pub async fn acquire(&self, bytes: usize, priority: Priority) {
         let wanted = bytes as f64;
         let mut waited = false;
-        let mut registered = false;
+        let mut place = ControlPlace {
+            pacer: self,
+            held: false,
+        };
         loop {
             let wait = {
                 let mut bucket = self.lock();
@@ -108,8 +114,9 @@ impl Pacer {
                 let fits = bucket.tokens >= wanted.min(self.capacity);
                 if fits && !behind_control {
                     bucket.tokens -= wanted;
-                    if registered {
+                    if place.held {
                         bucket.control_waiting -= 1;
+                        place.held = false;
                     }
                     if waited {
                         bucket.paced += 1;
@@ -117,9 +124,9 @@ impl Pacer {
                     self.count(&mut bucket, bytes as u64, now);
                     return;
                 }
-                if priority == Priority::Control && !registered {
+                if priority == Priority::Control && !place.held {
                     bucket.control_waiting += 1;
-                    registered = true;
+                    place.held = true;
                 }
                 let missing = (wanted.min(self.capacity) - bucket.tokens).max(0.0);
                 // Chat behind control waits a little and looks again.
@@ -140,6 +147,23 @@ impl Pacer {
 
     pub fn budget(&self) -> u64 {
         self.rate as u64
+    }
+}
+
+/// A waiting control send's place in `control_waiting`, which holds chat
+/// back. Released when the send takes its tokens, or when its future is
+/// dropped while it waits (a client that hung up, a timeout around it): a
+/// count left behind would hold every chat send to the cluster forever.
+struct ControlPlace<'a> {
+    pacer: &'a Pacer,
+    held: bool,
+}
+
+impl Drop for ControlPlace<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.pacer.lock().control_waiting -= 1;
+        }
     }
 }
 
@@ -276,5 +300,29 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(order.lock().unwrap()[0], "control");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_control_send_given_up_while_waiting_does_not_hold_chat_back() {
+        let pacer = Pacer::new(1_000);
+        // Drain the bucket, so that the control send has to wait.
+        pacer.acquire(250, Priority::Chat).await;
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            pacer.acquire(200, Priority::Control),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the control send should have waited");
+        // A chat send that fits once the bucket refills goes at once then,
+        // instead of waiting behind a control send that no longer exists.
+        let start = Instant::now();
+        let chat =
+            tokio::time::timeout(Duration::from_secs(5), pacer.acquire(200, Priority::Chat)).await;
+        assert!(chat.is_ok(), "chat waited behind a dropped control send");
+        assert!(
+            start.elapsed() <= Duration::from_millis(250),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }
