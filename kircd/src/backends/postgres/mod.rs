@@ -75,6 +75,9 @@ pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Erro
     Ok(options)
 }
 
+/// The wait for a pooled connection that is logged as slow.
+const SLOW_ACQUIRE: Duration = Duration::from_millis(250);
+
 /// A pool that connects on first use, so that kircd starts while the server
 /// is away and recovers by itself when it returns.
 pub fn pool(options: PgConnectOptions, max_connections: u32, acquire_timeout: Duration) -> PgPool {
@@ -82,6 +85,10 @@ pub fn pool(options: PgConnectOptions, max_connections: u32, acquire_timeout: Du
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
+        // A wait for a connection longer than this says the pool is too
+        // small for the load, or the process was starved; either is worth
+        // a line in the log long before a call fails on the timeout.
+        .acquire_slow_threshold(SLOW_ACQUIRE)
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy_with(options)
 }
