@@ -51,7 +51,8 @@ pub fn consumer(
         // shorter long-poll costs an idle daemon 0.47 % of a core instead of
         // 0.23 %. Chat latency wins.
         .set("fetch.wait.max.ms", "100");
-    StreamConsumer::from_config_and_context(&settings, KafkaContext::default())
+    let context = KafkaContext::new(&settings);
+    StreamConsumer::from_config_and_context(&settings, context)
 }
 
 /// A consumer of `topics` (see [`consumer`]), subscribed.

@@ -2,15 +2,14 @@
 //! the health probe, making sure the four topics exist, and the producer
 //! that every send goes through.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kirc_proto::v1::TopicStatus;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::ClientContext;
-use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::backends::supervise::Probe;
@@ -18,9 +17,11 @@ use crate::config::{KafkaConfig, KafkaSecurity};
 use crate::hub::Hub;
 
 pub mod consumer;
+mod context;
 mod producer;
 pub mod settings;
 
+pub use context::{KafkaContext, restore_lost_brokers};
 pub use producer::{AckedProducer, Delivered};
 pub use settings::{client_config, peer_config, producer_settings};
 
@@ -171,72 +172,6 @@ impl Error {
     }
 }
 
-/// librdkafka's callbacks: logs go to tracing, and the last client-level
-/// error is kept so that a timed-out request can say why.
-#[derive(Debug, Default)]
-pub struct KafkaContext {
-    last_error: Mutex<Option<String>>,
-    /// Notified when librdkafka reports a fatal error: the client is dead and
-    /// its owner must replace it.
-    fatal: tokio::sync::Notify,
-}
-
-impl KafkaContext {
-    /// Resolves once librdkafka reported a fatal error on this client.
-    pub async fn failed(&self) {
-        self.fatal.notified().await;
-    }
-
-    fn last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl ClientContext for KafkaContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        // librdkafka logs every reconnect attempt as an error; the supervisor
-        // reports state changes once, so these are detail.
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::warn!(target: "librdkafka", facility, "{message}");
-            }
-            _ => tracing::debug!(target: "librdkafka", facility, "{message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", %error, "{reason}");
-        if matches!(error, KafkaError::Global(RDKafkaErrorCode::Fatal)) {
-            // A permit is kept if nobody waits yet.
-            self.fatal.notify_one();
-        }
-        let mut last = self.last_error();
-        // "n/n brokers are down" follows the error that says why; keep that.
-        let summary = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
-        if !(summary && last.is_some()) {
-            *last = Some(reason.to_owned());
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for KafkaContext {}
-
-impl ProducerContext for KafkaContext {
-    type DeliveryOpaque = Box<producer::DeliverySender>;
-
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, acked: Self::DeliveryOpaque) {
-        use rdkafka::Message as _;
-        let outcome = match result {
-            Ok(record) => Ok((record.partition(), record.offset())),
-            Err((err, _record)) => Err(err.clone()),
-        };
-        // The sender's future may have been dropped (its caller gave up).
-        let _ = acked.send(outcome);
-    }
-}
-
 /// What a check of the cluster found.
 #[derive(Debug, Clone)]
 pub struct ClusterReport {
@@ -269,11 +204,10 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self, Error> {
-        let producer = BaseProducer::from_config_and_context(
-            &client_config(config, client_id),
-            KafkaContext::default(),
-        )
-        .map_err(Error::Client)?;
+        let settings = client_config(config, client_id);
+        let producer =
+            BaseProducer::from_config_and_context(&settings, KafkaContext::new(&settings))
+                .map_err(Error::Client)?;
         Ok(Cluster {
             producer: Arc::new(producer),
             config: config.clone(),
@@ -295,8 +229,11 @@ impl Cluster {
                 let remaining = deadline.saturating_duration_since(std::time::Instant::now());
                 let attempt = remaining.min(METADATA_ATTEMPT);
                 let result = producer.client().fetch_metadata(None, attempt);
-                // Serves the error callback, so that a failure can say why.
+                // Serves the error and statistics callbacks, so that a
+                // failure can say why and a client that lost every broker
+                // gets them back.
                 producer.poll(Duration::ZERO);
+                restore_lost_brokers(producer.client());
                 let err = match result {
                     Ok(metadata) => {
                         producer.context().last_error().take();
@@ -363,11 +300,9 @@ impl Cluster {
     ) -> Result<(), Error> {
         // The admin client runs a polling thread, so it lives only as long as
         // this call.
-        let admin = AdminClient::from_config_and_context(
-            &client_config(&self.config, &self.client_id),
-            KafkaContext::default(),
-        )
-        .map_err(Error::Client)?;
+        let settings = client_config(&self.config, &self.client_id);
+        let admin = AdminClient::from_config_and_context(&settings, KafkaContext::new(&settings))
+            .map_err(Error::Client)?;
         // NewTopic borrows its settings, so the retention strings live here.
         let retentions: Vec<Option<String>> = missing
             .iter()

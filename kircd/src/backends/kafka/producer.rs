@@ -62,7 +62,7 @@ impl AckedProducer {
     pub fn new(config: &ClientConfig, name: &str) -> Result<Self, KafkaError> {
         let producer = Arc::new(BaseProducer::from_config_and_context(
             config,
-            KafkaContext::default(),
+            KafkaContext::new(config),
         )?);
         let stop = Arc::new(AtomicBool::new(false));
         let (poller, stopped) = (Arc::clone(&producer), Arc::clone(&stop));
@@ -71,6 +71,7 @@ impl AckedProducer {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     poller.poll(DELIVERY_POLL);
+                    super::restore_lost_brokers(poller.client());
                 }
             })
             .map_err(|err| KafkaError::ClientCreation(err.to_string()))?;

@@ -27,6 +27,10 @@ fn common(bootstrap_servers: &str, client_id: &str) -> ClientConfig {
         // them back waiting for delayed ACKs.
         .set("socket.nagle.disable", "true")
         .set("reconnect.backoff.max.ms", "10000")
+        .set(
+            "statistics.interval.ms",
+            super::context::STATISTICS_INTERVAL_MS,
+        )
         .set_log_level(RDKafkaLogLevel::Warning);
     client
 }

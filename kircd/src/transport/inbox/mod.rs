@@ -26,8 +26,8 @@ use super::direct::DirectRecord;
 use super::marks::{self, Mark, Marks, Verdict};
 use super::rejections::{RejectionLog, Rejections};
 use super::router::{Control, HandlerError, Router};
-use crate::backends::kafka::KafkaContext;
 use crate::backends::kafka::consumer::{self, close_consumer};
+use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
 use crate::backends::supervise::Backoff;
 use crate::book::ContactBook;
 use crate::config::{HealthConfig, KafkaConfig};
@@ -193,6 +193,10 @@ impl Inbox {
                 }
                 () = consumer.context().failed() => {
                     return Ended::Fatal(consumer::fatal(consumer).unwrap_or_default());
+                }
+                () = consumer.context().brokers_lost() => {
+                    restore_lost_brokers(consumer.client());
+                    continue;
                 }
                 () = sleep_until(summary_due) => {
                     self.write_summaries(log);

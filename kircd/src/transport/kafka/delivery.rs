@@ -18,8 +18,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::backends::kafka::KafkaContext;
 use crate::backends::kafka::consumer::{self, close_consumer};
+use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
 use crate::backends::supervise::Backoff;
 use crate::book::ContactBook;
 use crate::config::{HealthConfig, KafkaConfig};
@@ -109,6 +109,10 @@ async fn consume(
             () = cancel.cancelled() => return None,
             () = consumer.context().failed() => {
                 return Some(consumer::fatal(consumer).unwrap_or_default());
+            }
+            () = consumer.context().brokers_lost() => {
+                restore_lost_brokers(consumer.client());
+                continue;
             }
             received = consumer.recv() => received,
         };
