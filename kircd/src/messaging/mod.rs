@@ -2,11 +2,12 @@
 //! the receipts that move them, storing what arrives, and reading history.
 //! Every change is persisted first and published as an event second.
 
+mod order;
 mod read;
 mod receipts;
 mod send;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -56,6 +57,8 @@ pub struct Messaging {
     outbound: Arc<Outbound>,
     /// Whether reading a conversation tells the contact (`messaging.read_receipts`).
     read_receipts: bool,
+    /// Which sent messages hold the direct path back (see `order.rs`).
+    kafka_only: Mutex<order::KafkaOnly>,
 }
 
 impl Messaging {
@@ -72,7 +75,14 @@ impl Messaging {
             book,
             outbound,
             read_receipts,
+            kafka_only: Mutex::new(order::KafkaOnly::default()),
         })
+    }
+
+    fn kafka_only(&self) -> std::sync::MutexGuard<'_, order::KafkaOnly> {
+        self.kafka_only
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Moves sent messages forward and publishes each move.

@@ -133,6 +133,9 @@ impl ControlHandler for ReceiptHandler {
             let ids = store::outgoing_in(&messaging.pool, contact.conversation_id, &ids).await?;
             store::insert_receipts(&messaging.pool, &ids, kind).await?;
             messaging.advance(&ids, state).await?;
+            messaging
+                .kafka_only()
+                .received(contact.conversation_id, &ids);
             Ok(Ok(()))
         }
         .boxed()

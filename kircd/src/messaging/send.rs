@@ -67,6 +67,11 @@ impl Messaging {
         {
             return self.sent_before(sent, &contact, text, action).await;
         }
+        let conversation = contact.conversation_id;
+        if !self.kafka_only().is_loaded(conversation) {
+            let unreceived = store::unreceived_outgoing(&self.pool, conversation).await?;
+            self.kafka_only().load(conversation, unreceived);
+        }
         let payload = wire::ChatPayload {
             text: text.to_owned(),
             action,
@@ -99,13 +104,23 @@ impl Messaging {
             return self.sent_before(sent, &contact, text, action).await;
         };
         self.hub.message_added(&message);
-        // The direct copy (if a channel is open) and the durable Kafka copy
-        // leave together; the contact stores the id once, whichever
-        // arrives first.
-        let (_, queued) = tokio::join!(
-            self.outbound
-                .send_direct(contact.actor_id, &outgoing.envelope),
-            self.enqueue(outgoing.id, contact.conversation_id, &outgoing.envelope)
+        // The direct copy (if a channel is open and nothing sent earlier is
+        // still on its way by Kafka alone) and the durable Kafka copy leave
+        // together; the contact stores the id once, whichever arrives first.
+        let may_go_direct = self.kafka_only().begin(conversation, outgoing.id);
+        let direct = async {
+            if may_go_direct
+                && self
+                    .outbound
+                    .send_direct(contact.actor_id, &outgoing.envelope)
+                    .await
+            {
+                self.kafka_only().sent_direct(conversation, outgoing.id);
+            }
+        };
+        let ((), queued) = tokio::join!(
+            direct,
+            self.enqueue(outgoing.id, conversation, &outgoing.envelope)
         );
         queued?;
         message.state = MessageState::Queued;

@@ -320,6 +320,21 @@ pub async fn outgoing_in(
     .await?)
 }
 
+/// The sent messages of `conversation` the contact has not reported
+/// received yet.
+pub async fn unreceived_outgoing(
+    pool: &PgPool,
+    conversation: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND outgoing
+           AND state IN ('pending', 'queued', 'delivered')",
+    )
+    .bind(conversation)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn insert_receipts(pool: &PgPool, ids: &[Uuid], kind: &str) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO receipts (message_id, kind)
