@@ -15,15 +15,12 @@ use std::time::{Duration, Instant};
 
 use kirc_proto::v1::{self as pb, MessageState};
 use kirc_testkit::{Actor, Daemon, befriend, history_all, incoming, stack_ctl, wait_history};
+use kircd::backends::kafka::consumer::GROUP_SESSION_TIMEOUT;
 
 /// Messages per second each way.
 const RATE: u64 = 5;
 /// The most any recovery may take before the test gives up.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
-
-/// kircd's consumer group session (`session.timeout.ms`): an outage longer
-/// than this ends every consumer's membership, and each must join again.
-const GROUP_SESSION: Duration = Duration::from_secs(30);
 
 /// Restarts whatever a failed test left stopped, so that later tests find
 /// the stack up.
@@ -165,7 +162,7 @@ async fn faults_during_traffic_lose_and_duplicate_nothing() {
         // A moment down, as traffic goes on trying; or longer than the
         // consumers' group session, which they then have to join anew.
         let down = if fault == "broker down longer than a group session" {
-            GROUP_SESSION + Duration::from_secs(5)
+            GROUP_SESSION_TIMEOUT + Duration::from_secs(5)
         } else {
             Duration::from_secs(2)
         };

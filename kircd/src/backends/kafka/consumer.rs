@@ -32,7 +32,10 @@ pub fn consumer(
             "group.instance.id",
             format!("{CONSUMER_GROUP_PREFIX}{actor}.{role}"),
         )
-        .set("session.timeout.ms", "30000")
+        .set(
+            "session.timeout.ms",
+            GROUP_SESSION_TIMEOUT.as_millis().to_string(),
+        )
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -80,6 +83,10 @@ pub fn fatal(consumer: &StreamConsumer<KafkaContext>) -> Option<String> {
 
 /// How long closing a consumer at shutdown may take: the final commit and
 /// the close normally take a few milliseconds.
+/// How long a consumer may go unheard before its group drops it; an outage
+/// longer than this makes every consumer join its group anew.
+pub const GROUP_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Commits the offsets stored so far and closes `consumer`, on a thread of
