@@ -10,10 +10,13 @@
 //! - opening: bob restarts; from his READY to both daemons showing the
 //!   channel connected (presence over Kafka, then signalling, ICE, DTLS,
 //!   SCTP);
-//! - idle: alice's CPU and RSS with the channel open and without it.
+//! - idle: alice's CPU, RSS and file descriptors with no channel open, with
+//!   one, and with one to each of `KIRC_BENCH_PEERS` (20) more contacts,
+//!   each a daemon of its own.
 //!
 //! Run with `dev/bench`. `KIRC_BENCH_MESSAGES` (1,000), `KIRC_BENCH_ROUNDS`
-//! (10) and `KIRC_BENCH_IDLE_SECS` (30) change the counts.
+//! (10), `KIRC_BENCH_IDLE_SECS` (30) and `KIRC_BENCH_PEERS` change the
+//! counts.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -27,14 +30,39 @@ mod links;
 
 use std::time::{Duration, Instant};
 
-use common::{count, cpu_ticks, ms, proc_field, raw_latency, send_latency, summarize};
+use common::{
+    Sample, count, cpu_ticks, hop_breakdown, latencies, ms, proc_field, raw_latency, send_latency,
+    summarize,
+};
 use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
 use kircd::peers::link::LinkEvent;
 
+/// The timing marks a message passes over the direct path, and over Kafka
+/// alone, in order.
+const DIRECT_HOPS: &[&str] = &[
+    "send.called",
+    "send.stored",
+    "send.direct",
+    "direct.arrived",
+    "direct.checked",
+    "stored",
+];
+const KAFKA_HOPS: &[&str] = &[
+    "send.called",
+    "send.stored",
+    "send.queued",
+    "delivery.fetched",
+    "delivery.produced",
+    "kafka.arrived",
+    "kafka.checked",
+    "stored",
+];
+
 async fn actor(name: &str, direct: bool) -> Actor {
     let mut actor = Actor::new(name).await;
-    actor.set("log.level", "warn");
+    // The timing marks of each hop (a log line each) on top of warnings.
+    actor.set("log.level", "warn,hops=trace");
     if direct {
         actor.direct_path();
     }
@@ -85,15 +113,74 @@ async fn raw_channel_latency(count: usize, size: usize) -> Vec<Duration> {
     samples
 }
 
-/// CPU (% of a core) and RSS (MiB) of `pid` over `secs` of idling.
-async fn idle(pid: u32, secs: u64) -> (f64, f64) {
+/// What an idle daemon costs.
+struct Idle {
+    /// Percent of a core.
+    cpu: f64,
+    rss_mib: f64,
+    fds: usize,
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU {:.3} % of a core, RSS {:.1} MiB, {} fds",
+            self.cpu, self.rss_mib, self.fds
+        )
+    }
+}
+
+/// CPU, RSS and open files of `pid` over `secs` of idling.
+async fn idle(pid: u32, secs: u64) -> Idle {
     let before = cpu_ticks(pid);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let ticks = cpu_ticks(pid) - before;
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
-    let cpu = ticks as f64 / ticks_per_second / secs as f64 * 100.0;
-    let rss = proc_field(pid, "status", "VmRSS:") as f64 / 1024.0;
-    (cpu, rss)
+    Idle {
+        cpu: ticks as f64 / ticks_per_second / secs as f64 * 100.0,
+        rss_mib: proc_field(pid, "status", "VmRSS:") as f64 / 1024.0,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
+    }
+}
+
+/// Polls `daemon` until it shows a connected channel to each of `contacts`.
+async fn wait_all_connected(daemon: &Daemon, contacts: &[Actor]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = daemon.status().await;
+        let open = contacts
+            .iter()
+            .filter(|contact| connected(&status, contact))
+            .count();
+        if open == contacts.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} of {} direct paths open: {:?}",
+            contacts.len(),
+            status.direct_paths
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The p50 of each hop, as a table.
+fn print_hops(path: &str, samples: &[Sample], (rows, complete): (Vec<(String, Duration)>, usize)) {
+    println!();
+    println!(
+        "{path}, p50 of each hop ({complete} of {} messages with every mark):",
+        samples.len()
+    );
+    println!();
+    println!("| hop (time since the previous one) | p50 |");
+    println!("|---|---|");
+    for (hop, p50) in rows {
+        println!("| {hop} | {} |", ms(p50));
+    }
 }
 
 #[tokio::main]
@@ -101,6 +188,7 @@ async fn main() {
     let messages = count("KIRC_BENCH_MESSAGES", 1000);
     let rounds = count("KIRC_BENCH_ROUNDS", 10);
     let idle_secs = count("KIRC_BENCH_IDLE_SECS", 30) as u64;
+    let peers = count("KIRC_BENCH_PEERS", 20);
     println!(
         "kircd {} at {}",
         env!("CARGO_PKG_VERSION"),
@@ -122,14 +210,25 @@ async fn main() {
     // The sealed envelope of such a line is about 220 bytes.
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220).await);
     let channel = summarize(raw_channel_latency(messages, 220).await);
-    let (samples, first_direct) =
+    let direct_samples =
         send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await;
-    let direct = summarize(samples);
-    let (samples, _) =
+    let first_direct = direct_samples.iter().filter(|sample| sample.direct).count();
+    let direct = summarize(latencies(&direct_samples));
+    let kafka_samples =
         send_latency(&carol_daemon, &dave_daemon, &dave.actor_id, messages, text).await;
-    let kafka = summarize(samples);
+    let kafka = summarize(latencies(&kafka_samples));
+    let direct_hops = hop_breakdown(
+        &direct_samples,
+        &[alice_daemon.stderr(), bob_daemon.stderr()],
+        DIRECT_HOPS,
+    );
+    let kafka_hops = hop_breakdown(
+        &kafka_samples,
+        &[carol_daemon.stderr(), dave_daemon.stderr()],
+        KAFKA_HOPS,
+    );
 
-    let (cpu_open, rss_open) = idle(alice_daemon.pid(), idle_secs).await;
+    let one_open = idle(alice_daemon.pid(), idle_secs).await;
 
     let mut openings = Vec::with_capacity(rounds);
     for _ in 0..rounds {
@@ -151,7 +250,23 @@ async fn main() {
     while connected(&alice_daemon.status().await, &bob) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (cpu_closed, rss_closed) = idle(alice_daemon.pid(), idle_secs).await;
+    let none_open = idle(alice_daemon.pid(), idle_secs).await;
+
+    // Many contacts online at once, each its own daemon: alice holds a
+    // channel to every one (within rtc.max_peers, 32 by default).
+    let mut others = Vec::with_capacity(peers);
+    let mut other_daemons = Vec::with_capacity(peers);
+    for index in 0..peers {
+        let other = actor(&format!("peer{index}"), true).await;
+        let daemon = Daemon::start(&other).await;
+        befriend((&alice, &alice_daemon), (&other, &daemon)).await;
+        others.push(other);
+        other_daemons.push(daemon);
+    }
+    let many = Instant::now();
+    wait_all_connected(&alice_daemon, &others).await;
+    let many_opened = many.elapsed();
+    let many_open = idle(alice_daemon.pid(), idle_secs).await;
 
     println!();
     println!("| figure | p50 | p99 | ratio to raw Kafka (p50) |");
@@ -185,9 +300,15 @@ async fn main() {
         ms(opening.p50),
         ms(opening.p99)
     );
+    print_hops("direct path", &direct_samples, direct_hops);
+    print_hops("Kafka path", &kafka_samples, kafka_hops);
     println!();
+    println!("alice idle {idle_secs} s:");
+    println!("- no channel open: {none_open}");
+    println!("- 1 channel open: {one_open}");
     println!(
-        "alice idle {idle_secs} s: 1 channel open: CPU {cpu_open:.3} % of a core, RSS {rss_open:.1} MiB; none: CPU {cpu_closed:.3} %, RSS {rss_closed:.1} MiB"
+        "- {peers} channels open (the last opened {} ms after the last befriending): {many_open}",
+        many_opened.as_millis()
     );
-    drop((carol_daemon, dave_daemon));
+    drop((carol_daemon, dave_daemon, other_daemons));
 }

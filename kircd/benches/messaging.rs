@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{consumer, count, ms, raw_latency, send_latency, summarize};
+use common::{consumer, count, latencies, ms, raw_latency, send_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
@@ -99,11 +99,9 @@ async fn main() {
     // Latency, baseline first.
     let record_size = sealed(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
-    let ours = summarize(
-        send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text)
-            .await
-            .0,
-    );
+    let ours = summarize(latencies(
+        &send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await,
+    ));
 
     // Ingest: bob stops; his data-in fills with valid envelopes; he starts.
     assert!(bob_daemon.stop().await.success());

@@ -117,16 +117,27 @@ pub async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Dura
     samples
 }
 
-/// alice's `SendMessage` → the message's `MessageAdded` on bob's stream,
-/// one message at a time (the next once both the call returned and the
-/// event came); also how many arrived first over the direct path.
+/// One message of [`send_latency`].
+pub struct Sample {
+    pub id: String,
+    /// When the call started, by the wall clock (the daemons' timing marks
+    /// use it too).
+    pub started: std::time::SystemTime,
+    /// From the call to the message's `MessageAdded` on the peer's stream.
+    pub elapsed: Duration,
+    /// Whether the peer stored the direct path's copy.
+    pub direct: bool,
+}
+
+/// `SendMessage` from alice to `to`, one message at a time, each until it
+/// is on bob's event stream.
 pub async fn send_latency(
     alice: &kirc_testkit::Daemon,
     bob: &kirc_testkit::Daemon,
     to: &str,
     count: usize,
     text: &str,
-) -> (Vec<Duration>, usize) {
+) -> Vec<Sample> {
     use futures::StreamExt;
     use kirc_proto::v1::{self as pb, event::Kind};
     let mut client = alice.client().await;
@@ -138,12 +149,12 @@ pub async fn send_latency(
         .unwrap()
         .into_inner();
     let mut samples = Vec::with_capacity(count);
-    let mut direct = 0;
     for index in 0..count {
         // Each text is unique, so the event is known by it: the clock stops
         // when bob has the message, whether or not alice's call (which
         // returns once her own outbox has it) has returned yet.
         let text = format!("{text} #{index}");
+        let started = std::time::SystemTime::now();
         let start = Instant::now();
         let call = client.send_message(pb::SendMessageRequest {
             to: to.to_owned(),
@@ -154,19 +165,87 @@ pub async fn send_latency(
         let arrival = async {
             loop {
                 let event = events.next().await.unwrap().unwrap();
-                if let Some(Kind::MessageAdded(message)) = &event.kind
+                if let Some(Kind::MessageAdded(message)) = event.kind
                     && message.body == text
                 {
-                    return (start.elapsed(), message.direct);
+                    return (start.elapsed(), message);
                 }
             }
         };
-        let (sent, (elapsed, first_direct)) = tokio::join!(call, arrival);
+        let (sent, (elapsed, message)) = tokio::join!(call, arrival);
         sent.unwrap();
-        direct += usize::from(first_direct);
-        samples.push(elapsed);
+        samples.push(Sample {
+            id: message.id,
+            started,
+            elapsed,
+            direct: message.direct,
+        });
     }
-    (samples, direct)
+    samples
+}
+
+/// The latencies of `samples`.
+pub fn latencies(samples: &[Sample]) -> Vec<Duration> {
+    samples.iter().map(|sample| sample.elapsed).collect()
+}
+
+/// Where the time of `samples` went: for each hop of `hops` (timing marks
+/// of the sending and the receiving daemon, in the order a message passes
+/// them), the p50 of the time since the previous one, from the call's
+/// start to the peer's event. Only messages with every mark count. Returns
+/// (hop, p50) rows and how many messages had every mark.
+pub fn hop_breakdown(
+    samples: &[Sample],
+    logs: &[String],
+    hops: &[&str],
+) -> (Vec<(String, Duration)>, usize) {
+    use std::collections::HashMap;
+    use std::time::UNIX_EPOCH;
+    let mut marks: HashMap<(String, uuid::Uuid), u128> = HashMap::new();
+    for log in logs {
+        for mark in kircd::backends::hops::parse(log) {
+            marks.entry((mark.hop, mark.id)).or_insert(mark.at_micros);
+        }
+    }
+    let mut steps: Vec<Vec<Duration>> = vec![Vec::new(); hops.len() + 1];
+    let mut complete = 0;
+    for sample in samples {
+        let Ok(id) = sample.id.parse::<uuid::Uuid>() else {
+            continue;
+        };
+        let start = sample
+            .started
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros();
+        let Some(times) = hops
+            .iter()
+            .map(|hop| marks.get(&((*hop).to_owned(), id)).copied())
+            .collect::<Option<Vec<u128>>>()
+        else {
+            continue;
+        };
+        complete += 1;
+        let end = start + sample.elapsed.as_micros();
+        let mut previous = start;
+        for (step, at) in times.iter().chain(std::iter::once(&end)).enumerate() {
+            // Two processes' clocks are one clock here, read a few µs apart:
+            // a step that comes out negative is 0.
+            let micros = at.saturating_sub(previous);
+            steps[step].push(Duration::from_micros(micros as u64));
+            previous = previous.max(*at);
+        }
+    }
+    let names = hops
+        .iter()
+        .map(|hop| (*hop).to_owned())
+        .chain(std::iter::once(String::from("event on the peer's stream")));
+    let rows = names
+        .zip(steps)
+        .filter(|(_, samples)| !samples.is_empty())
+        .map(|(name, samples)| (name, summarize(samples).p50))
+        .collect();
+    (rows, complete)
 }
 
 /// A numeric field of `/proc/<pid>/<file>` (`VmRSS:` of `status`, say).

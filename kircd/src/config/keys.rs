@@ -386,7 +386,7 @@ pub const KEYS: &[KeySpec] = &[
         "rtc.max_peers",
         Kind::Int { min: 1, max: 1024 },
         Default::Int(32),
-        "At most this many direct connections at once; the least recently used one is closed to make room.",
+        "At most this many direct connections at once. A contact you chat with takes the place of the connection unused the longest; contacts that are merely online wait for a free place.",
     ),
     key(
         "postgres.url",

@@ -12,13 +12,14 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use super::Messaging;
+use crate::backends::hops;
 use crate::book::Contact;
 use crate::crypto::envelope::Rejection;
 use crate::crypto::identity::ActorId;
 use crate::store::{self, Incoming, MessageState};
 use crate::transport::TransportError;
 use crate::transport::kafka::delivery::Delivered;
-use crate::transport::marks::Stream;
+use crate::transport::marks::{self, Stream};
 use crate::transport::router::{
     Applied, ChatOutcome, ChatSink, Control, ControlHandler, HandlerError, Sender,
 };
@@ -62,15 +63,26 @@ impl ChatSink for ChatStore {
             let messaging = &self.0;
             let stored = store::insert_incoming(&messaging.pool, chats).await?;
             for message in &stored.added {
+                hops::mark("stored", message.id);
                 messaging.hub.message_added(message);
+            }
+            for chat in chats {
+                messaging.outbound.touch_direct(chat.sender);
             }
             // Received receipts, one per sender, for what is now stored (a
             // redelivered message is acknowledged again: the first receipt
-            // may have been lost with a crash).
+            // may have been lost with a crash). Only the Kafka copy of a
+            // message is acknowledged: its sender always produces one, and a
+            // receipt goes by Kafka either way, so acknowledging the
+            // channel's copy too would send every receipt twice and put a
+            // produce on the direct path's way.
             let replayed: std::collections::HashSet<Uuid> =
                 stored.replayed.iter().copied().collect();
             let mut by_sender: HashMap<ActorId, Vec<Uuid>> = HashMap::new();
-            for chat in chats.iter().filter(|chat| !replayed.contains(&chat.id)) {
+            for chat in chats
+                .iter()
+                .filter(|chat| chat.partition != marks::DIRECT && !replayed.contains(&chat.id))
+            {
                 by_sender.entry(chat.sender).or_default().push(chat.id);
             }
             for (sender, ids) in by_sender {

@@ -7,6 +7,7 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use super::{MAX_TEXT_BYTES, Messaging, MessagingError};
+use crate::backends::hops;
 use crate::book::Contact;
 use crate::crypto::envelope;
 use crate::store::{self, ContactState, Message, MessageState};
@@ -39,6 +40,7 @@ impl Messaging {
         action: bool,
         idempotency_key: &str,
     ) -> Result<Message, MessagingError> {
+        let called = hops::now();
         self.book.check_loaded()?;
         let key = idempotency_key_of(idempotency_key)?;
         if text.trim().is_empty() {
@@ -103,7 +105,10 @@ impl Messaging {
                 .ok_or_else(|| MessagingError::UnknownMessage(key))?;
             return self.sent_before(sent, &contact, text, action).await;
         };
+        hops::mark_at("send.called", message.id, called);
+        hops::mark("send.stored", message.id);
         self.hub.message_added(&message);
+        self.outbound.touch_direct(contact.actor_id);
         // The direct copy (if a channel is open and nothing sent earlier is
         // still on its way by Kafka alone) and the durable Kafka copy leave
         // together; the contact stores the id once, whichever arrives first.
@@ -115,6 +120,7 @@ impl Messaging {
                     .send_direct(contact.actor_id, &outgoing.envelope)
                     .await
             {
+                hops::mark("send.direct", outgoing.id);
                 self.kafka_only().sent_direct(conversation, outgoing.id);
             }
         };
@@ -123,6 +129,7 @@ impl Messaging {
             self.enqueue(outgoing.id, conversation, &outgoing.envelope)
         );
         queued?;
+        hops::mark("send.queued", message.id);
         message.state = MessageState::Queued;
         Ok(message)
     }

@@ -1,12 +1,15 @@
 //! The open data channels, shared between the peer manager (which opens
-//! and closes them) and the outbound path (which sends on them).
+//! and closes them) and the outbound path (which sends on them), and when
+//! chat with each contact last happened, which decides who gets a place
+//! under `rtc.max_peers`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use tokio::sync::Notify;
 
 use super::link::Link;
 use crate::crypto::identity::ActorId;
@@ -20,8 +23,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Channels {
     open: Mutex<HashMap<ActorId, Arc<Link>>>,
-    /// When each channel was last used to send, for the eviction order.
+    /// When chat with each contact last happened (sent or received, over
+    /// either path), for the eviction order.
     used: Mutex<HashMap<ActorId, std::time::Instant>>,
+    /// Contacts with chat since the manager last looked and no channel open.
+    touched: Mutex<HashSet<ActorId>>,
+    touched_notify: Notify,
 }
 
 impl Channels {
@@ -37,9 +44,14 @@ impl Channels {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn lock_touched(&self) -> std::sync::MutexGuard<'_, HashSet<ActorId>> {
+        self.touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(super) fn insert(&self, contact: ActorId, link: Arc<Link>) {
         self.lock_open().insert(contact, link);
-        self.lock_used().insert(contact, std::time::Instant::now());
     }
 
     pub(super) fn remove(&self, contact: ActorId) {
@@ -53,6 +65,16 @@ impl Channels {
     pub(super) fn last_used(&self, contact: ActorId) -> Option<std::time::Instant> {
         self.lock_used().get(&contact).copied()
     }
+
+    /// Resolves once chat happened with a contact that has no channel.
+    pub(super) async fn touched(&self) {
+        self.touched_notify.notified().await;
+    }
+
+    /// The contacts with chat and no channel since the last call.
+    pub(super) fn take_touched(&self) -> HashSet<ActorId> {
+        std::mem::take(&mut *self.lock_touched())
+    }
 }
 
 impl DirectPath for Channels {
@@ -61,7 +83,6 @@ impl DirectPath for Channels {
             let Some(link) = self.lock_open().get(&contact).cloned() else {
                 return false;
             };
-            self.lock_used().insert(contact, std::time::Instant::now());
             match tokio::time::timeout(SEND_TIMEOUT, link.send(envelope)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(err)) => {
@@ -72,5 +93,13 @@ impl DirectPath for Channels {
             }
         }
         .boxed()
+    }
+
+    fn touch(&self, contact: ActorId) {
+        self.lock_used().insert(contact, std::time::Instant::now());
+        if !self.is_open(contact) {
+            self.lock_touched().insert(contact);
+            self.touched_notify.notify_one();
+        }
     }
 }

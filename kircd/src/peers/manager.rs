@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Peers;
 use super::channels::Channels;
 use super::link::{self, Link, LinkEvent, LinkSettings, Tagged};
-use super::negotiation::{self, Current, Role, SessionId};
+use super::negotiation::{self, Current, Role, Room, SessionId};
 use super::signal::{self, Signal, Step};
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
@@ -32,6 +32,13 @@ const RETRY_CAP: Duration = Duration::from_secs(60);
 const CANDIDATE_BATCH: Duration = Duration::from_millis(100);
 /// How often the route and round-trip time of open channels are read.
 const FIGURES_EVERY: Duration = Duration::from_secs(5);
+/// A contact waiting for a place is tried again this soon after the wait
+/// began if chat with it happens (not at once: a busy conversation would
+/// otherwise offer at every message while the contact has no place).
+const TOUCHED_RETRY: Duration = Duration::from_secs(5);
+/// The state of a contact kept off the direct path by the cap.
+const WAITING_FOR_ROOM: &str =
+    "waiting for a free place: rtc.max_peers connections are open to contacts in use";
 
 /// One session with a contact: its connection and where it stands.
 struct Session {
@@ -58,6 +65,16 @@ impl Session {
     }
 }
 
+/// Why a contact waits for a place under `rtc.max_peers`. Either way, chat
+/// with the contact tries again within `TOUCHED_RETRY` of the wait's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoomWait {
+    /// This side had no place: tried again as soon as one frees up here.
+    Here,
+    /// The contact had none: tried again after `RETRY_CAP`.
+    There,
+}
+
 /// The manager's record of one contact.
 struct Peer {
     contact: Arc<Contact>,
@@ -65,6 +82,8 @@ struct Peer {
     /// Sessions in a row that never opened or broke.
     failures: u32,
     retry_at: Instant,
+    /// Waiting for a place under `rtc.max_peers`, and since when.
+    room_wait: Option<(RoomWait, Instant)>,
     status: DirectStatus,
 }
 
@@ -100,6 +119,7 @@ impl Manager {
         let mut presence = self.peers.live.states();
         let mut contacts = self.peers.book.changes();
         let mut figures_at = Instant::now() + FIGURES_EVERY;
+        let channels = Arc::clone(&self.channels);
         loop {
             // Nothing to do, nothing wakes the task: it sleeps until the
             // next deadline it has (a batch of candidates, a retry, a
@@ -123,6 +143,19 @@ impl Manager {
                     self.reconcile(&states, &events_sender).await;
                 }
                 Some(signal) = signals.recv() => self.on_signal(signal, &events_sender).await,
+                () = channels.touched() => {
+                    let now = Instant::now();
+                    for actor in channels.take_touched() {
+                        if let Some(peer) = self.contacts.get_mut(&actor)
+                            && peer.session.is_none()
+                            && let Some((_, since)) = peer.room_wait
+                        {
+                            peer.retry_at = peer.retry_at.min(since + TOUCHED_RETRY).max(now);
+                        }
+                    }
+                    let states = presence.borrow().clone();
+                    self.reconcile(&states, &events_sender).await;
+                }
                 Some((tag, event)) = events.recv() => self.on_event(tag, event).await,
                 () = sleep_until(wake) => {
                     let states = presence.borrow().clone();
@@ -147,6 +180,7 @@ impl Manager {
         figures_at: Instant,
     ) -> Option<Instant> {
         let now = Instant::now();
+        let room_free = self.sessions() < self.peers.config.max_peers;
         self.contacts
             .iter()
             .flat_map(|(actor, peer)| {
@@ -169,7 +203,10 @@ impl Manager {
                             states.get(actor),
                             Some(PresenceState::Online | PresenceState::Away)
                         );
-                        if wanted && peer.retry_at > now {
+                        let waits_here = matches!(peer.room_wait, Some((RoomWait::Here, _)));
+                        if wanted && waits_here && room_free {
+                            deadlines.push(now);
+                        } else if wanted && peer.retry_at > now {
                             deadlines.push(peer.retry_at);
                         }
                     }
@@ -187,6 +224,7 @@ impl Manager {
                 session: None,
                 failures: 0,
                 retry_at: Instant::now(),
+                room_wait: None,
                 status: DirectStatus::off(contact.actor_id),
             })
     }
@@ -223,10 +261,13 @@ impl Manager {
         let now = Instant::now();
         for (actor, contact) in &accepted {
             let state = states.get(actor).copied().unwrap_or(PresenceState::Unknown);
+            let room_free = self.sessions() < self.peers.config.max_peers;
             let peer = self.peer(contact);
             peer.contact = Arc::clone(contact);
             let has_session = peer.session.is_some();
             let open = peer.session.as_ref().is_some_and(|session| session.open);
+            let waits_here = matches!(peer.room_wait, Some((RoomWait::Here, _)));
+            let due = now >= peer.retry_at || (waits_here && room_free);
             match state {
                 // Gone: its side is closed or closing. A session still
                 // negotiating is left to its timeout: an "offline" read from
@@ -236,9 +277,7 @@ impl Manager {
                     self.end_session(*actor, None, "the contact went offline")
                         .await;
                 }
-                PresenceState::Online | PresenceState::Away
-                    if !has_session && now >= peer.retry_at =>
-                {
+                PresenceState::Online | PresenceState::Away if !has_session && due => {
                     self.offer(contact, events).await;
                 }
                 // Unknown (Valkey away): what is open stays open.
@@ -269,31 +308,53 @@ impl Manager {
             .count()
     }
 
-    /// Makes room for one more session under the cap: closes the least
-    /// recently used.
-    async fn make_room(&mut self) {
-        let cap = self.peers.config.max_peers;
-        if self.sessions() < cap {
-            return;
-        }
-        let never = std::time::Instant::now() - Duration::from_secs(365 * 24 * 3600);
-        let open: Vec<(ActorId, std::time::Instant)> = self
+    /// Whether a session with `actor` may start: a place is free, or one is
+    /// made by closing the least recently used connection for a contact
+    /// used more recently (see `negotiation::room`).
+    async fn admit(&mut self, actor: ActorId) -> bool {
+        let open: Vec<(ActorId, Option<std::time::Instant>)> = self
             .contacts
             .iter()
-            .filter(|(_, peer)| peer.session.is_some())
-            .map(|(actor, _)| (*actor, self.channels.last_used(*actor).unwrap_or(never)))
+            .filter(|(other, peer)| **other != actor && peer.session.is_some())
+            .map(|(other, _)| (*other, self.channels.last_used(*other)))
             .collect();
-        if let Some(actor) = negotiation::evict(&open, cap) {
-            self.end_session(
-                actor,
-                Some("room for another contact"),
-                "closed to make room",
-            )
-            .await;
-            if let Some(peer) = self.contacts.get_mut(&actor) {
-                // It stays closed until a session frees a place.
-                peer.retry_at = Instant::now() + RETRY_CAP;
+        let wanted = self.channels.last_used(actor);
+        match negotiation::room(&open, wanted, self.peers.config.max_peers) {
+            Room::Free => true,
+            Room::Full => false,
+            Room::Evict(evicted) => {
+                self.end_session(
+                    evicted,
+                    Some(negotiation::NO_ROOM),
+                    "closed to make room for a contact in use",
+                )
+                .await;
+                self.wait_for_room(
+                    evicted,
+                    RoomWait::Here,
+                    "closed to make room for a contact in use",
+                );
+                true
             }
+        }
+    }
+
+    /// `actor` waits for a place under the cap; the state says why.
+    fn wait_for_room(&mut self, actor: ActorId, which: RoomWait, reason: &str) {
+        let Some(peer) = self.contacts.get_mut(&actor) else {
+            return;
+        };
+        let now = Instant::now();
+        peer.room_wait = Some((which, now));
+        peer.retry_at = now + RETRY_CAP;
+        let status = DirectStatus {
+            state: DirectState::Off,
+            reason: reason.to_owned(),
+            ..DirectStatus::off(actor)
+        };
+        if peer.status != status {
+            peer.status = status;
+            self.peers.hub.set_direct(peer.status.clone());
         }
     }
 
@@ -319,8 +380,11 @@ impl Manager {
         contact: &Arc<Contact>,
         events: &mpsc::UnboundedSender<(u64, LinkEvent)>,
     ) {
-        self.make_room().await;
         let actor = contact.actor_id;
+        if !self.admit(actor).await {
+            self.wait_for_room(actor, RoomWait::Here, WAITING_FOR_ROOM);
+            return;
+        }
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let made = async {
@@ -345,6 +409,7 @@ impl Manager {
         let Some(peer) = self.contacts.get_mut(&actor) else {
             return;
         };
+        peer.room_wait = None;
         peer.session = Some(Session {
             id,
             role,
@@ -422,6 +487,8 @@ impl Manager {
         let Some(peer) = self.contacts.get_mut(&actor) else {
             return;
         };
+        // A failure's backoff takes over from any wait for a place.
+        peer.room_wait = None;
         let delay = negotiation::retry_delay(peer.failures, RETRY_CAP);
         peer.failures = peer.failures.saturating_add(1);
         peer.retry_at = Instant::now() + delay;

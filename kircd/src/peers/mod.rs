@@ -4,7 +4,8 @@
 //! One task (the peer manager) owns every connection. It follows the
 //! contacts' presence (open one connection to each accepted contact shown
 //! online or away, close it when the contact goes offline or stops being an
-//! accepted contact, close the least recently used to stay under the cap),
+//! accepted contact; past the cap, a contact with chat takes the place of
+//! the connection unused the longest, and one merely online waits),
 //! takes the contacts' signalling from the inbox ([`signal::SignalHandler`]),
 //! sends its own through the outbound path, and reacts to each
 //! connection's events: candidates are trickled in batches, an open channel
@@ -15,7 +16,7 @@
 //! like any record.
 //!
 //! `link.rs` wraps the `webrtc` crate; `negotiation.rs` holds the rules
-//! (glare, backoff, eviction) as pure functions.
+//! (glare, backoff, room under the cap) as pure functions.
 
 mod channels;
 pub mod link;

@@ -89,15 +89,38 @@ pub fn retry_delay(failures: u32, cap: Duration) -> Duration {
     doubled.min(cap)
 }
 
-/// Which connection to close so that a new one fits under `cap`: the least
-/// recently used, given (contact, last use) of those open now.
-pub fn evict<T: Ord + Copy>(open: &[(ActorId, T)], cap: usize) -> Option<ActorId> {
+/// The hang-up of a side with no place for the session (`rtc.max_peers`
+/// connections to contacts in use): the other waits rather than retries.
+pub const NO_ROOM: &str = "no room for another connection";
+
+/// Whether a connection to one more contact fits under the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// A place is free.
+    Free,
+    /// The cap is reached; closing this one makes room.
+    Evict(ActorId),
+    /// The cap is reached and every open connection was used more
+    /// recently than the new contact: it waits.
+    Full,
+}
+
+/// Room for a connection to a contact last used (a chat sent or received)
+/// at `wanted`, given (contact, last use) of the connections open now.
+/// Only use makes room: the least recently used connection is closed for a
+/// contact used more recently, and never for one that is merely online —
+/// otherwise, with more contacts online than the cap, each would close
+/// another's connection in turn, for ever.
+pub fn room<T: Ord + Copy>(open: &[(ActorId, Option<T>)], wanted: Option<T>, cap: usize) -> Room {
     if open.len() < cap {
-        return None;
+        return Room::Free;
     }
-    open.iter()
-        .min_by_key(|(_, last_used)| *last_used)
-        .map(|(actor, _)| *actor)
+    let least_recent = open.iter().min_by_key(|(_, last_used)| *last_used);
+    match least_recent {
+        // `None` (never used) sorts before any use.
+        Some((actor, last_used)) if wanted.is_some() && *last_used < wanted => Room::Evict(*actor),
+        _ => Room::Full,
+    }
 }
 
 #[cfg(test)]
@@ -195,13 +218,55 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_used_makes_room() {
+    fn only_a_contact_used_more_recently_than_an_open_connection_makes_room() {
         let a = ActorId::from_slice(&[1; 16]).unwrap();
         let b = ActorId::from_slice(&[2; 16]).unwrap();
         let c = ActorId::from_slice(&[3; 16]).unwrap();
-        let open = [(a, 30), (b, 10), (c, 20)];
-        assert_eq!(evict(&open, 4), None);
-        assert_eq!(evict(&open, 3), Some(b));
-        assert_eq!(evict(&open, 2), Some(b));
+        let used = [(a, Some(30)), (b, Some(10)), (c, Some(20))];
+        let idle = [(a, Some(30)), (b, None), (c, Some(20))];
+        let cases = [
+            ("under the cap", &used[..], None, 4, Room::Free),
+            (
+                "under the cap, used long ago",
+                &used[..],
+                Some(5),
+                4,
+                Room::Free,
+            ),
+            ("used after the LRU", &used[..], Some(40), 3, Room::Evict(b)),
+            (
+                "used before every open one",
+                &used[..],
+                Some(5),
+                3,
+                Room::Full,
+            ),
+            (
+                "used as long ago as the LRU",
+                &used[..],
+                Some(10),
+                3,
+                Room::Full,
+            ),
+            ("never used", &used[..], None, 3, Room::Full),
+            (
+                "an open one never used, any use wins",
+                &idle[..],
+                Some(1),
+                3,
+                Room::Evict(b),
+            ),
+            (
+                "an open one never used, nor the new one",
+                &idle[..],
+                None,
+                3,
+                Room::Full,
+            ),
+            ("nothing open, cap 0", &[][..], Some(1), 0, Room::Full),
+        ];
+        for (what, open, wanted, cap, expected) in cases {
+            assert_eq!(room(open, wanted, cap), expected, "{what}");
+        }
     }
 }

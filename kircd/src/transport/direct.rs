@@ -3,6 +3,8 @@
 //! Envelopes travel on it exactly as sealed for Kafka: the channel is a
 //! faster pipe, never a trusted one.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
@@ -13,6 +15,10 @@ pub trait DirectPath: Send + Sync {
     /// Sends a sealed envelope to `contact` if a channel to it is open;
     /// false if none is (the caller then relies on Kafka alone).
     fn send<'a>(&'a self, contact: ActorId, envelope: &'a [u8]) -> BoxFuture<'a, bool>;
+
+    /// Chat with `contact` happened just now (sent or received, over either
+    /// path): a contact in use may take a place from one idle longer.
+    fn touch(&self, contact: ActorId);
 }
 
 /// An envelope that arrived on the channel of `from`; the inbox checks it
@@ -21,4 +27,6 @@ pub trait DirectPath: Send + Sync {
 pub struct DirectRecord {
     pub from: ActorId,
     pub bytes: Bytes,
+    /// When the channel handed it over, for the timing marks.
+    pub arrived: Option<SystemTime>,
 }

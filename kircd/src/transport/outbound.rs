@@ -76,6 +76,13 @@ impl Outbound {
         }
     }
 
+    /// Tells the direct path that chat with `contact` happened just now.
+    pub fn touch_direct(&self, contact: ActorId) {
+        if let Some(direct) = self.direct.get() {
+            direct.touch(contact);
+        }
+    }
+
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
     }

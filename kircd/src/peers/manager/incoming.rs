@@ -8,7 +8,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
-use super::{CANDIDATE_BATCH, Manager, Session};
+use super::{CANDIDATE_BATCH, Manager, RoomWait, Session};
+use crate::backends::hops;
 use crate::crypto::identity::ActorId;
 use crate::hub::DirectState;
 use crate::peers::link::{self, Link, LinkEvent, LinkState};
@@ -62,8 +63,18 @@ impl Manager {
                             // afresh: the current session is dropped.
                             self.end_session(actor, None, "replaced by the contact's session")
                                 .await;
-                        } else {
-                            self.make_room().await;
+                        } else if !self.admit(actor).await {
+                            // Full of contacts in use: the contact waits
+                            // (and so do we) instead of taking a place
+                            // only to lose it to the next one.
+                            self.signal(
+                                actor,
+                                signal.session,
+                                Step::HangUp(String::from(negotiation::NO_ROOM)),
+                            )
+                            .await;
+                            self.wait_for_room(actor, RoomWait::Here, super::WAITING_FOR_ROOM);
+                            return;
                         }
                         let answered = async {
                             let (tag, link) = self.new_link(events).await?;
@@ -133,8 +144,14 @@ impl Manager {
             Step::HangUp(reason) => {
                 if negotiation::concerns(current, signal.session) {
                     tracing::info!(contact = %actor, reason, "the contact hung up the direct path");
-                    self.end_session(actor, None, "the contact hung up").await;
-                    self.backoff(actor, "the contact hung up");
+                    if reason == negotiation::NO_ROOM {
+                        self.end_session(actor, None, "the contact has no place free")
+                            .await;
+                        self.wait_for_room(actor, RoomWait::There, "the contact has no place free");
+                    } else {
+                        self.end_session(actor, None, "the contact hung up").await;
+                        self.backoff(actor, "the contact hung up");
+                    }
                 }
             }
         }
@@ -172,7 +189,11 @@ impl Manager {
                 if self
                     .peers
                     .inbound
-                    .try_send(DirectRecord { from: actor, bytes })
+                    .try_send(DirectRecord {
+                        from: actor,
+                        bytes,
+                        arrived: hops::now(),
+                    })
                     .is_err()
                 {
                     // The inbox is behind: the Kafka copy will do.
@@ -223,12 +244,29 @@ impl Manager {
             }
             LinkEvent::State(LinkState::Disconnected) => {
                 self.channels.remove(actor);
-                let Some(session) = self.session_mut(actor) else {
+                let Some(peer) = self.contacts.get_mut(&actor) else {
+                    return;
+                };
+                let Some(session) = peer.session.as_ref() else {
                     return;
                 };
                 // The side that offered restarts ICE; the other answers it.
-                if session.role == Role::Offerer {
-                    let (id, link) = (session.id, Arc::clone(&session.link));
+                // Until the route is back (or ICE gives up and the session
+                // fails), Kafka carries everything and the state says so.
+                let (id, link, offerer) = (
+                    session.id,
+                    Arc::clone(&session.link),
+                    session.role == Role::Offerer,
+                );
+                peer.status.state = DirectState::Connecting;
+                peer.status.reason = String::from(if offerer {
+                    "route lost; restarting ICE"
+                } else {
+                    "route lost; waiting for the contact's ICE restart"
+                });
+                self.peers.hub.set_direct(peer.status.clone());
+                if offerer {
+                    tracing::info!(contact = %actor, "direct path interrupted; restarting ICE");
                     match link.restart_ice().await {
                         Ok(sdp) => self.signal(actor, id, Step::Offer(sdp)).await,
                         Err(err) => self.fail(actor, &err.to_string()).await,
@@ -236,11 +274,23 @@ impl Manager {
                 }
             }
             LinkEvent::State(LinkState::Connected) => {
-                if let Some(session) = self.session_mut(actor)
-                    && session.open
-                {
+                // Connected again after an interruption, on the same
+                // session: the channel is usable again as it was.
+                let Some(peer) = self.contacts.get_mut(&actor) else {
+                    return;
+                };
+                let Some(session) = peer.session.as_ref() else {
+                    return;
+                };
+                if session.open {
                     let link = Arc::clone(&session.link);
                     self.channels.insert(actor, link);
+                    if peer.status.state != DirectState::Connected {
+                        peer.status.state = DirectState::Connected;
+                        peer.status.reason.clear();
+                        self.peers.hub.set_direct(peer.status.clone());
+                        tracing::info!(contact = %actor, "direct path back");
+                    }
                 }
             }
             LinkEvent::State(LinkState::Failed) => {

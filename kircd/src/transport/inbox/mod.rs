@@ -1,4 +1,5 @@
-//! The inbox worker: consumes the own `data-in` and `rpc-in` in batches,
+//! The inbox worker: consumes the own `data-in` and `rpc-in` in batches
+//! (and the data channels' records, `direct.rs`),
 //! checks each record (`check.rs`), limits each sender's rate (`rate.rs`),
 //! hands chat to the router's chat sink and each control record to its
 //! kind's handler (after judging it against its sender's mark), and only
@@ -7,11 +8,12 @@
 //! and skipped; it never stops the worker or the records behind it.
 
 pub mod check;
+mod direct;
 mod rate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use rdkafka::Message;
@@ -26,6 +28,7 @@ use super::direct::DirectRecord;
 use super::marks::{self, Mark, Marks, Verdict};
 use super::rejections::{RejectionLog, Rejections};
 use super::router::{Control, HandlerError, Router};
+use crate::backends::hops;
 use crate::backends::kafka::consumer::{self, close_consumer};
 use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
 use crate::backends::supervise::Backoff;
@@ -82,6 +85,8 @@ struct Arrival<'a> {
     /// Minutes since the epoch, for the rate limit.
     minute: i64,
     via: Option<ActorId>,
+    /// When it was taken from Kafka or the channel, for the timing marks.
+    arrived: Option<SystemTime>,
 }
 
 /// The name the direct path goes by where a topic is shown.
@@ -120,11 +125,26 @@ impl Inbox {
             self.limits.rejection_log_interval,
         );
         let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
-        let mut direct = self
+        let channels = self
             .direct
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        // The channels' chat is stored beside this loop; their control
+        // records come back to it.
+        let (mut direct, direct_task) = match channels {
+            Some(records) => {
+                let (controls, direct_controls) = mpsc::channel(direct::CONTROLS_WAITING);
+                let task = tokio::spawn(direct::run(
+                    Arc::clone(&self),
+                    records,
+                    controls,
+                    cancel.clone(),
+                ));
+                (Some(direct_controls), Some(task))
+            }
+            None => (None, None),
+        };
         loop {
             let consumer = match consumer::subscribed(
                 &self.kafka,
@@ -158,6 +178,11 @@ impl Inbox {
                 }
             }
         }
+        if let Some(task) = direct_task
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = %err, "the data channels' inbox task failed");
+        }
         self.write_summaries(&mut log);
     }
 
@@ -170,9 +195,8 @@ impl Inbox {
     ) -> Ended {
         loop {
             let summary_due = log.next_due();
-            // Biased: a record from a data channel waiting beside one from
-            // Kafka is usually the same message's earlier copy, and the
-            // direct path is the one that is meant to be fast.
+            // Biased: a control record from a data channel (typing,
+            // presence) took the channel to be fast; Kafka's may wait.
             let first = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ended::Cancelled,
@@ -204,6 +228,7 @@ impl Inbox {
                 }
                 received = consumer.recv() => received,
             };
+            let arrived = hops::now();
             let mut batch = Vec::new();
             match first {
                 Ok(record) => batch.push(record.detach()),
@@ -222,7 +247,7 @@ impl Inbox {
                     _ => break,
                 }
             }
-            let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+            let now_minute = kirc_proto::unix_ms(SystemTime::now()) / 60_000;
             let data_in = &self.kafka.topics.data_in;
             let arrivals: Vec<Arrival<'_>> = batch
                 .iter()
@@ -238,6 +263,7 @@ impl Inbox {
                     },
                     minute: rate::arrival_minute(record.timestamp(), now_minute),
                     via: None,
+                    arrived,
                 })
                 .collect();
             if self
@@ -319,7 +345,7 @@ impl Inbox {
         log: &mut RejectionLog,
         cancel: &CancellationToken,
     ) -> Result<(), ()> {
-        let now_minute = kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000;
+        let now_minute = kirc_proto::unix_ms(SystemTime::now()) / 60_000;
         let arrivals: Vec<Arrival<'_>> = records
             .iter()
             .map(|record| Arrival {
@@ -332,6 +358,7 @@ impl Inbox {
                 lane: Lane::Data,
                 minute: now_minute,
                 via: Some(record.from),
+                arrived: record.arrived,
             })
             .collect();
         self.process_until_stored(&arrivals, log, cancel).await
@@ -386,6 +413,7 @@ impl Inbox {
             log,
         )
         .await;
+        let checked_at = hops::now();
 
         let mut chats = Vec::new();
         let mut controls = Vec::new();
@@ -396,6 +424,13 @@ impl Inbox {
         for (record, checked) in batch.iter().zip(checked_all) {
             match checked {
                 Ok(Checked::Chat(incoming)) => {
+                    let (arrived, checked) = if record.via.is_some() {
+                        ("direct.arrived", "direct.checked")
+                    } else {
+                        ("kafka.arrived", "kafka.checked")
+                    };
+                    hops::mark_at(arrived, incoming.id, record.arrived);
+                    hops::mark_at(checked, incoming.id, checked_at);
                     chat_records.insert(incoming.id, (record, incoming.sender));
                     chats.push(incoming);
                 }

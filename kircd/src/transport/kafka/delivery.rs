@@ -18,6 +18,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::backends::hops;
 use crate::backends::kafka::consumer::{self, close_consumer};
 use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
 use crate::backends::supervise::Backoff;
@@ -164,6 +165,12 @@ async fn deliver(
         tracing::error!("skipping an outbox record without a recipient");
         return true;
     };
+    let chat = (lane == Lane::Data)
+        .then(|| Uuid::from_slice(&envelope.message_id).ok())
+        .flatten();
+    if let Some(id) = chat {
+        hops::mark("delivery.fetched", id);
+    }
     // Until the contact book is loaded every recipient would look like a
     // stranger, and a record for a stranger is skipped for good.
     tokio::select! {
@@ -192,9 +199,8 @@ async fn deliver(
             }
         }
     }
-    if lane == Lane::Data
-        && let Ok(id) = Uuid::from_slice(&envelope.message_id)
-    {
+    if let Some(id) = chat {
+        hops::mark("delivery.produced", id);
         while let Err(err) = delivery.delivered.delivered(id).await {
             tracing::warn!(error = %err, "cannot record a delivery; retrying");
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
