@@ -66,8 +66,10 @@ impl ChatSink for ChatStore {
                 hops::mark("stored", message.id);
                 messaging.hub.message_added(message);
             }
-            for chat in chats {
-                messaging.outbound.touch_direct(chat.sender);
+            let senders: std::collections::HashSet<ActorId> =
+                chats.iter().map(|chat| chat.sender).collect();
+            for sender in senders {
+                messaging.outbound.touch_direct(sender);
             }
             // Received receipts, one per sender, for what is now stored (a
             // redelivered message is acknowledged again: the first receipt

@@ -4,12 +4,14 @@
 //! hands chat to the router's chat sink and each control record to its
 //! kind's handler (after judging it against its sender's mark), and only
 //! then stores the offsets. A bad record is counted, quarantined where
-//! useful (within bounds), logged (a few lines per reason, then summaries),
-//! and skipped; it never stops the worker or the records behind it.
+//! useful (within bounds), logged (a few lines per reason, then summaries;
+//! `settle.rs`), and skipped; it never stops the worker or the records
+//! behind it.
 
 pub mod check;
 mod direct;
 mod rate;
+mod settle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use crate::crypto::envelope::{Header, Rejection};
 use crate::crypto::identity::ActorId;
 use crate::hub::Hub;
 use crate::live::Live;
-use crate::store::{self, QuarantineBounds, Quarantined, StoreError};
+use crate::store::{QuarantineBounds, StoreError};
 use check::{Checked, Record, Rejected};
 
 /// Records handled together: one database statement and one receipt per
@@ -538,64 +540,6 @@ impl Inbox {
             }
             Err(rejection) => Ok(Err(Rejected::of(rejection, header))),
         }
-    }
-
-    /// Counts, logs and quarantines the batch's rejected records.
-    async fn settle(
-        &self,
-        rejected: &[(&Arrival<'_>, Rejected)],
-        log: &mut RejectionLog,
-    ) -> Result<(), StoreError> {
-        if rejected.is_empty() {
-            return Ok(());
-        }
-        self.write_summaries(log);
-        let now = Instant::now();
-        let mut kept = Vec::new();
-        for (record, refused) in rejected {
-            self.rejections.add(refused.rejection);
-            // A flood is logged by the rate limit, once per sender and batch.
-            if refused.rejection != Rejection::RateLimited && log.admit(refused.rejection, now) {
-                tracing::warn!(
-                    reason = refused.rejection.reason(),
-                    topic = record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    sender = refused
-                        .sender
-                        .map(|sender| sender.to_string())
-                        .unwrap_or_default(),
-                    "rejected an inbound record"
-                );
-            }
-            // A replay is a copy of something applied and a flood many
-            // records of one sender: nothing worth keeping.
-            if !matches!(
-                refused.rejection,
-                Rejection::Replay | Rejection::RateLimited
-            ) {
-                kept.push(Quarantined {
-                    topic: record.topic,
-                    partition: record.partition,
-                    offset: record.offset,
-                    reason: refused.rejection.reason(),
-                    sender: refused.sender,
-                    message_id: refused.message_id,
-                    bytes: record.bytes,
-                });
-            }
-        }
-        if !kept.is_empty() {
-            let fill = store::quarantine(
-                &self.pool,
-                &kept,
-                self.limits.quarantine,
-                self.rejections.quarantine(),
-            )
-            .await?;
-            self.rejections.set_quarantine(fill);
-        }
-        Ok(())
     }
 }
 
