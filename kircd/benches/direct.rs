@@ -131,10 +131,34 @@ impl std::fmt::Display for Idle {
     }
 }
 
-/// CPU, RSS and open files of `pid` over `secs` of idling.
-async fn idle(pid: u32, secs: u64) -> Idle {
+/// CPU, RSS and open files of `pid` over `secs` of idling. With
+/// `KIRC_BENCH_PERF` naming a folder, the idling is also profiled there
+/// (`perf record -g`, one file per `label`), to see what wakes the daemon.
+async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
     let before = cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    match std::env::var_os("KIRC_BENCH_PERF") {
+        Some(folder) => {
+            let output = std::path::Path::new(&folder).join(format!("idle-{label}.data"));
+            let status = tokio::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-q",
+                    "-g",
+                    "-F",
+                    "499",
+                    "-p",
+                    &pid.to_string(),
+                    "-o",
+                ])
+                .arg(&output)
+                .args(["--", "sleep", &secs.to_string()])
+                .status()
+                .await
+                .expect("perf runs");
+            assert!(status.success(), "perf record failed: {status}");
+        }
+        None => tokio::time::sleep(Duration::from_secs(secs)).await,
+    }
     let ticks = cpu_ticks(pid) - before;
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
     Idle {
@@ -228,7 +252,7 @@ async fn main() {
         KAFKA_HOPS,
     );
 
-    let one_open = idle(alice_daemon.pid(), idle_secs).await;
+    let one_open = idle(alice_daemon.pid(), idle_secs, "one").await;
 
     let mut openings = Vec::with_capacity(rounds);
     for _ in 0..rounds {
@@ -250,7 +274,7 @@ async fn main() {
     while connected(&alice_daemon.status().await, &bob) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let none_open = idle(alice_daemon.pid(), idle_secs).await;
+    let none_open = idle(alice_daemon.pid(), idle_secs, "none").await;
 
     // Many contacts online at once, each its own daemon: alice holds a
     // channel to every one (within rtc.max_peers, 32 by default).
@@ -266,7 +290,7 @@ async fn main() {
     let many = Instant::now();
     wait_all_connected(&alice_daemon, &others).await;
     let many_opened = many.elapsed();
-    let many_open = idle(alice_daemon.pid(), idle_secs).await;
+    let many_open = idle(alice_daemon.pid(), idle_secs, "many").await;
 
     println!();
     println!("| figure | p50 | p99 | ratio to raw Kafka (p50) |");

@@ -250,6 +250,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         marks,
         rejections,
         direct: std::sync::Mutex::new(Some(direct_received)),
+        channel_counts: Default::default(),
     });
     let delivery = delivery::Delivery {
         kafka: config.kafka.clone(),

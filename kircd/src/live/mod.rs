@@ -124,9 +124,15 @@ impl Live {
     /// away there is no limit: chat goes on.
     pub async fn allowed(&self, actor: ActorId, minute: i64, records: u64) -> u64 {
         match self.keys.rate(actor, minute, records).await {
-            Ok(before) => self.config.rate_limit.saturating_sub(before).min(records),
+            Ok(before) => self.allowance(before, records),
             Err(_) => records,
         }
+    }
+
+    /// How many of `records` new records the rate allows a sender that
+    /// already sent `before` in the same minute.
+    pub fn allowance(&self, before: u64, records: u64) -> u64 {
+        self.config.rate_limit.saturating_sub(before).min(records)
     }
 
     fn note_valkey(&self, up: bool) {

@@ -265,15 +265,23 @@ impl Manager {
             let peer = self.peer(contact);
             peer.contact = Arc::clone(contact);
             let has_session = peer.session.is_some();
-            let open = peer.session.as_ref().is_some_and(|session| session.open);
+            let route_lost = peer.session.as_ref().is_some_and(|session| session.open)
+                && peer.status.state == DirectState::Connecting;
             let waits_here = matches!(peer.room_wait, Some((RoomWait::Here, _)));
             let due = now >= peer.retry_at || (waits_here && room_free);
             match state {
-                // Gone: its side is closed or closing. A session still
-                // negotiating is left to its timeout: an "offline" read from
-                // a backlog after a restart may be older than the contact's
-                // offer, and ICE fails by itself if the contact is gone.
-                PresenceState::Offline if open => {
+                // "Offline" alone does not end a session: the connection
+                // itself says whether the contact is there. A contact that
+                // stops closes it (its end is seen at once); one that
+                // crashed stops answering ICE's checks (disconnected after
+                // 5 s). Presence is the weaker signal: it expires when its
+                // heartbeats are late, which the traffic budget's pacing
+                // can make them, and an "offline" read from a backlog after
+                // a restart may be older than the session. Both together
+                // (route lost, contact offline) end it: an ICE restart
+                // cannot reach a daemon that is gone, and the one that
+                // comes back starts a new session.
+                PresenceState::Offline if route_lost => {
                     self.end_session(*actor, None, "the contact went offline")
                         .await;
                 }
@@ -360,6 +368,7 @@ impl Manager {
 
     async fn new_link(
         &mut self,
+        actor: ActorId,
         events: &mpsc::UnboundedSender<(u64, LinkEvent)>,
     ) -> Result<(u64, Arc<Link>), link::LinkError> {
         self.next_tag += 1;
@@ -369,6 +378,10 @@ impl Manager {
             Tagged {
                 tag,
                 events: events.clone(),
+                messages: link::Messages::Inbox {
+                    from: actor,
+                    inbox: self.peers.inbound.clone(),
+                },
             },
         )
         .await?;
@@ -388,7 +401,7 @@ impl Manager {
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let made = async {
-            let (tag, link) = self.new_link(events).await?;
+            let (tag, link) = self.new_link(actor, events).await?;
             let sdp = link.offer().await?;
             Ok::<_, link::LinkError>((tag, link, sdp))
         }
@@ -455,6 +468,7 @@ impl Manager {
         let Some(session) = peer.session.take() else {
             return;
         };
+        tracing::debug!(contact = %actor, session = signal::short(&session.id), reason, "direct session ended");
         peer.status = DirectStatus {
             state: DirectState::Off,
             reason: reason.to_owned(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kircd::config::{IcePolicy, RtcConfig};
-use kircd::peers::link::{Link, LinkEvent, LinkSettings, Tagged};
+use kircd::peers::link::{Link, LinkEvent, LinkSettings, Messages, Tagged};
 use tokio::sync::mpsc;
 
 pub fn loopback() -> LinkSettings {
@@ -37,6 +37,7 @@ impl Pairs {
         let tagged = |tag| Tagged {
             tag,
             events: sender.clone(),
+            messages: Messages::Events,
         };
         let mut links = Vec::new();
         for pair in 0..count {

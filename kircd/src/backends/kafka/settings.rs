@@ -27,6 +27,11 @@ fn common(bootstrap_servers: &str, client_id: &str) -> ClientConfig {
         // them back waiting for delayed ACKs.
         .set("socket.nagle.disable", "true")
         .set("reconnect.backoff.max.ms", "10000")
+        // A metadata request for a topic that does not exist must never
+        // create it with the broker's defaults (librdkafka's producers
+        // allow that by default): kircd creates its topics itself, with
+        // their partitions, retention and timestamp type.
+        .set("allow.auto.create.topics", "false")
         .set(
             "statistics.interval.ms",
             super::context::STATISTICS_INTERVAL_MS,

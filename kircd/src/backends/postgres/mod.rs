@@ -78,6 +78,10 @@ pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Erro
 /// The wait for a pooled connection that is logged as slow.
 const SLOW_ACQUIRE: Duration = Duration::from_millis(250);
 
+/// A pooled connection idle longer than this is pinged before it is handed
+/// out; one used more recently is trusted.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// A pool that connects on first use, so that kircd starts while the server
 /// is away and recovers by itself when it returns.
 pub fn pool(options: PgConnectOptions, max_connections: u32, acquire_timeout: Duration) -> PgPool {
@@ -90,6 +94,21 @@ pub fn pool(options: PgConnectOptions, max_connections: u32, acquire_timeout: Du
         // a line in the log long before a call fails on the timeout.
         .acquire_slow_threshold(SLOW_ACQUIRE)
         .idle_timeout(Duration::from_secs(300))
+        // sqlx pings every connection it hands out by default: a second
+        // round trip in front of every statement, on the send path twice.
+        // A connection that has just been used is alive; one that sat idle
+        // may have been closed by the server (a restart, a managed
+        // service's idle cut) and is pinged, so a dead one is replaced
+        // instead of failing the statement.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }
 

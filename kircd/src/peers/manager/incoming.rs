@@ -9,13 +9,11 @@ use tokio::time::Instant;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
 use super::{CANDIDATE_BATCH, Manager, RoomWait, Session};
-use crate::backends::hops;
 use crate::crypto::identity::ActorId;
-use crate::hub::DirectState;
+use crate::hub::{DirectState, PresenceState};
 use crate::peers::link::{self, Link, LinkEvent, LinkState};
 use crate::peers::negotiation::{self, OnOffer, Role};
 use crate::peers::signal::{Signal, Step};
-use crate::transport::direct::DirectRecord;
 
 impl Manager {
     pub(super) async fn on_signal(
@@ -77,7 +75,7 @@ impl Manager {
                             return;
                         }
                         let answered = async {
-                            let (tag, link) = self.new_link(events).await?;
+                            let (tag, link) = self.new_link(actor, events).await?;
                             let answer = link.answer(sdp).await?;
                             Ok::<_, link::LinkError>((tag, link, answer))
                         }
@@ -185,21 +183,9 @@ impl Manager {
             tracing::debug!(contact = %actor, ?state, "direct connection state");
         }
         match event {
-            LinkEvent::Message(bytes) => {
-                if self
-                    .peers
-                    .inbound
-                    .try_send(DirectRecord {
-                        from: actor,
-                        bytes,
-                        arrived: hops::now(),
-                    })
-                    .is_err()
-                {
-                    // The inbox is behind: the Kafka copy will do.
-                    tracing::debug!(contact = %actor, "a direct record was dropped: the inbox is busy");
-                }
-            }
+            // The links of the manager hand their messages to the inbox
+            // themselves.
+            LinkEvent::Message(_) => {}
             LinkEvent::Candidate(candidate) => {
                 let Some(session) = self.session_mut(actor) else {
                     return;
@@ -244,6 +230,14 @@ impl Manager {
             }
             LinkEvent::State(LinkState::Disconnected) => {
                 self.channels.remove(actor);
+                let offline =
+                    self.peers.live.states().borrow().get(&actor) == Some(&PresenceState::Offline);
+                if offline {
+                    // Gone, not just a route lost: nothing to restart.
+                    self.end_session(actor, None, "the contact went offline")
+                        .await;
+                    return;
+                }
                 let Some(peer) = self.contacts.get_mut(&actor) else {
                     return;
                 };

@@ -73,6 +73,8 @@ pub struct Inbox {
     pub rejections: Arc<Rejections>,
     /// Records from contacts' data channels, taken by the running worker.
     pub direct: std::sync::Mutex<Option<mpsc::Receiver<DirectRecord>>>,
+    /// The rate counts of the records from data channels.
+    pub channel_counts: rate::ChannelCounts,
 }
 
 /// One record to process, from an own Kafka inbox or a data channel.
@@ -406,9 +408,16 @@ impl Inbox {
                 via: arrival.via,
             })
             .collect();
-        let arrivals: Vec<i64> = batch.iter().map(|arrival| arrival.minute).collect();
+        let arrivals: Vec<rate::Arrived> = batch
+            .iter()
+            .map(|arrival| rate::Arrived {
+                minute: arrival.minute,
+                direct: arrival.via.is_some(),
+            })
+            .collect();
         let checked_all = rate::limit(
             &self.live,
+            &self.channel_counts,
             self.book.me(),
             &arrivals,
             self.check_all(&records),

@@ -3,8 +3,16 @@
 //! unaffected. Counting by the minute of arrival (the broker's append time,
 //! which a sender cannot forge) rather than of reading keeps a backlog read
 //! after days offline within the rate it was sent at.
+//!
+//! Records from the Kafka inboxes are counted in Valkey, so that a restart
+//! does not give a sender a fresh allowance for a backlog. Records from a
+//! data channel are counted in this process: a channel is one contact's
+//! connection to this daemon and ends with it, the fast path does not wait
+//! for a round trip to Valkey, and the Kafka copy of every chat message is
+//! still counted there.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rdkafka::message::Timestamp;
@@ -26,42 +34,83 @@ pub fn arrival_minute(timestamp: Timestamp, now_minute: i64) -> i64 {
     }
 }
 
-/// Applies the per-sender rate (buckets in Valkey, one per sender and
-/// minute of arrival) to a checked batch; `arrivals` holds each record's
-/// minute of arrival. The own heartbeat is not limited.
+/// The counts of the records that came over data channels, per sender and
+/// minute of arrival.
+#[derive(Debug, Default)]
+pub struct ChannelCounts {
+    counts: Mutex<HashMap<(ActorId, i64), u64>>,
+}
+
+impl ChannelCounts {
+    /// Adds `records` to `sender`'s count for `minute` and returns the count
+    /// before. Minutes before the previous one are forgotten: nothing
+    /// arrives in them any more.
+    fn add(&self, sender: ActorId, minute: i64, records: u64) -> u64 {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.retain(|&(_, counted), _| counted >= minute - 1);
+        let count = counts.entry((sender, minute)).or_default();
+        let before = *count;
+        *count += records;
+        before
+    }
+}
+
+/// When and how a record arrived, as the rate sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived {
+    /// Minutes since the epoch.
+    pub minute: i64,
+    /// Over a data channel rather than a Kafka inbox.
+    pub direct: bool,
+}
+
+/// One sender's records of one minute, by one path.
+type Bucket = (ActorId, i64, bool);
+
+/// Applies the per-sender rate to a checked batch; `arrivals` says how and
+/// when each record arrived. The own heartbeat is not limited.
 pub async fn limit(
     live: &Live,
+    channels: &ChannelCounts,
     me: ActorId,
-    arrivals: &[i64],
+    arrivals: &[Arrived],
     checked: Vec<Result<Checked, Rejected>>,
     log: &mut RejectionLog,
 ) -> Vec<Result<Checked, Rejected>> {
-    let bucket_of = |minute: i64, result: &Result<Checked, Rejected>| match result {
+    let bucket_of = |arrived: Arrived, result: &Result<Checked, Rejected>| match result {
         Ok(checked) => {
             let (sender, _) = checked.claimed();
-            (sender != me).then_some((sender, minute))
+            (sender != me).then_some((sender, arrived.minute, arrived.direct))
         }
         Err(_) => None,
     };
-    let mut counts: HashMap<(ActorId, i64), u64> = HashMap::new();
-    for (minute, result) in arrivals.iter().zip(&checked) {
-        if let Some(bucket) = bucket_of(*minute, result) {
+    let mut counts: HashMap<Bucket, u64> = HashMap::new();
+    for (arrived, result) in arrivals.iter().zip(&checked) {
+        if let Some(bucket) = bucket_of(*arrived, result) {
             *counts.entry(bucket).or_default() += 1;
         }
     }
-    let mut allowed: HashMap<(ActorId, i64), u64> = HashMap::new();
-    for (&(sender, minute), &count) in &counts {
-        let allowance = live.allowed(sender, minute, count).await;
+    let mut allowed: HashMap<Bucket, u64> = HashMap::new();
+    for (&(sender, minute, direct), &count) in &counts {
+        let allowance = if direct {
+            let before = channels.add(sender, minute, count);
+            live.allowance(before, count)
+        } else {
+            live.allowed(sender, minute, count).await
+        };
         if allowance < count && log.admit(Rejection::RateLimited, Instant::now()) {
-            tracing::warn!(%sender, minute, records = count, allowed = allowance, "a sender exceeds its inbound rate; the excess is dropped");
+            tracing::warn!(%sender, minute, records = count, allowed = allowance, direct, "a sender exceeds its inbound rate; the excess is dropped");
         }
-        allowed.insert((sender, minute), allowance);
+        allowed.insert((sender, minute, direct), allowance);
     }
     arrivals
         .iter()
         .zip(checked)
-        .map(|(minute, result)| {
-            let Some(bucket) = bucket_of(*minute, &result) else {
+        .map(|(arrived, result)| {
+            let Some(bucket) = bucket_of(*arrived, &result) else {
                 return result;
             };
             let left = allowed.entry(bucket).or_default();
@@ -86,6 +135,23 @@ pub async fn limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_counts_add_per_sender_and_minute_and_forget_old_minutes() {
+        let counts = ChannelCounts::default();
+        let (alice, bob) = (
+            ActorId::from_slice(&[1; 16]).unwrap(),
+            ActorId::from_slice(&[2; 16]).unwrap(),
+        );
+        assert_eq!(counts.add(alice, 10, 3), 0);
+        assert_eq!(counts.add(alice, 10, 2), 3);
+        assert_eq!(counts.add(bob, 10, 1), 0, "each sender has its own count");
+        assert_eq!(counts.add(alice, 11, 1), 0, "each minute starts afresh");
+        assert_eq!(counts.add(alice, 10, 1), 5, "the previous minute is kept");
+        assert_eq!(counts.add(alice, 12, 1), 0);
+        let kept = counts.counts.lock().unwrap().len();
+        assert_eq!(kept, 2, "minutes 11 and 12 of alice are kept, 10 is gone");
+    }
 
     #[test]
     fn records_count_in_the_minute_the_broker_appended_them() {
