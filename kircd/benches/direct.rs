@@ -6,7 +6,10 @@
 //!   second pair, carol and dave, with the path off) and raw rdkafka
 //!   produce → consume of a record of the same size, and a bare data
 //!   channel between two connections in this process (the channel's own
-//!   floor: what the WebRTC stack costs before kircd does anything);
+//!   floor: what the WebRTC stack costs before kircd does anything); and
+//!   the direct path's own floor: one call on the socket, two one-row
+//!   PostgreSQL commits and the bare channel, since the message is stored
+//!   by alice before it leaves and by bob before it is shown;
 //! - opening: bob restarts; from his READY to both daemons showing the
 //!   channel connected (presence over Kafka, then signalling, ICE, DTLS,
 //!   SCTP);
@@ -16,7 +19,8 @@
 //!
 //! Run with `dev/bench`. `KIRC_BENCH_MESSAGES` (1,000), `KIRC_BENCH_ROUNDS`
 //! (10), `KIRC_BENCH_IDLE_SECS` (30) and `KIRC_BENCH_PEERS` change the
-//! counts.
+//! counts; `KIRC_BENCH_PERF` names a folder for a `perf` profile of each
+//! idle phase.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -110,6 +114,52 @@ async fn raw_channel_latency(count: usize, size: usize) -> Vec<Duration> {
         samples.push(sent.elapsed());
     }
     pairs.close().await;
+    samples
+}
+
+/// One-row PostgreSQL commits on `actor`'s database, one at a time: a
+/// table with a message's shape (uuid key, text, bytes, time), durable
+/// like the messages table.
+async fn pg_commits(actor: &Actor, count: usize) -> Vec<Duration> {
+    use sqlx::Connection as _;
+    let url = format!("{}/{}", actor.stack.postgres, actor.database);
+    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE bench_floor (id uuid PRIMARY KEY, body text NOT NULL,
+         envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let envelope = vec![7u8; 220];
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        sqlx::query("INSERT INTO bench_floor (id, body, envelope) VALUES ($1, $2, $3)")
+            .bind(uuid::Uuid::now_v7())
+            .bind("a typical chat line of about sixty bytes, give or take a few")
+            .bind(&envelope)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        samples.push(start.elapsed());
+    }
+    sqlx::query("DROP TABLE bench_floor")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    samples
+}
+
+/// Round trips of the cheapest call on the socket (GetStatus).
+async fn call_round_trips(daemon: &Daemon, count: usize) -> Vec<Duration> {
+    let mut client = daemon.client().await;
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        client.get_status(pb::GetStatusRequest {}).await.unwrap();
+        samples.push(start.elapsed());
+    }
     samples
 }
 
@@ -237,6 +287,12 @@ async fn main() {
     let direct_samples =
         send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await;
     let first_direct = direct_samples.iter().filter(|sample| sample.direct).count();
+    // The direct path's floor, measured in the same run: the call and the
+    // event (one socket round trip), two one-row commits (alice's and
+    // bob's), one message over a channel.
+    let commit = summarize(pg_commits(&alice, messages).await);
+    let call = summarize(call_round_trips(&alice_daemon, messages).await);
+    let floor = call.p50 + commit.p50 * 2 + channel.p50;
     let direct = summarize(latencies(&direct_samples));
     let kafka_samples =
         send_latency(&carol_daemon, &dave_daemon, &dave.actor_id, messages, text).await;
@@ -323,6 +379,17 @@ async fn main() {
         "| peer's READY → channel open on both sides ({rounds} restarts) | {} | {} | — |",
         ms(opening.p50),
         ms(opening.p99)
+    );
+    println!(
+        "| floor of the direct path: a GetStatus round trip ({}) + two one-row PostgreSQL commits ({} each) + the raw channel | {} | — | {:.2}× |",
+        ms(call.p50),
+        ms(commit.p50),
+        ms(floor),
+        ratio(floor)
+    );
+    println!(
+        "| direct path ÷ its floor (p50) | {:.2}× | — | — |",
+        direct.p50.as_secs_f64() / floor.as_secs_f64()
     );
     print_hops("direct path", &direct_samples, direct_hops);
     print_hops("Kafka path", &kafka_samples, kafka_hops);
