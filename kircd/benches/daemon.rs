@@ -19,8 +19,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_ticks, proc_field, summarize};
-use kirc_proto::v1::GetStatusRequest;
+use common::{cpu_ticks, get_status_round_trips, proc_field, summarize};
 use kirc_testkit::{Actor, Daemon, all_up, bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -53,19 +52,6 @@ async fn raw_socket_round_trips(dir: &std::path::Path) -> Vec<Duration> {
         let start = Instant::now();
         stream.write_all(&buf).await.unwrap();
         stream.read_exact(&mut buf).await.unwrap();
-        if round >= RTT_WARMUP {
-            samples.push(start.elapsed());
-        }
-    }
-    samples
-}
-
-async fn get_status_round_trips(daemon: &Daemon) -> Vec<Duration> {
-    let mut client = daemon.client().await;
-    let mut samples = Vec::with_capacity(RTT_SAMPLES);
-    for round in 0..RTT_WARMUP + RTT_SAMPLES {
-        let start = Instant::now();
-        client.get_status(GetStatusRequest {}).await.unwrap();
         if round >= RTT_WARMUP {
             samples.push(start.elapsed());
         }
@@ -122,7 +108,7 @@ async fn main() {
     // Round trips: the raw socket first, then GetStatus, in this process.
     let scratch = tempfile::tempdir().unwrap();
     let raw = summarize(raw_socket_round_trips(scratch.path()).await);
-    let rpc = summarize(get_status_round_trips(&daemon).await);
+    let rpc = summarize(get_status_round_trips(&daemon, RTT_WARMUP, RTT_SAMPLES).await);
 
     // Idle: all backends up, no client, default probe interval.
     let pid = daemon.pid();

@@ -35,8 +35,8 @@ mod links;
 use std::time::{Duration, Instant};
 
 use common::{
-    Sample, count, cpu_ticks, hop_breakdown, latencies, ms, proc_field, raw_latency, send_latency,
-    summarize,
+    Sample, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies, ms, proc_field,
+    raw_latency, send_latency, summarize,
 };
 use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
@@ -148,18 +148,6 @@ async fn pg_commits(actor: &Actor, count: usize) -> Vec<Duration> {
         .execute(&mut connection)
         .await
         .unwrap();
-    samples
-}
-
-/// Round trips of the cheapest call on the socket (GetStatus).
-async fn call_round_trips(daemon: &Daemon, count: usize) -> Vec<Duration> {
-    let mut client = daemon.client().await;
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let start = Instant::now();
-        client.get_status(pb::GetStatusRequest {}).await.unwrap();
-        samples.push(start.elapsed());
-    }
     samples
 }
 
@@ -291,7 +279,7 @@ async fn main() {
     // event (one socket round trip), two one-row commits (alice's and
     // bob's), one message over a channel.
     let commit = summarize(pg_commits(&alice, messages).await);
-    let call = summarize(call_round_trips(&alice_daemon, messages).await);
+    let call = summarize(get_status_round_trips(&alice_daemon, 0, messages).await);
     let floor = call.p50 + commit.p50 * 2 + channel.p50;
     let direct = summarize(latencies(&direct_samples));
     let kafka_samples =

@@ -267,3 +267,25 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// Round trips of the cheapest call on the socket (GetStatus): `samples`
+/// of them, after `warmup` that are not kept.
+pub async fn get_status_round_trips(
+    daemon: &kirc_testkit::Daemon,
+    warmup: usize,
+    samples: usize,
+) -> Vec<Duration> {
+    let mut client = daemon.client().await;
+    let mut kept = Vec::with_capacity(samples);
+    for round in 0..warmup + samples {
+        let start = Instant::now();
+        client
+            .get_status(kirc_proto::v1::GetStatusRequest {})
+            .await
+            .unwrap();
+        if round >= warmup {
+            kept.push(start.elapsed());
+        }
+    }
+    kept
+}
