@@ -110,15 +110,12 @@ async fn a_killed_daemon_is_noticed_kafka_carries_the_gap_and_the_path_comes_bac
     let alice_daemon = Daemon::start(&alice).await;
     let mut bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
-    let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
-    let bob_tui = Watcher::interactive(&bob_daemon.socket).await;
-    let mut alice_watch = alice_daemon.watch().await;
-    let mut bob_watch = bob_daemon.watch().await;
-    one_connection(
-        (&alice, &alice_daemon, &mut alice_watch),
-        (&bob, &bob_daemon, &mut bob_watch),
-    )
-    .await;
+    let Attached {
+        clients: (_alice_tui, bob_tui),
+        mut alice_watch,
+        bob_watch,
+        ..
+    } = attach_and_connect((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
     drop((bob_tui, bob_watch));
 
     bob_daemon.signal(rustix::process::Signal::KILL);
@@ -197,15 +194,12 @@ async fn forged_replayed_and_stranger_signalling_is_refused_counted_and_opens_no
     let alice_daemon = Daemon::start(&alice).await;
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
-    let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
-    let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
-    let mut alice_watch = alice_daemon.watch().await;
-    let mut bob_watch = bob_daemon.watch().await;
-    let session = one_connection(
-        (&alice, &alice_daemon, &mut alice_watch),
-        (&bob, &bob_daemon, &mut bob_watch),
-    )
-    .await;
+    let Attached {
+        clients: _clients,
+        alice_watch: _alice_watch,
+        mut bob_watch,
+        session,
+    } = attach_and_connect((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
 
     let kafka_at = alice.stack.kafka.clone();
     let signals = kafka::envelopes_of(

@@ -24,15 +24,11 @@ async fn both_sides_starting_at_once_end_in_one_connection_every_time() {
         // Both start, and so see each other online, at the same instant:
         // both offer, and the polite side must yield.
         let (alice_daemon, bob_daemon) = tokio::join!(Daemon::start(&alice), Daemon::start(&bob));
-        let _alice_tui = Watcher::interactive(&alice_daemon.socket).await;
-        let _bob_tui = Watcher::interactive(&bob_daemon.socket).await;
-        let mut alice_watch = alice_daemon.watch().await;
-        let mut bob_watch = bob_daemon.watch().await;
-        let session = one_connection(
-            (&alice, &alice_daemon, &mut alice_watch),
-            (&bob, &bob_daemon, &mut bob_watch),
-        )
-        .await;
+        let Attached {
+            clients: _clients,
+            session,
+            ..
+        } = attach_and_connect((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
         assert_eq!(session.len(), 32);
         // Settled: a second session would have replaced it by now.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -62,17 +58,12 @@ async fn a_route_lost_for_a_while_comes_back_by_an_ice_restart_on_the_same_sessi
     let alice_daemon = Daemon::start(&alice).await;
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
-    let _clients = (
-        Watcher::interactive(&alice_daemon.socket).await,
-        Watcher::interactive(&bob_daemon.socket).await,
-    );
-    let mut alice_watch = alice_daemon.watch().await;
-    let mut bob_watch = bob_daemon.watch().await;
-    let session = one_connection(
-        (&alice, &alice_daemon, &mut alice_watch),
-        (&bob, &bob_daemon, &mut bob_watch),
-    )
-    .await;
+    let Attached {
+        clients: _clients,
+        mut alice_watch,
+        mut bob_watch,
+        session,
+    } = attach_and_connect((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
 
     // Each side in turn stops answering; the other sees the route lost.
     // The side that offered restarts ICE, the other waits for it: in one of

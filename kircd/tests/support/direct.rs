@@ -54,6 +54,41 @@ pub async fn wait_connected(watch: &mut Watcher, contact: &Actor, what: &str) ->
         .await
 }
 
+/// Two daemons made online (a client attached to each) and watched, once
+/// they settled on one connection.
+pub struct Attached {
+    pub clients: (Watcher, Watcher),
+    pub alice_watch: Watcher,
+    pub bob_watch: Watcher,
+    /// The session both show.
+    pub session: String,
+}
+
+/// Attaches a client to each of two befriended daemons (which makes both
+/// online) and waits for the one connection between them.
+pub async fn attach_and_connect(
+    (alice, alice_daemon): (&Actor, &Daemon),
+    (bob, bob_daemon): (&Actor, &Daemon),
+) -> Attached {
+    let clients = (
+        Watcher::interactive(&alice_daemon.socket).await,
+        Watcher::interactive(&bob_daemon.socket).await,
+    );
+    let mut alice_watch = alice_daemon.watch().await;
+    let mut bob_watch = bob_daemon.watch().await;
+    let session = one_connection(
+        (alice, alice_daemon, &mut alice_watch),
+        (bob, bob_daemon, &mut bob_watch),
+    )
+    .await;
+    Attached {
+        clients,
+        alice_watch,
+        bob_watch,
+        session,
+    }
+}
+
 /// Two befriended daemons, both online (a client attached to each), with
 /// the direct path connected both ways.
 pub struct OnlinePair {
@@ -71,23 +106,16 @@ pub async fn online_pair(alice: &Actor, bob: &Actor) -> OnlinePair {
     let alice_daemon = Daemon::start(alice).await;
     let bob_daemon = Daemon::start(bob).await;
     befriend((alice, &alice_daemon), (bob, &bob_daemon)).await;
-    // Attached clients make both online.
-    let clients = (
-        Watcher::interactive(&alice_daemon.socket).await,
-        Watcher::interactive(&bob_daemon.socket).await,
-    );
-    let mut alice_watch = alice_daemon.watch().await;
-    let mut bob_watch = bob_daemon.watch().await;
-    let at_alice = wait_connected(&mut alice_watch, bob, "alice's direct path to bob").await;
-    let at_bob = wait_connected(&mut bob_watch, alice, "bob's direct path to alice").await;
+    let attached = attach_and_connect((alice, &alice_daemon), (bob, &bob_daemon)).await;
+    let status = |watch: &Watcher| watch.view.status.clone().unwrap_or_default();
     OnlinePair {
+        at_alice: status(&attached.alice_watch),
+        at_bob: status(&attached.bob_watch),
         alice_daemon,
         bob_daemon,
-        _clients: clients,
-        alice_watch,
-        bob_watch,
-        at_alice,
-        at_bob,
+        _clients: attached.clients,
+        alice_watch: attached.alice_watch,
+        bob_watch: attached.bob_watch,
     }
 }
 
