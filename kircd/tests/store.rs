@@ -233,3 +233,48 @@ async fn the_read_marker_only_moves_forward_and_says_where_it_was() {
     assert_eq!((summary.unread, summary.last_read_seq), (0, seqs[2]));
     assert_eq!(summary.last_message.as_ref().map(|m| m.id), Some(ids[2]));
 }
+
+#[tokio::test]
+async fn conversations_are_listed_by_the_time_of_their_last_message() {
+    let pool = database("store_activity").await;
+    let me = identity(1).id();
+    let (alice, bob) = (identity(2), identity(3));
+    save(&pool, me, &alice, "alice", 1, ContactState::Accepted).await;
+    save(&pool, me, &bob, "bob", 1, ContactState::Accepted).await;
+    let (with_alice, with_bob) = (conversation(me, alice.id()), conversation(me, bob.id()));
+    // Made just now, with no message yet: activity is when each was made.
+    let made = store::conversations(&pool).await.unwrap();
+    assert_eq!(made.len(), 2);
+    assert!(made.iter().all(|summary| summary.last_message.is_none()));
+
+    // A message far in the future (a sender's clock ahead) puts alice's
+    // first; a later, ordinary message from bob does not pass it.
+    let future = 4_000_000_000_000;
+    let mut ahead = incoming(Uuid::now_v7(), with_alice, alice.id(), 1, 1);
+    ahead.created_at_unix_ms = future;
+    store::insert_incoming(&pool, &[ahead]).await.unwrap();
+    store::insert_incoming(&pool, &[incoming(Uuid::now_v7(), with_bob, bob.id(), 2, 2)])
+        .await
+        .unwrap();
+    let listed = store::conversations(&pool).await.unwrap();
+    let order: Vec<Uuid> = listed.iter().map(|summary| summary.id).collect();
+    assert_eq!(order, vec![with_alice, with_bob]);
+    assert_eq!(listed[0].last_activity_unix_ms, future);
+
+    // Alice's next message, with an ordinary time, is her last: the
+    // conversation's activity follows it, and bob's (made later, its
+    // message later) comes first.
+    let now = kirc_proto::unix_ms(std::time::SystemTime::now());
+    let mut ordinary = incoming(Uuid::now_v7(), with_alice, alice.id(), 3, 3);
+    ordinary.created_at_unix_ms = 1_700_000_000_000;
+    store::insert_incoming(&pool, &[ordinary]).await.unwrap();
+    let listed = store::conversations(&pool).await.unwrap();
+    let order: Vec<Uuid> = listed.iter().map(|summary| summary.id).collect();
+    assert_eq!(order, vec![with_bob, with_alice]);
+    // Activity is never earlier than when the conversation was made.
+    assert!(
+        listed
+            .iter()
+            .all(|summary| summary.last_activity_unix_ms >= now - 60_000)
+    );
+}

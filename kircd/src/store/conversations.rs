@@ -62,10 +62,14 @@ pub(super) async fn ensure_direct(
     Ok(())
 }
 
-/// Every conversation, most recent activity first.
+/// Every conversation, most recent activity first: a conversation's
+/// activity is the time of its last message, or when it was made
+/// (`last_activity_at`, which messages no longer move: one row written per
+/// message, not two).
 pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, StoreError> {
     let rows = sqlx::query(concat!(
-        "SELECT c.id AS conv_id, c.kind, (extract(epoch from c.last_activity_at) * 1000)::bigint AS activity_ms,
+        "SELECT c.id AS conv_id, c.kind,
+                greatest((extract(epoch from c.last_activity_at) * 1000)::bigint, last.created_ms) AS activity_ms,
                 (SELECT array_agg(m.actor_id ORDER BY m.joined_at, m.actor_id) FROM conversation_members m
                     WHERE m.conversation_id = c.id) AS members,
                 coalesce(r.last_read_seq, 0) AS read_seq,
@@ -77,7 +81,7 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
          LEFT JOIN LATERAL (SELECT ",
         message_columns!(),
         " FROM messages m WHERE m.conversation_id = c.id ORDER BY seq DESC LIMIT 1) last ON TRUE
-         ORDER BY c.last_activity_at DESC"
+         ORDER BY activity_ms DESC"
     ))
     .fetch_all(pool)
     .await?;

@@ -27,21 +27,14 @@ pub async fn insert_outgoing(
     pool: &PgPool,
     message: &Outgoing,
 ) -> Result<Option<Message>, StoreError> {
-    // One statement: the message and the conversation's activity together,
-    // in one round trip (the send path waits for it).
+    // The conversation's row is not touched: its activity is its last
+    // message's (`conversations`), so a message costs one row, not two.
     let row = sqlx::query(concat!(
-        "WITH inserted AS (
-             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
-             VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7, $8)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING *
-         ), touched AS (
-             UPDATE conversations SET last_activity_at = greatest(last_activity_at, to_timestamp($6 / 1000.0))
-             WHERE id = $2 AND EXISTS (SELECT 1 FROM inserted)
-         )
-         SELECT ",
-        message_columns!(),
-        " FROM inserted"
+        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
+         VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7, $8)
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING ",
+        message_columns!()
     ))
     .bind(message.id)
     .bind(message.conversation_id)
@@ -221,26 +214,18 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     let partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
     let offsets: Vec<i64> = batch.iter().map(|m| m.offset).collect();
     let digests: Vec<&[u8]> = batch.iter().map(|m| m.digest.as_slice()).collect();
-    // One statement: the batch, in order (WITH ORDINALITY keeps it in
-    // `seq`), and the conversations' activity; a message id already stored
-    // is left as it is.
+    // One statement for the batch, in order (WITH ORDINALITY keeps it in
+    // `seq`); a message id already stored is left as it is. The
+    // conversations' rows are not touched (see `insert_outgoing`).
     let rows = sqlx::query(concat!(
-        "WITH inserted AS (
-             INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest)
-             SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest
-             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[])
-                  WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, position)
-             ORDER BY position
-             ON CONFLICT (id) DO NOTHING
-             RETURNING *
-         ), touched AS (
-             UPDATE conversations c SET last_activity_at = greatest(c.last_activity_at, latest.at)
-             FROM (SELECT conversation_id, max(created_at) AS at FROM inserted GROUP BY conversation_id) latest
-             WHERE c.id = latest.conversation_id
-         )
-         SELECT ",
-        message_columns!(),
-        " FROM inserted"
+        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest)
+         SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest
+         FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[])
+              WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, position)
+         ORDER BY position
+         ON CONFLICT (id) DO NOTHING
+         RETURNING ",
+        message_columns!()
     ))
     .bind(&ids)
     .bind(&conversations)
