@@ -64,11 +64,6 @@ impl Messaging {
             }
             ContactState::Accepted => {}
         }
-        if let Some(key) = &key
-            && let Some(sent) = store::outgoing_by_key(&self.pool, key).await?
-        {
-            return self.sent_before(sent, &contact, text, action).await;
-        }
         let conversation = contact.conversation_id;
         if !self.kafka_only().is_loaded(conversation) {
             let unreceived = store::unreceived_outgoing(&self.pool, conversation).await?;
@@ -97,6 +92,9 @@ impl Messaging {
             envelope: sealed.bytes,
             idempotency_key: key.clone(),
         };
+        // A key used before is found by the insert, not looked up first: a
+        // retry is rare, and a lookup would put a second round trip on
+        // every send.
         let Some(mut message) = store::insert_outgoing(&self.pool, &outgoing).await? else {
             // A call with the same key stored its message first.
             let key = key.unwrap_or_default();
