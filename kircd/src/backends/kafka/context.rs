@@ -114,17 +114,43 @@ pub fn restore_lost_brokers(client: &Client<KafkaContext>) {
     );
 }
 
+/// The one part of librdkafka's statistics that kircd reads: where each
+/// broker handle came from. Decoding only this skips the rest of the JSON
+/// (every topic and partition, a hundred figures each) without building it,
+/// which the full `rdkafka::Statistics` does for every client every interval.
+#[derive(Debug, serde::Deserialize)]
+struct BrokerSources {
+    #[serde(default)]
+    brokers: std::collections::HashMap<String, BrokerSource>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BrokerSource {
+    source: String,
+}
+
+/// Whether the statistics `json` show a client that lost every broker;
+/// `None` if they cannot be read.
+fn lost_every_broker(json: &[u8]) -> Option<bool> {
+    let sources: BrokerSources = serde_json::from_slice(json).ok()?;
+    Some(has_no_broker(
+        sources
+            .brokers
+            .values()
+            .map(|broker| broker.source.as_str()),
+    ))
+}
+
 impl ClientContext for KafkaContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        if has_no_broker(
-            statistics
-                .brokers
-                .values()
-                .map(|broker| broker.source.as_str()),
-        ) {
-            self.brokers_lost.store(true, Ordering::Release);
-            // A permit is kept if nobody waits yet.
-            self.brokers_lost_signal.notify_one();
+    fn stats_raw(&self, statistics: &[u8]) {
+        match lost_every_broker(statistics) {
+            Some(true) => {
+                self.brokers_lost.store(true, Ordering::Release);
+                // A permit is kept if nobody waits yet.
+                self.brokers_lost_signal.notify_one();
+            }
+            Some(false) => {}
+            None => tracing::debug!(target: "librdkafka", "unreadable statistics"),
         }
     }
 
@@ -172,7 +198,22 @@ impl ProducerContext for KafkaContext {
 
 #[cfg(test)]
 mod tests {
-    use super::has_no_broker;
+    use super::{has_no_broker, lost_every_broker};
+
+    #[test]
+    fn the_broker_sources_are_read_from_librdkafkas_statistics() {
+        // The shape librdkafka 2.12 emits, cut down to what matters here.
+        let live = br#"{"name":"kircd#consumer-1","type":"consumer","ts":1,"brokers":{
+            "127.0.0.1:19092/1":{"name":"127.0.0.1:19092/1","nodeid":1,"source":"learned","state":"UP","rtt":{"min":1}},
+            "GroupCoordinator":{"name":"GroupCoordinator","nodeid":-1,"source":"logical","state":"UP"}},
+            "topics":{"data-in":{"topic":"data-in","partitions":{"0":{"partition":0,"msgq_cnt":0}}}}}"#;
+        let lost = br#"{"name":"kircd#consumer-1","brokers":{
+            "GroupCoordinator":{"name":"GroupCoordinator","source":"logical"}},"topics":{}}"#;
+        assert_eq!(lost_every_broker(live), Some(false));
+        assert_eq!(lost_every_broker(lost), Some(true));
+        assert_eq!(lost_every_broker(br#"{"name":"x"}"#), Some(true));
+        assert_eq!(lost_every_broker(b"not json"), None);
+    }
 
     #[test]
     fn a_client_with_only_librdkafkas_own_handles_has_no_broker() {
