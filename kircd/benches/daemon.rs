@@ -66,10 +66,7 @@ async fn main() {
         .and_then(|text| text.parse().ok())
         .unwrap_or(60);
     let mut actor = Actor::new("bench").await;
-    // The default probe interval, as a user runs it.
-    actor
-        .set("health.probe_interval", "10s")
-        .set("log.level", "warn");
+    actor.as_users_run_it().set("log.level", "warn");
     println!(
         "kircd {} at {}",
         env!("CARGO_PKG_VERSION"),

@@ -9,7 +9,10 @@
 //!   floor: what the WebRTC stack costs before kircd does anything); and
 //!   the direct path's own floor: one call on the socket, two one-row
 //!   PostgreSQL commits and the bare channel, since the message is stored
-//!   by alice before it leaves and by bob before it is shown;
+//!   by alice before it leaves and by bob before it is shown. Each path
+//!   is measured settled (the next message once the previous one is
+//!   RECEIVED: daemons idle, as between messages a person types) and back
+//!   to back (the previous message's Kafka copy still on its way);
 //! - opening: bob restarts; from his READY to both daemons showing the
 //!   channel connected (presence over Kafka, then signalling, ICE, DTLS,
 //!   SCTP);
@@ -35,8 +38,8 @@ mod links;
 use std::time::{Duration, Instant};
 
 use common::{
-    Sample, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies, ms, proc_field,
-    raw_latency, send_latency, summarize,
+    Pacing, Sample, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies, ms,
+    proc_field, raw_latency, send_latency, summarize, thread_activity,
 };
 use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
@@ -66,7 +69,7 @@ const KAFKA_HOPS: &[&str] = &[
 async fn actor(name: &str, direct: bool) -> Actor {
     let mut actor = Actor::new(name).await;
     // The timing marks of each hop (a log line each) on top of warnings.
-    actor.set("log.level", "warn,hops=trace");
+    actor.as_users_run_it().set("log.level", "warn,hops=trace");
     if direct {
         actor.direct_path();
     }
@@ -151,21 +154,42 @@ async fn pg_commits(actor: &Actor, count: usize) -> Vec<Duration> {
     samples
 }
 
+/// `count` messages from the first daemon to `to` on the second, settled
+/// first (the figures a person typing sees, and the hops kept), then back to
+/// back (each beside the previous one's Kafka copy).
+async fn both_pacings(
+    (from, to_daemon): (&Daemon, &Daemon),
+    to: &str,
+    count: usize,
+    text: &str,
+) -> (Vec<Sample>, common::Summary) {
+    let settled = send_latency(from, to_daemon, to, count, text, Pacing::Settled).await;
+    let back_to_back = send_latency(from, to_daemon, to, count, text, Pacing::BackToBack).await;
+    (settled, summarize(latencies(&back_to_back)))
+}
+
 /// What an idle daemon costs.
 struct Idle {
     /// Percent of a core.
     cpu: f64,
     rss_mib: f64,
     fds: usize,
+    /// Per thread name: (threads, wake-ups per second, CPU ticks), busiest
+    /// first: what wakes the daemon when nothing happens.
+    threads: Vec<(String, usize, f64, u64)>,
 }
 
 impl std::fmt::Display for Idle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "CPU {:.3} % of a core, RSS {:.1} MiB, {} fds",
+            "CPU {:.3} % of a core, RSS {:.1} MiB, {} fds; wake-ups/s by thread:",
             self.cpu, self.rss_mib, self.fds
-        )
+        )?;
+        for (name, count, wakes, ticks) in &self.threads {
+            write!(f, " {name}×{count} {wakes:.1} ({ticks} ticks),")?;
+        }
+        Ok(())
     }
 }
 
@@ -173,6 +197,7 @@ impl std::fmt::Display for Idle {
 /// `KIRC_BENCH_PERF` naming a folder, the idling is also profiled there
 /// (`perf record -g`, one file per `label`), to see what wakes the daemon.
 async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
+    let threads_before = thread_activity(pid);
     let before = cpu_ticks(pid);
     match std::env::var_os("KIRC_BENCH_PERF") {
         Some(folder) => {
@@ -199,13 +224,44 @@ async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
     }
     let ticks = cpu_ticks(pid) - before;
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
+    let counts = thread_counts(pid);
+    let mut threads: Vec<(String, usize, f64, u64)> = thread_activity(pid)
+        .into_iter()
+        .map(|(name, (switches, ticks))| {
+            let (switches_before, ticks_before) =
+                threads_before.get(&name).copied().unwrap_or_default();
+            let count = counts.get(&name).copied().unwrap_or_default();
+            (
+                name,
+                count,
+                switches.saturating_sub(switches_before) as f64 / secs as f64,
+                ticks.saturating_sub(ticks_before),
+            )
+        })
+        .collect();
+    threads.sort_by(|a, b| b.2.total_cmp(&a.2));
     Idle {
+        threads,
         cpu: ticks as f64 / ticks_per_second / secs as f64 * 100.0,
         rss_mib: proc_field(pid, "status", "VmRSS:") as f64 / 1024.0,
         fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count(),
     }
+}
+
+/// How many threads of `pid` bear each name.
+fn thread_counts(pid: u32) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
+            *counts.entry(name.trim().to_owned()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Polls `daemon` until it shows a connected channel to each of `contacts`.
@@ -272,8 +328,8 @@ async fn main() {
     // The sealed envelope of such a line is about 220 bytes.
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220).await);
     let channel = summarize(raw_channel_latency(messages, 220).await);
-    let direct_samples =
-        send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await;
+    let (direct_samples, direct_back_to_back) =
+        both_pacings((&alice_daemon, &bob_daemon), &bob.actor_id, messages, text).await;
     let first_direct = direct_samples.iter().filter(|sample| sample.direct).count();
     // The direct path's floor, measured in the same run: the call and the
     // event (one socket round trip), two one-row commits (alice's and
@@ -282,8 +338,13 @@ async fn main() {
     let call = summarize(get_status_round_trips(&alice_daemon, 0, messages).await);
     let floor = call.p50 + commit.p50 * 2 + channel.p50;
     let direct = summarize(latencies(&direct_samples));
-    let kafka_samples =
-        send_latency(&carol_daemon, &dave_daemon, &dave.actor_id, messages, text).await;
+    let (kafka_samples, kafka_back_to_back) = both_pacings(
+        (&carol_daemon, &dave_daemon),
+        &dave.actor_id,
+        messages,
+        text,
+    )
+    .await;
     let kafka = summarize(latencies(&kafka_samples));
     let direct_hops = hop_breakdown(
         &direct_samples,
@@ -341,16 +402,28 @@ async fn main() {
     println!("|---|---|---|---|");
     let ratio = |ours: Duration| ours.as_secs_f64() / raw.p50.as_secs_f64();
     println!(
-        "| SendMessage → peer's MessageAdded, direct path ({first_direct} of {messages} first over it) | {} | {} | {:.2}× |",
+        "| SendMessage → peer's MessageAdded, direct path, settled ({first_direct} of {messages} first over it) | {} | {} | {:.2}× |",
         ms(direct.p50),
         ms(direct.p99),
         ratio(direct.p50)
     );
     println!(
-        "| SendMessage → peer's MessageAdded, Kafka path | {} | {} | {:.2}× |",
+        "| the same, back to back | {} | {} | {:.2}× |",
+        ms(direct_back_to_back.p50),
+        ms(direct_back_to_back.p99),
+        ratio(direct_back_to_back.p50)
+    );
+    println!(
+        "| SendMessage → peer's MessageAdded, Kafka path, settled | {} | {} | {:.2}× |",
         ms(kafka.p50),
         ms(kafka.p99),
         ratio(kafka.p50)
+    );
+    println!(
+        "| the same, back to back | {} | {} | {:.2}× |",
+        ms(kafka_back_to_back.p50),
+        ms(kafka_back_to_back.p99),
+        ratio(kafka_back_to_back.p50)
     );
     println!(
         "| raw rdkafka produce → consume, 220 B | {} | {} | 1× |",

@@ -58,8 +58,10 @@ async fn main() {
         env!("CARGO_PKG_VERSION"),
         bin("kircd").display()
     );
-    let alice = Actor::new("alice").await;
-    let bob = Actor::new("bob").await;
+    let mut alice = Actor::new("alice").await;
+    alice.as_users_run_it();
+    let mut bob = Actor::new("bob").await;
+    bob.as_users_run_it();
     let alice_daemon = Daemon::start(&alice).await;
     let bob_daemon = Daemon::start(&bob).await;
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;

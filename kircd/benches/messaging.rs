@@ -26,7 +26,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{consumer, count, latencies, ms, raw_latency, send_latency, summarize};
+use common::{Pacing, consumer, count, latencies, ms, raw_latency, send_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
@@ -47,8 +47,10 @@ async fn main() {
         env!("CARGO_PKG_VERSION"),
         bin("kircd").display()
     );
-    let alice = Actor::new("alice").await;
+    let mut alice = Actor::new("alice").await;
+    alice.as_users_run_it();
     let mut bob = Actor::new("bob").await;
+    bob.as_users_run_it();
     // Quiet by default; KIRC_BENCH_BOB_LOG=kircd::transport::inbox=debug
     // shows where each inbox batch spends its time.
     bob.set(
@@ -100,7 +102,15 @@ async fn main() {
     let record_size = sealed(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
     let ours = summarize(latencies(
-        &send_latency(&alice_daemon, &bob_daemon, &bob.actor_id, messages, text).await,
+        &send_latency(
+            &alice_daemon,
+            &bob_daemon,
+            &bob.actor_id,
+            messages,
+            text,
+            Pacing::BackToBack,
+        )
+        .await,
     ));
 
     // Ingest: bob stops; his data-in fills with valid envelopes; he starts.
@@ -179,7 +189,7 @@ async fn main() {
     // Junk: a fresh actor (no backlog), started once for its topics, then
     // stopped while both its inboxes fill with random records.
     let mut carol = Actor::new("carol").await;
-    carol.set("log.level", "warn");
+    carol.as_users_run_it().set("log.level", "warn");
     assert!(Daemon::start(&carol).await.stop().await.success());
     let junk_data_in = format!("{}data-in", carol.topic_prefix);
     let junk_rpc_in = format!("{}rpc-in", carol.topic_prefix);

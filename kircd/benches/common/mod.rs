@@ -129,6 +129,18 @@ pub struct Sample {
     pub direct: bool,
 }
 
+/// When [`send_latency`] sends the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    /// As soon as bob has the previous one: its Kafka copy, receipt and
+    /// commits still run beside the next message, on the same two cores.
+    BackToBack,
+    /// Once alice holds the previous one as RECEIVED: its Kafka copy reached
+    /// bob and his receipt came back, so the next message finds both
+    /// daemons idle, as a message typed by a person does.
+    Settled,
+}
+
 /// `SendMessage` from alice to `to`, one message at a time, each until it
 /// is on bob's event stream.
 pub async fn send_latency(
@@ -137,6 +149,7 @@ pub async fn send_latency(
     to: &str,
     count: usize,
     text: &str,
+    pacing: Pacing,
 ) -> Vec<Sample> {
     use futures::StreamExt;
     use kirc_proto::v1::{self as pb, event::Kind};
@@ -148,6 +161,19 @@ pub async fn send_latency(
         .await
         .unwrap()
         .into_inner();
+    // Only read when settling: a stream nobody reads would fill.
+    let mut alice_events = match pacing {
+        Pacing::Settled => Some(
+            alice
+                .client()
+                .await
+                .subscribe(pb::SubscribeRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        ),
+        Pacing::BackToBack => None,
+    };
     let mut samples = Vec::with_capacity(count);
     for index in 0..count {
         // Each text is unique, so the event is known by it: the clock stops
@@ -174,6 +200,22 @@ pub async fn send_latency(
         };
         let (sent, (elapsed, message)) = tokio::join!(call, arrival);
         sent.unwrap();
+        if let Some(alice_events) = &mut alice_events {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let event = tokio::time::timeout_at(deadline.into(), alice_events.next())
+                    .await
+                    .expect("alice never saw her message RECEIVED")
+                    .unwrap()
+                    .unwrap();
+                if let Some(Kind::MessageStateChanged(change)) = event.kind
+                    && change.message_id == message.id
+                    && change.state >= pb::MessageState::Received as i32
+                {
+                    break;
+                }
+            }
+        }
         samples.push(Sample {
             id: message.id,
             started,
@@ -260,12 +302,51 @@ pub fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
 
 /// utime + stime of `pid`, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    cpu_ticks_of(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime in a `stat` file of /proc, in clock ticks.
+fn cpu_ticks_of(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap();
     // The command name may hold spaces; fields count from after its ')'.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
         .split_whitespace()
         .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Context switches (voluntary and not: each is a wake-up or a preemption)
+/// and CPU ticks of each of `pid`'s threads, summed by thread name.
+pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap();
+        let path = format!("{pid}/task/{tid}");
+        // A thread may end between the listing and the reads.
+        let (Ok(name), Ok(_)) = (
+            std::fs::read_to_string(format!("/proc/{path}/comm")),
+            std::fs::metadata(format!("/proc/{path}/status")),
+        ) else {
+            continue;
+        };
+        let switches = proc_field(
+            pid,
+            &format!("task/{tid}/status"),
+            "voluntary_ctxt_switches:",
+        ) + proc_field(
+            pid,
+            &format!("task/{tid}/status"),
+            "nonvoluntary_ctxt_switches:",
+        );
+        let ticks = cpu_ticks_of(&format!("/proc/{path}/stat"));
+        let entry = by_name.entry(name.trim().to_owned()).or_insert((0, 0));
+        entry.0 += switches;
+        entry.1 += ticks;
+    }
+    by_name
 }
 
 /// Round trips of the cheapest call on the socket (GetStatus): `samples`
