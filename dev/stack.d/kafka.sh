@@ -143,6 +143,20 @@ EOF
 
 kafka_ready() { port_open "$KAFKA_PORT"; }
 
+# Deletes the topics test runs left (the test kit names them t.<actor>.*,
+# the benchmarks' raw baselines bench.raw.*). Tests never delete their own,
+# and a broker holding thousands of partitions takes minutes to restart,
+# longer than a fault test waits.
+kafka_prune_tests() {
+	kafka_ready || die "kafka is not running" "run: dev/stack up kafka"
+	local tool=(kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT")
+	local count
+	count=$("${tool[@]}" --list --topic '(t|bench)\..*' | grep -cE '^(t|bench)\.') || true
+	[ "$count" -gt 0 ] || return 0
+	say "deleting $count topics left by test runs"
+	"${tool[@]}" --delete --topic '(t|bench)\..*' >/dev/null || die "could not delete the test topics"
+}
+
 kafka_up() {
 	if pid_alive "$KAFKA_DIR/kafka.pid"; then
 		say "kafka already running on 127.0.0.1:$KAFKA_PORT"

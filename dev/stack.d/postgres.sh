@@ -61,6 +61,21 @@ pg_down() {
 	fi
 }
 
+# Drops the databases test runs left (the test kit names them kirc_test_*).
+pg_prune_tests() {
+	pg_ready || die "postgres is not running" "run: dev/stack up postgres"
+	local bin names name
+	bin=$(pg_bindir)
+	names=$(PGPASSWORD=$PG_PASSWORD "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+		"SELECT datname FROM pg_database WHERE datname LIKE 'kirc\\_test\\_%'") || die "cannot query postgres"
+	[ -n "$names" ] || return 0
+	say "dropping $(wc -l <<<"$names") databases left by test runs"
+	while read -r name; do
+		PGPASSWORD=$PG_PASSWORD "$bin/dropdb" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" --force "$name" ||
+			die "dropdb $name failed"
+	done <<<"$names"
+}
+
 pg_createdb() {
 	local name=$1 bin
 	[[ $name =~ ^[a-z_][a-z0-9_]*$ ]] || die "database names here are lower-case letters, digits and _"
