@@ -224,18 +224,15 @@ async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
     }
     let ticks = cpu_ticks(pid) - before;
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
-    let counts = thread_counts(pid);
     let mut threads: Vec<(String, usize, f64, u64)> = thread_activity(pid)
         .into_iter()
-        .map(|(name, (switches, ticks))| {
-            let (switches_before, ticks_before) =
-                threads_before.get(&name).copied().unwrap_or_default();
-            let count = counts.get(&name).copied().unwrap_or_default();
+        .map(|(name, after)| {
+            let before = threads_before.get(&name).copied().unwrap_or_default();
             (
                 name,
-                count,
-                switches.saturating_sub(switches_before) as f64 / secs as f64,
-                ticks.saturating_sub(ticks_before),
+                after.threads,
+                after.switches.saturating_sub(before.switches) as f64 / secs as f64,
+                after.ticks.saturating_sub(before.ticks),
             )
         })
         .collect();
@@ -248,20 +245,6 @@ async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
             .unwrap()
             .count(),
     }
-}
-
-/// How many threads of `pid` bear each name.
-fn thread_counts(pid: u32) -> std::collections::HashMap<String, usize> {
-    let mut counts = std::collections::HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
-            *counts.entry(name.trim().to_owned()).or_default() += 1;
-        }
-    }
-    counts
 }
 
 /// Polls `daemon` until it shows a connected channel to each of `contacts`.

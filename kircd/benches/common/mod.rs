@@ -302,12 +302,11 @@ pub fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
 
 /// utime + stime of `pid`, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
-    cpu_ticks_of(&format!("/proc/{pid}/stat"))
+    ticks_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
 }
 
-/// utime + stime in a `stat` file of /proc, in clock ticks.
-fn cpu_ticks_of(path: &str) -> u64 {
-    let stat = std::fs::read_to_string(path).unwrap();
+/// utime + stime in the text of a `stat` file of /proc, in clock ticks.
+fn ticks_of_stat(stat: &str) -> u64 {
     // The command name may hold spaces; fields count from after its ')'.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
         .split_whitespace()
@@ -315,36 +314,43 @@ fn cpu_ticks_of(path: &str) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// Context switches (voluntary and not: each is a wake-up or a preemption)
-/// and CPU ticks of each of `pid`'s threads, summed by thread name.
-pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, (u64, u64)> {
-    let mut by_name = std::collections::BTreeMap::new();
+/// What each thread of `pid` has done so far, summed by thread name.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadActivity {
+    pub threads: usize,
+    /// Context switches, voluntary and not: each is a wake-up or a
+    /// preemption.
+    pub switches: u64,
+    pub ticks: u64,
+}
+
+/// [`ThreadActivity`] of `pid`'s threads by name.
+pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, ThreadActivity> {
+    let mut by_name = std::collections::BTreeMap::<String, ThreadActivity>::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
     for task in tasks.flatten() {
-        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap();
-        let path = format!("{pid}/task/{tid}");
+        let path = task.path();
         // A thread may end between the listing and the reads.
-        let (Ok(name), Ok(_)) = (
-            std::fs::read_to_string(format!("/proc/{path}/comm")),
-            std::fs::metadata(format!("/proc/{path}/status")),
+        let (Ok(name), Ok(status), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("status")),
+            std::fs::read_to_string(path.join("stat")),
         ) else {
             continue;
         };
-        let switches = proc_field(
-            pid,
-            &format!("task/{tid}/status"),
-            "voluntary_ctxt_switches:",
-        ) + proc_field(
-            pid,
-            &format!("task/{tid}/status"),
-            "nonvoluntary_ctxt_switches:",
-        );
-        let ticks = cpu_ticks_of(&format!("/proc/{path}/stat"));
-        let entry = by_name.entry(name.trim().to_owned()).or_insert((0, 0));
-        entry.0 += switches;
-        entry.1 += ticks;
+        let field = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|rest| rest.trim().parse().ok())
+                .unwrap_or_default()
+        };
+        let entry = by_name.entry(name.trim().to_owned()).or_default();
+        entry.threads += 1;
+        entry.switches += field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
+        entry.ticks += ticks_of_stat(&stat);
     }
     by_name
 }
