@@ -338,7 +338,9 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
         MessageState::Delivered,
         MessageState::Received,
     ] {
-        store::advance_messages(&pool, &[id], state, true).await.unwrap();
+        store::advance_messages(&pool, &[id], state, true)
+            .await
+            .unwrap();
     }
     // The connection's counters reach the statistics views when it goes
     // idle after this request.
