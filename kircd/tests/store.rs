@@ -278,3 +278,81 @@ async fn conversations_are_listed_by_the_time_of_their_last_message() {
             .all(|summary| summary.last_activity_unix_ms >= now - 60_000)
     );
 }
+
+/// A message's delivery state and outbox position change after it is
+/// stored, several times each; no index may name them (as a column or in a
+/// partial index's condition), so that PostgreSQL updates the row in place
+/// (a heap-only update) instead of adding a version to every index.
+#[tokio::test]
+async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
+    // One connection, so that its own statistics say what its updates did.
+    let stack = Stack::from_env();
+    let database = create_database(&stack, "hot").await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{}/{database}", stack.postgres))
+        .await
+        .unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'messages'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        indexes.iter().any(|(name, _)| name == "messages_pkey"),
+        "the query lists the table's indexes: {indexes:?}"
+    );
+    for (name, definition) in &indexes {
+        for column in ["state", "outbox_partition", "outbox_offset"] {
+            assert!(
+                !definition.contains(column),
+                "index {name} names `{column}`: {definition}"
+            );
+        }
+    }
+
+    let (me, peer) = (identity(1).id(), identity(2));
+    save(&pool, me, &peer, "peer", 1, ContactState::Accepted).await;
+    let id = Uuid::now_v7();
+    store::insert_outgoing(
+        &pool,
+        &store::Outgoing {
+            id,
+            conversation_id: conversation(me, peer.id()),
+            sender: me,
+            action: false,
+            body: String::from("hi"),
+            created_at_unix_ms: 1,
+            envelope: vec![1, 2, 3],
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap()
+    .expect("stored");
+    store::set_outbox_position(&pool, id, 0, 7).await.unwrap();
+    for state in [
+        MessageState::Queued,
+        MessageState::Delivered,
+        MessageState::Received,
+    ] {
+        store::advance_messages(&pool, &[id], state, true)
+            .await
+            .unwrap();
+    }
+    // The connection's counters reach the statistics views when it goes
+    // idle after this request.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (updates, in_place): (i64, i64) = sqlx::query_as(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'messages'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((updates, in_place), (4, 4), "(updates, of which in place)");
+}
