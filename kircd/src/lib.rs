@@ -20,4 +20,5 @@ pub mod presence;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod transfers;
 pub mod transport;
