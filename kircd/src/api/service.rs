@@ -400,6 +400,34 @@ impl Daemon for DaemonService {
             .map_err(|err| valkey_unavailable(&err))?;
         Ok(Response::new(pb::SaveSessionResponse {}))
     }
+
+    async fn send_file(
+        &self,
+        _request: Request<pb::SendFileRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        Err(Status::unimplemented("file transfers are being built"))
+    }
+
+    async fn answer_transfer(
+        &self,
+        _request: Request<pb::AnswerTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        Err(Status::unimplemented("file transfers are being built"))
+    }
+
+    async fn cancel_transfer(
+        &self,
+        _request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        Err(Status::unimplemented("file transfers are being built"))
+    }
+
+    async fn list_transfers(
+        &self,
+        _request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        Err(Status::unimplemented("file transfers are being built"))
+    }
 }
 
 /// The backlog, then live events until the daemon stops. A subscriber that

@@ -194,6 +194,7 @@ impl Hub {
             contacts: inner.view.contacts.clone(),
             conversations: inner.view.conversations.clone(),
             presence: inner.view.presence.clone(),
+            transfers: inner.view.transfers.clone(),
         })
     }
 
@@ -441,6 +442,13 @@ impl Hub {
     /// A message was stored: sent from here or received.
     pub fn message_added(&self, message: &Message) {
         self.publish_event(Kind::MessageAdded(convert::message(message)));
+    }
+
+    /// A transfer was offered, answered, moved on, or ended. The API's
+    /// form is made by the transfers subsystem, the one place that knows a
+    /// transfer's figures.
+    pub fn transfer_changed(&self, transfer: pb::Transfer) {
+        self.publish_event(Kind::TransferChanged(transfer));
     }
 
     /// A sent message moved to `state`.

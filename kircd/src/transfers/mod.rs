@@ -3,4 +3,5 @@
 //! with the feature; today it holds what a receiver decides before any
 //! byte is written: where a file from a manifest may be saved.
 
+pub mod manifest;
 pub mod names;
