@@ -152,6 +152,7 @@ mod invites;
 mod marks;
 mod messages;
 mod quarantine;
+mod transfers;
 
 pub use contacts::*;
 pub use conversations::*;
@@ -160,6 +161,7 @@ pub use invites::*;
 pub use marks::*;
 pub use messages::*;
 pub use quarantine::*;
+pub use transfers::*;
 
 /// Records this actor's profile, or checks that the database is its own.
 pub async fn ensure_profile(
