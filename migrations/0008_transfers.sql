@@ -40,5 +40,8 @@ CREATE TABLE transfer_files (
     modified_ns      BIGINT,
     -- The recipient: the offered name had to change to be saved.
     renamed          BOOLEAN     NOT NULL DEFAULT FALSE,
+    -- The recipient: the file is verified whole and saved under
+    -- `local_path`.
+    saved            BOOLEAN     NOT NULL DEFAULT FALSE,
     PRIMARY KEY (transfer_id, position)
 );

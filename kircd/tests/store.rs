@@ -373,6 +373,7 @@ async fn a_transfer_is_stored_once_and_an_ended_one_never_moves_again() {
         verified_pieces: 0,
         modified_ns: None,
         renamed: false,
+        saved: false,
     };
     let offered = TransferRecord {
         id: Uuid::now_v7(),

@@ -150,6 +150,7 @@ fn connected(status: pb::Status) -> State {
                         typing: false,
                     },
                 ],
+                transfers: Vec::new(),
             })),
         })),
     );

@@ -24,14 +24,14 @@ use uuid::Uuid;
 
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
-use crate::store::{ConversationSummary, Message, MessageState};
+use crate::store::{ConversationSummary, Message, MessageState, TransferRecord};
 
 pub mod convert;
 pub mod model;
 
 pub use model::{
     ClusterTraffic, DirectState, DirectStatus, InboxFigures, OwnPresence, PeerPresence,
-    PresenceState, StatusFields,
+    PresenceState, StatusFields, TransferProgress,
 };
 
 /// What a new subscriber receives before the live events.
@@ -444,11 +444,9 @@ impl Hub {
         self.publish_event(Kind::MessageAdded(convert::message(message)));
     }
 
-    /// A transfer was offered, answered, moved on, or ended. The API's
-    /// form is made by the transfers subsystem, the one place that knows a
-    /// transfer's figures.
-    pub fn transfer_changed(&self, transfer: pb::Transfer) {
-        self.publish_event(Kind::TransferChanged(transfer));
+    /// A transfer was offered, answered, moved on, or ended.
+    pub fn transfer_changed(&self, transfer: &TransferRecord, progress: TransferProgress) {
+        self.publish_event(Kind::TransferChanged(convert::transfer(transfer, progress)));
     }
 
     /// A sent message moved to `state`.

@@ -75,6 +75,7 @@ pub struct TransferFileRecord {
     pub verified_pieces: u64,
     pub modified_ns: Option<i64>,
     pub renamed: bool,
+    pub saved: bool,
 }
 
 /// Stores a new transfer; false if its id is taken (a second copy of an
@@ -181,6 +182,39 @@ pub async fn set_piece_hashes(
     Ok(())
 }
 
+/// A received file is verified whole and saved at `local_path` (relative
+/// to the download folder).
+pub async fn set_file_saved(
+    pool: &PgPool,
+    id: Uuid,
+    position: u32,
+    local_path: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE transfer_files SET saved = TRUE, local_path = $3
+         WHERE transfer_id = $1 AND position = $2",
+    )
+    .bind(id)
+    .bind(i32::try_from(position).unwrap_or(i32::MAX))
+    .bind(local_path)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The local paths (top-level folders or files) of the recipient's
+/// transfers that have not ended: names a new offer must not take.
+pub async fn unfinished_incoming_paths(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT local_path FROM transfers WHERE NOT outgoing AND state IN ('offered', 'moving')",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| row.try_get("local_path").map_err(StoreError::from))
+        .collect()
+}
+
 /// How many pieces of each file are verified, in the offer's order.
 pub async fn set_verified_pieces(
     pool: &PgPool,
@@ -285,7 +319,7 @@ async fn with_files(
     let ids: Vec<Uuid> = transfers.iter().map(|transfer| transfer.id).collect();
     let rows = sqlx::query(
         "SELECT transfer_id, offered_path, local_path, size, hash, pieces_hash, piece_hashes,
-                verified_pieces, modified_ns, renamed
+                verified_pieces, modified_ns, renamed, saved
          FROM transfer_files WHERE transfer_id = ANY($1) ORDER BY transfer_id, position",
     )
     .bind(&ids)
@@ -311,6 +345,7 @@ async fn with_files(
             verified_pieces: u64::try_from(verified).unwrap_or(0),
             modified_ns: row.try_get("modified_ns")?,
             renamed: row.try_get("renamed")?,
+            saved: row.try_get("saved")?,
         };
         if let Some(transfer) = transfers.iter_mut().find(|transfer| transfer.id == id) {
             transfer.files.push(file);

@@ -267,6 +267,13 @@ pub struct IncomingFile {
     pub pieces_hash: Hash,
 }
 
+impl IncomingFile {
+    /// The name had to change to be saved.
+    pub fn renamed(&self) -> bool {
+        self.path != self.offered.iter().collect::<PathBuf>()
+    }
+}
+
 /// Why an offer is refused; each is counted as a malformed record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
