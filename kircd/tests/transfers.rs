@@ -205,3 +205,115 @@ async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
     assert!(at_bob.files.iter().all(|file| file.renamed));
     assert_eq!(files_under(&downloads.join("notes (1)")).len(), 100);
 }
+
+/// What a resume may send twice: the sender's channel buffer (1 MiB), the
+/// recipient's queue of frames (64 of 16 KiB), the SCTP window in flight
+/// and the piece being written (256 KiB), with room to spare.
+const RESENT_BOUND: u64 = 4 * 1024 * 1024;
+
+/// Kills `daemon` (SIGKILL) once `watch` shows the transfer a fifth done.
+async fn kill_halfway(daemon: &mut Daemon, watch: &mut Watcher, transfer: &str) {
+    watch
+        .wait_for("the transfer a fifth done", TRANSFER_WAIT, |view| {
+            view.transfer(transfer)
+                .is_some_and(|known| known.done_bytes >= known.total_bytes / 5)
+        })
+        .await;
+    daemon.signal(rustix::process::Signal::KILL);
+    daemon.wait().await;
+}
+
+/// `actor`'s daemon again, online (a client attached) and watched.
+async fn restart(actor: &Actor) -> (Daemon, Watcher, Watcher) {
+    let daemon = Daemon::start(actor).await;
+    let client = Watcher::interactive(&daemon.socket).await;
+    let watch = daemon.watch().await;
+    (daemon, client, watch)
+}
+
+/// The restarted daemon shows the transfer unfinished: the kill did land
+/// halfway.
+async fn assert_unfinished_at_restart(watch: &mut Watcher, transfer: &str) {
+    let view = watch
+        .wait_for("the transfer shown after the restart", TRANSFER_WAIT, |view| {
+            view.transfer(transfer).is_some()
+        })
+        .await;
+    let shown = view.transfer(transfer).unwrap();
+    assert_eq!(shown.state, TransferState::Moving as i32, "{shown:?}");
+    assert!(shown.done_bytes < shown.total_bytes, "{shown:?}");
+}
+
+#[tokio::test]
+async fn a_transfer_resumes_after_the_recipient_is_killed_halfway() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon,
+        mut bob_daemon,
+        _clients: (_alice_client, bob_client),
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let data = content("resume at the recipient", 50_000_000);
+    let path = alice.dir.path().join("archive.tar");
+    std::fs::write(&path, &data).unwrap();
+    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+    wait_state(&mut bob_watch, &id, TransferState::Offered, "bob sees the offer").await;
+    answer(&bob_daemon, &id, true).await;
+    kill_halfway(&mut bob_daemon, &mut bob_watch, &id).await;
+    drop((bob_client, bob_watch));
+    let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
+    assert_unfinished_at_restart(&mut bob_watch, &id).await;
+
+    wait_state(&mut bob_watch, &id, TransferState::Complete, "bob has the file after his restart").await;
+    let at_alice =
+        wait_state(&mut alice_watch, &id, TransferState::Complete, "alice hears it arrived").await;
+    assert_saved(&downloads.join("archive.tar"), &data);
+    assert_eq!(
+        files_under(&downloads),
+        ["archive.tar"],
+        "no partial copy is left"
+    );
+    let resent = at_alice.moved_bytes - 50_000_000;
+    println!("recipient killed: {resent} bytes sent twice");
+    assert!(
+        resent < RESENT_BOUND,
+        "alice sent {resent} bytes twice (bound {RESENT_BOUND})"
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_resumes_after_the_sender_is_killed_halfway() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        mut alice_daemon,
+        bob_daemon,
+        _clients: (alice_client, _bob_client),
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let data = content("resume at the sender", 50_000_000);
+    let path = alice.dir.path().join("backup.img");
+    std::fs::write(&path, &data).unwrap();
+    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+    wait_state(&mut bob_watch, &id, TransferState::Offered, "bob sees the offer").await;
+    answer(&bob_daemon, &id, true).await;
+    kill_halfway(&mut alice_daemon, &mut alice_watch, &id).await;
+    drop((alice_client, alice_watch));
+    let (_alice_daemon, _alice_client, mut alice_watch) = restart(&alice).await;
+    assert_unfinished_at_restart(&mut alice_watch, &id).await;
+
+    let at_bob = wait_state(&mut bob_watch, &id, TransferState::Complete, "bob has the file").await;
+    wait_state(&mut alice_watch, &id, TransferState::Complete, "alice, restarted, hears it arrived").await;
+    assert_saved(&downloads.join("backup.img"), &data);
+    let resent = at_bob.moved_bytes - 50_000_000;
+    println!("sender killed: {resent} bytes sent twice");
+    assert!(
+        resent < RESENT_BOUND,
+        "bob received {resent} bytes twice (bound {RESENT_BOUND})"
+    );
+}

@@ -241,5 +241,6 @@ pub fn transfer(record: &TransferRecord, progress: TransferProgress) -> pb::Tran
         local_path: record.local_path.clone(),
         created_at_unix_ms: record.created_unix_ms,
         updated_at_unix_ms: record.updated_unix_ms,
+        moved_bytes: progress.moved_bytes,
     }
 }

@@ -144,4 +144,6 @@ pub struct TransferProgress {
     pub bytes_per_second: u64,
     /// Moving, but no direct path to the contact is open.
     pub waiting: bool,
+    /// Bytes sent or written since the daemon started, resends included.
+    pub moved_bytes: u64,
 }

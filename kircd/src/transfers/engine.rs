@@ -48,6 +48,8 @@ const ENVELOPE_OVERHEAD: usize = 1024;
 #[derive(Debug, Default)]
 struct Meter {
     done: u64,
+    /// Bytes sent or written since kircd started, resends included.
+    moved: u64,
     samples: VecDeque<(Instant, u64)>,
 }
 
@@ -178,6 +180,9 @@ impl Engine {
                         let receiving = Receiving::new(&record, &self.t.config.download_dir);
                         self.receiving.insert(record.id, receiving);
                     }
+                    // Shown from the start, not only once something
+                    // moves.
+                    self.publish(&record);
                     self.records.insert(record.id, record);
                 }
             }
@@ -206,6 +211,7 @@ impl Engine {
             done_bytes: done,
             bytes_per_second: meter.map_or(0, Meter::rate),
             waiting: record.is_some_and(|record| !self.is_open(record.peer)),
+            moved_bytes: meter.map_or(0, |meter| meter.moved),
         }
     }
 
@@ -708,6 +714,7 @@ impl Engine {
             Report::Sent { id, run, bytes } => {
                 if let Some(sending) = self.sending.get_mut(&id).filter(|s| s.run == run) {
                     sending.sent += bytes;
+                    self.meters.entry(id).or_default().moved += bytes;
                     self.changed.insert(id);
                 }
             }
@@ -788,7 +795,16 @@ impl Engine {
             tracing::trace!(transfer = %id, "a frame of a transfer not being received");
             return;
         };
-        match receiving.frame(frame) {
+        let written_before = receiving.written;
+        let step = receiving.frame(frame);
+        let written = receiving.written - written_before;
+        if written > 0 {
+            self.meters.entry(id).or_default().moved += written;
+        }
+        let Some(receiving) = self.receiving.get_mut(&id) else {
+            return;
+        };
+        match step {
             Ok(Step::Nothing) => {}
             Ok(Step::Hashes { file, hashes }) => {
                 if let Err(err) = store::set_piece_hashes(&self.t.pool, id, file, &hashes).await {

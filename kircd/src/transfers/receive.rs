@@ -90,6 +90,8 @@ pub struct Receiving {
     /// Pieces that failed their hash check; past a few the sender is
     /// taken for broken or hostile.
     pub hash_failures: u32,
+    /// File bytes written since this was made, rewritten ones included.
+    pub written: u64,
 }
 
 /// A file ready to be finished, handed to a blocking task.
@@ -167,6 +169,7 @@ impl Receiving {
             files,
             current,
             hash_failures: 0,
+            written: 0,
         }
     }
 
@@ -327,6 +330,7 @@ impl Receiving {
                     .map_err(disk(&partial_path))?;
                 file.piece.update(&data.bytes);
                 file.next_offset = end;
+                self.written += data.bytes.len() as u64;
                 if end < piece_end {
                     return Ok(Step::Nothing);
                 }
