@@ -119,6 +119,7 @@ async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
     let OnlinePair {
         alice_daemon,
         bob_daemon,
+        _clients,
         mut alice_watch,
         mut bob_watch,
         ..
@@ -235,9 +236,11 @@ async fn restart(actor: &Actor) -> (Daemon, Watcher, Watcher) {
 /// halfway.
 async fn assert_unfinished_at_restart(watch: &mut Watcher, transfer: &str) {
     let view = watch
-        .wait_for("the transfer shown after the restart", TRANSFER_WAIT, |view| {
-            view.transfer(transfer).is_some()
-        })
+        .wait_for(
+            "the transfer shown after the restart",
+            TRANSFER_WAIT,
+            |view| view.transfer(transfer).is_some(),
+        )
         .await;
     let shown = view.transfer(transfer).unwrap();
     assert_eq!(shown.state, TransferState::Moving as i32, "{shown:?}");
@@ -260,16 +263,33 @@ async fn a_transfer_resumes_after_the_recipient_is_killed_halfway() {
     let path = alice.dir.path().join("archive.tar");
     std::fs::write(&path, &data).unwrap();
     let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
-    wait_state(&mut bob_watch, &id, TransferState::Offered, "bob sees the offer").await;
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Offered,
+        "bob sees the offer",
+    )
+    .await;
     answer(&bob_daemon, &id, true).await;
     kill_halfway(&mut bob_daemon, &mut bob_watch, &id).await;
     drop((bob_client, bob_watch));
     let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
     assert_unfinished_at_restart(&mut bob_watch, &id).await;
 
-    wait_state(&mut bob_watch, &id, TransferState::Complete, "bob has the file after his restart").await;
-    let at_alice =
-        wait_state(&mut alice_watch, &id, TransferState::Complete, "alice hears it arrived").await;
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the file after his restart",
+    )
+    .await;
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice hears it arrived",
+    )
+    .await;
     assert_saved(&downloads.join("archive.tar"), &data);
     assert_eq!(
         files_under(&downloads),
@@ -300,20 +320,256 @@ async fn a_transfer_resumes_after_the_sender_is_killed_halfway() {
     let path = alice.dir.path().join("backup.img");
     std::fs::write(&path, &data).unwrap();
     let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
-    wait_state(&mut bob_watch, &id, TransferState::Offered, "bob sees the offer").await;
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Offered,
+        "bob sees the offer",
+    )
+    .await;
     answer(&bob_daemon, &id, true).await;
     kill_halfway(&mut alice_daemon, &mut alice_watch, &id).await;
     drop((alice_client, alice_watch));
     let (_alice_daemon, _alice_client, mut alice_watch) = restart(&alice).await;
     assert_unfinished_at_restart(&mut alice_watch, &id).await;
 
-    let at_bob = wait_state(&mut bob_watch, &id, TransferState::Complete, "bob has the file").await;
-    wait_state(&mut alice_watch, &id, TransferState::Complete, "alice, restarted, hears it arrived").await;
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the file",
+    )
+    .await;
+    wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice, restarted, hears it arrived",
+    )
+    .await;
     assert_saved(&downloads.join("backup.img"), &data);
     let resent = at_bob.moved_bytes - 50_000_000;
     println!("sender killed: {resent} bytes sent twice");
     assert!(
         resent < RESENT_BOUND,
         "bob received {resent} bytes twice (bound {RESENT_BOUND})"
+    );
+}
+
+async fn cancel(daemon: &Daemon, transfer: &str) -> pb::Transfer {
+    daemon
+        .client()
+        .await
+        .cancel_transfer(pb::TransferRequest {
+            transfer_id: transfer.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_refusal_and_a_cancel_from_either_side_end_the_transfer_on_both() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients,
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let data = content("cancelled", 50_000_000);
+    let path = alice.dir.path().join("large.bin");
+    std::fs::write(&path, &data).unwrap();
+
+    let refused = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+    wait_state(
+        &mut bob_watch,
+        &refused,
+        TransferState::Offered,
+        "bob sees the offer",
+    )
+    .await;
+    answer(&bob_daemon, &refused, false).await;
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &refused,
+        TransferState::Refused,
+        "alice hears no",
+    )
+    .await;
+    assert_eq!(at_alice.reason, "refused by bob");
+
+    // Each side stops one while its bytes move.
+    for (canceller, other, who) in [
+        (&bob_daemon, &mut alice_watch, "bob"),
+        (&alice_daemon, &mut bob_watch, "alice"),
+    ] {
+        let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+        let mut at_bob = bob_daemon.watch().await;
+        wait_state(
+            &mut at_bob,
+            &id,
+            TransferState::Offered,
+            "bob sees the offer",
+        )
+        .await;
+        answer(&bob_daemon, &id, true).await;
+        at_bob
+            .wait_for("some bytes moved", TRANSFER_WAIT, |view| {
+                view.transfer(&id).is_some_and(|known| known.done_bytes > 0)
+            })
+            .await;
+        let stopped = cancel(canceller, &id).await;
+        assert_eq!(stopped.state, TransferState::Cancelled as i32);
+        let there = wait_state(other, &id, TransferState::Cancelled, "the other side stops").await;
+        assert_eq!(there.reason, format!("cancelled by {who}"));
+        wait_state(
+            &mut at_bob,
+            &id,
+            TransferState::Cancelled,
+            "bob's side ended",
+        )
+        .await;
+        assert!(
+            !downloads.exists() || files_under(&downloads).is_empty(),
+            "nothing half-done is left: {:?}",
+            files_under(&downloads)
+        );
+    }
+    let again = alice_daemon
+        .client()
+        .await
+        .cancel_transfer(pb::TransferRequest {
+            transfer_id: refused,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::InvalidArgument, "{again}");
+}
+
+#[tokio::test]
+async fn an_offer_made_while_the_recipient_is_offline_moves_once_it_is_back() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    kirc_testkit::befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    assert!(bob_daemon.stop().await.success());
+    let _alice_client = Watcher::interactive(&alice_daemon.socket).await;
+    let mut alice_watch = alice_daemon.watch().await;
+
+    let data = content("while away", 3_000_000);
+    let path = alice.dir.path().join("slides.pdf");
+    std::fs::write(&path, &data).unwrap();
+    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+    let offered = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Offered,
+        "the offer is out",
+    )
+    .await;
+    assert!(
+        !offered.waiting,
+        "only an accepted transfer waits for the path"
+    );
+
+    let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
+    // 3 MB is under bob's automatic acceptance.
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob, back, has the file",
+    )
+    .await;
+    wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice hears it arrived",
+    )
+    .await;
+    assert_saved(&downloads.join("slides.pdf"), &data);
+}
+
+#[tokio::test]
+async fn offers_from_strangers_and_malformed_ones_are_refused_and_counted() {
+    use kirc_proto::wire::v1 as wire;
+    use kirc_testkit::{kafka, rejected};
+    use kircd::crypto::envelope;
+    use kircd::crypto::identity::Identity;
+    use prost::Message as _;
+
+    let (alice, _) = actor("alice").await;
+    let (bob, _) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon: _alice_daemon,
+        bob_daemon: _bob_daemon,
+        _clients,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
+    let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
+    let offer = |path: &[&str], hash_len: usize| {
+        wire::FileOffer {
+            transfer_id: uuid::Uuid::now_v7().as_bytes().to_vec(),
+            piece_bytes: 262_144,
+            files: vec![wire::OfferedFile {
+                path: path.iter().map(|c| (*c).to_owned()).collect(),
+                size: 10,
+                hash: vec![1; hash_len],
+                pieces_hash: vec![2; 32],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let sealed = |from: &Identity, payload: Vec<u8>| {
+        envelope::seal(
+            from,
+            bob_keys.id(),
+            &envelope::PairKey::new(from, &bob_keys.box_key()),
+            wire::Kind::FileOffer,
+            envelope::new_message_id(),
+            &payload,
+        )
+    };
+    let eve = Identity::generate();
+    let before = bob_watch.view.status.clone().unwrap_or_default();
+    let producer = kafka::producer(&alice.stack.kafka);
+    let rpc_in = format!("{}rpc-in", bob.topic_prefix);
+    kafka::produce(&producer, &rpc_in, b"eve", &sealed(&eve, offer(&["x"], 32))).await;
+    kafka::produce(
+        &producer,
+        &rpc_in,
+        b"a",
+        &sealed(&alice_keys, offer(&["y"], 5)),
+    )
+    .await;
+    // From alice, well-formed, with a path that climbs: shown under a safe
+    // name inside the download folder.
+    let climbing = sealed(&alice_keys, offer(&["..", "..", ".bashrc"], 32));
+    kafka::produce(&producer, &rpc_in, b"a", &climbing).await;
+    let counted =
+        |status: &pb::Status, reason| rejected(status, reason) - rejected(&before, reason);
+    let view = bob_watch
+        .wait_for("the offers judged", WAIT, |view| {
+            view.status.as_ref().is_some_and(|status| {
+                counted(status, "stranger") >= 1 && counted(status, "malformed") >= 1
+            }) && !view.transfers.is_empty()
+        })
+        .await;
+    assert_eq!(view.transfers.len(), 1, "only alice's good offer is shown");
+    let shown = &view.transfers[0];
+    assert_eq!(shown.files[0].path, "_/_/_bashrc");
+    assert!(shown.files[0].renamed);
+    let status = view.status.unwrap();
+    assert_eq!(
+        (counted(&status, "stranger"), counted(&status, "malformed")),
+        (1, 1)
     );
 }
