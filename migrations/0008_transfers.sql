@@ -18,6 +18,10 @@ CREATE TABLE transfers (
 );
 CREATE INDEX transfers_unfinished ON transfers (created_at) WHERE state IN ('offered', 'moving');
 
+-- A completed transfer leaves a line in its conversation (history and
+-- search find it): a message whose id is the transfer's, on both sides.
+ALTER TABLE messages ADD COLUMN transfer_id UUID;
+
 -- The files of a transfer, in the offer's order. `verified_pieces` is how
 -- many pieces the recipient holds verified (on the sender's side, what
 -- the recipient last said): where a resume starts.

@@ -36,6 +36,15 @@ fn content(seed: &str, size: usize) -> Vec<u8> {
     bytes
 }
 
+/// A file of `size` bytes of `content(name)` in `actor`'s folder: its
+/// path and its bytes.
+fn file_of(actor: &Actor, name: &str, size: usize) -> (PathBuf, Vec<u8>) {
+    let bytes = content(name, size);
+    let path = actor.dir.path().join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
 async fn send_file(daemon: &Daemon, to: &Actor, path: &Path) -> pb::Transfer {
     daemon
         .client()
@@ -47,6 +56,14 @@ async fn send_file(daemon: &Daemon, to: &Actor, path: &Path) -> pb::Transfer {
         .await
         .unwrap()
         .into_inner()
+}
+
+/// Offers the file at `path` to `to` and waits for `to` to see the offer;
+/// its id.
+async fn offered(from: &Daemon, to: &Actor, watch: &mut Watcher, path: &Path) -> String {
+    let id = send_file(from, to, path).await.transfer_id;
+    wait_state(watch, &id, TransferState::Offered, "the offer seen").await;
+    id
 }
 
 async fn answer(daemon: &Daemon, transfer: &str, accept: bool) -> pb::Transfer {
@@ -126,9 +143,7 @@ async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
     } = online_pair(&alice, &bob).await;
 
     // 50 MB: above the default automatic acceptance, so bob is asked.
-    let large = content("large", 50_000_000);
-    let large_path = alice.dir.path().join("video.bin");
-    std::fs::write(&large_path, &large).unwrap();
+    let (large_path, large) = file_of(&alice, "video.bin", 50_000_000);
     let offered = send_file(&alice_daemon, &bob, &large_path).await;
     assert_eq!(offered.state, TransferState::Offered as i32);
     assert_eq!(offered.total_bytes, 50_000_000);
@@ -163,6 +178,38 @@ async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
     assert_saved(&downloads.join("video.bin"), &large);
     let mode = std::fs::metadata(&downloads).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the download folder kircd made is owner-only");
+    // Each side's history has the transfer's line, found by its hash.
+    let hash = blake3::hash(&large).to_hex().to_string();
+    for (daemon, outgoing, says) in [
+        (
+            &bob_daemon,
+            false,
+            "received video.bin (47.7 MiB), saved as",
+        ),
+        (&alice_daemon, true, "sent video.bin (47.7 MiB), from"),
+    ] {
+        let found = daemon
+            .client()
+            .await
+            .search(pb::SearchRequest {
+                query: hash.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        assert_eq!(found.len(), 1, "{says}: {found:?}");
+        let line = &found[0];
+        assert_eq!(line.transfer_id, id);
+        assert_eq!(line.outgoing, outgoing);
+        assert!(line.body.starts_with(says), "{}", line.body);
+        assert!(
+            line.body.ends_with(&format!("blake3 {hash}")),
+            "{}",
+            line.body
+        );
+    }
 
     // A folder of 100 small files in two levels, under the automatic
     // acceptance: no question asked.
@@ -259,17 +306,8 @@ async fn a_transfer_resumes_after_the_recipient_is_killed_halfway() {
         mut bob_watch,
         ..
     } = online_pair(&alice, &bob).await;
-    let data = content("resume at the recipient", 50_000_000);
-    let path = alice.dir.path().join("archive.tar");
-    std::fs::write(&path, &data).unwrap();
-    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
-    wait_state(
-        &mut bob_watch,
-        &id,
-        TransferState::Offered,
-        "bob sees the offer",
-    )
-    .await;
+    let (path, data) = file_of(&alice, "archive.tar", 50_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
     answer(&bob_daemon, &id, true).await;
     kill_halfway(&mut bob_daemon, &mut bob_watch, &id).await;
     drop((bob_client, bob_watch));
@@ -316,17 +354,8 @@ async fn a_transfer_resumes_after_the_sender_is_killed_halfway() {
         mut bob_watch,
         ..
     } = online_pair(&alice, &bob).await;
-    let data = content("resume at the sender", 50_000_000);
-    let path = alice.dir.path().join("backup.img");
-    std::fs::write(&path, &data).unwrap();
-    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
-    wait_state(
-        &mut bob_watch,
-        &id,
-        TransferState::Offered,
-        "bob sees the offer",
-    )
-    .await;
+    let (path, data) = file_of(&alice, "backup.img", 50_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
     answer(&bob_daemon, &id, true).await;
     kill_halfway(&mut alice_daemon, &mut alice_watch, &id).await;
     drop((alice_client, alice_watch));
@@ -380,18 +409,9 @@ async fn a_refusal_and_a_cancel_from_either_side_end_the_transfer_on_both() {
         mut bob_watch,
         ..
     } = online_pair(&alice, &bob).await;
-    let data = content("cancelled", 50_000_000);
-    let path = alice.dir.path().join("large.bin");
-    std::fs::write(&path, &data).unwrap();
+    let (path, _) = file_of(&alice, "large.bin", 50_000_000);
 
-    let refused = send_file(&alice_daemon, &bob, &path).await.transfer_id;
-    wait_state(
-        &mut bob_watch,
-        &refused,
-        TransferState::Offered,
-        "bob sees the offer",
-    )
-    .await;
+    let refused = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
     answer(&bob_daemon, &refused, false).await;
     let at_alice = wait_state(
         &mut alice_watch,
@@ -461,9 +481,7 @@ async fn an_offer_made_while_the_recipient_is_offline_moves_once_it_is_back() {
     let _alice_client = Watcher::interactive(&alice_daemon.socket).await;
     let mut alice_watch = alice_daemon.watch().await;
 
-    let data = content("while away", 3_000_000);
-    let path = alice.dir.path().join("slides.pdf");
-    std::fs::write(&path, &data).unwrap();
+    let (path, data) = file_of(&alice, "slides.pdf", 3_000_000);
     let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
     let offered = wait_state(
         &mut alice_watch,
@@ -572,4 +590,100 @@ async fn offers_from_strangers_and_malformed_ones_are_refused_and_counted() {
         (counted(&status, "stranger"), counted(&status, "malformed")),
         (1, 1)
     );
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts `bytes` of tmpfs on `at` (created). Needs root, as the rest
+    /// of the tests' setup (`dev/test` installs with apt).
+    fn mount(at: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0700"))
+            .arg("tmpfs")
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount -t tmpfs on {} failed ({status}): this test needs root",
+            at.display()
+        );
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a daemon still stopping may hold a file open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_transfer_on_both_sides_and_keeps_what_was_complete() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let _disk = Tmpfs::mount(&downloads, 8 * 1024 * 1024);
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients,
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+
+    // 3 MB fit (and are accepted by themselves)…
+    let (small_path, small) = file_of(&alice, "fits.bin", 3_000_000);
+    let id = send_file(&alice_daemon, &bob, &small_path)
+        .await
+        .transfer_id;
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the small file",
+    )
+    .await;
+
+    // …20 MB more do not.
+    let (large_path, _) = file_of(&alice, "too-big.bin", 20_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &large_path).await;
+    answer(&bob_daemon, &id, true).await;
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Failed,
+        "bob's disk is full",
+    )
+    .await;
+    assert!(
+        at_bob.reason.contains("the disk is full"),
+        "{}",
+        at_bob.reason
+    );
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Failed,
+        "alice hears bob's disk is full",
+    )
+    .await;
+    assert!(
+        at_alice.reason.contains("the disk is full"),
+        "{}",
+        at_alice.reason
+    );
+
+    // What was complete stays, and the partial copy is gone (its space is
+    // the user's again).
+    assert_saved(&downloads.join("fits.bin"), &small);
+    assert_eq!(files_under(&downloads), ["fits.bin"]);
 }

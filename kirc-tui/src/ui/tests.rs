@@ -175,6 +175,7 @@ fn message(
         state: state as i32,
         seq,
         direct: false,
+        transfer_id: String::new(),
     }
 }
 

@@ -270,7 +270,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         live: Arc::clone(&live),
         router,
         marks,
-        rejections,
+        rejections: Arc::clone(&rejections),
         direct: std::sync::Mutex::new(Some(direct_received)),
         channel_counts: Default::default(),
     });
@@ -369,6 +369,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             hub: Arc::clone(&hub),
             book: Arc::clone(&book),
             outbound: Arc::clone(&outbound),
+            rejections: Arc::clone(&rejections),
             channels: file_channels,
             config: config.files.clone(),
         },

@@ -61,6 +61,9 @@ pub fn message(message: &Message) -> pb::ChatMessage {
         body: message.body.clone(),
         created_at_unix_ms: message.created_at_unix_ms,
         state: message_state(message.state) as i32,
+        transfer_id: message
+            .transfer_id
+            .map_or_else(String::new, |id| id.simple().to_string()),
         seq: message.seq,
         direct: message.direct,
     }

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{Message, StoreError, message_from_row};
 use crate::crypto::identity::ActorId;
 
 /// Where a transfer stands. Offered → Moving → Complete, or it ends
@@ -352,4 +352,31 @@ async fn with_files(
         }
     }
     Ok(transfers)
+}
+
+/// Leaves the line of a completed transfer in its conversation: a message
+/// whose id is the transfer's, RECEIVED on both sides (the sender has the
+/// recipient's DONE), with no envelope, so it is never delivered. `None`
+/// if the line is there already.
+pub async fn insert_transfer_line(
+    pool: &PgPool,
+    transfer: &TransferRecord,
+    sender: ActorId,
+    body: &str,
+) -> Result<Option<Message>, StoreError> {
+    let row = sqlx::query(concat!(
+        "INSERT INTO messages (id, conversation_id, sender, outgoing, body, created_at, state, transfer_id)
+         VALUES ($1, $2, $3, $4, $5, now(), 'received', $1)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING ",
+        message_columns!()
+    ))
+    .bind(transfer.id)
+    .bind(transfer.conversation_id)
+    .bind(sender.as_bytes().as_slice())
+    .bind(transfer.outgoing)
+    .bind(body)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(message_from_row).transpose()?)
 }

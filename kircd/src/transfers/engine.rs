@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::line;
 use super::manifest::{self, CheckedOffer};
 use super::receive::{self, FrameError, Receiving, Step};
 use super::send::{Report, SendEnd, SendRun};
@@ -216,7 +217,12 @@ impl Engine {
     }
 
     fn publish(&self, record: &TransferRecord) {
-        let mut progress = self.progress(record.id);
+        self.show(record, self.progress(record.id));
+    }
+
+    /// Publishes `record` with `progress` as an ended transfer shows it;
+    /// what was published.
+    fn show(&self, record: &TransferRecord, mut progress: TransferProgress) -> TransferProgress {
         if record.state == TransferState::Complete {
             progress.done_bytes = record.files.iter().map(|file| file.size).sum();
         }
@@ -224,6 +230,7 @@ impl Engine {
             progress.bytes_per_second = 0;
         }
         self.t.hub.transfer_changed(record, progress);
+        progress
     }
 
     fn publish_progress(&mut self) {
@@ -251,14 +258,37 @@ impl Engine {
         let record = store::transfer(&self.t.pool, id)
             .await?
             .ok_or_else(|| TransferError::Unknown(id.simple().to_string()))?;
-        self.publish(&record);
-        let view = (record.clone(), self.progress(id));
+        let progress = self.progress(id);
         if record.state.is_ended() {
+            // The partial files go before the end is shown: whoever sees
+            // it sees the download folder as it stays.
             self.forget(id);
         } else {
-            self.records.insert(id, record);
+            self.records.insert(id, record.clone());
         }
-        Ok(view)
+        let progress = self.show(&record, progress);
+        if record.state == TransferState::Complete {
+            self.leave_line(&record).await;
+        }
+        Ok((record, progress))
+    }
+
+    /// The completed transfer's line in its conversation; its
+    /// MessageAdded is what notifies the user.
+    async fn leave_line(&self, record: &TransferRecord) {
+        let sender = if record.outgoing {
+            self.t.book.me()
+        } else {
+            record.peer
+        };
+        let body = line::completed(record, &self.t.config.download_dir);
+        match store::insert_transfer_line(&self.t.pool, record, sender, &body).await {
+            Ok(Some(message)) => self.t.hub.message_added(&message),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(transfer = %record.id, error = %err, "cannot leave a completed transfer's line in its conversation");
+            }
+        }
     }
 
     fn forget(&mut self, id: Uuid) {
@@ -828,18 +858,21 @@ impl Engine {
             Err(FrameError::Ignored(why)) => {
                 tracing::trace!(transfer = %id, why, "a file frame was ignored");
             }
-            Err(FrameError::Hostile(why)) => {
-                tracing::warn!(transfer = %id, contact = %record.from, why, "a file frame was refused");
-                if receiving.hash_failures > MAX_HASH_FAILURES
-                    || why.contains("do not match the offer")
-                    || why.contains("beyond")
-                    || why.contains("more piece hashes")
-                {
-                    self.fail(id, &format!("the sender's data is wrong: {why}"))
+            Err(FrameError::PieceFailed) => {
+                self.t.rejections.add(Rejection::Malformed);
+                tracing::warn!(transfer = %id, contact = %record.from, "a piece failed its hash check");
+                if receiving.hash_failures > MAX_HASH_FAILURES {
+                    self.fail(id, "the sender's pieces keep failing their hash check")
                         .await;
                 } else {
                     self.ask_for_pieces(id).await;
                 }
+            }
+            Err(FrameError::Hostile(why)) => {
+                self.t.rejections.add(Rejection::Malformed);
+                tracing::warn!(transfer = %id, contact = %record.from, why, "a file frame was refused");
+                self.fail(id, &format!("the sender's data is wrong: {why}"))
+                    .await;
             }
             Err(err @ FrameError::Disk { .. }) => self.fail(id, &disk_reason(&err)).await,
         }

@@ -17,6 +17,7 @@
 //! last verified piece.
 
 mod engine;
+mod line;
 pub mod manifest;
 pub mod names;
 mod receive;
@@ -44,6 +45,7 @@ use crate::transport::TransportError;
 use crate::transport::direct::{FileChannels, FileRecord};
 use crate::transport::marks::Stream;
 use crate::transport::outbound::Outbound;
+use crate::transport::rejections::Rejections;
 use crate::transport::router::{Applied, Control, ControlHandler, HandlerError, Sender};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,9 @@ pub struct Transfers {
     pub hub: Arc<Hub>,
     pub book: Arc<ContactBook>,
     pub outbound: Arc<Outbound>,
+    /// Frames that contradict their offer are counted with the inbox's
+    /// rejections (as malformed).
+    pub rejections: Arc<Rejections>,
     /// The direct path's files channels; none when the path is off.
     pub channels: Option<Arc<dyn FileChannels>>,
     pub config: FilesConfig,

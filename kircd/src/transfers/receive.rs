@@ -41,7 +41,11 @@ pub enum FrameError {
     /// last resume point.
     #[error("ignored: {0}")]
     Ignored(&'static str),
-    /// The sender's bytes contradict its offer.
+    /// A piece failed its hash check: it is asked for again, a few times.
+    #[error("a piece failed its hash check")]
+    PieceFailed,
+    /// The sender's frames contradict its signed offer: the transfer
+    /// cannot go on.
     #[error("{0}")]
     Hostile(&'static str),
     #[error("cannot write {path}: {source}")]
@@ -344,7 +348,7 @@ impl Receiving {
                     // for it again.
                     file.next_offset = piece * u64::from(piece_bytes);
                     self.hash_failures += 1;
-                    return Err(FrameError::Hostile("a piece failed its hash check"));
+                    return Err(FrameError::PieceFailed);
                 }
                 file.verified = piece + 1;
                 Ok(if file.verified == pieces {
@@ -353,7 +357,10 @@ impl Receiving {
                     Step::Verified
                 })
             }
-            None => Err(FrameError::Hostile("a frame without a body")),
+            // A body of a later version, perhaps: nothing to act on.
+            None => Err(FrameError::Ignored(
+                "a frame without a body this kircd reads",
+            )),
         }
     }
 
@@ -472,3 +479,7 @@ pub fn unused_top(download_dir: &Path, top: &str, reserved: &[String]) -> String
             || reserved.iter().any(|taken| taken == candidate)
     })
 }
+
+#[cfg(test)]
+#[path = "receive_tests.rs"]
+mod tests;

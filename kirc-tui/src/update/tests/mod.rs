@@ -58,6 +58,7 @@ fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> 
         state: pb::MessageState::Received as i32,
         seq,
         direct: false,
+        transfer_id: String::new(),
     }
 }
 
