@@ -66,6 +66,30 @@ pub fn direct_path_summary(path: &v1::DirectPath) -> String {
     text
 }
 
+/// A byte count as people read it, in binary units with three significant
+/// digits: "512 B", "2.00 KiB", "48.8 MiB", "1.50 GiB". kircd's history
+/// lines and kirc-tui's progress use the same.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let decimals = if value < 10.0 {
+        2
+    } else if value < 100.0 {
+        1
+    } else {
+        0
+    };
+    format!("{value:.decimals$} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +108,20 @@ mod tests {
         ];
         assert_eq!(rejection_summary(&counts), "stale 2, replay 1");
         assert_eq!(rejection_summary(&[]), "");
+    }
+
+    #[test]
+    fn byte_counts_read_with_three_significant_digits() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.00 KiB"),
+            (50 * 1000 * 1000, "47.7 MiB"),
+            (100 * 1024 * 1024, "100 MiB"),
+            (3 * 1024 * 1024 * 1024 / 2, "1.50 GiB"),
+            (u64::MAX, "16.0 EiB"),
+        ] {
+            assert_eq!(human_bytes(bytes), text, "{bytes}");
+        }
     }
 }

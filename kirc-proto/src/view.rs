@@ -12,6 +12,8 @@ pub struct DaemonView {
     pub conversations: Vec<pb::Conversation>,
     /// Contacts' presence and typing, by actor id.
     pub presence: Vec<pb::PeerPresence>,
+    /// Transfers, newest first.
+    pub transfers: Vec<pb::Transfer>,
 }
 
 impl DaemonView {
@@ -24,6 +26,17 @@ impl DaemonView {
                 self.contacts = snapshot.contacts.clone();
                 self.conversations = snapshot.conversations.clone();
                 self.presence = snapshot.presence.clone();
+                self.transfers = snapshot.transfers.clone();
+            }
+            Some(Kind::TransferChanged(transfer)) => {
+                match self
+                    .transfers
+                    .iter_mut()
+                    .find(|known| known.transfer_id == transfer.transfer_id)
+                {
+                    Some(known) => *known = transfer.clone(),
+                    None => self.transfers.insert(0, transfer.clone()),
+                }
             }
             Some(Kind::StatusChanged(status)) => self.status = Some(status.clone()),
             Some(Kind::PeerPresenceChanged(changed)) => {
@@ -96,6 +109,12 @@ impl DaemonView {
         self.presence
             .iter()
             .find(|presence| presence.actor_id == actor_id)
+    }
+
+    pub fn transfer(&self, transfer_id: &str) -> Option<&pb::Transfer> {
+        self.transfers
+            .iter()
+            .find(|transfer| transfer.transfer_id == transfer_id)
     }
 
     pub fn contact(&self, actor_id: &str) -> Option<&pb::Contact> {

@@ -91,6 +91,7 @@ fn state_with_history(count: usize) -> State {
                     ..pb::Conversation::default()
                 }],
                 presence: Vec::new(),
+                transfers: Vec::new(),
             })),
         })),
     );

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Each top-level module of kircd's library and its layer, lowest first.
-const LAYERS: [(&str, u8); 16] = [
+const LAYERS: [(&str, u8); 17] = [
     ("files", 0),
     ("crypto", 1),
     ("config", 2),
@@ -22,6 +22,7 @@ const LAYERS: [(&str, u8); 16] = [
     ("messaging", 9),
     ("presence", 9),
     ("peers", 9),
+    ("transfers", 9),
     ("api", 10),
     ("daemon", 11),
     ("cli", 11),

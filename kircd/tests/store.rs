@@ -356,3 +356,83 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
     .unwrap();
     assert_eq!((updates, in_place), (4, 4), "(updates, of which in place)");
 }
+
+#[tokio::test]
+async fn a_transfer_is_stored_once_and_an_ended_one_never_moves_again() {
+    use store::{TransferFileRecord, TransferRecord, TransferState};
+    let pool = database("store_transfers").await;
+    let (me, alice) = (identity(1), identity(2));
+    save(&pool, me.id(), &alice, "alice", 1, ContactState::Accepted).await;
+    let file = |name: &str, size: u64| TransferFileRecord {
+        offered_path: vec![String::from("folder"), name.to_owned()],
+        local_path: format!("folder/{name}"),
+        size,
+        hash: [1; 32],
+        pieces_hash: [2; 32],
+        piece_hashes: None,
+        verified_pieces: 0,
+        modified_ns: None,
+        renamed: false,
+        saved: false,
+    };
+    let offered = TransferRecord {
+        id: Uuid::now_v7(),
+        conversation_id: conversation(me.id(), alice.id()),
+        peer: alice.id(),
+        outgoing: false,
+        state: TransferState::Offered,
+        reason: String::new(),
+        piece_bytes: 262_144,
+        local_path: String::new(),
+        created_unix_ms: 0,
+        updated_unix_ms: 0,
+        files: vec![file("a.txt", 10), file("b.txt", 600_000)],
+    };
+    assert!(store::insert_transfer(&pool, &offered).await.unwrap());
+    assert!(
+        !store::insert_transfer(&pool, &offered).await.unwrap(),
+        "a second copy of the offer is not a second transfer"
+    );
+
+    assert!(
+        store::set_transfer_state(&pool, offered.id, TransferState::Moving, "")
+            .await
+            .unwrap()
+    );
+    store::set_piece_hashes(&pool, offered.id, 1, &[7; 96])
+        .await
+        .unwrap();
+    store::set_verified_pieces(&pool, offered.id, &[1, 2])
+        .await
+        .unwrap();
+    let stored = store::transfer(&pool, offered.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, TransferState::Moving);
+    assert_eq!(stored.files.len(), 2);
+    assert_eq!(stored.files[0].verified_pieces, 1);
+    assert_eq!(stored.files[1].verified_pieces, 2);
+    assert_eq!(
+        stored.files[1].piece_hashes.as_deref(),
+        Some(&[7u8; 96][..])
+    );
+    assert_eq!(stored.files[1].offered_path, ["folder", "b.txt"]);
+
+    assert!(
+        store::set_transfer_state(&pool, offered.id, TransferState::Cancelled, "by alice")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store::set_transfer_state(&pool, offered.id, TransferState::Complete, "")
+            .await
+            .unwrap(),
+        "a cancelled transfer stays cancelled"
+    );
+    let listed = store::transfers(&pool, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, TransferState::Cancelled);
+    assert_eq!(listed[0].reason, "by alice");
+    assert!(
+        store::transfers(&pool, 0).await.unwrap().is_empty(),
+        "an ended transfer is listed only among the recent ones"
+    );
+}

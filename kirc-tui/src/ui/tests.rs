@@ -150,6 +150,7 @@ fn connected(status: pb::Status) -> State {
                         typing: false,
                     },
                 ],
+                transfers: Vec::new(),
             })),
         })),
     );
@@ -174,6 +175,7 @@ fn message(
         state: state as i32,
         seq,
         direct: false,
+        transfer_id: String::new(),
     }
 }
 

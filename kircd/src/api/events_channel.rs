@@ -125,6 +125,17 @@ pub fn event_json(event: &pb::Event, unread: u64) -> String {
             }),
         ),
         Some(Kind::StatusChanged(_)) => ("status_changed", serde_json::json!({})),
+        Some(Kind::TransferChanged(transfer)) => (
+            "transfer_changed",
+            serde_json::json!({
+                "transfer": transfer.transfer_id,
+                "contact": transfer.contact_id,
+                "outgoing": transfer.outgoing,
+                "state": transfer.state().as_str_name(),
+                "done_bytes": transfer.done_bytes,
+                "total_bytes": transfer.total_bytes,
+            }),
+        ),
         None => ("unknown", serde_json::json!({})),
     };
     serde_json::json!({

@@ -33,6 +33,7 @@ pub struct Services {
     pub messaging: Arc<Messaging>,
     pub presence: mpsc::Sender<presence::Command>,
     pub live: Arc<Live>,
+    pub transfers: crate::transfers::TransfersHandle,
 }
 
 /// The running API server.

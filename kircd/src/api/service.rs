@@ -20,6 +20,7 @@ use crate::hub::{PresenceState, Subscription};
 use crate::messaging::{HistoryAnchor, MessagingError};
 use crate::presence;
 use crate::store::StoreError;
+use crate::transfers::TransferError;
 use crate::transport::TransportError;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -64,6 +65,31 @@ fn contacts_status(err: ContactsError) -> Status {
             Status::invalid_argument(message)
         }
         ContactsError::Blocked(_) => Status::failed_precondition(message),
+    }
+}
+
+fn transfer_response((record, progress): crate::transfers::TransferView) -> Response<pb::Transfer> {
+    Response::new(convert::transfer(&record, progress))
+}
+
+fn transfer_status(err: TransferError) -> Status {
+    let message = err.to_string();
+    match err {
+        TransferError::NotLoaded(_)
+        | TransferError::Stopped
+        | TransferError::Transport(TransportError::Outbox(_) | TransportError::Peer(_)) => {
+            Status::unavailable(message)
+        }
+        TransferError::Store(err) => store_status(&err, message),
+        TransferError::InvalidArgument(_)
+        | TransferError::Manifest(_)
+        | TransferError::Lookup(crate::book::LookupError::Ambiguous(_)) => {
+            Status::invalid_argument(message)
+        }
+        TransferError::Lookup(crate::book::LookupError::Unknown(_)) | TransferError::Unknown(_) => {
+            Status::not_found(message)
+        }
+        TransferError::NotAccepted(_) => Status::failed_precondition(message),
     }
 }
 
@@ -399,6 +425,63 @@ impl Daemon for DaemonService {
             .await
             .map_err(|err| valkey_unavailable(&err))?;
         Ok(Response::new(pb::SaveSessionResponse {}))
+    }
+
+    async fn send_file(
+        &self,
+        request: Request<pb::SendFileRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let request = request.into_inner();
+        self.services
+            .transfers
+            .send_file(&request.to, &request.path)
+            .await
+            .map(transfer_response)
+            .map_err(transfer_status)
+    }
+
+    async fn answer_transfer(
+        &self,
+        request: Request<pb::AnswerTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let request = request.into_inner();
+        self.services
+            .transfers
+            .answer(&request.transfer_id, request.accept)
+            .await
+            .map(transfer_response)
+            .map_err(transfer_status)
+    }
+
+    async fn cancel_transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let request = request.into_inner();
+        self.services
+            .transfers
+            .cancel(&request.transfer_id)
+            .await
+            .map(transfer_response)
+            .map_err(transfer_status)
+    }
+
+    async fn list_transfers(
+        &self,
+        _request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let transfers = self
+            .services
+            .transfers
+            .list()
+            .await
+            .map_err(transfer_status)?;
+        Ok(Response::new(pb::ListTransfersResponse {
+            transfers: transfers
+                .iter()
+                .map(|(record, progress)| convert::transfer(record, *progress))
+                .collect(),
+        }))
     }
 }
 

@@ -389,6 +389,32 @@ pub const KEYS: &[KeySpec] = &[
         "At most this many direct connections at once. A contact you chat with takes the place of the connection unused the longest; contacts that are merely online wait for a free place.",
     ),
     key(
+        "files.download_dir",
+        Kind::Path,
+        Default::Computed(
+            "the XDG download folder (XDG_DOWNLOAD_DIR in user-dirs.dirs), else ~/Downloads",
+        ),
+        "Where received files are saved (an absolute path); kircd creates it, owner-only, when the first file arrives.",
+    ),
+    key(
+        "files.auto_accept_bytes",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+        Default::Int(8 * 1024 * 1024),
+        "Offers from accepted contacts of at most this many bytes (all files together) are accepted without asking; 0: ask for every offer.",
+    ),
+    key(
+        "files.max_offer_bytes",
+        Kind::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+        Default::Int(64 * 1024 * 1024 * 1024),
+        "Offers larger than this (all files together) are refused without being shown.",
+    ),
+    key(
         "postgres.url",
         Kind::Str,
         Default::Str("postgres://kirc@127.0.0.1:15432/kirc"),

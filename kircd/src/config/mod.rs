@@ -208,6 +208,15 @@ pub struct RtcConfig {
     pub max_peers: usize,
 }
 
+/// File transfers.
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    /// Absolute.
+    pub download_dir: PathBuf,
+    pub auto_accept_bytes: u64,
+    pub max_offer_bytes: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct TurnServer {
     pub url: String,
@@ -225,6 +234,7 @@ pub struct Config {
     pub messaging: MessagingConfig,
     pub presence: PresenceConfig,
     pub rtc: RtcConfig,
+    pub files: FilesConfig,
     pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
     pub valkey: ValkeyConfig,

@@ -18,6 +18,7 @@ impl Values {
         let log = self.log()?;
         let health = self.health()?;
         let rtc = self.rtc()?;
+        let files = self.files()?;
         let values = KEYS
             .iter()
             .filter_map(|spec| {
@@ -61,6 +62,7 @@ impl Values {
                 rate_limit: u64::try_from(self.int("presence.rate_limit")).unwrap_or(3000),
             },
             rtc,
+            files,
             kafka,
             postgres,
             valkey,
@@ -68,6 +70,25 @@ impl Values {
             log,
             health,
             values,
+        })
+    }
+
+    fn files(&self) -> Result<FilesConfig, ConfigError> {
+        let download_dir = self
+            .opt_path("files.download_dir")
+            .unwrap_or_else(default_download_dir);
+        if !download_dir.is_absolute() {
+            return Err(self.invalid(
+                "files.download_dir",
+                "is not an absolute path",
+                "write the full path, from /",
+            ));
+        }
+        Ok(FilesConfig {
+            download_dir,
+            // The key table bounds both to non-negative values.
+            auto_accept_bytes: u64::try_from(self.int("files.auto_accept_bytes")).unwrap_or(0),
+            max_offer_bytes: u64::try_from(self.int("files.max_offer_bytes")).unwrap_or(1),
         })
     }
 
@@ -470,4 +491,16 @@ fn redact_error(message: &str, input: &str) -> String {
     } else {
         message.replace(input, &redact_url(input))
     }
+}
+
+/// The user's download folder: XDG's, else ~/Downloads, else a folder in
+/// the working directory (no home at all).
+fn default_download_dir() -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|dirs| {
+            dirs.download_dir()
+                .map(Path::to_path_buf)
+                .or_else(|| Some(dirs.home_dir().join("Downloads")))
+        })
+        .unwrap_or_else(|| PathBuf::from("Downloads"))
 }

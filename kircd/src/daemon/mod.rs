@@ -43,7 +43,10 @@ use crate::peers::signal::SignalHandler;
 use crate::peers::{self, Peers};
 use crate::presence::{self, Presence, PresenceHandler, TypingHandler};
 use crate::store::QuarantineBounds;
+use crate::transfers::manifest::OfferLimits;
+use crate::transfers::{self, AnswerHandler, OfferHandler, Transfers, TransfersHandle};
 use crate::transport::Lane;
+use crate::transport::direct::FileChannels;
 use crate::transport::inbox::{Inbox, Limits};
 use crate::transport::kafka::keep_warm::{self, HeartbeatHandler};
 use crate::transport::kafka::{Outbox, PeerProducers, delivery};
@@ -172,6 +175,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // data channels back to the inbox.
     let (signals, signals_received) = tokio::sync::mpsc::channel(256);
     let (direct_records, direct_received) = tokio::sync::mpsc::channel(4096);
+    // Frames of the files channels, from the peer manager to the transfers;
+    // a full queue holds the channel's reader, and so the sender.
+    let (file_frames, file_frames_received) = tokio::sync::mpsc::channel(64);
+    let (transfers, transfer_commands) = TransfersHandle::new(Arc::clone(&book), &config.files);
 
     // Every kind of record the inbox accepts, and who handles it.
     let mut router = Router::new(Arc::new(chat.clone()));
@@ -212,7 +219,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 hub: Arc::clone(&hub),
             }),
         )
-        .on(wire::Kind::Signal, Arc::new(SignalHandler { signals }));
+        .on(wire::Kind::Signal, Arc::new(SignalHandler { signals }))
+        .on(
+            wire::Kind::FileOffer,
+            Arc::new(OfferHandler {
+                transfers: transfers.clone(),
+                limits: OfferLimits {
+                    max_total_bytes: config.files.max_offer_bytes,
+                },
+            }),
+        )
+        .on(
+            wire::Kind::FileAnswer,
+            Arc::new(AnswerHandler {
+                transfers: transfers.clone(),
+            }),
+        );
 
     let stop = CancellationToken::new();
     running.start(
@@ -248,7 +270,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         live: Arc::clone(&live),
         router,
         marks,
-        rejections,
+        rejections: Arc::clone(&rejections),
         direct: std::sync::Mutex::new(Some(direct_received)),
         channel_counts: Default::default(),
     });
@@ -313,6 +335,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // The direct path, once contacts' presence is followed; stopped after
     // the own presence said "offline" (over it, where open).
+    let mut file_channels: Option<Arc<dyn FileChannels>> = None;
     if config.rtc.enabled {
         let stop = CancellationToken::new();
         let peers = peers::spawn(
@@ -323,6 +346,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 outbound: Arc::clone(&outbound),
                 hub: Arc::clone(&hub),
                 inbound: direct_records,
+                files: file_frames,
             },
             signals_received,
             stop.clone(),
@@ -330,10 +354,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         outbound.set_direct(
             Arc::clone(&peers.channels) as Arc<dyn crate::transport::direct::DirectPath>
         );
+        file_channels = Some(Arc::clone(&peers.channels) as Arc<dyn FileChannels>);
         running.start(
             Component::new("peer manager", stop).finally(async move { peers.join().await }.boxed()),
         );
     }
+
+    // The transfers, over the direct path; stopped before it, so that no
+    // sender writes to a closing channel.
+    let stop = CancellationToken::new();
+    let transfers_task = transfers::spawn(
+        Transfers {
+            pool: pool.clone(),
+            hub: Arc::clone(&hub),
+            book: Arc::clone(&book),
+            outbound: Arc::clone(&outbound),
+            rejections: Arc::clone(&rejections),
+            channels: file_channels,
+            config: config.files.clone(),
+        },
+        transfer_commands,
+        file_frames_received,
+        stop.clone(),
+    );
+    running.start(
+        Component::new("transfers", stop)
+            .finally(async move { transfers_task.join().await }.boxed()),
+    );
 
     // Contacts are told "offline" while the workers still deliver.
     let stop = CancellationToken::new();
@@ -359,6 +406,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             messaging,
             presence: presence_commands,
             live,
+            transfers,
         },
     );
     let stop = CancellationToken::new();

@@ -6,11 +6,14 @@ use kirc_proto::v1 as pb;
 
 use super::model::{
     ClusterTraffic, DirectState, DirectStatus, InboxFigures, OwnPresence, PeerPresence,
-    PresenceState,
+    PresenceState, TransferProgress,
 };
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
-use crate::store::{ContactState, ConversationKind, ConversationSummary, Message, MessageState};
+use crate::store::{
+    ContactState, ConversationKind, ConversationSummary, Message, MessageState, TransferRecord,
+    TransferState,
+};
 
 pub fn contact_state(state: ContactState) -> pb::ContactState {
     match state {
@@ -58,6 +61,9 @@ pub fn message(message: &Message) -> pb::ChatMessage {
         body: message.body.clone(),
         created_at_unix_ms: message.created_at_unix_ms,
         state: message_state(message.state) as i32,
+        transfer_id: message
+            .transfer_id
+            .map_or_else(String::new, |id| id.simple().to_string()),
         seq: message.seq,
         direct: message.direct,
     }
@@ -191,5 +197,53 @@ pub fn inbox_counters(inbox: &InboxFigures) -> pb::InboxCounters {
         quarantine_bytes: inbox.quarantine.bytes,
         quarantine_dropped: inbox.quarantine.dropped,
         log_lines_suppressed: inbox.log_lines_suppressed,
+    }
+}
+
+pub fn transfer_state(state: TransferState) -> pb::TransferState {
+    match state {
+        TransferState::Offered => pb::TransferState::Offered,
+        TransferState::Moving => pb::TransferState::Moving,
+        TransferState::Complete => pb::TransferState::Complete,
+        TransferState::Refused => pb::TransferState::Refused,
+        TransferState::Cancelled => pb::TransferState::Cancelled,
+        TransferState::Failed => pb::TransferState::Failed,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub fn transfer(record: &TransferRecord, progress: TransferProgress) -> pb::Transfer {
+    pb::Transfer {
+        transfer_id: record.id.simple().to_string(),
+        contact_id: record.peer.to_string(),
+        conversation_id: record.conversation_id.to_string(),
+        outgoing: record.outgoing,
+        state: transfer_state(record.state) as i32,
+        reason: record.reason.clone(),
+        files: record
+            .files
+            .iter()
+            .map(|file| pb::TransferFile {
+                path: if record.outgoing {
+                    file.offered_path.join("/")
+                } else {
+                    file.local_path.clone()
+                },
+                size: file.size,
+                hash: hex(&file.hash),
+                renamed: file.renamed,
+            })
+            .collect(),
+        total_bytes: record.files.iter().map(|file| file.size).sum(),
+        done_bytes: progress.done_bytes,
+        bytes_per_second: progress.bytes_per_second,
+        waiting: progress.waiting && record.state == TransferState::Moving,
+        local_path: record.local_path.clone(),
+        created_at_unix_ms: record.created_unix_ms,
+        updated_at_unix_ms: record.updated_unix_ms,
+        moved_bytes: progress.moved_bytes,
     }
 }

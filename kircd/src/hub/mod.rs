@@ -24,14 +24,14 @@ use uuid::Uuid;
 
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
-use crate::store::{ConversationSummary, Message, MessageState};
+use crate::store::{ConversationSummary, Message, MessageState, TransferRecord};
 
 pub mod convert;
 pub mod model;
 
 pub use model::{
     ClusterTraffic, DirectState, DirectStatus, InboxFigures, OwnPresence, PeerPresence,
-    PresenceState, StatusFields,
+    PresenceState, StatusFields, TransferProgress,
 };
 
 /// What a new subscriber receives before the live events.
@@ -194,6 +194,7 @@ impl Hub {
             contacts: inner.view.contacts.clone(),
             conversations: inner.view.conversations.clone(),
             presence: inner.view.presence.clone(),
+            transfers: inner.view.transfers.clone(),
         })
     }
 
@@ -441,6 +442,11 @@ impl Hub {
     /// A message was stored: sent from here or received.
     pub fn message_added(&self, message: &Message) {
         self.publish_event(Kind::MessageAdded(convert::message(message)));
+    }
+
+    /// A transfer was offered, answered, moved on, or ended.
+    pub fn transfer_changed(&self, transfer: &TransferRecord, progress: TransferProgress) {
+        self.publish_event(Kind::TransferChanged(convert::transfer(transfer, progress)));
     }
 
     /// A sent message moved to `state`.

@@ -134,3 +134,16 @@ pub struct StatusFields {
     /// Per contact, in the order first reported.
     pub direct: Vec<DirectStatus>,
 }
+
+/// How far a transfer has come, beside what is stored of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferProgress {
+    /// Bytes verified by the recipient (the recipient's side), or sent
+    /// (the sender's side).
+    pub done_bytes: u64,
+    pub bytes_per_second: u64,
+    /// Moving, but no direct path to the contact is open.
+    pub waiting: bool,
+    /// Bytes sent or written since the daemon started, resends included.
+    pub moved_bytes: u64,
+}

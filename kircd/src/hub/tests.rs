@@ -242,6 +242,7 @@ mod folding {
             created_at_unix_ms: i64::try_from(seq).unwrap_or(0) * 1000,
             state: MessageState::Received,
             direct: false,
+            transfer_id: None,
         }
     }
 

@@ -7,13 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::link::Link;
 use crate::crypto::identity::ActorId;
-use crate::transport::direct::DirectPath;
+use crate::transport::direct::{DirectPath, FileChannels, FileSendError};
 
 /// A send that the channel does not take within this long is given up (the
 /// Kafka copy carries the message).
@@ -29,6 +30,8 @@ pub struct Channels {
     /// Contacts with chat since the manager last looked and no channel open.
     touched: Mutex<HashSet<ActorId>>,
     touched_notify: Notify,
+    /// Bumped each time a channel opens.
+    opened: tokio::sync::watch::Sender<u64>,
 }
 
 impl Channels {
@@ -52,6 +55,7 @@ impl Channels {
 
     pub(super) fn insert(&self, contact: ActorId, link: Arc<Link>) {
         self.lock_open().insert(contact, link);
+        self.opened.send_modify(|opened| *opened += 1);
     }
 
     pub(super) fn remove(&self, contact: ActorId) {
@@ -101,5 +105,37 @@ impl DirectPath for Channels {
             self.lock_touched().insert(contact);
             self.touched_notify.notify_one();
         }
+    }
+}
+
+impl FileChannels for Channels {
+    fn send_file<'a>(
+        &'a self,
+        contact: ActorId,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<(), FileSendError>> {
+        async move {
+            let link = self
+                .lock_open()
+                .get(&contact)
+                .cloned()
+                .ok_or(FileSendError::NotOpen)?;
+            link.send_file(frame)
+                .await
+                .map_err(|err| FileSendError::Closed(err.to_string()))
+        }
+        .boxed()
+    }
+
+    fn is_open(&self, contact: ActorId) -> bool {
+        Channels::is_open(self, contact)
+    }
+
+    fn opened(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.opened.subscribe()
+    }
+
+    fn touch(&self, contact: ActorId) {
+        DirectPath::touch(self, contact);
     }
 }

@@ -7,9 +7,13 @@
 //! socket per connection and announce the host name), certificate
 //! fingerprint verification on (the fingerprint arrives in a signed,
 //! sealed offer and is what binds the channel to the contact), a bounded
-//! send buffer, and one ordered, reliable channel opened by the offerer.
+//! send buffer, and two ordered, reliable channels opened by the offerer:
+//! one for chat and control, one for files, so that a message never waits
+//! behind a file's bytes in a channel's buffer. The link reports itself
+//! open once both are.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,10 +30,14 @@ use webrtc::peer_connection::{
 
 use crate::config::{IcePolicy, RtcConfig};
 use crate::crypto::identity::ActorId;
-use crate::transport::direct::DirectRecord;
+use crate::transport::direct::{DirectRecord, FileRecord};
 
-/// The data channel's label.
+/// The data channels' labels.
 const CHANNEL_LABEL: &str = "kirc";
+const FILES_LABEL: &str = "kirc-files";
+
+/// How many channels a link opens.
+const CHANNELS: u8 = 2;
 
 /// Bytes the channel may hold unsent; a send beyond it waits.
 const SEND_BUFFER: usize = 1024 * 1024;
@@ -151,7 +159,34 @@ impl LinkSettings {
 /// own flow control.
 struct Events {
     events: Tagged,
-    channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+    channels: Arc<Slots>,
+}
+
+/// A link's two channels, once created (the offerer) or announced (the
+/// answerer), and how many of them are open.
+#[derive(Default)]
+struct Slots {
+    chat: Mutex<Option<Arc<dyn DataChannel>>>,
+    files: Mutex<Option<Arc<dyn DataChannel>>>,
+    open: AtomicU8,
+}
+
+/// Which of a link's channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelKind {
+    Chat,
+    Files,
+}
+
+impl Slots {
+    fn slot(&self, kind: ChannelKind) -> std::sync::MutexGuard<'_, Option<Arc<dyn DataChannel>>> {
+        match kind {
+            ChannelKind::Chat => &self.chat,
+            ChannelKind::Files => &self.files,
+        }
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Where a connection's events go, marked with the number the manager gave
@@ -161,6 +196,9 @@ pub struct Tagged {
     pub tag: u64,
     pub events: mpsc::UnboundedSender<(u64, LinkEvent)>,
     pub messages: Messages,
+    /// Where the files channel's frames go, as frames of this contact;
+    /// none: they are dropped.
+    pub files: Option<(ActorId, mpsc::Sender<FileRecord>)>,
 }
 
 /// Where the channel's messages go.
@@ -180,6 +218,22 @@ pub enum Messages {
 impl Tagged {
     fn send(&self, event: LinkEvent) -> bool {
         self.events.send((self.tag, event)).is_ok()
+    }
+
+    /// Hands on a frame the files channel received; waits while the
+    /// transfers are behind, which holds the contact's sending back
+    /// through the channel's flow control. False once nobody reads.
+    async fn deliver_file(&self, frame: Bytes) -> bool {
+        match &self.files {
+            Some((from, sink)) => sink
+                .send(FileRecord {
+                    from: *from,
+                    bytes: frame,
+                })
+                .await
+                .is_ok(),
+            None => true,
+        }
     }
 
     /// Hands on a message the channel received; false once nobody reads.
@@ -238,21 +292,44 @@ impl PeerConnectionEventHandler for Events {
     }
 
     async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
-        // Only the answerer learns of the channel here; reading it must not
-        // hold up the driver that calls us.
-        *self
-            .channel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&channel));
-        tokio::spawn(read_channel(channel, self.events.clone()));
+        // Only the answerer learns of the channels here; reading them must
+        // not hold up the driver that calls us.
+        let (events, slots) = (self.events.clone(), Arc::clone(&self.channels));
+        tokio::spawn(async move {
+            let kind = match channel.label().await.as_deref() {
+                Ok(CHANNEL_LABEL) => ChannelKind::Chat,
+                Ok(FILES_LABEL) => ChannelKind::Files,
+                _ => {
+                    tracing::debug!("a data channel with an unknown label was closed");
+                    let _ = channel.close().await;
+                    return;
+                }
+            };
+            *slots.slot(kind) = Some(Arc::clone(&channel));
+            read_channel(channel, kind, events, slots).await;
+        });
     }
 }
 
-async fn read_channel(channel: Arc<dyn DataChannel>, events: Tagged) {
+async fn read_channel(
+    channel: Arc<dyn DataChannel>,
+    kind: ChannelKind,
+    events: Tagged,
+    slots: Arc<Slots>,
+) {
     while let Some(event) = channel.poll().await {
         let handed_on = match event {
-            DataChannelEvent::OnOpen => events.send(LinkEvent::Open),
-            DataChannelEvent::OnMessage(message) => events.deliver(message.data.freeze()),
+            DataChannelEvent::OnOpen => {
+                if slots.open.fetch_add(1, Ordering::AcqRel) + 1 == CHANNELS {
+                    events.send(LinkEvent::Open)
+                } else {
+                    true
+                }
+            }
+            DataChannelEvent::OnMessage(message) => match kind {
+                ChannelKind::Chat => events.deliver(message.data.freeze()),
+                ChannelKind::Files => events.deliver_file(message.data.freeze()).await,
+            },
             DataChannelEvent::OnClose => break,
             _ => continue,
         };
@@ -267,7 +344,7 @@ async fn read_channel(channel: Arc<dyn DataChannel>, events: Tagged) {
 pub struct Link {
     events: Tagged,
     connection: Arc<dyn PeerConnection>,
-    channel: Arc<Mutex<Option<Arc<dyn DataChannel>>>>,
+    channels: Arc<Slots>,
     /// Candidates that came before the remote description; the crate
     /// refuses them until then.
     early_candidates: tokio::sync::Mutex<Option<Vec<RTCIceCandidateInit>>>,
@@ -282,7 +359,7 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// A new connection; its events go to `events`.
     pub async fn new(settings: &LinkSettings, events: Tagged) -> Result<Link, LinkError> {
-        let channel = Arc::new(Mutex::new(None));
+        let channels = Arc::new(Slots::default());
         let loopback = settings.udp_bind.iter().any(|addr| addr.ip().is_loopback());
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -307,7 +384,7 @@ impl Link {
             .with_setting_engine(setting_engine)
             .with_handler(Arc::new(Events {
                 events: events.clone(),
-                channel: Arc::clone(&channel),
+                channels: Arc::clone(&channels),
             }))
             .with_udp_addrs(settings.udp_bind.clone())
             .with_data_channel_send_buffer_limit(SEND_BUFFER)
@@ -316,19 +393,26 @@ impl Link {
         Ok(Link {
             events,
             connection: Arc::new(connection),
-            channel,
+            channels,
             early_candidates: tokio::sync::Mutex::new(Some(Vec::new())),
         })
     }
 
-    /// Opens the data channel and makes the offer (the SDP to send).
+    /// Opens the data channels and makes the offer (the SDP to send).
     pub async fn offer(&self) -> Result<String, LinkError> {
-        let channel = self
-            .connection
-            .create_data_channel(CHANNEL_LABEL, None)
-            .await?;
-        *self.lock_channel() = Some(Arc::clone(&channel));
-        tokio::spawn(read_channel(channel, self.events.clone()));
+        for (label, kind) in [
+            (CHANNEL_LABEL, ChannelKind::Chat),
+            (FILES_LABEL, ChannelKind::Files),
+        ] {
+            let channel = self.connection.create_data_channel(label, None).await?;
+            *self.channels.slot(kind) = Some(Arc::clone(&channel));
+            tokio::spawn(read_channel(
+                channel,
+                kind,
+                self.events.clone(),
+                Arc::clone(&self.channels),
+            ));
+        }
         self.local_offer().await
     }
 
@@ -389,20 +473,26 @@ impl Link {
         }
     }
 
-    fn lock_channel(&self) -> std::sync::MutexGuard<'_, Option<Arc<dyn DataChannel>>> {
-        self.channel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn channel(&self, kind: ChannelKind) -> Result<Arc<dyn DataChannel>, LinkError> {
+        self.channels
+            .slot(kind)
+            .clone()
+            .ok_or_else(|| LinkError(String::from("the data channel is not open")))
     }
 
-    /// Sends one message on the channel; waits while the send buffer is
-    /// full.
+    /// Sends one message on the chat channel; waits while its send buffer
+    /// is full.
     pub async fn send(&self, message: &[u8]) -> Result<(), LinkError> {
-        let channel = self
-            .lock_channel()
-            .clone()
-            .ok_or_else(|| LinkError(String::from("the data channel is not open")))?;
+        let channel = self.channel(ChannelKind::Chat)?;
         channel.send(BytesMut::from(message)).await?;
+        Ok(())
+    }
+
+    /// Sends one frame on the files channel; waits while its send buffer
+    /// is full.
+    pub async fn send_file(&self, frame: Bytes) -> Result<(), LinkError> {
+        let channel = self.channel(ChannelKind::Files)?;
+        channel.send(BytesMut::from(frame)).await?;
         Ok(())
     }
 
@@ -447,9 +537,11 @@ impl Link {
     }
 
     pub async fn close(&self) {
-        let channel = self.lock_channel().take();
-        if let Some(channel) = channel {
-            let _ = channel.close().await;
+        for kind in [ChannelKind::Chat, ChannelKind::Files] {
+            let channel = self.channels.slot(kind).take();
+            if let Some(channel) = channel {
+                let _ = channel.close().await;
+            }
         }
         if let Err(err) = self.connection.close().await {
             tracing::debug!(error = %err, "closing a direct connection");
@@ -476,6 +568,7 @@ mod tests {
             tag,
             events: sender.clone(),
             messages: Messages::Events,
+            files: None,
         };
         let offerer = Link::new(&loopback(), tagged(1)).await.unwrap();
         let answerer = Link::new(&loopback(), tagged(2)).await.unwrap();

@@ -382,6 +382,7 @@ impl Manager {
                     from: actor,
                     inbox: self.peers.inbound.clone(),
                 },
+                files: Some((actor, self.peers.files.clone())),
             },
         )
         .await?;

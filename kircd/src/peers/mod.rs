@@ -35,7 +35,7 @@ use crate::book::ContactBook;
 use crate::config::RtcConfig;
 use crate::hub::Hub;
 use crate::live::Live;
-use crate::transport::direct::DirectRecord;
+use crate::transport::direct::{DirectRecord, FileRecord};
 use crate::transport::outbound::Outbound;
 pub use channels::Channels;
 use signal::Signal;
@@ -50,6 +50,8 @@ pub struct Peers {
     pub hub: Arc<Hub>,
     /// Where messages from the channels go: the inbox.
     pub inbound: mpsc::Sender<DirectRecord>,
+    /// Where frames from the files channels go: the transfers.
+    pub files: mpsc::Sender<FileRecord>,
 }
 
 #[derive(Debug)]

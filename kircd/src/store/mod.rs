@@ -99,7 +99,7 @@ macro_rules! state_rank {
 
 macro_rules! message_columns {
     () => {
-        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct"
+        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct, transfer_id"
     };
 }
 
@@ -120,6 +120,8 @@ pub struct Message {
     /// Received, and its first copy came over the direct path (stored
     /// with partition -1) rather than from the Kafka inbox.
     pub direct: bool,
+    /// The line a completed file transfer left (its id).
+    pub transfer_id: Option<Uuid>,
 }
 
 fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
@@ -138,6 +140,7 @@ fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error>
         created_at_unix_ms: row.try_get("created_ms")?,
         state: MessageState::parse(&state),
         direct: row.try_get("direct")?,
+        transfer_id: row.try_get("transfer_id")?,
     })
 }
 
@@ -152,6 +155,7 @@ mod invites;
 mod marks;
 mod messages;
 mod quarantine;
+mod transfers;
 
 pub use contacts::*;
 pub use conversations::*;
@@ -160,6 +164,7 @@ pub use invites::*;
 pub use marks::*;
 pub use messages::*;
 pub use quarantine::*;
+pub use transfers::*;
 
 /// Records this actor's profile, or checks that the database is its own.
 pub async fn ensure_profile(

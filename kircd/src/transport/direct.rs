@@ -10,6 +10,15 @@ use futures::future::BoxFuture;
 
 use crate::crypto::identity::ActorId;
 
+/// Why a file frame could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileSendError {
+    #[error("no direct path to the contact is open")]
+    NotOpen,
+    #[error("the direct path closed: {0}")]
+    Closed(String),
+}
+
 /// Open data channels to contacts.
 pub trait DirectPath: Send + Sync {
     /// Sends a sealed envelope to `contact` if a channel to it is open;
@@ -29,4 +38,33 @@ pub struct DirectRecord {
     pub bytes: Bytes,
     /// When the channel handed it over, for the timing marks.
     pub arrived: Option<SystemTime>,
+}
+
+/// The files channel beside each chat channel: what the transfers need of
+/// the direct path.
+pub trait FileChannels: Send + Sync {
+    /// Sends one frame on the files channel to `contact`; waits while the
+    /// channel holds its limit of unsent bytes (the transfers' back-
+    /// pressure), fails at once if no path to the contact is open.
+    fn send_file<'a>(
+        &'a self,
+        contact: ActorId,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<(), FileSendError>>;
+
+    fn is_open(&self, contact: ActorId) -> bool;
+
+    /// Changes each time a path opens, so that a waiting transfer can look
+    /// again.
+    fn opened(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The transfer with `contact` is using the path: keep it, or open one.
+    fn touch(&self, contact: ActorId);
+}
+
+/// A frame that arrived on the files channel of `from`.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    pub from: ActorId,
+    pub bytes: Bytes,
 }

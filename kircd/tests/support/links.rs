@@ -38,6 +38,7 @@ impl Pairs {
             tag,
             events: sender.clone(),
             messages: Messages::Events,
+            files: None,
         };
         let mut links = Vec::new();
         for pair in 0..count {

@@ -228,6 +228,7 @@ fn drafts_follow_their_conversation_and_the_session_restores_them() {
                 contacts,
                 conversations,
                 presence: Vec::new(),
+                transfers: Vec::new(),
             }),
         ),
     );

@@ -58,6 +58,7 @@ fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> 
         state: pb::MessageState::Received as i32,
         seq,
         direct: false,
+        transfer_id: String::new(),
     }
 }
 
@@ -96,6 +97,7 @@ fn state() -> State {
                 contacts,
                 conversations,
                 presence: Vec::new(),
+                transfers: Vec::new(),
             }),
         ),
     );
@@ -266,6 +268,7 @@ fn a_snapshot_reloads_the_open_conversation() {
         contacts: view.contacts,
         conversations: view.conversations,
         presence: Vec::new(),
+        transfers: Vec::new(),
     };
     let effects = update(&mut state, event(1, Kind::Snapshot(snapshot)));
     assert_eq!(
@@ -321,6 +324,7 @@ fn a_snapshot_of_a_daemon_still_loading_keeps_the_open_conversation() {
             contacts: Vec::new(),
             conversations,
             presence: Vec::new(),
+            transfers: Vec::new(),
         })
     };
     // kircd restarted: its first snapshot comes before its database.

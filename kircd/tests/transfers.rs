@@ -1,0 +1,689 @@
+//! File transfers between two real kircd on the local stack, over the
+//! direct path on loopback: what arrives is what was sent (BLAKE3), saved
+//! owner-only under the recipient's download folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/direct.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kirc_proto::v1::{self as pb, TransferState};
+use kirc_testkit::{Actor, Daemon, Watcher};
+use support::*;
+
+/// A 50 MB file crosses loopback in seconds; this bounds a stuck one.
+const TRANSFER_WAIT: Duration = Duration::from_secs(180);
+
+/// An actor with the direct path on and its downloads in its own folder.
+async fn actor(name: &str) -> (Actor, PathBuf) {
+    let mut actor = direct(name).await;
+    let downloads = actor.dir.path().join("downloads");
+    actor.set("files.download_dir", downloads.to_str().unwrap());
+    (actor, downloads)
+}
+
+/// `size` bytes that differ everywhere (a BLAKE3 output stream), so that a
+/// piece in the wrong place fails its hash.
+fn content(seed: &str, size: usize) -> Vec<u8> {
+    let mut bytes = vec![0; size];
+    blake3::Hasher::new()
+        .update(seed.as_bytes())
+        .finalize_xof()
+        .fill(&mut bytes);
+    bytes
+}
+
+/// A file of `size` bytes of `content(name)` in `actor`'s folder: its
+/// path and its bytes.
+fn file_of(actor: &Actor, name: &str, size: usize) -> (PathBuf, Vec<u8>) {
+    let bytes = content(name, size);
+    let path = actor.dir.path().join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+async fn send_file(daemon: &Daemon, to: &Actor, path: &Path) -> pb::Transfer {
+    daemon
+        .client()
+        .await
+        .send_file(pb::SendFileRequest {
+            to: to.name.clone(),
+            path: path.to_str().unwrap().to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Offers the file at `path` to `to` and waits for `to` to see the offer;
+/// its id.
+async fn offered(from: &Daemon, to: &Actor, watch: &mut Watcher, path: &Path) -> String {
+    let id = send_file(from, to, path).await.transfer_id;
+    wait_state(watch, &id, TransferState::Offered, "the offer seen").await;
+    id
+}
+
+async fn answer(daemon: &Daemon, transfer: &str, accept: bool) -> pb::Transfer {
+    daemon
+        .client()
+        .await
+        .answer_transfer(pb::AnswerTransferRequest {
+            transfer_id: transfer.to_owned(),
+            accept,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn wait_state(
+    watch: &mut Watcher,
+    transfer: &str,
+    state: TransferState,
+    what: &str,
+) -> pb::Transfer {
+    let view = watch
+        .wait_for(what, TRANSFER_WAIT, |view| {
+            view.transfer(transfer)
+                .is_some_and(|known| known.state == state as i32)
+        })
+        .await;
+    view.transfer(transfer).unwrap().clone()
+}
+
+fn assert_saved(path: &Path, expected: &[u8]) {
+    let saved = std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    assert_eq!(saved.len(), expected.len(), "{}", path.display());
+    assert!(
+        blake3::hash(&saved) == blake3::hash(expected),
+        "{} differs from what was sent",
+        path.display()
+    );
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} is owner-only", path.display());
+}
+
+/// Every file under `folder`, relative, sorted.
+fn files_under(folder: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![folder.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(
+                    path.strip_prefix(folder)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients,
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+
+    // 50 MB: above the default automatic acceptance, so bob is asked.
+    let (large_path, large) = file_of(&alice, "video.bin", 50_000_000);
+    let offered = send_file(&alice_daemon, &bob, &large_path).await;
+    assert_eq!(offered.state, TransferState::Offered as i32);
+    assert_eq!(offered.total_bytes, 50_000_000);
+    let id = offered.transfer_id.clone();
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Offered,
+        "bob sees the offer",
+    )
+    .await;
+    assert!(!at_bob.outgoing);
+    assert_eq!(at_bob.files[0].path, "video.bin");
+    assert_eq!(at_bob.files[0].hash, offered.files[0].hash);
+
+    answer(&bob_daemon, &id, true).await;
+    let done = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the file",
+    )
+    .await;
+    assert_eq!(done.done_bytes, 50_000_000);
+    wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice hears it arrived",
+    )
+    .await;
+    assert_saved(&downloads.join("video.bin"), &large);
+    let mode = std::fs::metadata(&downloads).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the download folder kircd made is owner-only");
+    // Each side's history has the transfer's line, found by its hash.
+    let hash = blake3::hash(&large).to_hex().to_string();
+    for (daemon, outgoing, says) in [
+        (
+            &bob_daemon,
+            false,
+            "received video.bin (47.7 MiB), saved as",
+        ),
+        (&alice_daemon, true, "sent video.bin (47.7 MiB), from"),
+    ] {
+        let found = daemon
+            .client()
+            .await
+            .search(pb::SearchRequest {
+                query: hash.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        assert_eq!(found.len(), 1, "{says}: {found:?}");
+        let line = &found[0];
+        assert_eq!(line.transfer_id, id);
+        assert_eq!(line.outgoing, outgoing);
+        assert!(line.body.starts_with(says), "{}", line.body);
+        assert!(
+            line.body.ends_with(&format!("blake3 {hash}")),
+            "{}",
+            line.body
+        );
+    }
+
+    // A folder of 100 small files in two levels, under the automatic
+    // acceptance: no question asked.
+    let folder = alice.dir.path().join("notes");
+    let mut expected = Vec::new();
+    for n in 0..100 {
+        let relative = format!("{}/file {n}.txt", if n % 2 == 0 { "even" } else { "odd" });
+        let bytes = content(&relative, 1000 + n * 37);
+        std::fs::create_dir_all(folder.join(&relative).parent().unwrap()).unwrap();
+        std::fs::write(folder.join(&relative), &bytes).unwrap();
+        expected.push((relative, bytes));
+    }
+    let offered = send_file(&alice_daemon, &bob, &folder).await;
+    assert_eq!(offered.files.len(), 100);
+    let id = offered.transfer_id.clone();
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the folder",
+    )
+    .await;
+    let saved = downloads.join("notes");
+    let mut names: Vec<String> = expected.iter().map(|(name, _)| name.clone()).collect();
+    names.sort();
+    assert_eq!(files_under(&saved), names, "every file, and nothing else");
+    for (relative, bytes) in &expected {
+        assert_saved(&saved.join(relative), bytes);
+    }
+
+    // The same folder again lands beside the first, numbered.
+    let again = send_file(&alice_daemon, &bob, &folder).await;
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &again.transfer_id,
+        TransferState::Complete,
+        "bob has the folder twice",
+    )
+    .await;
+    assert_eq!(at_bob.local_path, "notes (1)");
+    assert!(at_bob.files.iter().all(|file| file.renamed));
+    assert_eq!(files_under(&downloads.join("notes (1)")).len(), 100);
+}
+
+/// What a resume may send twice: the sender's channel buffer (1 MiB), the
+/// recipient's queue of frames (64 of 16 KiB), the SCTP window in flight
+/// and the piece being written (256 KiB), with room to spare.
+const RESENT_BOUND: u64 = 4 * 1024 * 1024;
+
+/// Kills `daemon` (SIGKILL) once `watch` shows the transfer a fifth done.
+async fn kill_halfway(daemon: &mut Daemon, watch: &mut Watcher, transfer: &str) {
+    watch
+        .wait_for("the transfer a fifth done", TRANSFER_WAIT, |view| {
+            view.transfer(transfer)
+                .is_some_and(|known| known.done_bytes >= known.total_bytes / 5)
+        })
+        .await;
+    daemon.signal(rustix::process::Signal::KILL);
+    daemon.wait().await;
+}
+
+/// `actor`'s daemon again, online (a client attached) and watched.
+async fn restart(actor: &Actor) -> (Daemon, Watcher, Watcher) {
+    let daemon = Daemon::start(actor).await;
+    let client = Watcher::interactive(&daemon.socket).await;
+    let watch = daemon.watch().await;
+    (daemon, client, watch)
+}
+
+/// The restarted daemon shows the transfer unfinished: the kill did land
+/// halfway.
+async fn assert_unfinished_at_restart(watch: &mut Watcher, transfer: &str) {
+    let view = watch
+        .wait_for(
+            "the transfer shown after the restart",
+            TRANSFER_WAIT,
+            |view| view.transfer(transfer).is_some(),
+        )
+        .await;
+    let shown = view.transfer(transfer).unwrap();
+    assert_eq!(shown.state, TransferState::Moving as i32, "{shown:?}");
+    assert!(shown.done_bytes < shown.total_bytes, "{shown:?}");
+}
+
+#[tokio::test]
+async fn a_transfer_resumes_after_the_recipient_is_killed_halfway() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon,
+        mut bob_daemon,
+        _clients: (_alice_client, bob_client),
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let (path, data) = file_of(&alice, "archive.tar", 50_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
+    answer(&bob_daemon, &id, true).await;
+    kill_halfway(&mut bob_daemon, &mut bob_watch, &id).await;
+    drop((bob_client, bob_watch));
+    let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
+    assert_unfinished_at_restart(&mut bob_watch, &id).await;
+
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the file after his restart",
+    )
+    .await;
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice hears it arrived",
+    )
+    .await;
+    assert_saved(&downloads.join("archive.tar"), &data);
+    assert_eq!(
+        files_under(&downloads),
+        ["archive.tar"],
+        "no partial copy is left"
+    );
+    let resent = at_alice.moved_bytes - 50_000_000;
+    println!("recipient killed: {resent} bytes sent twice");
+    assert!(
+        resent < RESENT_BOUND,
+        "alice sent {resent} bytes twice (bound {RESENT_BOUND})"
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_resumes_after_the_sender_is_killed_halfway() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        mut alice_daemon,
+        bob_daemon,
+        _clients: (alice_client, _bob_client),
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let (path, data) = file_of(&alice, "backup.img", 50_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
+    answer(&bob_daemon, &id, true).await;
+    kill_halfway(&mut alice_daemon, &mut alice_watch, &id).await;
+    drop((alice_client, alice_watch));
+    let (_alice_daemon, _alice_client, mut alice_watch) = restart(&alice).await;
+    assert_unfinished_at_restart(&mut alice_watch, &id).await;
+
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the file",
+    )
+    .await;
+    wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice, restarted, hears it arrived",
+    )
+    .await;
+    assert_saved(&downloads.join("backup.img"), &data);
+    let resent = at_bob.moved_bytes - 50_000_000;
+    println!("sender killed: {resent} bytes sent twice");
+    assert!(
+        resent < RESENT_BOUND,
+        "bob received {resent} bytes twice (bound {RESENT_BOUND})"
+    );
+}
+
+async fn cancel(daemon: &Daemon, transfer: &str) -> pb::Transfer {
+    daemon
+        .client()
+        .await
+        .cancel_transfer(pb::TransferRequest {
+            transfer_id: transfer.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_refusal_and_a_cancel_from_either_side_end_the_transfer_on_both() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients,
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let (path, _) = file_of(&alice, "large.bin", 50_000_000);
+
+    let refused = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
+    answer(&bob_daemon, &refused, false).await;
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &refused,
+        TransferState::Refused,
+        "alice hears no",
+    )
+    .await;
+    assert_eq!(at_alice.reason, "refused by bob");
+
+    // Each side stops one while its bytes move.
+    for (canceller, other, who) in [
+        (&bob_daemon, &mut alice_watch, "bob"),
+        (&alice_daemon, &mut bob_watch, "alice"),
+    ] {
+        let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+        let mut at_bob = bob_daemon.watch().await;
+        wait_state(
+            &mut at_bob,
+            &id,
+            TransferState::Offered,
+            "bob sees the offer",
+        )
+        .await;
+        answer(&bob_daemon, &id, true).await;
+        at_bob
+            .wait_for("some bytes moved", TRANSFER_WAIT, |view| {
+                view.transfer(&id).is_some_and(|known| known.done_bytes > 0)
+            })
+            .await;
+        let stopped = cancel(canceller, &id).await;
+        assert_eq!(stopped.state, TransferState::Cancelled as i32);
+        let there = wait_state(other, &id, TransferState::Cancelled, "the other side stops").await;
+        assert_eq!(there.reason, format!("cancelled by {who}"));
+        wait_state(
+            &mut at_bob,
+            &id,
+            TransferState::Cancelled,
+            "bob's side ended",
+        )
+        .await;
+        assert!(
+            !downloads.exists() || files_under(&downloads).is_empty(),
+            "nothing half-done is left: {:?}",
+            files_under(&downloads)
+        );
+    }
+    let again = alice_daemon
+        .client()
+        .await
+        .cancel_transfer(pb::TransferRequest {
+            transfer_id: refused,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::InvalidArgument, "{again}");
+}
+
+#[tokio::test]
+async fn an_offer_made_while_the_recipient_is_offline_moves_once_it_is_back() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    kirc_testkit::befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    assert!(bob_daemon.stop().await.success());
+    let _alice_client = Watcher::interactive(&alice_daemon.socket).await;
+    let mut alice_watch = alice_daemon.watch().await;
+
+    let (path, data) = file_of(&alice, "slides.pdf", 3_000_000);
+    let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
+    let offered = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Offered,
+        "the offer is out",
+    )
+    .await;
+    assert!(
+        !offered.waiting,
+        "only an accepted transfer waits for the path"
+    );
+
+    let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
+    // 3 MB is under bob's automatic acceptance.
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob, back, has the file",
+    )
+    .await;
+    wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Complete,
+        "alice hears it arrived",
+    )
+    .await;
+    assert_saved(&downloads.join("slides.pdf"), &data);
+}
+
+#[tokio::test]
+async fn offers_from_strangers_and_malformed_ones_are_refused_and_counted() {
+    use kirc_proto::wire::v1 as wire;
+    use kirc_testkit::{kafka, rejected};
+    use kircd::crypto::envelope;
+    use kircd::crypto::identity::Identity;
+    use prost::Message as _;
+
+    let (alice, _) = actor("alice").await;
+    let (bob, _) = actor("bob").await;
+    let OnlinePair {
+        alice_daemon: _alice_daemon,
+        bob_daemon: _bob_daemon,
+        _clients,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
+    let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
+    let offer = |path: &[&str], hash_len: usize| {
+        wire::FileOffer {
+            transfer_id: uuid::Uuid::now_v7().as_bytes().to_vec(),
+            piece_bytes: 262_144,
+            files: vec![wire::OfferedFile {
+                path: path.iter().map(|c| (*c).to_owned()).collect(),
+                size: 10,
+                hash: vec![1; hash_len],
+                pieces_hash: vec![2; 32],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let sealed = |from: &Identity, payload: Vec<u8>| {
+        envelope::seal(
+            from,
+            bob_keys.id(),
+            &envelope::PairKey::new(from, &bob_keys.box_key()),
+            wire::Kind::FileOffer,
+            envelope::new_message_id(),
+            &payload,
+        )
+    };
+    let eve = Identity::generate();
+    let before = bob_watch.view.status.clone().unwrap_or_default();
+    let producer = kafka::producer(&alice.stack.kafka);
+    let rpc_in = format!("{}rpc-in", bob.topic_prefix);
+    kafka::produce(&producer, &rpc_in, b"eve", &sealed(&eve, offer(&["x"], 32))).await;
+    kafka::produce(
+        &producer,
+        &rpc_in,
+        b"a",
+        &sealed(&alice_keys, offer(&["y"], 5)),
+    )
+    .await;
+    // From alice, well-formed, with a path that climbs: shown under a safe
+    // name inside the download folder.
+    let climbing = sealed(&alice_keys, offer(&["..", "..", ".bashrc"], 32));
+    kafka::produce(&producer, &rpc_in, b"a", &climbing).await;
+    let counted =
+        |status: &pb::Status, reason| rejected(status, reason) - rejected(&before, reason);
+    let view = bob_watch
+        .wait_for("the offers judged", WAIT, |view| {
+            view.status.as_ref().is_some_and(|status| {
+                counted(status, "stranger") >= 1 && counted(status, "malformed") >= 1
+            }) && !view.transfers.is_empty()
+        })
+        .await;
+    assert_eq!(view.transfers.len(), 1, "only alice's good offer is shown");
+    let shown = &view.transfers[0];
+    assert_eq!(shown.files[0].path, "_/_/_bashrc");
+    assert!(shown.files[0].renamed);
+    let status = view.status.unwrap();
+    assert_eq!(
+        (counted(&status, "stranger"), counted(&status, "malformed")),
+        (1, 1)
+    );
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts `bytes` of tmpfs on `at` (created). Needs root, as the rest
+    /// of the tests' setup (`dev/test` installs with apt).
+    fn mount(at: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0700"))
+            .arg("tmpfs")
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount -t tmpfs on {} failed ({status}): this test needs root",
+            at.display()
+        );
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a daemon still stopping may hold a file open.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_transfer_on_both_sides_and_keeps_what_was_complete() {
+    let (alice, _) = actor("alice").await;
+    let (bob, downloads) = actor("bob").await;
+    let _disk = Tmpfs::mount(&downloads, 8 * 1024 * 1024);
+    let OnlinePair {
+        alice_daemon,
+        bob_daemon,
+        _clients,
+        mut alice_watch,
+        mut bob_watch,
+        ..
+    } = online_pair(&alice, &bob).await;
+
+    // 3 MB fit (and are accepted by themselves)…
+    let (small_path, small) = file_of(&alice, "fits.bin", 3_000_000);
+    let id = send_file(&alice_daemon, &bob, &small_path)
+        .await
+        .transfer_id;
+    wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Complete,
+        "bob has the small file",
+    )
+    .await;
+
+    // …20 MB more do not.
+    let (large_path, _) = file_of(&alice, "too-big.bin", 20_000_000);
+    let id = offered(&alice_daemon, &bob, &mut bob_watch, &large_path).await;
+    answer(&bob_daemon, &id, true).await;
+    let at_bob = wait_state(
+        &mut bob_watch,
+        &id,
+        TransferState::Failed,
+        "bob's disk is full",
+    )
+    .await;
+    assert!(
+        at_bob.reason.contains("the disk is full"),
+        "{}",
+        at_bob.reason
+    );
+    let at_alice = wait_state(
+        &mut alice_watch,
+        &id,
+        TransferState::Failed,
+        "alice hears bob's disk is full",
+    )
+    .await;
+    assert!(
+        at_alice.reason.contains("the disk is full"),
+        "{}",
+        at_alice.reason
+    );
+
+    // What was complete stays, and the partial copy is gone (its space is
+    // the user's again).
+    assert_saved(&downloads.join("fits.bin"), &small);
+    assert_eq!(files_under(&downloads), ["fits.bin"]);
+}
