@@ -23,7 +23,6 @@ impl Inbox {
         let now = Instant::now();
         let mut kept = Vec::new();
         for (record, refused) in rejected {
-            self.rejections.add(refused.rejection);
             // A flood is logged by the rate limit, once per sender and batch.
             if refused.rejection != Rejection::RateLimited && log.admit(refused.rejection, now) {
                 tracing::warn!(
@@ -64,6 +63,13 @@ impl Inbox {
             )
             .await?;
             self.rejections.set_quarantine(fill);
+        }
+        // Counted once quarantined: the other lane's loop may publish the
+        // counters at any moment, and a count must not say more than the
+        // quarantine holds (nor count twice a batch whose quarantining
+        // failed and is read again).
+        for (_, refused) in rejected {
+            self.rejections.add(refused.rejection);
         }
         Ok(())
     }
