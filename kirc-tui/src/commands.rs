@@ -43,6 +43,26 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "search all messages; Enter on a result opens it",
     ),
     (
+        "send",
+        "<path>",
+        "offer a file or a folder to the open conversation's contact",
+    ),
+    (
+        "accept-file",
+        "",
+        "take the file offered in the open conversation (its offer line says which)",
+    ),
+    (
+        "refuse-file",
+        "",
+        "decline the file offered in the open conversation",
+    ),
+    (
+        "transfers",
+        "",
+        "every file transfer with its progress; c cancels the selected one",
+    ),
+    (
         "close",
         "",
         "close the open conversation (it stays in the list)",
@@ -63,6 +83,9 @@ pub enum Command {
     Contacts,
     Whois(String),
     Search(String),
+    SendFile(String),
+    AnswerFile { accept: bool },
+    Transfers,
     Away(String),
     Back,
     Close,
@@ -141,6 +164,13 @@ pub fn parse(line: &str) -> Line {
             Some(words) => Command::Search(words),
             None => return usage("search"),
         },
+        "send" => match arg() {
+            Some(path) => Command::SendFile(path),
+            None => return usage("send"),
+        },
+        "accept-file" => Command::AnswerFile { accept: true },
+        "refuse-file" => Command::AnswerFile { accept: false },
+        "transfers" => Command::Transfers,
         "away" => Command::Away(args.to_owned()),
         "back" => Command::Back,
         "close" => Command::Close,
@@ -206,6 +236,15 @@ mod tests {
             parse("/add kirc1:abc"),
             Line::Command(Command::Add("kirc1:abc".into()))
         );
+        assert_eq!(
+            parse("/send ~/My Photos"),
+            Line::Command(Command::SendFile("~/My Photos".into()))
+        );
+        assert_eq!(
+            parse("/refuse-file"),
+            Line::Command(Command::AnswerFile { accept: false })
+        );
+        assert_eq!(parse("/send"), Line::Usage("usage: /send <path>".into()));
     }
 
     #[test]

@@ -418,6 +418,45 @@ async fn run_effect(
                 .messages;
             Some(Msg::SearchResults { query, messages })
         }
+        Effect::SendFile { to, path } => {
+            let path = absolute(&path);
+            let transfer = client
+                .send_file(pb::SendFileRequest {
+                    to,
+                    path: path.to_string_lossy().into_owned(),
+                })
+                .await?
+                .into_inner();
+            let count = transfer.files.len();
+            let files = if count == 1 { "file" } else { "files" };
+            Some(Msg::Done(format!(
+                "offered {} ({count} {files}, {})",
+                path.display(),
+                kirc_proto::human_bytes(transfer.total_bytes)
+            )))
+        }
+        Effect::AnswerTransfer {
+            transfer_id,
+            accept,
+        } => {
+            client
+                .answer_transfer(pb::AnswerTransferRequest {
+                    transfer_id,
+                    accept,
+                })
+                .await?;
+            Some(Msg::Done(String::from(if accept {
+                "accepted; the files arrive in your download folder"
+            } else {
+                "refused"
+            })))
+        }
+        Effect::CancelTransfer(transfer_id) => {
+            client
+                .cancel_transfer(pb::TransferRequest { transfer_id })
+                .await?;
+            Some(Msg::Done(String::from("transfer cancelled")))
+        }
         Effect::SetPresence { state, text } => {
             let presence = client
                 .set_presence(pb::SetPresenceRequest {
@@ -466,6 +505,23 @@ async fn run_effect(
         // Terminal output: the main loop handles it.
         Effect::Notify { .. } => None,
     })
+}
+
+/// A path as typed in kirc-tui, as kircd must read it: `~` is the home
+/// folder, and a relative path is relative to where kirc-tui runs (kircd's
+/// own working folder is elsewhere).
+fn absolute(typed: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    let path = match typed.strip_prefix("~/") {
+        Some(rest) => home().map_or_else(|| typed.into(), |home| home.join(rest)),
+        None if typed == "~" => home().unwrap_or_else(|| typed.into()),
+        None => PathBuf::from(typed),
+    };
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().map_or(path.clone(), |dir| dir.join(path))
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ use crate::state::{Link, Position, Scrollback, State};
 /// The conversation list is shown when the terminal is at least this wide.
 const LIST_MIN_WIDTH: u16 = 60;
 const LIST_WIDTH: u16 = 24;
+/// At most this many transfers show under a conversation; the rest are in
+/// `/transfers`.
+const MAX_TRANSFER_ROWS: usize = 3;
 
 /// Where each part of the screen goes; `update` uses the same layout to
 /// page and wrap exactly as drawn.
@@ -24,6 +27,8 @@ pub struct Areas {
     pub list: Option<Rect>,
     pub title: Rect,
     pub body: Rect,
+    /// The open conversation's transfers in motion, one row each.
+    pub transfers: Rect,
     pub input: Rect,
     pub status: Rect,
 }
@@ -47,9 +52,15 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     } else {
         (None, middle)
     };
-    let [title, body, input] = Split::vertical([
+    let transfer_rows = state
+        .open
+        .as_deref()
+        .map_or(0, |open| state.unfinished_transfers(open).len())
+        .min(MAX_TRANSFER_ROWS);
+    let [title, body, transfers, input] = Split::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
+        Constraint::Length(u16::try_from(transfer_rows).unwrap_or(0)),
         Constraint::Length(1),
     ])
     .areas(main);
@@ -58,6 +69,7 @@ pub fn areas(area: Rect, state: &State) -> Areas {
         list,
         title,
         body,
+        transfers,
         input,
         status,
     }

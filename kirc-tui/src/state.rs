@@ -86,6 +86,10 @@ pub enum Overlay {
     Whois {
         actor_id: String,
     },
+    /// Every transfer the daemon shows, most recent first.
+    Transfers {
+        selected: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +201,30 @@ impl State {
             .iter()
             .map(|conversation| conversation.id.clone())
             .collect()
+    }
+
+    /// The transfers of `conversation` that have not ended (offered or
+    /// moving), most recent first.
+    pub fn unfinished_transfers(&self, conversation: &str) -> Vec<&pb::Transfer> {
+        self.view
+            .transfers
+            .iter()
+            .filter(|transfer| {
+                transfer.conversation_id == conversation
+                    && matches!(
+                        transfer.state(),
+                        pb::TransferState::Offered | pb::TransferState::Moving
+                    )
+            })
+            .collect()
+    }
+
+    /// The newest offer to us in `conversation` still waiting for an
+    /// answer: what `/accept-file` and `/refuse-file` answer.
+    pub fn offer_to_answer(&self, conversation: &str) -> Option<&pb::Transfer> {
+        self.unfinished_transfers(conversation)
+            .into_iter()
+            .find(|transfer| !transfer.outgoing && transfer.state() == pb::TransferState::Offered)
     }
 
     /// Whether `actor_id` is typing: the daemon says so and the indicator's

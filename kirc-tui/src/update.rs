@@ -84,6 +84,17 @@ pub enum Effect {
     Block(String),
     Unblock(String),
     Search(String),
+    /// Offer the file or folder at `path` (as typed: the executor makes it
+    /// absolute) to `to`.
+    SendFile {
+        to: String,
+        path: String,
+    },
+    AnswerTransfer {
+        transfer_id: String,
+        accept: bool,
+    },
+    CancelTransfer(String),
     SetPresence {
         state: pb::PresenceState,
         text: String,

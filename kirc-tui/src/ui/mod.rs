@@ -3,10 +3,13 @@
 //! Layout: conversation list on the left (hidden on narrow terminals), the
 //! open conversation (title, scrollback, input) on the right, a status bar at
 //! the bottom, a red banner at the top while the daemon is away, and
-//! overlays (help, invite, search, contacts, whois) on top.
+//! overlays (help, invite, search, contacts, whois, transfers) on top. The
+//! open conversation's transfers in motion show between its scrollback and
+//! the input line.
 
 mod overlay;
 mod scrollback;
+mod transfers;
 
 use kirc_proto::v1::{Backend, BackendState, BackendStatus, ContactState, PresenceState};
 use ratatui::Frame;
@@ -41,6 +44,7 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
         Some(_) => {
             render_title(frame, areas.title, state);
             scrollback::render(frame, areas.body, state);
+            transfers::render_strip(frame, areas.transfers, state);
         }
         None => {
             frame.render_widget(Paragraph::new(home_title(state)), areas.title);

@@ -1,5 +1,5 @@
 //! Panels drawn over the conversation: help, invite (with its QR code),
-//! search results, contacts, whois.
+//! search results, contacts, whois, transfers.
 
 use kirc_proto::v1::ContactState;
 use qrcode::QrCode;
@@ -57,6 +57,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
         } => search(frame, area, state, query, results, *selected),
         Overlay::Contacts => contacts(frame, area, state),
         Overlay::Whois { actor_id } => whois(frame, area, state, actor_id),
+        Overlay::Transfers { selected } => transfers(frame, area, state, *selected),
     }
 }
 
@@ -296,4 +297,39 @@ fn whois(frame: &mut Frame<'_>, area: Rect, state: &State, actor_id: &str) {
         Line::from("Compare the fingerprint with your contact over another channel.".dim()),
     ];
     panel(frame, area, "Whois", lines, 90);
+}
+
+fn transfers(frame: &mut Frame<'_>, area: Rect, state: &State, selected: usize) {
+    let mut lines = vec![Line::from(
+        "↑↓ choose · c cancels · a accepts, r refuses an offer to you".dim(),
+    )];
+    if state.view.transfers.is_empty() {
+        lines.push(Line::from(
+            "  no transfers yet: /send <path> in a conversation".dim(),
+        ));
+    }
+    let height = usize::from(area.height.saturating_sub(6)).max(1);
+    // Keep the selected transfer in view.
+    let first = selected.saturating_sub(height.saturating_sub(1));
+    for (index, transfer) in state
+        .view
+        .transfers
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(height)
+    {
+        let mut line = super::transfers::line(state, transfer, true);
+        if index == selected {
+            line = line.reversed();
+        }
+        lines.push(line);
+    }
+    panel(
+        frame,
+        area,
+        "Transfers",
+        lines,
+        area.width.saturating_sub(4),
+    );
 }

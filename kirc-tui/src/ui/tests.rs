@@ -327,7 +327,7 @@ fn whois_with_a_direct_path() {
 fn help() {
     let mut state = connected(healthy());
     state.overlay = Some(Overlay::Help);
-    insta::assert_snapshot!(draw(&state, 110, 40).backend());
+    insta::assert_snapshot!(draw(&state, 110, 44).backend());
 }
 
 #[test]
@@ -353,6 +353,90 @@ fn invite_with_qr() {
         expires_at_unix_ms: T0 + 7 * 24 * 3_600_000,
     });
     insta::assert_snapshot!(draw(&state, 100, 40).backend());
+}
+
+fn transfer(
+    id: &str,
+    outgoing: bool,
+    state: pb::TransferState,
+    files: &[(&str, u64)],
+    done_bytes: u64,
+) -> pb::Transfer {
+    pb::Transfer {
+        transfer_id: id.into(),
+        contact_id: BOB.into(),
+        conversation_id: "conv-bob".into(),
+        outgoing,
+        state: state as i32,
+        files: files
+            .iter()
+            .map(|(path, size)| pb::TransferFile {
+                path: (*path).into(),
+                size: *size,
+                ..pb::TransferFile::default()
+            })
+            .collect(),
+        total_bytes: files.iter().map(|(_, size)| size).sum(),
+        done_bytes,
+        created_at_unix_ms: T0,
+        ..pb::Transfer::default()
+    }
+}
+
+/// bob's conversation with four transfers in motion (three show under
+/// it) and one ended of each kind, most recent first as the daemon keeps
+/// them.
+fn with_transfers(mut state: State) -> State {
+    use pb::TransferState::*;
+    let mut sending = transfer("t1", true, Moving, &[("video.bin", 50_000_000)], 20_000_000);
+    sending.bytes_per_second = 12_500_000;
+    let offer = transfer(
+        "t2",
+        false,
+        Offered,
+        &[("photos/a.jpg", 2_000_000), ("photos/b.jpg", 3_000_000)],
+        0,
+    );
+    let mut waiting = transfer("t3", false, Moving, &[("notes.txt", 4096)], 1024);
+    waiting.waiting = true;
+    let asked = transfer("t4", true, Offered, &[("slides.pdf", 9_000_000)], 0);
+    let complete = transfer(
+        "t5",
+        false,
+        Complete,
+        &[("song.flac", 31_000_000)],
+        31_000_000,
+    );
+    let mut failed = transfer("t6", false, Failed, &[("iso.img", 700_000_000)], 0);
+    failed.reason = "the disk is full (writing /home/alice/Downloads/iso.img)".into();
+    let mut cancelled = transfer("t7", true, Cancelled, &[("draft.odt", 12_000)], 0);
+    cancelled.reason = "cancelled by bob".into();
+    state.view.transfers = vec![sending, offer, waiting, asked, complete, failed, cancelled];
+    let mut line = message(
+        8,
+        BOB,
+        "received song.flac (29.6 MiB), saved as /home/alice/Downloads/song.flac, blake3 5d1c…",
+        24 * 60 + 4,
+        pb::MessageState::Received,
+    );
+    line.transfer_id = "t5".into();
+    if let Some(scrollback) = state.scrollbacks.get_mut("conv-bob") {
+        scrollback.messages.push(line);
+    }
+    state
+}
+
+#[test]
+fn transfers_under_the_conversation() {
+    let state = with_transfers(with_bob_open(connected(healthy())));
+    insta::assert_snapshot!(draw(&state, 120, 22).backend());
+}
+
+#[test]
+fn transfers_overlay() {
+    let mut state = with_transfers(with_bob_open(connected(healthy())));
+    state.overlay = Some(Overlay::Transfers { selected: 1 });
+    insta::assert_snapshot!(draw(&state, 120, 16).backend());
 }
 
 #[test]

@@ -110,6 +110,35 @@ pub(super) fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
             _ => {}
         }
     }
+    if let Some(Overlay::Transfers { selected }) = &mut state.overlay {
+        let count = state.view.transfers.len();
+        match key.code {
+            KeyCode::Up => *selected = selected.saturating_sub(1),
+            KeyCode::Down => *selected = (*selected + 1).min(count.saturating_sub(1)),
+            KeyCode::Char(c @ ('c' | 'a' | 'r')) => {
+                let Some(transfer) = state.view.transfers.get(*selected) else {
+                    return true;
+                };
+                let offered_to_us =
+                    !transfer.outgoing && transfer.state() == pb::TransferState::Offered;
+                let unfinished = matches!(
+                    transfer.state(),
+                    pb::TransferState::Offered | pb::TransferState::Moving
+                );
+                let transfer_id = transfer.transfer_id.clone();
+                match c {
+                    'c' if unfinished => effects.push(Effect::CancelTransfer(transfer_id)),
+                    'a' | 'r' if offered_to_us => effects.push(Effect::AnswerTransfer {
+                        transfer_id,
+                        accept: c == 'a',
+                    }),
+                    _ => {}
+                }
+            }
+            _ => return false,
+        }
+        return true;
+    }
     false
 }
 
@@ -309,6 +338,25 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
             None => notice(state, format!("no contact named {name}"), true),
         },
         Command::Search(words) => effects.push(Effect::Search(words)),
+        Command::SendFile(path) => match contact_ref(state, None) {
+            Some(to) => effects.push(Effect::SendFile { to, path }),
+            None => notice(state, "open a conversation first: /msg <contact>", true),
+        },
+        Command::AnswerFile { accept } => {
+            let offer = state
+                .open
+                .as_deref()
+                .and_then(|open| state.offer_to_answer(open))
+                .map(|transfer| transfer.transfer_id.clone());
+            match offer {
+                Some(transfer_id) => effects.push(Effect::AnswerTransfer {
+                    transfer_id,
+                    accept,
+                }),
+                None => notice(state, "no file is offered in this conversation", true),
+            }
+        }
+        Command::Transfers => state.overlay = Some(Overlay::Transfers { selected: 0 }),
         Command::Away(text) => effects.push(Effect::SetPresence {
             state: pb::PresenceState::Away,
             text,

@@ -147,6 +147,7 @@ fn open_bob(state: &mut State, messages: Vec<pb::ChatMessage>) -> Vec<Effect> {
 
 mod input;
 mod scroll;
+mod transfers;
 
 #[test]
 fn a_message_is_read_only_when_on_screen_and_focused() {
