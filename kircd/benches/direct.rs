@@ -38,10 +38,9 @@ mod links;
 use std::time::{Duration, Instant};
 
 use common::{
-    Pacing, Sample, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies, ms,
-    proc_field, raw_latency, send_latency, summarize, thread_activity,
+    Pacing, Sample, connected, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies,
+    ms, proc_field, raw_latency, send_latency, summarize, thread_activity, wait_connected,
 };
-use kirc_proto::v1::{self as pb, DirectPathState};
 use kirc_testkit::{Actor, Daemon, befriend, bin};
 use kircd::peers::link::LinkEvent;
 
@@ -74,30 +73,6 @@ async fn actor(name: &str, direct: bool) -> Actor {
         actor.direct_path();
     }
     actor
-}
-
-fn connected(status: &pb::Status, contact: &Actor) -> bool {
-    status.direct_paths.iter().any(|path| {
-        path.actor_id == contact.actor_id && path.state == DirectPathState::Connected as i32
-    })
-}
-
-/// Polls both daemons until each shows the channel to the other connected.
-async fn wait_connected(a: (&Actor, &Daemon), b: (&Actor, &Daemon)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (at_a, at_b) = (a.1.status().await, b.1.status().await);
-        if connected(&at_a, b.0) && connected(&at_b, a.0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the direct path did not open: {:?} / {:?}",
-            at_a.direct_paths,
-            at_b.direct_paths
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// One-way latency of `count` messages of `size` bytes over a data channel

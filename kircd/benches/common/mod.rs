@@ -376,3 +376,32 @@ pub async fn get_status_round_trips(
     }
     kept
 }
+
+/// Whether `status` shows the direct path to `contact` connected.
+pub fn connected(status: &kirc_proto::v1::Status, contact: &kirc_testkit::Actor) -> bool {
+    status.direct_paths.iter().any(|path| {
+        path.actor_id == contact.actor_id
+            && path.state == kirc_proto::v1::DirectPathState::Connected as i32
+    })
+}
+
+/// Polls both daemons until each shows the channel to the other connected.
+pub async fn wait_connected(
+    a: (&kirc_testkit::Actor, &kirc_testkit::Daemon),
+    b: (&kirc_testkit::Actor, &kirc_testkit::Daemon),
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (at_a, at_b) = (a.1.status().await, b.1.status().await);
+        if connected(&at_a, b.0) && connected(&at_b, a.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the direct path did not open: {:?} / {:?}",
+            at_a.direct_paths,
+            at_b.direct_paths
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
