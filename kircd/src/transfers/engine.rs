@@ -57,6 +57,11 @@ struct Meter {
 impl Meter {
     fn set(&mut self, done: u64) {
         let now = Instant::now();
+        if done < self.done {
+            // A resume from an earlier point (the recipient lost what it
+            // had not verified): the rate starts again from here.
+            self.samples.clear();
+        }
         self.done = done;
         self.samples.push_back((now, done));
         while self
@@ -72,7 +77,7 @@ impl Meter {
         match (self.samples.front(), self.samples.back()) {
             (Some((first_at, first)), Some((last_at, last))) if last_at > first_at => {
                 let seconds = last_at.duration_since(*first_at).as_secs_f64();
-                ((last - first) as f64 / seconds) as u64
+                (last.saturating_sub(*first) as f64 / seconds) as u64
             }
             _ => 0,
         }
@@ -963,5 +968,23 @@ fn disk_reason(err: &FrameError) -> String {
             format!("the disk is full (writing {})", path.display())
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_starts_again_when_a_resume_goes_back() {
+        let mut meter = Meter::default();
+        meter.set(10_000_000);
+        std::thread::sleep(Duration::from_millis(5));
+        meter.set(20_000_000);
+        assert!(meter.rate() > 0);
+        // The recipient restarted and asks from an earlier point.
+        meter.set(4_000_000);
+        assert_eq!(meter.rate(), 0);
+        assert_eq!(meter.samples.len(), 1);
     }
 }
