@@ -422,10 +422,12 @@ async fn a_refusal_and_a_cancel_from_either_side_end_the_transfer_on_both() {
     .await;
     assert_eq!(at_alice.reason, "refused by bob");
 
-    // Each side stops one while its bytes move.
-    for (canceller, other, who) in [
-        (&bob_daemon, &mut alice_watch, "bob"),
-        (&alice_daemon, &mut bob_watch, "alice"),
+    // Each side stops one while its bytes move. The other daemon is
+    // frozen (SIGSTOP) from the first bytes to the cancel, so that the
+    // transfer cannot finish first however fast loopback is.
+    for (canceller, frozen, other, who) in [
+        (&bob_daemon, &alice_daemon, &mut alice_watch, "bob"),
+        (&alice_daemon, &bob_daemon, &mut bob_watch, "alice"),
     ] {
         let id = send_file(&alice_daemon, &bob, &path).await.transfer_id;
         let mut at_bob = bob_daemon.watch().await;
@@ -442,7 +444,9 @@ async fn a_refusal_and_a_cancel_from_either_side_end_the_transfer_on_both() {
                 view.transfer(&id).is_some_and(|known| known.done_bytes > 0)
             })
             .await;
+        frozen.signal(rustix::process::Signal::STOP);
         let stopped = cancel(canceller, &id).await;
+        frozen.signal(rustix::process::Signal::CONT);
         assert_eq!(stopped.state, TransferState::Cancelled as i32);
         let there = wait_state(other, &id, TransferState::Cancelled, "the other side stops").await;
         assert_eq!(there.reason, format!("cancelled by {who}"));

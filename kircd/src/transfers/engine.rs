@@ -38,6 +38,11 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// taken for broken and the transfer fails.
 const MAX_HASH_FAILURES: u32 = 3;
 
+/// Loading the transfers at start is retried after this, doubling up to
+/// the maximum.
+const LOAD_RETRY_FIRST: Duration = Duration::from_millis(500);
+const LOAD_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// Ended transfers listed beside the unfinished ones.
 const RECENT_ENDED: i64 = 50;
 
@@ -135,7 +140,9 @@ pub(super) async fn run(
         next_run: 0,
         reports,
     };
-    engine.load().await;
+    if !engine.load(&cancel).await {
+        return;
+    }
     engine.paths_changed().await;
     loop {
         // A timer only while something moves: idle, the engine sleeps.
@@ -177,25 +184,35 @@ fn with_reason(error: impl std::fmt::Display) -> String {
 }
 
 impl Engine {
-    /// Transfers that were moving when kircd last stopped.
-    async fn load(&mut self) {
-        match store::transfers(&self.t.pool, 0).await {
-            Ok(records) => {
-                for record in records {
-                    if !record.outgoing && record.state == TransferState::Moving {
-                        let receiving = Receiving::new(&record, &self.t.config.download_dir);
-                        self.receiving.insert(record.id, receiving);
-                    }
-                    // Shown from the start, not only once something
-                    // moves.
-                    self.publish(&record);
-                    self.records.insert(record.id, record);
+    /// Transfers that were moving when kircd last stopped, retried until
+    /// PostgreSQL answers (seen in CI: a restarted daemon's first query
+    /// failed, and its transfer was never shown or resumed); false if
+    /// cancelled first.
+    async fn load(&mut self, cancel: &CancellationToken) -> bool {
+        let mut delay = LOAD_RETRY_FIRST;
+        let records = loop {
+            match store::transfers(&self.t.pool, 0).await {
+                Ok(records) => break records,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?delay, "cannot load the unfinished transfers yet");
                 }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load the unfinished transfers; they resume once a command or an answer reaches them");
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
             }
+            delay = (delay * 2).min(LOAD_RETRY_MAX);
+        };
+        for record in records {
+            if !record.outgoing && record.state == TransferState::Moving {
+                let receiving = Receiving::new(&record, &self.t.config.download_dir);
+                self.receiving.insert(record.id, receiving);
+            }
+            // Shown from the start, not only once something moves.
+            self.publish(&record);
+            self.records.insert(record.id, record);
         }
+        true
     }
 
     fn is_open(&self, peer: ActorId) -> bool {
