@@ -1,6 +1,9 @@
 //! File transfers between two real kircd on the local stack, over the
 //! direct path on loopback: what arrives is what was sent (BLAKE3), saved
-//! owner-only under the recipient's download folder.
+//! owner-only under the recipient's download folder. One file for one
+//! binary: each test starts two daemons and the shared helpers (files of
+//! known content, offers, waits on a state) serve them all; the seam for a
+//! split is resume (the two kill tests) against the rest.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/direct.rs"]
