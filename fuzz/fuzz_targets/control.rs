@@ -4,6 +4,10 @@
 #![no_main]
 
 use kirc_proto::wire::v1 as wire;
+use kircd::transfers::{
+    manifest::{self, OfferLimits},
+    names,
+};
 use kircd::transport::marks::{self, Mark, Verdict};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -22,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&kind, payload)) = data.split_first() else {
         return;
     };
-    match kind % 7 {
+    match kind % 11 {
         0 => {
             if let Ok(request) = wire::ContactRequest::decode(payload)
                 && let Some(signed) = &request.profile
@@ -55,6 +59,28 @@ fuzz_target!(|data: &[u8]| {
         }
         4 => drop(wire::Typing::decode(payload)),
         5 => drop(wire::Heartbeat::decode(payload)),
+        6 => drop(kircd::peers::signal::parse(payload)),
+        7 => {
+            if let Ok(offer) = wire::FileOffer::decode(payload) {
+                let limits = OfferLimits {
+                    max_total_bytes: 1 << 40,
+                };
+                if let Ok(checked) = manifest::check_offer(&offer, limits) {
+                    // Whatever the sender wrote, every file lands below the
+                    // download folder, and within the limit.
+                    assert!(checked.total_bytes <= limits.max_total_bytes);
+                    for file in &checked.files {
+                        assert!(names::stays_below(&file.path), "{:?}", file.path);
+                    }
+                }
+            }
+        }
+        8 => {
+            if let Ok(answer) = wire::FileAnswer::decode(payload) {
+                let _ = wire::FileAnswerKind::try_from(answer.kind);
+            }
+        }
+        9 => drop(wire::FileFrame::decode(payload)),
         _ => {
             let (Some(applied), Some(record)) = (mark(payload), payload.get(60..).and_then(mark))
             else {
@@ -62,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
             };
             let verdict = marks::judge(Some(&applied), &record);
             // Only a newer record applies; the applied one again never does.
-            assert_eq!(verdict == Verdict::Apply, record.message_id > applied.message_id);
+            assert_eq!(
+                verdict == Verdict::Apply,
+                record.message_id > applied.message_id
+            );
             assert_eq!(marks::judge(Some(&applied), &applied), Verdict::Redelivered);
             assert_eq!(marks::judge(None, &record), Verdict::Apply);
         }

@@ -10,6 +10,7 @@ mod keys;
 
 use kirc_proto::wire::v1 as wire;
 use kircd::crypto::{envelope, profile};
+use kircd::transfers::manifest::{self, OfferLimits};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -49,6 +50,19 @@ fuzz_target!(|data: &[u8]| {
         wire::Kind::Typing => drop(wire::Typing::decode(payload)),
         wire::Kind::Heartbeat => drop(wire::Heartbeat::decode(payload)),
         wire::Kind::Signal => drop(kircd::peers::signal::parse(payload)),
+        wire::Kind::FileOffer => {
+            if let Ok(offer) = wire::FileOffer::decode(payload) {
+                let limits = OfferLimits {
+                    max_total_bytes: u64::MAX,
+                };
+                let _ = manifest::check_offer(&offer, limits);
+            }
+        }
+        wire::Kind::FileAnswer => {
+            if let Ok(answer) = wire::FileAnswer::decode(payload) {
+                let _ = wire::FileAnswerKind::try_from(answer.kind);
+            }
+        }
         wire::Kind::ContactRequest => {}
     }
 });

@@ -10,8 +10,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(profile) = kircd::crypto::profile::verify_profile(&signed) {
-        assert_eq!(profile.actor_id, kircd::crypto::identity::ActorId::of(&profile.signing_key));
-        let access = profile.profile.kafka.as_ref().expect("verified profiles have access");
+        assert_eq!(
+            profile.actor_id,
+            kircd::crypto::identity::ActorId::of(&profile.signing_key)
+        );
+        let access = profile
+            .profile
+            .kafka
+            .as_ref()
+            .expect("verified profiles have access");
         assert!(!access.bootstrap_servers.is_empty());
     }
 });

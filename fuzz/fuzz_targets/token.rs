@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         // speaks for its own key.
         assert_eq!(invite.secret.len(), 16);
         assert!(invite.expires_at_unix_ms > keys::NOW_MS);
-        assert_eq!(profile.actor_id, kircd::crypto::identity::ActorId::of(&profile.signing_key));
+        assert_eq!(
+            profile.actor_id,
+            kircd::crypto::identity::ActorId::of(&profile.signing_key)
+        );
     }
 });

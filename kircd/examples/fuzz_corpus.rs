@@ -83,13 +83,41 @@ fn main() {
     .encode_to_vec();
     let typing = wire::Typing { active: true }.encode_to_vec();
     let heartbeat = wire::Heartbeat {}.encode_to_vec();
-    let payloads: [(wire::Kind, &[u8]); 6] = [
+    let offer = wire::FileOffer {
+        transfer_id: vec![3; 16],
+        piece_bytes: 256 * 1024,
+        files: vec![
+            wire::OfferedFile {
+                path: vec!["photos".into(), "a.jpg".into()],
+                size: 300_000,
+                hash: vec![4; 32],
+                pieces_hash: vec![5; 32],
+            },
+            wire::OfferedFile {
+                path: vec!["..".into(), "/etc".into(), "\u{202e}gpj.exe".into()],
+                size: 0,
+                hash: vec![4; 32],
+                pieces_hash: vec![5; 32],
+            },
+        ],
+    }
+    .encode_to_vec();
+    let answer = wire::FileAnswer {
+        transfer_id: vec![3; 16],
+        kind: wire::FileAnswerKind::Accept as i32,
+        resume_from: vec![0, 2],
+        reason: String::new(),
+    }
+    .encode_to_vec();
+    let payloads: [(wire::Kind, &[u8]); 8] = [
         (wire::Kind::ContactRequest, &request),
         (wire::Kind::ContactAccepted, &accepted),
         (wire::Kind::Receipt, &receipt),
         (wire::Kind::Presence, &presence),
         (wire::Kind::Typing, &typing),
         (wire::Kind::Heartbeat, &heartbeat),
+        (wire::Kind::FileOffer, &offer),
+        (wire::Kind::FileAnswer, &answer),
     ];
 
     for (index, text) in [
@@ -130,7 +158,7 @@ fn main() {
         tagged.extend_from_slice(payload);
         write(&dir, "control", &format!("{kind:?}"), &tagged);
     }
-    let mut marks = vec![6u8];
+    let mut marks = vec![10u8];
     marks.extend_from_slice(&[1; 60]);
     marks.extend_from_slice(&[2; 60]);
     write(&dir, "control", "marks", &marks);
