@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use super::line;
@@ -99,7 +99,9 @@ impl Meter {
 #[derive(Debug)]
 struct Sending {
     run: u64,
-    cancel: CancellationToken,
+    /// Stops the run when the entry goes, however the engine drops it
+    /// (removed, replaced, or the engine itself gone after a panic).
+    _stop: DropGuard,
     /// Bytes the recipient held when the run started.
     base: u64,
     sent: u64,
@@ -123,11 +125,14 @@ struct Engine {
     reports: mpsc::Sender<Report>,
 }
 
+/// One life of the engine, from loading what PostgreSQL holds until
+/// `cancel`. The receivers are borrowed so that a new life after a panic
+/// takes the commands and frames that were waiting.
 pub(super) async fn run(
     transfers: Transfers,
-    mut commands: mpsc::Receiver<Command>,
-    mut frames: mpsc::Receiver<FileRecord>,
-    cancel: CancellationToken,
+    commands: &mut mpsc::Receiver<Command>,
+    frames: &mut mpsc::Receiver<FileRecord>,
+    cancel: &CancellationToken,
 ) {
     let (reports, mut reported) = mpsc::channel(256);
     let mut opened = transfers
@@ -146,35 +151,31 @@ pub(super) async fn run(
         next_run: 0,
         reports,
     };
-    if !engine.load(&cancel).await {
+    if !engine.load(cancel).await {
         return;
     }
     engine.paths_changed().await;
+    // One interval for the engine's life: a sleep made anew on each turn
+    // of the loop never fired while frames kept coming faster than it, and
+    // progress went unpublished for a whole transfer.
+    let mut progress_due = tokio::time::interval(PROGRESS_INTERVAL);
+    progress_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // A timer only while something moves: idle, the engine sleeps.
-        let progress_due = async {
-            if engine
-                .records
-                .values()
-                .any(|r| r.state == TransferState::Moving)
-            {
-                tokio::time::sleep(PROGRESS_INTERVAL).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
+        // Ticks only while something moves: idle, the engine sleeps.
+        let moving = engine
+            .records
+            .values()
+            .any(|record| record.state == TransferState::Moving);
         tokio::select! {
             () = cancel.cancelled() => break,
             Some(command) = commands.recv() => engine.command(command).await,
             Some(frame) = frames.recv() => engine.frame(frame).await,
             Some(report) = reported.recv() => engine.report(report).await,
             Some(()) = path_opened(&mut opened) => engine.paths_changed().await,
-            () = progress_due => engine.publish_progress(),
+            _ = progress_due.tick(), if moving => engine.publish_progress(),
         }
     }
-    for sending in engine.sending.values() {
-        sending.cancel.cancel();
-    }
+    // Dropping the engine stops its senders.
 }
 
 /// Resolves when a path opens; never without the direct path.
@@ -323,9 +324,7 @@ impl Engine {
         self.records.remove(&id);
         self.pending.remove(&id);
         self.meters.remove(&id);
-        if let Some(sending) = self.sending.remove(&id) {
-            sending.cancel.cancel();
-        }
+        self.sending.remove(&id);
         if let Some(mut receiving) = self.receiving.remove(&id) {
             receiving.remove_partials();
         }
@@ -533,6 +532,7 @@ impl Engine {
         let peer = receiving.peer;
         match receiving.resume() {
             Ok(resume_from) => {
+                tracing::debug!(transfer = %id, ?resume_from, "asking for pieces");
                 self.send_answer(peer, id, wire::FileAnswerKind::Accept, resume_from, "")
                     .await;
                 true
@@ -680,6 +680,7 @@ impl Engine {
         }
         use wire::FileAnswerKind as Kind;
         let kind = Kind::try_from(answer.kind).unwrap_or(Kind::Unspecified);
+        tracing::debug!(transfer = %id, ?kind, resume_from = ?answer.resume_from, "answer received");
         let name = &from.display_name;
         let ended = match (record.outgoing, kind) {
             (true, Kind::Accept) => {
@@ -723,6 +724,7 @@ impl Engine {
         if self.is_open(record.peer) {
             self.start_sending(id, resume_from);
         } else {
+            tracing::debug!(transfer = %id, "accepted; waiting for the path");
             if let Some(channels) = &self.t.channels {
                 channels.touch(record.peer);
             }
@@ -736,9 +738,7 @@ impl Engine {
         else {
             return;
         };
-        if let Some(previous) = self.sending.remove(&id) {
-            previous.cancel.cancel();
-        }
+        self.sending.remove(&id);
         self.pending.remove(&id);
         self.next_run += 1;
         let base = record
@@ -747,6 +747,7 @@ impl Engine {
             .zip(resume_from.iter().chain(std::iter::repeat(&0)))
             .map(|(file, pieces)| (pieces * u64::from(record.piece_bytes)).min(file.size))
             .sum();
+        tracing::debug!(transfer = %id, run = self.next_run, ?resume_from, "sending");
         let cancel = CancellationToken::new();
         let run = SendRun {
             transfer: record.clone(),
@@ -760,7 +761,7 @@ impl Engine {
             id,
             Sending {
                 run: self.next_run,
-                cancel,
+                _stop: cancel.drop_guard(),
                 base,
                 sent: 0,
             },
@@ -784,6 +785,7 @@ impl Engine {
                 {
                     return;
                 }
+                tracing::debug!(transfer = %id, run, ?end, "a send run ended");
                 if let Some(sending) = self.sending.remove(&id) {
                     let meter = self.meters.entry(id).or_default();
                     meter.done = sending.base + sending.sent;

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod names;
 mod receive;
 mod send;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ enum ControlRecord {
 }
 
 /// What the engine needs.
+#[derive(Clone)]
 pub struct Transfers {
     pub pool: PgPool,
     pub hub: Arc<Hub>,
@@ -177,7 +179,19 @@ pub fn spawn(
     frames: mpsc::Receiver<FileRecord>,
     cancel: CancellationToken,
 ) -> TransfersTask {
-    let task = tokio::spawn(engine::run(transfers, commands.0, frames, cancel));
+    let task = tokio::spawn(async move {
+        // Everything a life borrows lives in the state, which outlasts it.
+        let mut state = (commands.0, frames, transfers, cancel.clone());
+        supervisor::restart_on_panic(
+            "transfers engine",
+            &mut state,
+            &cancel,
+            |(commands, frames, transfers, cancel)| {
+                engine::run(transfers.clone(), commands, frames, cancel).boxed()
+            },
+        )
+        .await;
+    });
     TransfersTask { task }
 }
 

@@ -34,6 +34,10 @@ impl Inbox {
                         .sender
                         .map(|sender| sender.to_string())
                         .unwrap_or_default(),
+                    message_id = refused
+                        .message_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
                     "rejected an inbound record"
                 );
             }
