@@ -1,137 +1,22 @@
 //! File transfers between two real kircd on the local stack, over the
 //! direct path on loopback: what arrives is what was sent (BLAKE3), saved
-//! owner-only under the recipient's download folder. One file for one
-//! binary: each test starts two daemons and the shared helpers (files of
-//! known content, offers, waits on a state) serve them all; the seam for a
-//! split is resume (the two kill tests) against the rest.
+//! owner-only under the recipient's download folder. Resume after a kill is
+//! in `transfers_resume.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/files.rs"]
+mod files;
 #[path = "support/direct.rs"]
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use files::*;
 use kirc_proto::DaemonView;
 use kirc_proto::v1::{self as pb, TransferState};
-use kirc_testkit::{Actor, Daemon, Watcher};
+use kirc_testkit::{Daemon, Watcher};
 use support::*;
-
-/// A 50 MB file crosses loopback in seconds; this bounds a stuck one.
-const TRANSFER_WAIT: Duration = Duration::from_secs(180);
-
-/// An actor with the direct path on and its downloads in its own folder.
-async fn actor(name: &str) -> (Actor, PathBuf) {
-    let mut actor = direct(name).await;
-    let downloads = actor.dir.path().join("downloads");
-    actor.set("files.download_dir", downloads.to_str().unwrap());
-    (actor, downloads)
-}
-
-/// `size` bytes that differ everywhere (a BLAKE3 output stream), so that a
-/// piece in the wrong place fails its hash.
-fn content(seed: &str, size: usize) -> Vec<u8> {
-    let mut bytes = vec![0; size];
-    blake3::Hasher::new()
-        .update(seed.as_bytes())
-        .finalize_xof()
-        .fill(&mut bytes);
-    bytes
-}
-
-/// A file of `size` bytes of `content(name)` in `actor`'s folder: its
-/// path and its bytes.
-fn file_of(actor: &Actor, name: &str, size: usize) -> (PathBuf, Vec<u8>) {
-    let bytes = content(name, size);
-    let path = actor.dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
-    (path, bytes)
-}
-
-async fn send_file(daemon: &Daemon, to: &Actor, path: &Path) -> pb::Transfer {
-    daemon
-        .client()
-        .await
-        .send_file(pb::SendFileRequest {
-            to: to.name.clone(),
-            path: path.to_str().unwrap().to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// Offers the file at `path` to `to` and waits for `to` to see the offer;
-/// its id.
-async fn offered(from: &Daemon, to: &Actor, watch: &mut Watcher, path: &Path) -> String {
-    let id = send_file(from, to, path).await.transfer_id;
-    wait_state(watch, &id, TransferState::Offered, "the offer seen").await;
-    id
-}
-
-async fn answer(daemon: &Daemon, transfer: &str, accept: bool) -> pb::Transfer {
-    daemon
-        .client()
-        .await
-        .answer_transfer(pb::AnswerTransferRequest {
-            transfer_id: transfer.to_owned(),
-            accept,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn wait_state(
-    watch: &mut Watcher,
-    transfer: &str,
-    state: TransferState,
-    what: &str,
-) -> pb::Transfer {
-    let view = watch
-        .wait_for(what, TRANSFER_WAIT, |view| {
-            view.transfer(transfer)
-                .is_some_and(|known| known.state == state as i32)
-        })
-        .await;
-    view.transfer(transfer).unwrap().clone()
-}
-
-fn assert_saved(path: &Path, expected: &[u8]) {
-    let saved = std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    assert_eq!(saved.len(), expected.len(), "{}", path.display());
-    assert!(
-        blake3::hash(&saved) == blake3::hash(expected),
-        "{} differs from what was sent",
-        path.display()
-    );
-    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{} is owner-only", path.display());
-}
-
-/// Every file under `folder`, relative, sorted.
-fn files_under(folder: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![folder.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(
-                    path.strip_prefix(folder)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    found.sort();
-    found
-}
 
 #[tokio::test]
 async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
@@ -256,137 +141,6 @@ async fn a_large_file_and_a_folder_of_small_ones_arrive_verified() {
     assert_eq!(at_bob.local_path, "notes (1)");
     assert!(at_bob.files.iter().all(|file| file.renamed));
     assert_eq!(files_under(&downloads.join("notes (1)")).len(), 100);
-}
-
-/// What a resume may send twice: the sender's channel buffer (1 MiB), the
-/// recipient's queue of frames (64 of 16 KiB), the SCTP window in flight
-/// and the piece being written (256 KiB), with room to spare.
-const RESENT_BOUND: u64 = 4 * 1024 * 1024;
-
-/// Kills `daemon` (SIGKILL) once `watch` shows the transfer a fifth done.
-async fn kill_halfway(daemon: &mut Daemon, watch: &mut Watcher, transfer: &str) {
-    watch
-        .wait_for("the transfer a fifth done", TRANSFER_WAIT, |view| {
-            view.transfer(transfer)
-                .is_some_and(|known| known.done_bytes >= known.total_bytes / 5)
-        })
-        .await;
-    daemon.signal(rustix::process::Signal::KILL);
-    daemon.wait().await;
-}
-
-/// `actor`'s daemon again, online (a client attached) and watched.
-async fn restart(actor: &Actor) -> (Daemon, Watcher, Watcher) {
-    let daemon = Daemon::start(actor).await;
-    let client = Watcher::interactive(&daemon.socket).await;
-    let watch = daemon.watch().await;
-    (daemon, client, watch)
-}
-
-/// The restarted daemon shows the transfer unfinished: the kill did land
-/// halfway.
-async fn assert_unfinished_at_restart(watch: &mut Watcher, transfer: &str) {
-    let view = watch
-        .wait_for(
-            "the transfer shown after the restart",
-            TRANSFER_WAIT,
-            |view| view.transfer(transfer).is_some(),
-        )
-        .await;
-    let shown = view.transfer(transfer).unwrap();
-    assert_eq!(shown.state, TransferState::Moving as i32, "{shown:?}");
-    assert!(shown.done_bytes < shown.total_bytes, "{shown:?}");
-}
-
-#[tokio::test]
-async fn a_transfer_resumes_after_the_recipient_is_killed_halfway() {
-    let (alice, _) = actor("alice").await;
-    let (bob, downloads) = actor("bob").await;
-    let OnlinePair {
-        alice_daemon,
-        mut bob_daemon,
-        _clients: (_alice_client, bob_client),
-        mut alice_watch,
-        mut bob_watch,
-        ..
-    } = online_pair(&alice, &bob).await;
-    let (path, data) = file_of(&alice, "archive.tar", 50_000_000);
-    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
-    answer(&bob_daemon, &id, true).await;
-    kill_halfway(&mut bob_daemon, &mut bob_watch, &id).await;
-    drop((bob_client, bob_watch));
-    let (_bob_daemon, _bob_client, mut bob_watch) = restart(&bob).await;
-    assert_unfinished_at_restart(&mut bob_watch, &id).await;
-
-    wait_state(
-        &mut bob_watch,
-        &id,
-        TransferState::Complete,
-        "bob has the file after his restart",
-    )
-    .await;
-    let at_alice = wait_state(
-        &mut alice_watch,
-        &id,
-        TransferState::Complete,
-        "alice hears it arrived",
-    )
-    .await;
-    assert_saved(&downloads.join("archive.tar"), &data);
-    assert_eq!(
-        files_under(&downloads),
-        ["archive.tar"],
-        "no partial copy is left"
-    );
-    let resent = at_alice.moved_bytes - 50_000_000;
-    println!("recipient killed: {resent} bytes sent twice");
-    assert!(
-        resent < RESENT_BOUND,
-        "alice sent {resent} bytes twice (bound {RESENT_BOUND})"
-    );
-}
-
-#[tokio::test]
-async fn a_transfer_resumes_after_the_sender_is_killed_halfway() {
-    let (alice, _) = actor("alice").await;
-    let (bob, downloads) = actor("bob").await;
-    let OnlinePair {
-        mut alice_daemon,
-        bob_daemon,
-        _clients: (alice_client, _bob_client),
-        mut alice_watch,
-        mut bob_watch,
-        ..
-    } = online_pair(&alice, &bob).await;
-    let (path, data) = file_of(&alice, "backup.img", 50_000_000);
-    let id = offered(&alice_daemon, &bob, &mut bob_watch, &path).await;
-    answer(&bob_daemon, &id, true).await;
-    kill_halfway(&mut alice_daemon, &mut alice_watch, &id).await;
-    drop((alice_client, alice_watch));
-    let (_alice_daemon, _alice_client, mut alice_watch) = restart(&alice).await;
-    assert_unfinished_at_restart(&mut alice_watch, &id).await;
-
-    let at_bob = wait_state(
-        &mut bob_watch,
-        &id,
-        TransferState::Complete,
-        "bob has the file",
-    )
-    .await;
-    wait_state(
-        &mut alice_watch,
-        &id,
-        TransferState::Complete,
-        "alice, restarted, hears it arrived",
-    )
-    .await;
-    assert_saved(&downloads.join("backup.img"), &data);
-    let resent = at_bob.moved_bytes - 50_000_000;
-    println!("sender killed: {resent} bytes sent twice");
-    assert!(
-        resent < RESENT_BOUND,
-        "bob received {resent} bytes twice (bound {RESENT_BOUND})"
-    );
 }
 
 async fn cancel(daemon: &Daemon, transfer: &str) -> pb::Transfer {

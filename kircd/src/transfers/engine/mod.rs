@@ -4,15 +4,15 @@
 //! transfer's state has one writer (PostgreSQL's row guards the rule that
 //! an ended transfer never moves again).
 //!
-//! This file is past the size the project aims for. Its seams are the
-//! commands (offer, answer, cancel), the frames (`frame`, `finish_ready`,
-//! `complete`) and the paths (`paths_changed`, `start_sending`); it stays
-//! whole until the fair sharing between transfers is fixed, since that fix
-//! touches all three and a split first would move the same code twice.
+//! Here: the loop, loading, progress, the commands and what both sides
+//! share (answers, cancel, failure, paths opening); the sender's side is in
+//! `outgoing`, the recipient's in `incoming`.
+
+mod incoming;
+mod outgoing;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kirc_proto::wire::v1 as wire;
@@ -22,9 +22,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 use super::line;
-use super::manifest::{self, CheckedOffer};
-use super::receive::{self, FrameError, Receiving, Step};
-use super::send::{Report, SendEnd, SendRun};
+use super::receive::Receiving;
+use super::send::Report;
 use super::{Command, ControlRecord, TransferError, TransferView, Transfers};
 use crate::book::Contact;
 use crate::crypto::envelope::{MAX_ENVELOPE_BYTES, Rejection};
@@ -195,7 +194,7 @@ impl Engine {
     /// PostgreSQL answers (seen in CI: a restarted daemon's first query
     /// failed, and its transfer was never shown or resumed); false if
     /// cancelled first.
-    async fn load(&mut self, cancel: &CancellationToken) -> bool {
+    pub(super) async fn load(&mut self, cancel: &CancellationToken) -> bool {
         let mut delay = LOAD_RETRY_FIRST;
         let records = loop {
             match store::transfers(&self.t.pool, 0).await {
@@ -222,14 +221,14 @@ impl Engine {
         true
     }
 
-    fn is_open(&self, peer: ActorId) -> bool {
+    pub(super) fn is_open(&self, peer: ActorId) -> bool {
         self.t
             .channels
             .as_ref()
             .is_some_and(|channels| channels.is_open(peer))
     }
 
-    fn progress(&self, id: Uuid) -> TransferProgress {
+    pub(super) fn progress(&self, id: Uuid) -> TransferProgress {
         let record = self.records.get(&id);
         let meter = self.meters.get(&id);
         let done = match (self.receiving.get(&id), self.sending.get(&id)) {
@@ -245,13 +244,17 @@ impl Engine {
         }
     }
 
-    fn publish(&self, record: &TransferRecord) {
+    pub(super) fn publish(&self, record: &TransferRecord) {
         self.show(record, self.progress(record.id));
     }
 
     /// Publishes `record` with `progress` as an ended transfer shows it;
     /// what was published.
-    fn show(&self, record: &TransferRecord, mut progress: TransferProgress) -> TransferProgress {
+    pub(super) fn show(
+        &self,
+        record: &TransferRecord,
+        mut progress: TransferProgress,
+    ) -> TransferProgress {
         if record.state == TransferState::Complete {
             progress.done_bytes = record.files.iter().map(|file| file.size).sum();
         }
@@ -262,7 +265,7 @@ impl Engine {
         progress
     }
 
-    fn publish_progress(&mut self) {
+    pub(super) fn publish_progress(&mut self) {
         let now_waiting: Vec<Uuid> = self
             .records
             .values()
@@ -283,7 +286,7 @@ impl Engine {
 
     /// Reloads a transfer after a change of state, publishes it, and
     /// forgets it once ended.
-    async fn refresh(&mut self, id: Uuid) -> Result<TransferView, TransferError> {
+    pub(super) async fn refresh(&mut self, id: Uuid) -> Result<TransferView, TransferError> {
         let record = store::transfer(&self.t.pool, id)
             .await?
             .ok_or_else(|| TransferError::Unknown(id.simple().to_string()))?;
@@ -304,7 +307,7 @@ impl Engine {
 
     /// The completed transfer's line in its conversation; its
     /// MessageAdded is what notifies the user.
-    async fn leave_line(&self, record: &TransferRecord) {
+    pub(super) async fn leave_line(&self, record: &TransferRecord) {
         let sender = if record.outgoing {
             self.t.book.me()
         } else {
@@ -320,7 +323,7 @@ impl Engine {
         }
     }
 
-    fn forget(&mut self, id: Uuid) {
+    pub(super) fn forget(&mut self, id: Uuid) {
         self.records.remove(&id);
         self.pending.remove(&id);
         self.meters.remove(&id);
@@ -330,7 +333,7 @@ impl Engine {
         }
     }
 
-    async fn command(&mut self, command: Command) {
+    pub(super) async fn command(&mut self, command: Command) {
         match command {
             Command::Send {
                 contact,
@@ -375,72 +378,7 @@ impl Engine {
         }
     }
 
-    /// Sends an offer of `files` (read from `path`) to `contact`.
-    async fn offer(
-        &mut self,
-        contact: &Contact,
-        path: &Path,
-        files: Vec<manifest::LocalFile>,
-    ) -> Result<TransferView, TransferError> {
-        let id = Uuid::now_v7();
-        let offer = manifest::offer(*id.as_bytes(), &files);
-        let payload = offer.encode_to_vec();
-        if payload.len() + ENVELOPE_OVERHEAD > MAX_ENVELOPE_BYTES {
-            return Err(TransferError::InvalidArgument(format!(
-                "{} has too many files or names too long for one offer; send it as an archive or in parts",
-                path.display()
-            )));
-        }
-        let mut records = Vec::with_capacity(files.len());
-        for file in files {
-            let Some(source) = file.source.to_str() else {
-                return Err(TransferError::Manifest(manifest::ManifestError::NotUtf8(
-                    file.source,
-                )));
-            };
-            records.push(TransferFileRecord {
-                offered_path: file.path.clone(),
-                local_path: source.to_owned(),
-                size: file.size,
-                hash: file.hash,
-                pieces_hash: file.pieces_hash(),
-                piece_hashes: Some(file.piece_hashes.iter().flatten().copied().collect()),
-                verified_pieces: 0,
-                modified_ns: Some(file.modified_ns),
-                renamed: false,
-                saved: false,
-            });
-        }
-        let record = TransferRecord {
-            id,
-            conversation_id: contact.conversation_id,
-            peer: contact.actor_id,
-            outgoing: true,
-            state: TransferState::Offered,
-            reason: String::new(),
-            piece_bytes: manifest::PIECE_BYTES,
-            local_path: path.display().to_string(),
-            created_unix_ms: 0,
-            updated_unix_ms: 0,
-            files: records,
-        };
-        store::insert_transfer(&self.t.pool, &record).await?;
-        if let Err(err) = self
-            .t
-            .outbound
-            .send_control(contact, wire::Kind::FileOffer, &payload)
-            .await
-        {
-            let reason = format!("the offer could not be sent: {err}");
-            store::set_transfer_state(&self.t.pool, id, TransferState::Failed, &reason).await?;
-            let _ = self.refresh(id).await;
-            return Err(TransferError::Transport(err));
-        }
-        tracing::info!(transfer = %id, contact = %contact.actor_id, "offered files");
-        self.refresh(id).await
-    }
-
-    async fn send_answer(
+    pub(super) async fn send_answer(
         &self,
         peer: ActorId,
         id: Uuid,
@@ -467,7 +405,7 @@ impl Engine {
         }
     }
 
-    async fn known(&mut self, id: Uuid) -> Result<TransferRecord, TransferError> {
+    pub(super) async fn known(&mut self, id: Uuid) -> Result<TransferRecord, TransferError> {
         if let Some(record) = self.records.get(&id) {
             return Ok(record.clone());
         }
@@ -476,7 +414,11 @@ impl Engine {
             .ok_or_else(|| TransferError::Unknown(id.simple().to_string()))
     }
 
-    async fn answer(&mut self, id: Uuid, accept: bool) -> Result<TransferView, TransferError> {
+    pub(super) async fn answer(
+        &mut self,
+        id: Uuid,
+        accept: bool,
+    ) -> Result<TransferView, TransferError> {
         let record = self.known(id).await?;
         if record.outgoing || record.state != TransferState::Offered {
             return Err(TransferError::InvalidArgument(String::from(
@@ -500,51 +442,7 @@ impl Engine {
         }
     }
 
-    /// Takes an offer: the files are received whenever the path is open.
-    async fn accept(&mut self, record: TransferRecord) -> Result<TransferView, TransferError> {
-        let id = record.id;
-        if !store::set_transfer_state(&self.t.pool, id, TransferState::Moving, "").await? {
-            return self.refresh(id).await;
-        }
-        let mut moving = record;
-        moving.state = TransferState::Moving;
-        self.receiving
-            .insert(id, Receiving::new(&moving, &self.t.config.download_dir));
-        let view = self.refresh(id).await?;
-        self.ask_for_pieces(id).await;
-        Ok(view)
-    }
-
-    /// Opens the recipient's current file at its last verified piece and
-    /// asks the sender for the rest; finishes what is ready (a file of no
-    /// bytes is, at once).
-    async fn ask_for_pieces(&mut self, id: Uuid) {
-        if self.request_pieces(id).await {
-            self.finish_ready(id).await;
-        }
-    }
-
-    /// The asking part of `ask_for_pieces`; false if the transfer failed.
-    async fn request_pieces(&mut self, id: Uuid) -> bool {
-        let Some(receiving) = self.receiving.get_mut(&id) else {
-            return false;
-        };
-        let peer = receiving.peer;
-        match receiving.resume() {
-            Ok(resume_from) => {
-                tracing::debug!(transfer = %id, ?resume_from, "asking for pieces");
-                self.send_answer(peer, id, wire::FileAnswerKind::Accept, resume_from, "")
-                    .await;
-                true
-            }
-            Err(err) => {
-                self.fail(id, &with_reason(err)).await;
-                false
-            }
-        }
-    }
-
-    async fn cancel(&mut self, id: Uuid) -> Result<TransferView, TransferError> {
+    pub(super) async fn cancel(&mut self, id: Uuid) -> Result<TransferView, TransferError> {
         let record = self.known(id).await?;
         if record.state.is_ended() {
             return Err(TransferError::InvalidArgument(String::from(
@@ -570,7 +468,7 @@ impl Engine {
     }
 
     /// Ends a transfer that cannot go on, on both sides.
-    async fn fail(&mut self, id: Uuid, reason: &str) {
+    pub(super) async fn fail(&mut self, id: Uuid, reason: &str) {
         tracing::warn!(transfer = %id, reason, "a transfer failed");
         let peer = self.records.get(&id).map(|record| record.peer);
         match store::set_transfer_state(&self.t.pool, id, TransferState::Failed, reason).await {
@@ -588,76 +486,8 @@ impl Engine {
         let _ = self.refresh(id).await;
     }
 
-    /// A contact's offer, checked for shape: stored (with where each file
-    /// will be saved) and shown, or accepted at once if small enough.
-    async fn offered(
-        &mut self,
-        from: &Contact,
-        offer: CheckedOffer,
-    ) -> Result<Applied, StoreError> {
-        let id = Uuid::from_bytes(offer.transfer_id);
-        let reserved = store::unfinished_incoming_paths(&self.t.pool).await?;
-        let download_dir = &self.t.config.download_dir;
-        // Every file of an offer shares its top-level name (a file's own,
-        // or its folder's), made unique in the download folder once.
-        let mut tops: HashMap<String, String> = HashMap::new();
-        let mut files = Vec::with_capacity(offer.files.len());
-        for file in &offer.files {
-            let mut components = file.path.iter();
-            let top = components
-                .next()
-                .and_then(|top| top.to_str())
-                .unwrap_or("_")
-                .to_owned();
-            let unique = tops
-                .entry(top.clone())
-                .or_insert_with(|| receive::unused_top(download_dir, &top, &reserved))
-                .clone();
-            let mut local = PathBuf::from(&unique);
-            local.extend(components);
-            files.push(TransferFileRecord {
-                offered_path: file.offered.clone(),
-                local_path: local.to_string_lossy().into_owned(),
-                size: file.size,
-                hash: file.hash,
-                pieces_hash: file.pieces_hash,
-                piece_hashes: None,
-                verified_pieces: 0,
-                modified_ns: None,
-                renamed: file.renamed() || unique != top,
-                saved: false,
-            });
-        }
-        let local_path = tops.values().next().cloned().unwrap_or_default();
-        let record = TransferRecord {
-            id,
-            conversation_id: from.conversation_id,
-            peer: from.actor_id,
-            outgoing: false,
-            state: TransferState::Offered,
-            reason: String::new(),
-            piece_bytes: offer.piece_bytes,
-            local_path,
-            created_unix_ms: 0,
-            updated_unix_ms: 0,
-            files,
-        };
-        if !store::insert_transfer(&self.t.pool, &record).await? {
-            return Ok(Err(Rejection::Replay));
-        }
-        tracing::info!(transfer = %id, contact = %from.actor_id, bytes = offer.total_bytes, files = offer.files.len(), "files offered");
-        if offer.total_bytes <= self.t.config.auto_accept_bytes {
-            if let Err(err) = self.accept(record).await {
-                tracing::warn!(transfer = %id, error = %err, "cannot accept a small offer by itself");
-            }
-        } else {
-            let _ = self.refresh(id).await;
-        }
-        Ok(Ok(()))
-    }
-
     /// A contact's answer about a transfer of ours or of theirs.
-    async fn answered(
+    pub(super) async fn answered(
         &mut self,
         from: &Contact,
         answer: wire::FileAnswer,
@@ -708,102 +538,9 @@ impl Engine {
         Ok(Ok(()))
     }
 
-    /// The recipient asks for the pieces it lacks: sent now if the path is
-    /// open, else once it is.
-    async fn accepted(
-        &mut self,
-        record: TransferRecord,
-        resume_from: Vec<u64>,
-    ) -> Result<(), StoreError> {
-        let id = record.id;
-        store::set_transfer_state(&self.t.pool, id, TransferState::Moving, "").await?;
-        store::set_verified_pieces(&self.t.pool, id, &resume_from).await?;
-        if let Err(TransferError::Store(err)) = self.refresh(id).await {
-            return Err(err);
-        }
-        if self.is_open(record.peer) {
-            self.start_sending(id, resume_from);
-        } else {
-            tracing::debug!(transfer = %id, "accepted; waiting for the path");
-            if let Some(channels) = &self.t.channels {
-                channels.touch(record.peer);
-            }
-            self.pending.insert(id, resume_from);
-        }
-        Ok(())
-    }
-
-    fn start_sending(&mut self, id: Uuid, resume_from: Vec<u64>) {
-        let (Some(record), Some(channels)) = (self.records.get(&id), self.t.channels.as_ref())
-        else {
-            return;
-        };
-        self.sending.remove(&id);
-        self.pending.remove(&id);
-        self.next_run += 1;
-        let base = record
-            .files
-            .iter()
-            .zip(resume_from.iter().chain(std::iter::repeat(&0)))
-            .map(|(file, pieces)| (pieces * u64::from(record.piece_bytes)).min(file.size))
-            .sum();
-        tracing::debug!(transfer = %id, run = self.next_run, ?resume_from, "sending");
-        let cancel = CancellationToken::new();
-        let run = SendRun {
-            transfer: record.clone(),
-            resume_from,
-            run: self.next_run,
-            channels: Arc::clone(channels),
-            reports: self.reports.clone(),
-        };
-        tokio::spawn(run.run(cancel.clone()));
-        self.sending.insert(
-            id,
-            Sending {
-                run: self.next_run,
-                _stop: cancel.drop_guard(),
-                base,
-                sent: 0,
-            },
-        );
-    }
-
-    async fn report(&mut self, report: Report) {
-        match report {
-            Report::Sent { id, run, bytes } => {
-                if let Some(sending) = self.sending.get_mut(&id).filter(|s| s.run == run) {
-                    sending.sent += bytes;
-                    self.meters.entry(id).or_default().moved += bytes;
-                    self.changed.insert(id);
-                }
-            }
-            Report::Ended { id, run, end } => {
-                if self
-                    .sending
-                    .get(&id)
-                    .is_none_or(|sending| sending.run != run)
-                {
-                    return;
-                }
-                tracing::debug!(transfer = %id, run, ?end, "a send run ended");
-                if let Some(sending) = self.sending.remove(&id) {
-                    let meter = self.meters.entry(id).or_default();
-                    meter.done = sending.base + sending.sent;
-                }
-                match end {
-                    SendEnd::AllSent | SendEnd::Cancelled => {}
-                    SendEnd::PathLost => {
-                        tracing::info!(transfer = %id, "the path closed; the transfer resumes when it is back");
-                    }
-                    SendEnd::Failed(reason) => self.fail(id, &reason).await,
-                }
-            }
-        }
-    }
-
     /// Paths opened: recipients ask for what they lack, senders with an
     /// answer waiting start.
-    async fn paths_changed(&mut self) {
+    pub(super) async fn paths_changed(&mut self) {
         let peers: HashSet<ActorId> = self.records.values().map(|record| record.peer).collect();
         let open: HashSet<ActorId> = peers
             .into_iter()
@@ -836,163 +573,6 @@ impl Engine {
         for (id, points) in starting {
             self.start_sending(id, points);
         }
-    }
-
-    /// A frame from a contact's files channel.
-    async fn frame(&mut self, record: FileRecord) {
-        let Ok(frame) = wire::FileFrame::decode(record.bytes) else {
-            tracing::debug!(contact = %record.from, "a file frame that does not decode was dropped");
-            return;
-        };
-        let Ok(id) = Uuid::from_slice(&frame.transfer_id) else {
-            return;
-        };
-        let Some(receiving) = self
-            .receiving
-            .get_mut(&id)
-            .filter(|receiving| receiving.peer == record.from)
-        else {
-            tracing::trace!(transfer = %id, "a frame of a transfer not being received");
-            return;
-        };
-        let written_before = receiving.written;
-        let step = receiving.frame(frame);
-        let written = receiving.written - written_before;
-        if written > 0 {
-            self.meters.entry(id).or_default().moved += written;
-        }
-        let Some(receiving) = self.receiving.get_mut(&id) else {
-            return;
-        };
-        match step {
-            Ok(Step::Nothing) => {}
-            Ok(Step::Hashes { file, hashes }) => {
-                if let Err(err) = store::set_piece_hashes(&self.t.pool, id, file, &hashes).await {
-                    tracing::warn!(transfer = %id, error = %err, "cannot store piece hashes");
-                }
-            }
-            Ok(Step::Verified) => {
-                let verified = receiving.verified_pieces();
-                self.changed.insert(id);
-                if let Err(err) = store::set_verified_pieces(&self.t.pool, id, &verified).await {
-                    tracing::warn!(transfer = %id, error = %err, "cannot store a transfer's progress");
-                }
-            }
-            Ok(Step::FileReady) => {
-                let verified = receiving.verified_pieces();
-                if let Err(err) = store::set_verified_pieces(&self.t.pool, id, &verified).await {
-                    tracing::warn!(transfer = %id, error = %err, "cannot store a transfer's progress");
-                }
-                self.finish_ready(id).await;
-            }
-            Err(FrameError::Ignored(why)) => {
-                tracing::trace!(transfer = %id, why, "a file frame was ignored");
-            }
-            Err(FrameError::PieceFailed) => {
-                self.t.rejections.add(Rejection::Malformed);
-                tracing::warn!(transfer = %id, contact = %record.from, "a piece failed its hash check");
-                if receiving.hash_failures > MAX_HASH_FAILURES {
-                    self.fail(id, "the sender's pieces keep failing their hash check")
-                        .await;
-                } else {
-                    self.ask_for_pieces(id).await;
-                }
-            }
-            Err(FrameError::Hostile(why)) => {
-                self.t.rejections.add(Rejection::Malformed);
-                tracing::warn!(transfer = %id, contact = %record.from, why, "a file frame was refused");
-                self.fail(id, &format!("the sender's data is wrong: {why}"))
-                    .await;
-            }
-            Err(err @ FrameError::Disk { .. }) => self.fail(id, &disk_reason(&err)).await,
-        }
-    }
-
-    /// Finishes every file of `id` that is ready, in order; the transfer
-    /// is complete after its last.
-    async fn finish_ready(&mut self, id: Uuid) {
-        loop {
-            let Some(receiving) = self.receiving.get_mut(&id) else {
-                return;
-            };
-            let index = receiving.current();
-            let Some(job) = receiving.take_ready() else {
-                return;
-            };
-            let finished = tokio::task::spawn_blocking(move || receive::finish(job)).await;
-            let Some(receiving) = self.receiving.get_mut(&id) else {
-                return;
-            };
-            match finished {
-                Ok(Ok(saved)) => {
-                    let relative = saved
-                        .strip_prefix(&self.t.config.download_dir)
-                        .unwrap_or(&saved)
-                        .to_string_lossy()
-                        .into_owned();
-                    receiving.file_saved(saved);
-                    if let Err(err) =
-                        store::set_file_saved(&self.t.pool, id, index, &relative).await
-                    {
-                        tracing::warn!(transfer = %id, error = %err, "cannot store a saved file");
-                    }
-                    if receiving.is_complete() {
-                        self.complete(id).await;
-                        return;
-                    }
-                    if let Err(err) = receiving.resume() {
-                        self.fail(id, &disk_reason(&err)).await;
-                        return;
-                    }
-                }
-                Ok(Err(receive::FinishError::Mismatch)) => {
-                    receiving.file_failed();
-                    if receiving.hash_failures > MAX_HASH_FAILURES {
-                        self.fail(id, "a file's bytes do not match the offer's hash")
-                            .await;
-                    } else {
-                        self.request_pieces(id).await;
-                    }
-                    return;
-                }
-                Ok(Err(err)) => {
-                    self.fail(id, &err.to_string()).await;
-                    return;
-                }
-                Err(_) => return,
-            }
-        }
-    }
-
-    async fn complete(&mut self, id: Uuid) {
-        let Some(receiving) = self.receiving.remove(&id) else {
-            return;
-        };
-        tracing::info!(transfer = %id, "every file received and verified");
-        if let Err(err) =
-            store::set_transfer_state(&self.t.pool, id, TransferState::Complete, "").await
-        {
-            tracing::warn!(transfer = %id, error = %err, "cannot store a completed transfer");
-        }
-        self.send_answer(
-            receiving.peer,
-            id,
-            wire::FileAnswerKind::Done,
-            Vec::new(),
-            "",
-        )
-        .await;
-        let _ = self.refresh(id).await;
-    }
-}
-
-/// A disk error as the user should read it.
-fn disk_reason(err: &FrameError) -> String {
-    match err {
-        FrameError::Disk { source, path } if source.kind() == std::io::ErrorKind::StorageFull => {
-            format!("the disk is full (writing {})", path.display())
-        }
-        other => other.to_string(),
     }
 }
 
