@@ -386,7 +386,12 @@ async fn a_transfer_is_stored_once_and_an_ended_one_never_moves_again() {
         local_path: String::new(),
         created_unix_ms: 0,
         updated_unix_ms: 0,
-        files: vec![file("a.txt", 10), file("b.txt", 600_000)],
+        files: vec![
+            file("a.txt", 10),
+            // Every file goes in one statement, its path as JSON: quotes,
+            // commas and braces come back as they were.
+            file("b, {c} \"d\" é.txt", 600_000),
+        ],
     };
     assert!(store::insert_transfer(&pool, &offered).await.unwrap());
     assert!(
@@ -414,7 +419,13 @@ async fn a_transfer_is_stored_once_and_an_ended_one_never_moves_again() {
         stored.files[1].piece_hashes.as_deref(),
         Some(&[7u8; 96][..])
     );
-    assert_eq!(stored.files[1].offered_path, ["folder", "b.txt"]);
+    assert_eq!(stored.files[0].offered_path, ["folder", "a.txt"]);
+    assert_eq!(
+        stored.files[1].offered_path,
+        ["folder", "b, {c} \"d\" é.txt"]
+    );
+    assert_eq!(stored.files[1].local_path, "folder/b, {c} \"d\" é.txt");
+    assert_eq!(stored.files[1].size, 600_000);
 
     assert!(
         store::set_transfer_state(&pool, offered.id, TransferState::Cancelled, "by alice")
