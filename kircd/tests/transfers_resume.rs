@@ -14,7 +14,7 @@ use kirc_testkit::{Daemon, Watcher};
 use support::*;
 
 /// What a resume may send twice: the sender's channel buffer (1 MiB), the
-/// recipient's queue of frames (64 of 16 KiB), the SCTP window in flight
+/// recipient's queue of frames (4 of up to 256 KiB), the SCTP window in flight
 /// and the piece being written (256 KiB), with room to spare.
 const RESENT_BOUND: u64 = 4 * 1024 * 1024;
 

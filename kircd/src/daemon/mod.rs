@@ -176,8 +176,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (signals, signals_received) = tokio::sync::mpsc::channel(256);
     let (direct_records, direct_received) = tokio::sync::mpsc::channel(4096);
     // Frames of the files channels, from the peer manager to the transfers;
-    // a full queue holds the channel's reader, and so the sender.
-    let (file_frames, file_frames_received) = tokio::sync::mpsc::channel(64);
+    // a full queue holds the channel's reader, and so the sender. Four
+    // frames of up to 256 KiB: what a resume after a kill may send twice
+    // stays within its bound.
+    let (file_frames, file_frames_received) = tokio::sync::mpsc::channel(4);
     let (transfers, transfer_commands) = TransfersHandle::new(Arc::clone(&book), &config.files);
 
     // Every kind of record the inbox accepts, and who handles it.

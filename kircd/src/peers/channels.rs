@@ -131,6 +131,14 @@ impl FileChannels for Channels {
         Channels::is_open(self, contact)
     }
 
+    fn max_message<'a>(&'a self, contact: ActorId) -> BoxFuture<'a, Option<usize>> {
+        async move {
+            let link = self.lock_open().get(&contact).cloned()?;
+            link.max_message().await
+        }
+        .boxed()
+    }
+
     fn opened(&self) -> tokio::sync::watch::Receiver<u64> {
         self.opened.subscribe()
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
@@ -41,6 +42,13 @@ const CHANNELS: u8 = 2;
 
 /// Bytes the channel may hold unsent; a send beyond it waits.
 const SEND_BUFFER: usize = 1024 * 1024;
+
+/// The largest message this end takes, advertised in its SDP; each side
+/// sends at most the smaller of the two ends' (a peer that advertises the
+/// crate's default gets 64 KiB). File frames fill it: the per-message cost
+/// of the stack is what limits a transfer (measured on loopback: 16 KiB
+/// frames 11.8 MB/s, 64 KiB 24.5 MB/s).
+const MAX_MESSAGE: u32 = 256 * 1024;
 
 /// ICE timeouts: `disconnected` after this long without an answer to its
 /// checks, `failed` after the second, checks every third. The crate's
@@ -362,6 +370,7 @@ impl Link {
         let channels = Arc::new(Slots::default());
         let loopback = settings.udp_bind.iter().any(|addr| addr.ip().is_loopback());
         let setting_engine = SettingEngineBuilder::new()
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE))
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             .with_ice_timeouts(
@@ -494,6 +503,13 @@ impl Link {
         let channel = self.channel(ChannelKind::Files)?;
         channel.send(BytesMut::from(frame)).await?;
         Ok(())
+    }
+
+    /// The largest message both ends take, once the association is up.
+    pub async fn max_message(&self) -> Option<usize> {
+        let sctp = self.connection.sctp().await?;
+        let bytes = sctp.max_message_size().await.ok()?;
+        usize::try_from(bytes).ok()
     }
 
     /// The route in use and its round-trip time.

@@ -22,10 +22,21 @@ use crate::crypto::identity::ActorId;
 use crate::store::TransferRecord;
 use crate::transport::direct::FileChannels;
 
-/// Bytes of a file per frame: well inside the channel's 64 KiB message
-/// limit, and small enough that a chat message on the other channel of the
-/// same connection never waits long behind one.
-pub const FRAME_BYTES: usize = 16 * 1024;
+/// Room in a message for a frame's fields around its bytes (transfer id,
+/// file, offset: under 64 bytes), with plenty to spare.
+const FRAME_OVERHEAD: usize = 256;
+
+/// Bytes of a file per frame: as many as the largest message both ends of
+/// the channel take allows (fewer, larger messages move faster), within
+/// these bounds. The largest is a whole piece.
+const MIN_FRAME_BYTES: usize = 16 * 1024;
+const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+fn frame_bytes(max_message: Option<usize>) -> usize {
+    max_message
+        .map_or(MIN_FRAME_BYTES, |max| max.saturating_sub(FRAME_OVERHEAD))
+        .clamp(MIN_FRAME_BYTES, MAX_FRAME_BYTES)
+}
 
 /// Piece hashes per frame (32 KiB).
 const HASHES_PER_FRAME: usize = 1024;
@@ -71,6 +82,7 @@ impl SendRun {
 
     async fn send_all(&self) -> SendEnd {
         let piece_bytes = self.transfer.piece_bytes;
+        let frame_bytes = frame_bytes(self.channels.max_message(peer(&self.transfer)).await);
         for (index, file) in self.transfer.files.iter().enumerate() {
             let pieces = piece_count(file.size, piece_bytes);
             let from = self.resume_from.get(index).copied().unwrap_or(0);
@@ -136,8 +148,8 @@ impl SendRun {
                 }
                 opened = Some(reading);
                 let bytes = Bytes::from(bytes);
-                for (at, slice) in (0..bytes.len()).step_by(FRAME_BYTES).map(|at| {
-                    let end = (at + FRAME_BYTES).min(bytes.len());
+                for (at, slice) in (0..bytes.len()).step_by(frame_bytes).map(|at| {
+                    let end = (at + frame_bytes).min(bytes.len());
                     (at, bytes.slice(at..end))
                 }) {
                     let length = slice.len() as u64;
@@ -204,4 +216,19 @@ fn open_unchanged(path: &PathBuf, size: u64, modified_ns: Option<i64>) -> Result
         ));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_fills_the_agreed_message_size_within_bounds() {
+        // The crate's default (a peer that advertises nothing larger).
+        assert_eq!(frame_bytes(Some(65_536)), 65_536 - FRAME_OVERHEAD);
+        assert_eq!(frame_bytes(Some(256 * 1024)), 256 * 1024 - FRAME_OVERHEAD);
+        assert_eq!(frame_bytes(Some(16 * 1024 * 1024)), MAX_FRAME_BYTES);
+        assert_eq!(frame_bytes(Some(1200)), MIN_FRAME_BYTES);
+        assert_eq!(frame_bytes(None), MIN_FRAME_BYTES);
+    }
 }

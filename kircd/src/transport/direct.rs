@@ -54,6 +54,10 @@ pub trait FileChannels: Send + Sync {
 
     fn is_open(&self, contact: ActorId) -> bool;
 
+    /// The largest message the files channel to `contact` carries, as both
+    /// ends agreed; `None` if no path is open.
+    fn max_message<'a>(&'a self, contact: ActorId) -> BoxFuture<'a, Option<usize>>;
+
     /// Changes each time a path opens, so that a waiting transfer can look
     /// again.
     fn opened(&self) -> tokio::sync::watch::Receiver<u64>;
