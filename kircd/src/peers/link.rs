@@ -1,4 +1,4 @@
-//! One WebRTC connection with one data channel: the small interface the
+//! One WebRTC connection with its two data channels: the small interface the
 //! peer manager uses (offer, answer, candidates, send, events, close), over
 //! the `webrtc` crate. Nothing else in kircd names the crate, so another
 //! implementation (str0m) could replace it here.
@@ -11,6 +11,11 @@
 //! one for chat and control, one for files, so that a message never waits
 //! behind a file's bytes in a channel's buffer. The link reports itself
 //! open once both are.
+//!
+//! The file is a little past the size the project aims for; most of it is
+//! the one `Link` type and its handler, which share the channel slots. The
+//! seam, when it grows, is the settings and figures (`LinkSettings`,
+//! `figures`, `max_message`) against the connection's life.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
