@@ -34,6 +34,7 @@ use webrtc::peer_connection::{
     StatsSelector,
 };
 
+use super::sockets::BufferedRuntime;
 use crate::config::{IcePolicy, RtcConfig};
 use crate::crypto::identity::ActorId;
 use crate::transport::direct::{DirectRecord, FileRecord};
@@ -401,6 +402,7 @@ impl Link {
                 channels: Arc::clone(&channels),
             }))
             .with_udp_addrs(settings.udp_bind.clone())
+            .with_runtime(BufferedRuntime::new())
             .with_data_channel_send_buffer_limit(SEND_BUFFER)
             .build()
             .await?;
