@@ -1,7 +1,8 @@
 //! One WebRTC connection with its two data channels: the small interface the
 //! peer manager uses (offer, answer, candidates, send, events, close), over
-//! the `webrtc` crate. Nothing else in kircd names the crate, so another
-//! implementation (str0m) could replace it here.
+//! the `webrtc` crate. Nothing else in kircd names the crate but
+//! `sockets.rs` (the runtime it runs on), so another implementation
+//! (str0m) could replace it here.
 //!
 //! Settings that are not negotiable: mDNS off (it would open a multicast
 //! socket per connection and announce the host name), certificate

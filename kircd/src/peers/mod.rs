@@ -24,7 +24,7 @@ mod manager;
 pub mod negotiation;
 pub mod probe;
 pub mod signal;
-pub mod sockets;
+mod sockets;
 
 use std::sync::Arc;
 

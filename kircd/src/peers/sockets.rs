@@ -27,7 +27,7 @@ use webrtc::runtime::{
 };
 
 /// The kernel buffer asked for each way.
-pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Whether a short buffer was already logged: once per process is enough.
 static SHORT_BUFFER_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -49,7 +49,7 @@ impl BufferedRuntime {
 /// The receive and send buffers a socket has after asking for
 /// [`SOCKET_BUFFER`] each. Linux reports twice what it grants (the other
 /// half is its bookkeeping), so the figures are halved.
-pub fn enlarge_buffers(socket: &std::net::UdpSocket) -> io::Result<(usize, usize)> {
+fn enlarge_buffers(socket: &std::net::UdpSocket) -> io::Result<(usize, usize)> {
     use rustix::net::sockopt;
     sockopt::set_socket_recv_buffer_size(socket, SOCKET_BUFFER)?;
     sockopt::set_socket_send_buffer_size(socket, SOCKET_BUFFER)?;
