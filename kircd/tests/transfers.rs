@@ -520,8 +520,9 @@ async fn two_transfers_at_once_share_the_path() {
     );
     println!("while both moved: {} and {} bytes", moved.0, moved.1);
     let (ahead, behind) = (moved.0.max(moved.1), moved.0.min(moved.1));
-    // Equal shares would be 1:1 (seen: 0.87–0.98); two thirds allows for
-    // progress coming in steps of 250 ms.
+    // Both figures are from one instant: when a transfer ends, kircd
+    // publishes the others' progress with it. Equal shares would be 1:1;
+    // two thirds allows for the channel's scheduling in whole frames.
     assert!(
         behind * 3 >= ahead * 2,
         "one transfer moved {ahead} bytes while the other moved {behind}"

@@ -363,6 +363,11 @@ pub struct Link {
     /// Candidates that came before the remote description; the crate
     /// refuses them until then.
     early_candidates: tokio::sync::Mutex<Option<Vec<RTCIceCandidateInit>>>,
+    /// Held by a file frame's send while it waits for buffer room. The
+    /// crate wakes every waiting sender at once and the first to run wins;
+    /// this lock queues them in arrival order instead, so transfers to one
+    /// contact take turns frame by frame.
+    file_turns: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Link {
@@ -412,6 +417,7 @@ impl Link {
             connection: Arc::new(connection),
             channels,
             early_candidates: tokio::sync::Mutex::new(Some(Vec::new())),
+            file_turns: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -505,10 +511,11 @@ impl Link {
         Ok(())
     }
 
-    /// Sends one frame on the files channel; waits while its send buffer
-    /// is full.
+    /// Sends one frame on the files channel; waits for its turn and while
+    /// its send buffer is full.
     pub async fn send_file(&self, frame: Bytes) -> Result<(), LinkError> {
         let channel = self.channel(ChannelKind::Files)?;
+        let _turn = self.file_turns.lock().await;
         channel.send(BytesMut::from(frame)).await?;
         Ok(())
     }

@@ -295,6 +295,10 @@ impl Engine {
             // The partial files go before the end is shown: whoever sees
             // it sees the download folder as it stays.
             self.forget(id);
+            // The transfers still moving are published at the same
+            // instant, so a view never shows this end beside another
+            // transfer's figure from up to one interval ago.
+            self.publish_progress();
         } else {
             self.records.insert(id, record.clone());
         }
