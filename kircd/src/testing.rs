@@ -31,6 +31,7 @@ pub fn profile(identity: &Identity, name: &str, updated_at: i64) -> VerifiedProf
             ca_pem: String::new(),
         }),
         updated_at_unix_ms: updated_at,
+        features: vec![wire::Feature::ReceiptRanges as i32],
     };
     verify_profile(&sign_profile(identity, &profile)).unwrap()
 }

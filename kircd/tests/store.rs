@@ -69,6 +69,7 @@ fn incoming(id: Uuid, conversation: Uuid, sender: ActorId, offset: i64, digest: 
         partition: 0,
         offset,
         digest: [digest; 32],
+        after_refused: false,
     }
 }
 
@@ -355,6 +356,113 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
     .await
     .unwrap();
     assert_eq!((updates, in_place), (4, 4), "(updates, of which in place)");
+}
+
+/// Stores an outgoing message in `conversation` (its seq is the next).
+async fn sent(pool: &PgPool, me: ActorId, conversation: Uuid) -> Uuid {
+    let id = Uuid::now_v7();
+    store::insert_outgoing(
+        pool,
+        &store::Outgoing {
+            id,
+            conversation_id: conversation,
+            sender: me,
+            action: false,
+            body: String::from("hi"),
+            created_at_unix_ms: 1,
+            envelope: vec![1],
+            idempotency_key: None,
+        },
+    )
+    .await
+    .unwrap()
+    .expect("stored");
+    id
+}
+
+#[tokio::test]
+async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_else() {
+    let pool = database("store_receipt_ranges").await;
+    let (me, peer, other) = (identity(1).id(), identity(2), identity(3));
+    save(&pool, me, &peer, "peer", 1, ContactState::Accepted).await;
+    save(&pool, me, &other, "other", 1, ContactState::Accepted).await;
+    let elsewhere = conversation(me, other.id());
+    let conversation = conversation(me, peer.id());
+
+    // Seven messages, stored in this order (seq) but placed in the outbox
+    // in another: two sends at once, and m[5] produced again later (it
+    // expired from data-out).
+    let mut m = Vec::new();
+    for _ in 0..7 {
+        m.push(sent(&pool, me, conversation).await);
+    }
+    let theirs = sent(&pool, me, elsewhere).await;
+    let places = [
+        (m[0], 0, 10),
+        (m[2], 0, 11),
+        (m[1], 0, 12),
+        (m[3], 0, 13),
+        (m[4], 0, 14),
+        (m[5], 0, 15),
+        (theirs, 0, 16),
+        (m[6], 1, 3),
+    ];
+    for (id, partition, offset) in places {
+        store::set_outbox_position(&pool, id, partition, offset)
+            .await
+            .unwrap();
+    }
+    store::set_outbox_position(&pool, m[5], 0, 40).await.unwrap();
+
+    let covered = |mut ids: Vec<Uuid>| {
+        ids.sort();
+        ids
+    };
+    let of = |indices: &[usize]| covered(indices.iter().map(|index| m[*index]).collect());
+    let range = |first: Uuid, last: Uuid| {
+        let pool = pool.clone();
+        async move {
+            covered(
+                store::received_range(&pool, conversation, first, last)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    // By the outbox's order: m[2] went between m[0] and m[1].
+    assert_eq!(range(m[0], m[2]).await, of(&[0, 2]));
+    assert_eq!(range(m[2], m[4]).await, of(&[1, 2, 3, 4]));
+    // m[5]'s first copy expired; it is at 40 now, outside 10..=14.
+    assert_eq!(range(m[0], m[4]).await, of(&[0, 1, 2, 3, 4]));
+    assert_eq!(range(m[4], m[5]).await, of(&[4, 5]));
+    // Ends in two partitions cover themselves alone; another
+    // conversation's message is never covered, even named as an end.
+    assert_eq!(range(m[3], m[6]).await, of(&[3, 6]));
+    assert_eq!(range(m[0], theirs).await, of(&[0]));
+
+    // A receipt takes the covered messages out of later ranges.
+    store::insert_receipts(&pool, &of(&[1, 2]), "received")
+        .await
+        .unwrap();
+    assert_eq!(range(m[0], m[4]).await, of(&[0, 3, 4]));
+
+    // A read range goes by our own order of storing, past PENDING.
+    for (index, id) in m.iter().enumerate().take(5) {
+        let state = if index == 3 {
+            MessageState::Pending
+        } else {
+            MessageState::Queued
+        };
+        store::advance_messages(&pool, &[*id], state, true)
+            .await
+            .unwrap();
+    }
+    let read = covered(
+        store::read_range(&pool, conversation, m[4], m[1])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(read, of(&[1, 2, 4]));
 }
 
 #[tokio::test]

@@ -48,6 +48,8 @@ pub struct Contact {
     pub conversation_id: Uuid,
     /// The box between us, computed once per profile.
     pub pair: Arc<PairKey>,
+    /// The contact's kircd reads receipt ranges (its profile says so).
+    pub reads_receipt_ranges: bool,
 }
 
 impl Contact {
@@ -64,6 +66,10 @@ impl Contact {
             added_at_unix_ms: row.added_at_unix_ms,
             conversation_id: conversation_id(me.id(), verified.actor_id),
             pair: Arc::new(PairKey::new(me, &verified.box_key)),
+            reads_receipt_ranges: verified
+                .profile
+                .features
+                .contains(&(wire::Feature::ReceiptRanges as i32)),
         }
     }
 

@@ -238,6 +238,12 @@ pub const KEYS: &[KeySpec] = &[
         "Tell contacts when you have read their messages.",
     ),
     key(
+        "messaging.receipt_ranges",
+        Kind::Bool,
+        Default::Bool(true),
+        "Acknowledge runs of messages with one small receipt instead of listing every message (contacts whose kircd predates it get lists either way); false makes this kircd speak as one that predates it.",
+    ),
+    key(
         "messaging.invite_ttl",
         Kind::Duration {
             min: seconds(60),

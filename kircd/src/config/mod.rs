@@ -171,6 +171,8 @@ pub struct PublicConfig {
 #[derive(Debug, Clone)]
 pub struct MessagingConfig {
     pub read_receipts: bool,
+    /// Whether this kircd advertises and sends receipt ranges.
+    pub receipt_ranges: bool,
     pub invite_ttl: Duration,
     pub outbox_check_interval: Duration,
     pub quarantine_max_rows: u64,

@@ -42,6 +42,7 @@ impl Values {
             public,
             messaging: MessagingConfig {
                 read_receipts: self.bool("messaging.read_receipts"),
+                receipt_ranges: self.bool("messaging.receipt_ranges"),
                 invite_ttl: self.duration("messaging.invite_ttl"),
                 outbox_check_interval: self.duration("messaging.outbox_check_interval"),
                 // The key table bounds these to non-negative values that fit.

@@ -55,6 +55,8 @@ pub struct OwnProfile {
     identity: Arc<Identity>,
     display_name: String,
     kafka: wire::KafkaAccess,
+    /// The `Feature` values the profile lists.
+    features: Vec<i32>,
 }
 
 impl OwnProfile {
@@ -77,6 +79,11 @@ impl OwnProfile {
                     .unwrap_or_default(),
                 ca_pem: public.ca_pem.clone().unwrap_or_default(),
             },
+            features: if config.messaging.receipt_ranges {
+                vec![wire::Feature::ReceiptRanges as i32]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -91,6 +98,7 @@ impl OwnProfile {
             display_name: self.display_name.clone(),
             kafka: Some(self.kafka.clone()),
             updated_at_unix_ms,
+            features: self.features.clone(),
         }
     }
 

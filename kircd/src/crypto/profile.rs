@@ -178,6 +178,7 @@ mod tests {
                 ..wire::KafkaAccess::default()
             }),
             updated_at_unix_ms: 1,
+            features: Vec::new(),
         }
     }
 

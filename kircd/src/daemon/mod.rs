@@ -38,7 +38,7 @@ use crate::contacts::{AcceptedHandler, Contacts, OwnProfile, RequestHandler};
 use crate::crypto::identity::Identity;
 use crate::hub::Hub;
 use crate::live::{self, Live, keys::Keys};
-use crate::messaging::{self, ChatStore, Messaging, ReceiptHandler};
+use crate::messaging::{self, ChatStore, Messaging, ReceiptHandler, ReceiptRangeHandler};
 use crate::peers::signal::SignalHandler;
 use crate::peers::{self, Peers};
 use crate::presence::{self, Presence, PresenceHandler, TypingHandler};
@@ -167,6 +167,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&book),
         Arc::clone(&outbound),
         config.messaging.read_receipts,
+        config.messaging.receipt_ranges,
     );
     let chat = ChatStore(Arc::clone(&messaging));
     let marks = Arc::new(Marks::default());
@@ -206,6 +207,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .on(
             wire::Kind::Receipt,
             Arc::new(ReceiptHandler(Arc::clone(&messaging))),
+        )
+        .on(
+            wire::Kind::ReceiptRange,
+            Arc::new(ReceiptRangeHandler(Arc::clone(&messaging))),
         )
         .on(
             wire::Kind::Presence,

@@ -20,7 +20,7 @@ use crate::store::{MessageState, StoreError};
 use crate::transport::TransportError;
 use crate::transport::outbound::Outbound;
 pub use read::HistoryAnchor;
-pub use receipts::{ChatStore, ReceiptHandler};
+pub use receipts::{ChatStore, ReceiptHandler, ReceiptRangeHandler};
 
 /// Longest chat message accepted from the API, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -57,6 +57,9 @@ pub struct Messaging {
     outbound: Arc<Outbound>,
     /// Whether reading a conversation tells the contact (`messaging.read_receipts`).
     read_receipts: bool,
+    /// Whether receipts go as ranges to contacts that read them
+    /// (`messaging.receipt_ranges`).
+    receipt_ranges: bool,
     /// Which sent messages hold the direct path back (see `order.rs`).
     kafka_only: Mutex<order::KafkaOnly>,
 }
@@ -68,6 +71,7 @@ impl Messaging {
         book: Arc<ContactBook>,
         outbound: Arc<Outbound>,
         read_receipts: bool,
+        receipt_ranges: bool,
     ) -> Arc<Self> {
         Arc::new(Messaging {
             pool,
@@ -75,6 +79,7 @@ impl Messaging {
             book,
             outbound,
             read_receipts,
+            receipt_ranges,
             kafka_only: Mutex::new(order::KafkaOnly::default()),
         })
     }

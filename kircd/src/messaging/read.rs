@@ -90,7 +90,7 @@ impl Messaging {
                 )
                 .await?;
                 if let Some(peer) = self.book.by_conversation(conversation) {
-                    self.send_receipt(&peer, wire::ReceiptKind::Read, &ids)
+                    self.send_receipt(&peer, wire::ReceiptKind::Read, &[ids])
                         .await?;
                 }
             }

@@ -2,7 +2,7 @@
 //! the contact's inbox, the contact's receipts; and what this actor stores
 //! of the chat it receives, and acknowledges with a receipt.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -24,18 +24,38 @@ use crate::transport::router::{
     Applied, ChatOutcome, ChatSink, Control, ControlHandler, HandlerError, Sender,
 };
 
-/// Ids per receipt: a receipt of thousands of ids would exceed the envelope
-/// limit; chunks of 1,000 stay far below it.
+/// Ids per listed receipt: a receipt of thousands of ids would exceed the
+/// envelope limit; chunks of 1,000 stay far below it.
 const RECEIPT_IDS: usize = 1000;
 
 impl Messaging {
-    /// Tells `contact` that its messages `ids` were received or read.
+    /// Tells `contact` that its messages in `runs` were received or read.
+    /// Each run is a sequence of messages the receipt's kind may cover as a
+    /// range (see `wire::ReceiptRange`); a contact that cannot read ranges,
+    /// or a kircd set to speak as one that cannot, gets the ids listed.
     pub(super) async fn send_receipt(
         &self,
         contact: &Contact,
         kind: wire::ReceiptKind,
-        ids: &[Uuid],
+        runs: &[Vec<Uuid>],
     ) -> Result<(), TransportError> {
+        if self.receipt_ranges && contact.reads_receipt_ranges {
+            for run in runs {
+                let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                    continue;
+                };
+                let range = wire::ReceiptRange {
+                    kind: kind as i32,
+                    first: first.as_bytes().to_vec(),
+                    last: last.as_bytes().to_vec(),
+                };
+                self.outbound
+                    .send_control(contact, wire::Kind::ReceiptRange, &range.encode_to_vec())
+                    .await?;
+            }
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = runs.concat();
         for chunk in ids.chunks(RECEIPT_IDS) {
             let receipt = wire::Receipt {
                 kind: kind as i32,
@@ -47,6 +67,66 @@ impl Messaging {
         }
         Ok(())
     }
+
+    /// Applies a contact's receipt for `ids` (already limited to our
+    /// messages in the conversation with it).
+    async fn apply_receipt(
+        &self,
+        contact: &Contact,
+        ids: &[Uuid],
+        kind: wire::ReceiptKind,
+    ) -> Result<(), HandlerError> {
+        let (state, name) = match kind {
+            wire::ReceiptKind::Read => (MessageState::Read, "read"),
+            wire::ReceiptKind::Received => (MessageState::Received, "received"),
+        };
+        store::insert_receipts(&self.pool, ids, name).await?;
+        self.advance(ids, state).await?;
+        self.kafka_only().received(contact.conversation_id, ids);
+        Ok(())
+    }
+}
+
+/// The runs of one sender's chat that a stored batch acknowledges.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SenderRuns {
+    pub sender: ActorId,
+    pub runs: Vec<Vec<Uuid>>,
+}
+
+/// What a stored batch acknowledges: per sender, the copies that came
+/// through Kafka (a direct copy is not acknowledged: its Kafka copy always
+/// follows) and were not replays, in batch order, cut into runs where a
+/// record naming the sender was refused in between or the partition
+/// changes. Senders in order of their first message.
+pub(super) fn acknowledged_runs(chats: &[Incoming], replayed: &HashSet<Uuid>) -> Vec<SenderRuns> {
+    let mut senders: Vec<SenderRuns> = Vec::new();
+    let mut open: HashMap<ActorId, (usize, i32)> = HashMap::new();
+    for chat in chats
+        .iter()
+        .filter(|chat| chat.partition != marks::DIRECT && !replayed.contains(&chat.id))
+    {
+        match open.get_mut(&chat.sender) {
+            Some((index, partition)) => {
+                let runs = &mut senders[*index].runs;
+                match runs.last_mut() {
+                    Some(run) if !chat.after_refused && *partition == chat.partition => {
+                        run.push(chat.id);
+                    }
+                    _ => runs.push(vec![chat.id]),
+                }
+                *partition = chat.partition;
+            }
+            None => {
+                open.insert(chat.sender, (senders.len(), chat.partition));
+                senders.push(SenderRuns {
+                    sender: chat.sender,
+                    runs: vec![vec![chat.id]],
+                });
+            }
+        }
+    }
+    senders
 }
 
 /// Stores the chat the inbox received, and marks sent chat delivered: the
@@ -66,33 +146,25 @@ impl ChatSink for ChatStore {
                 hops::mark("stored", message.id);
                 messaging.hub.message_added(message);
             }
-            let senders: std::collections::HashSet<ActorId> =
+            let senders: HashSet<ActorId> =
                 chats.iter().map(|chat| chat.sender).collect();
             for sender in senders {
                 messaging.outbound.touch_direct(sender);
             }
-            // Received receipts, one per sender, for what is now stored (a
-            // redelivered message is acknowledged again: the first receipt
-            // may have been lost with a crash). Only the Kafka copy of a
-            // message is acknowledged: its sender always produces one, and a
-            // receipt goes by Kafka either way, so acknowledging the
-            // channel's copy too would send every receipt twice and put a
-            // produce on the direct path's way.
-            let replayed: std::collections::HashSet<Uuid> =
-                stored.replayed.iter().copied().collect();
-            let mut by_sender: HashMap<ActorId, Vec<Uuid>> = HashMap::new();
-            for chat in chats
-                .iter()
-                .filter(|chat| chat.partition != marks::DIRECT && !replayed.contains(&chat.id))
-            {
-                by_sender.entry(chat.sender).or_default().push(chat.id);
-            }
-            for (sender, ids) in by_sender {
+            // Received receipts for what is now stored (a redelivered
+            // message is acknowledged again: the first receipt may have been
+            // lost with a crash). Only the Kafka copy of a message is
+            // acknowledged: its sender always produces one, and a receipt
+            // goes by Kafka either way, so acknowledging the channel's copy
+            // too would send every receipt twice and put a produce on the
+            // direct path's way.
+            let replayed: HashSet<Uuid> = stored.replayed.iter().copied().collect();
+            for SenderRuns { sender, runs } in acknowledged_runs(chats, &replayed) {
                 if let Some(contact) = messaging.book.get(&sender)
                     && contact.is_accepted()
                 {
                     messaging
-                        .send_receipt(&contact, wire::ReceiptKind::Received, &ids)
+                        .send_receipt(&contact, wire::ReceiptKind::Received, &runs)
                         .await?;
                 }
             }
@@ -138,20 +210,153 @@ impl ControlHandler for ReceiptHandler {
                 .iter()
                 .filter_map(|id| Uuid::from_slice(id).ok())
                 .collect();
-            let (state, kind) = match wire::ReceiptKind::try_from(receipt.kind) {
-                Ok(wire::ReceiptKind::Read) => (MessageState::Read, "read"),
-                _ => (MessageState::Received, "received"),
-            };
+            let kind = wire::ReceiptKind::try_from(receipt.kind)
+                .unwrap_or(wire::ReceiptKind::Received);
             // Only our messages in the conversation with this contact: a
             // contact cannot mark messages to others.
             let ids = store::outgoing_in(&messaging.pool, contact.conversation_id, &ids).await?;
-            store::insert_receipts(&messaging.pool, &ids, kind).await?;
-            messaging.advance(&ids, state).await?;
-            messaging
-                .kafka_only()
-                .received(contact.conversation_id, &ids);
+            messaging.apply_receipt(&contact, &ids, kind).await?;
             Ok(Ok(()))
         }
         .boxed()
+    }
+}
+
+/// A contact's receipt for a range of our messages.
+#[derive(Debug)]
+pub struct ReceiptRangeHandler(pub Arc<Messaging>);
+
+impl ControlHandler for ReceiptRangeHandler {
+    /// The same stream as listed receipts: a sender orders both under one
+    /// lock, and a range must not be applied behind a later list.
+    fn stream(&self) -> Stream {
+        "receipt"
+    }
+
+    fn handle<'a>(&'a self, control: Control<'a>) -> BoxFuture<'a, Result<Applied, HandlerError>> {
+        async move {
+            let messaging = &self.0;
+            let Sender::Contact(contact) = control.sender else {
+                return Ok(Err(Rejection::Malformed));
+            };
+            let Ok(range) = wire::ReceiptRange::decode(control.payload.as_slice()) else {
+                return Ok(Err(Rejection::Undecryptable));
+            };
+            let (Ok(first), Ok(last), Ok(kind)) = (
+                Uuid::from_slice(&range.first),
+                Uuid::from_slice(&range.last),
+                wire::ReceiptKind::try_from(range.kind),
+            ) else {
+                return Ok(Err(Rejection::Malformed));
+            };
+            // The store limits both forms to our messages in the
+            // conversation with this contact.
+            let conversation = contact.conversation_id;
+            let ids = match kind {
+                wire::ReceiptKind::Received => {
+                    store::received_range(&messaging.pool, conversation, first, last).await?
+                }
+                wire::ReceiptKind::Read => {
+                    store::read_range(&messaging.pool, conversation, first, last).await?
+                }
+            };
+            messaging.apply_receipt(&contact, &ids, kind).await?;
+            Ok(Ok(()))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat from sender `from` (a small number) with id `id`, on
+    /// `partition` (DIRECT for the direct path).
+    fn chat(from: u8, id: u128, partition: i32, after_refused: bool) -> Incoming {
+        Incoming {
+            id: Uuid::from_u128(id),
+            conversation_id: Uuid::from_u128(u128::from(from)),
+            sender: ActorId::from_slice(&[from; 16]).unwrap(),
+            action: false,
+            body: String::new(),
+            created_at_unix_ms: 0,
+            partition,
+            offset: 0,
+            digest: [0; 32],
+            after_refused,
+        }
+    }
+
+    fn runs(chats: &[Incoming], replayed: &[u128]) -> Vec<(u8, Vec<Vec<u128>>)> {
+        let replayed = replayed.iter().map(|id| Uuid::from_u128(*id)).collect();
+        acknowledged_runs(chats, &replayed)
+            .into_iter()
+            .map(|SenderRuns { sender, runs }| {
+                let runs = runs
+                    .into_iter()
+                    .map(|run| run.iter().map(Uuid::as_u128).collect())
+                    .collect();
+                (sender.as_bytes()[0], runs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_one_run_per_sender_cut_at_refusals_and_partition_changes() {
+        let cases: &[(&str, Vec<Incoming>, &[u128], Vec<(u8, Vec<Vec<u128>>)>)] = &[
+            ("empty", vec![], &[], vec![]),
+            (
+                "two senders interleaved",
+                vec![
+                    chat(1, 10, 0, false),
+                    chat(2, 20, 0, false),
+                    chat(1, 11, 0, false),
+                    chat(2, 21, 0, false),
+                ],
+                &[],
+                vec![(1, vec![vec![10, 11]]), (2, vec![vec![20, 21]])],
+            ),
+            (
+                "a refusal between cuts the run",
+                vec![
+                    chat(1, 10, 0, false),
+                    chat(1, 11, 0, true),
+                    chat(1, 12, 0, false),
+                ],
+                &[],
+                vec![(1, vec![vec![10], vec![11, 12]])],
+            ),
+            (
+                "a refusal before the first starts it anyway",
+                vec![chat(1, 10, 0, true), chat(1, 11, 0, false)],
+                &[],
+                vec![(1, vec![vec![10, 11]])],
+            ),
+            (
+                "direct copies and replays are not acknowledged",
+                vec![
+                    chat(1, 10, marks::DIRECT, false),
+                    chat(1, 11, 0, false),
+                    chat(1, 12, 0, false),
+                    chat(1, 13, 0, false),
+                ],
+                &[12],
+                vec![(1, vec![vec![11, 13]])],
+            ),
+            (
+                "another partition starts a run",
+                vec![
+                    chat(1, 10, 0, false),
+                    chat(1, 11, 1, false),
+                    chat(1, 12, 1, false),
+                ],
+                &[],
+                vec![(1, vec![vec![10], vec![11, 12]])],
+            ),
+        ];
+        for (name, chats, replayed, expected) in cases {
+            assert_eq!(&runs(chats, replayed), expected, "{name}");
+        }
     }
 }

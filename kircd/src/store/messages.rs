@@ -69,12 +69,25 @@ pub async fn set_outbox_position(
     partition: i32,
     offset: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE messages SET outbox_partition = $2, outbox_offset = $3 WHERE id = $1")
-        .bind(id)
-        .bind(partition)
-        .bind(offset)
-        .execute(pool)
-        .await?;
+    // One statement: the message's place, and its row among those a
+    // receipt range may cover (moved, if the message was produced again).
+    sqlx::query(
+        "WITH placed AS (
+             UPDATE messages SET outbox_partition = $2, outbox_offset = $3 WHERE id = $1
+             RETURNING id, conversation_id, state
+         )
+         INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
+         SELECT id, conversation_id, $2, $3 FROM placed
+         WHERE state IN ('pending', 'queued', 'delivered')
+         ON CONFLICT (message_id) DO UPDATE
+           SET outbox_partition = EXCLUDED.outbox_partition,
+               outbox_offset = EXCLUDED.outbox_offset",
+    )
+    .bind(id)
+    .bind(partition)
+    .bind(offset)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -179,6 +192,9 @@ pub struct Incoming {
     pub offset: i64,
     /// SHA-256 of the record's bytes.
     pub digest: [u8; 32],
+    /// A record that named the same sender was refused since this sender's
+    /// previous chat in the batch: a receipt range must not span the gap.
+    pub after_refused: bool,
 }
 
 /// What storing a batch did to each message.
@@ -305,6 +321,67 @@ pub async fn outgoing_in(
     .await?)
 }
 
+/// Our messages in `conversation` that a received range from `first` to
+/// `last` covers: the two ends, and the messages awaiting a receipt that
+/// were delivered between them (same partition of the own data-out, offsets
+/// between theirs). An end whose place is not recorded yet covers itself
+/// alone: its place is written right after the own data-out acknowledged
+/// it, long before a contact could have stored it and answered.
+pub async fn received_range(
+    pool: &PgPool,
+    conversation: Uuid,
+    first: Uuid,
+    last: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "WITH ends AS (
+             SELECT outbox_partition AS place, min(outbox_offset) AS low, max(outbox_offset) AS high
+             FROM messages
+             WHERE id IN ($2, $3) AND conversation_id = $1 AND outgoing
+               AND outbox_partition IS NOT NULL
+             GROUP BY outbox_partition
+         )
+         SELECT awaiting.message_id
+         FROM awaiting_receipt awaiting
+         JOIN ends ON awaiting.outbox_partition = ends.place
+                  AND awaiting.outbox_offset BETWEEN ends.low AND ends.high
+         WHERE awaiting.conversation_id = $1
+         UNION
+         SELECT id FROM messages WHERE id IN ($2, $3) AND conversation_id = $1 AND outgoing",
+    )
+    .bind(conversation)
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Our messages in `conversation` that a read range from `first` to `last`
+/// covers: those we stored from one end to the other, past PENDING (a
+/// message not yet in the outbox cannot have been read). The reader stores a
+/// sender's messages in the order they were sent, which is ours.
+pub async fn read_range(
+    pool: &PgPool,
+    conversation: Uuid,
+    first: Uuid,
+    last: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "WITH ends AS (
+             SELECT min(seq) AS low, max(seq) AS high FROM messages
+             WHERE id IN ($2, $3) AND conversation_id = $1 AND outgoing
+         )
+         SELECT id FROM messages, ends
+         WHERE conversation_id = $1 AND outgoing AND seq BETWEEN ends.low AND ends.high
+           AND state <> 'pending'",
+    )
+    .bind(conversation)
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The sent messages of `conversation` the contact has not reported
 /// received yet.
 pub async fn unreceived_outgoing(
@@ -320,9 +397,12 @@ pub async fn unreceived_outgoing(
     .await?)
 }
 
+/// Records receipts of `kind` for our messages `ids`; a receipt of either
+/// kind means the message was stored, so no later range needs to find it.
 pub async fn insert_receipts(pool: &PgPool, ids: &[Uuid], kind: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO receipts (message_id, kind)
+        "WITH covered AS (DELETE FROM awaiting_receipt WHERE message_id = ANY($1))
+         INSERT INTO receipts (message_id, kind)
          SELECT id, $2 FROM messages WHERE id = ANY($1) AND outgoing
          ON CONFLICT DO NOTHING",
     )

@@ -128,6 +128,7 @@ pub fn check(record: &Record<'_>, book: &ContactBook) -> Result<Checked, Rejecte
         partition: record.partition,
         offset: record.offset,
         digest: digest(record.bytes),
+        after_refused: false,
     }))
 }
 

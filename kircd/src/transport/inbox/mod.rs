@@ -13,7 +13,7 @@ mod direct;
 mod rate;
 mod settle;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -432,9 +432,16 @@ impl Inbox {
         // Where each chat message came from, to report a replay found when
         // storing (a duplicate in the batch reports its later copy).
         let mut chat_records: HashMap<Uuid, (&Arrival<'_>, ActorId)> = HashMap::new();
+        // Senders named by a data-in record refused since their last chat
+        // in this batch: the receipt for their next one starts a new range.
+        let mut refused_from: HashSet<ActorId> = HashSet::new();
         for (record, checked) in batch.iter().zip(checked_all) {
+            let from_data_in = record.via.is_none() && record.lane == Lane::Data;
             match checked {
-                Ok(Checked::Chat(incoming)) => {
+                Ok(Checked::Chat(mut incoming)) => {
+                    if from_data_in {
+                        incoming.after_refused = refused_from.remove(&incoming.sender);
+                    }
                     let (arrived, checked) = if record.via.is_some() {
                         ("direct.arrived", "direct.checked")
                     } else {
@@ -446,7 +453,12 @@ impl Inbox {
                     chats.push(incoming);
                 }
                 Ok(Checked::Control(header, envelope)) => controls.push((record, header, envelope)),
-                Err(refused) => rejected.push((record, refused)),
+                Err(refused) => {
+                    if let (true, Some(sender)) = (from_data_in, refused.sender) {
+                        refused_from.insert(sender);
+                    }
+                    rejected.push((record, refused));
+                }
             }
         }
 
