@@ -412,7 +412,9 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
             .await
             .unwrap();
     }
-    store::set_outbox_position(&pool, m[5], 0, 40).await.unwrap();
+    store::set_outbox_position(&pool, m[5], 0, 40)
+        .await
+        .unwrap();
 
     let covered = |mut ids: Vec<Uuid>| {
         ids.sort();

@@ -146,8 +146,7 @@ impl ChatSink for ChatStore {
                 hops::mark("stored", message.id);
                 messaging.hub.message_added(message);
             }
-            let senders: HashSet<ActorId> =
-                chats.iter().map(|chat| chat.sender).collect();
+            let senders: HashSet<ActorId> = chats.iter().map(|chat| chat.sender).collect();
             for sender in senders {
                 messaging.outbound.touch_direct(sender);
             }
@@ -210,8 +209,8 @@ impl ControlHandler for ReceiptHandler {
                 .iter()
                 .filter_map(|id| Uuid::from_slice(id).ok())
                 .collect();
-            let kind = wire::ReceiptKind::try_from(receipt.kind)
-                .unwrap_or(wire::ReceiptKind::Received);
+            let kind =
+                wire::ReceiptKind::try_from(receipt.kind).unwrap_or(wire::ReceiptKind::Received);
             // Only our messages in the conversation with this contact: a
             // contact cannot mark messages to others.
             let ids = store::outgoing_in(&messaging.pool, contact.conversation_id, &ids).await?;
