@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&kind, payload)) = data.split_first() else {
         return;
     };
-    match kind % 11 {
+    match kind % 12 {
         0 => {
             if let Ok(request) = wire::ContactRequest::decode(payload)
                 && let Some(signed) = &request.profile
@@ -81,6 +81,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         9 => drop(wire::FileFrame::decode(payload)),
+        10 => {
+            if let Ok(range) = wire::ReceiptRange::decode(payload) {
+                let _ = wire::ReceiptKind::try_from(range.kind);
+                let _ = (
+                    uuid::Uuid::from_slice(&range.first),
+                    uuid::Uuid::from_slice(&range.last),
+                );
+            }
+        }
         _ => {
             let (Some(applied), Some(record)) = (mark(payload), payload.get(60..).and_then(mark))
             else {

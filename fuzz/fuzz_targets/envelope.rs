@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         wire::Kind::Receipt => drop(wire::Receipt::decode(payload)),
+        wire::Kind::ReceiptRange => drop(wire::ReceiptRange::decode(payload)),
         wire::Kind::Presence => drop(wire::Presence::decode(payload)),
         wire::Kind::Typing => drop(wire::Typing::decode(payload)),
         wire::Kind::Heartbeat => drop(wire::Heartbeat::decode(payload)),

@@ -504,6 +504,7 @@ mod tests {
                 Just(wire::Kind::Chat),
                 Just(wire::Kind::ContactAccepted),
                 Just(wire::Kind::Receipt),
+                Just(wire::Kind::ReceiptRange),
                 Just(wire::Kind::Presence),
                 Just(wire::Kind::Typing),
                 Just(wire::Kind::Heartbeat),
