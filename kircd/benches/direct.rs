@@ -38,8 +38,9 @@ mod links;
 use std::time::{Duration, Instant};
 
 use common::{
-    Pacing, Sample, connected, count, cpu_ticks, get_status_round_trips, hop_breakdown, latencies,
-    ms, proc_field, raw_latency, send_latency, summarize, thread_activity, wait_connected,
+    KAFKA_HOPS, Pacing, Sample, connected, count, cpu_ticks, get_status_round_trips, hop_breakdown,
+    latencies, ms, pg_commits, proc_field, raw_latency, send_latency, summarize, thread_activity,
+    wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend, bin};
 use kircd::peers::link::LinkEvent;
@@ -52,16 +53,6 @@ const DIRECT_HOPS: &[&str] = &[
     "send.direct",
     "direct.arrived",
     "direct.checked",
-    "stored",
-];
-const KAFKA_HOPS: &[&str] = &[
-    "send.called",
-    "send.stored",
-    "send.queued",
-    "delivery.fetched",
-    "delivery.produced",
-    "kafka.arrived",
-    "kafka.checked",
     "stored",
 ];
 
@@ -92,40 +83,6 @@ async fn raw_channel_latency(count: usize, size: usize) -> Vec<Duration> {
         samples.push(sent.elapsed());
     }
     pairs.close().await;
-    samples
-}
-
-/// One-row PostgreSQL commits on `actor`'s database, one at a time: a
-/// table with a message's shape (uuid key, text, bytes, time), durable
-/// like the messages table.
-async fn pg_commits(actor: &Actor, count: usize) -> Vec<Duration> {
-    use sqlx::Connection as _;
-    let url = format!("{}/{}", actor.stack.postgres, actor.database);
-    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TABLE bench_floor (id uuid PRIMARY KEY, body text NOT NULL,
-         envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(&mut connection)
-    .await
-    .unwrap();
-    let envelope = vec![7u8; 220];
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let start = Instant::now();
-        sqlx::query("INSERT INTO bench_floor (id, body, envelope) VALUES ($1, $2, $3)")
-            .bind(uuid::Uuid::now_v7())
-            .bind("a typical chat line of about sixty bytes, give or take a few")
-            .bind(&envelope)
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        samples.push(start.elapsed());
-    }
-    sqlx::query("DROP TABLE bench_floor")
-        .execute(&mut connection)
-        .await
-        .unwrap();
     samples
 }
 

@@ -231,6 +231,21 @@ pub fn latencies(samples: &[Sample]) -> Vec<Duration> {
     samples.iter().map(|sample| sample.elapsed).collect()
 }
 
+/// The timing marks a message passes on the Kafka path, in order: alice's
+/// call and write, her own data-out's acknowledgement (and the place
+/// written), her delivery worker's fetch and the produce to bob's data-in
+/// acknowledged, bob's fetch, his checks, his write.
+pub const KAFKA_HOPS: &[&str] = &[
+    "send.called",
+    "send.stored",
+    "send.queued",
+    "delivery.fetched",
+    "delivery.produced",
+    "kafka.arrived",
+    "kafka.checked",
+    "stored",
+];
+
 /// Where the time of `samples` went: for each hop of `hops` (timing marks
 /// of the sending and the receiving daemon, in the order a message passes
 /// them), the p50 of the time since the previous one, from the call's
@@ -404,4 +419,38 @@ pub async fn wait_connected(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One-row PostgreSQL commits on `actor`'s database, one at a time: a
+/// table with a message's shape (uuid key, text, bytes, time), durable
+/// like the messages table.
+pub async fn pg_commits(actor: &kirc_testkit::Actor, count: usize) -> Vec<Duration> {
+    use sqlx::Connection as _;
+    let url = format!("{}/{}", actor.stack.postgres, actor.database);
+    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE bench_floor (id uuid PRIMARY KEY, body text NOT NULL,
+         envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let envelope = vec![7u8; 220];
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        sqlx::query("INSERT INTO bench_floor (id, body, envelope) VALUES ($1, $2, $3)")
+            .bind(uuid::Uuid::now_v7())
+            .bind("a typical chat line of about sixty bytes, give or take a few")
+            .bind(&envelope)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        samples.push(start.elapsed());
+    }
+    sqlx::query("DROP TABLE bench_floor")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    samples
 }
