@@ -20,12 +20,34 @@ pg_install() {
 
 pg_ready() { as_pg_owner "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
+pg_sql() {
+	PGPASSWORD=$PG_PASSWORD "$(pg_bindir)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAq "$@"
+}
+
+# Commits are durable (each one flushed to disk, as on any managed
+# PostgreSQL) unless KIRC_STACK_PG_DURABLE=0, which the test command sets:
+# the tests check what kircd does, not the disk. `fsync` can change without a
+# restart, so every `up` applies the mode asked for, to a running server too.
+pg_apply_durability() {
+	local fsync=on
+	[ "${KIRC_STACK_PG_DURABLE:-1}" = 0 ] && fsync=off
+	pg_sql -c "ALTER SYSTEM SET fsync = $fsync" -c "SELECT pg_reload_conf()" >/dev/null ||
+		die "cannot set fsync on postgres" "log: $PG_DIR/postgres.log"
+	say "postgres commits: $(pg_durability)"
+}
+
+# "durable" or "not flushed (fsync=off)", as the server has it now.
+pg_durability() {
+	if [ "$(pg_sql -c 'SHOW fsync')" = on ]; then echo durable; else echo "not flushed (fsync=off)"; fi
+}
+
 pg_up() {
 	pg_install
 	local bin
 	bin=$(pg_bindir)
 	if [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
 		say "postgres already running on 127.0.0.1:$PG_PORT"
+		pg_apply_durability
 		return 0
 	fi
 	mkdir -p "$PG_DIR"
@@ -44,9 +66,10 @@ pg_up() {
 	# The Unix socket goes into the stack folder, not /var/run/postgresql, so
 	# that this cluster never collides with a system one.
 	as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t "$START_TIMEOUT" \
-		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200 -c fsync=off" start >/dev/null ||
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" start >/dev/null ||
 		{ tail -n 30 "$PG_DIR/postgres.log" >&2; die "postgres did not start" "log: $PG_DIR/postgres.log"; }
 	wait_ready postgres "" "$PG_DIR/postgres.log" pg_ready
+	pg_apply_durability
 	say "postgres ready (user $PG_USER, password $PG_PASSWORD; each actor uses a database of its own)"
 }
 

@@ -20,7 +20,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{cpu_ticks, get_status_round_trips, proc_field, summarize};
-use kirc_testkit::{Actor, Daemon, all_up, bin};
+use kirc_testkit::{Actor, Daemon, all_up};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RTT_WARMUP: usize = 2_000;
@@ -67,11 +67,7 @@ async fn main() {
         .unwrap_or(60);
     let mut actor = Actor::new("bench").await;
     actor.as_users_run_it().set("log.level", "warn");
-    println!(
-        "kircd {} at {}",
-        env!("CARGO_PKG_VERSION"),
-        bin("kircd").display()
-    );
+    common::print_header().await;
 
     // Cold start to READY, and the bare process start as its baseline.
     let mut version_runs = Vec::new();

@@ -42,7 +42,7 @@ use common::{
     latencies, ms, pg_commits, proc_field, raw_latency, send_latency, summarize, thread_activity,
     wait_connected,
 };
-use kirc_testkit::{Actor, Daemon, befriend, bin};
+use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::peers::link::LinkEvent;
 
 /// The timing marks a message passes over the direct path, and over Kafka
@@ -222,11 +222,7 @@ async fn main() {
     let rounds = count("KIRC_BENCH_ROUNDS", 10);
     let idle_secs = count("KIRC_BENCH_IDLE_SECS", 30) as u64;
     let peers = count("KIRC_BENCH_PEERS", 20);
-    println!(
-        "kircd {} at {}",
-        env!("CARGO_PKG_VERSION"),
-        bin("kircd").display()
-    );
+    common::print_header().await;
     let alice = actor("alice", true).await;
     let bob = actor("bob", true).await;
     let carol = actor("carol", false).await;

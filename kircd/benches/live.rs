@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::{ms, raw_latency, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, PresenceState, event::Kind};
-use kirc_testkit::{Actor, Daemon, Watcher, befriend, bin};
+use kirc_testkit::{Actor, Daemon, Watcher, befriend};
 use kircd::backends::traffic::{Budgets, Priority};
 
 const SAMPLES: usize = 200;
@@ -53,11 +53,7 @@ async fn until(
 
 #[tokio::main]
 async fn main() {
-    println!(
-        "kircd {} at {}",
-        env!("CARGO_PKG_VERSION"),
-        bin("kircd").display()
-    );
+    common::print_header().await;
     let mut alice = Actor::new("alice").await;
     alice.as_users_run_it();
     let mut bob = Actor::new("bob").await;

@@ -35,7 +35,7 @@ use common::{
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
-use kirc_testkit::{Actor, Daemon, befriend, bin, random_records};
+use kirc_testkit::{Actor, Daemon, befriend, random_records};
 use kircd::crypto::envelope;
 use kircd::crypto::identity::Identity;
 use prost::Message as _;
@@ -47,11 +47,7 @@ async fn main() {
     let messages = count("KIRC_BENCH_MESSAGES", 1000);
     let ingest = count("KIRC_BENCH_INGEST", 100_000);
     let junk = count("KIRC_BENCH_JUNK", 50_000);
-    println!(
-        "kircd {} at {}",
-        env!("CARGO_PKG_VERSION"),
-        bin("kircd").display()
-    );
+    common::print_header().await;
     let mut alice = Actor::new("alice").await;
     // The latency figure's timing marks (a log line per hop) on top of
     // warnings; the ingest runs without them.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::{Pacing, count, latencies, ms, proc_field, send_latency, summarize, wait_connected};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, TransferState, event::Kind};
-use kirc_testkit::{Actor, Daemon, befriend, bin};
+use kirc_testkit::{Actor, Daemon, befriend};
 
 async fn actor(name: &str) -> Actor {
     let mut actor = Actor::new(name).await;
@@ -139,11 +139,7 @@ async fn main() {
     let rounds = count("KIRC_BENCH_ROUNDS", 5);
     let messages = count("KIRC_BENCH_MESSAGES", 200);
     let megabytes = count("KIRC_BENCH_FILE_MB", 100);
-    println!(
-        "kircd {} at {}",
-        env!("CARGO_PKG_VERSION"),
-        bin("kircd").display()
-    );
+    common::print_header().await;
     let alice = actor("alice").await;
     let bob = actor("bob").await;
     let alice_daemon = Daemon::start(&alice).await;

@@ -454,3 +454,32 @@ pub async fn pg_commits(actor: &kirc_testkit::Actor, count: usize) -> Vec<Durati
         .unwrap();
     samples
 }
+
+/// The line each benchmark starts with: which kircd, and whether the
+/// stack's PostgreSQL flushes each commit to disk, which every figure
+/// with a write in it depends on (`dev/stack status` says it too).
+pub async fn print_header() {
+    use sqlx::Connection as _;
+    let stack = kirc_testkit::Stack::from_env();
+    let mut connection = sqlx::PgConnection::connect(&format!("{}/postgres", stack.postgres))
+        .await
+        .unwrap();
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    let synchronous: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    let mode = if fsync == "on" && synchronous == "on" {
+        "durable"
+    } else {
+        "NOT durable"
+    };
+    println!(
+        "kircd {} at {}; PostgreSQL commits: {mode} (fsync={fsync}, synchronous_commit={synchronous})",
+        env!("CARGO_PKG_VERSION"),
+        kirc_testkit::bin("kircd").display()
+    );
+}
