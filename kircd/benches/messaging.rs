@@ -29,11 +29,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    KAFKA_HOPS, Pacing, consumer, count, hop_breakdown, latencies, ms, pg_commits, raw_latency,
-    send_latency, summarize,
+    KAFKA_HOPS, Pacing, consumer, count, fill_inbox, hop_breakdown, latencies, ms, pg_commits,
+    raw_latency, send_latency, summarize, wait_added,
 };
-use futures::StreamExt;
-use kirc_proto::v1::{self as pb, event::Kind};
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
 use kircd::crypto::envelope;
@@ -318,38 +316,16 @@ fn receipts_in(alice: &Actor, bob: &Actor) -> (usize, usize) {
 /// starts bob with `budget` and times it until every envelope's event.
 async fn ingest_run(fill: &Fill<'_>, bob: &mut Actor, budget: i64) -> IngestRun {
     let data_in = format!("{}data-in", bob.topic_prefix);
-    let conversation = envelope::conversation_id(fill.alice_keys.id(), fill.bob_keys.id());
-    let producer = bulk_producer(&bob.stack.kafka);
     let fill_start = Instant::now();
-    let mut deliveries = Vec::with_capacity(fill.count);
-    let pair = envelope::PairKey::new(fill.alice_keys, &fill.bob_keys.box_key());
-    for index in 0..fill.count {
-        let bytes = envelope::seal(
-            fill.alice_keys,
-            fill.bob_keys.id(),
-            &pair,
-            wire::Kind::Chat,
-            envelope::new_message_id(),
-            &wire::ChatPayload {
-                text: format!("ingest {index}"),
-                action: false,
-            }
-            .encode_to_vec(),
-        );
-        deliveries.push(
-            producer
-                .send_result(
-                    FutureRecord::to(&data_in)
-                        .key(conversation.as_bytes().as_slice())
-                        .payload(&bytes),
-                )
-                .map_err(|(err, _)| err)
-                .unwrap(),
-        );
-    }
-    for delivery in deliveries {
-        delivery.await.unwrap().unwrap();
-    }
+    fill_inbox(
+        &bob.stack.kafka,
+        &data_in,
+        fill.alice_keys,
+        fill.bob_keys,
+        fill.count,
+        "ingest",
+    )
+    .await;
     eprintln!(
         "filled {} envelopes in {:.1} s",
         fill.count,
@@ -375,26 +351,7 @@ async fn ingest_run(fill: &Fill<'_>, bob: &mut Actor, budget: i64) -> IngestRun 
     );
     let ingest_start = Instant::now();
     let bob_daemon = Daemon::start(bob).await;
-    let mut events = bob_daemon
-        .client()
-        .await
-        .subscribe(pb::SubscribeRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut added = 0usize;
-    while added < fill.count {
-        let event = tokio::time::timeout(Duration::from_secs(120), events.next())
-            .await
-            .expect("ingest stalled")
-            .unwrap()
-            .unwrap();
-        if let Some(Kind::MessageAdded(message)) = &event.kind
-            && message.body.starts_with("ingest ")
-        {
-            added += 1;
-        }
-    }
+    wait_added(&bob_daemon, fill.count, "ingest").await;
     let elapsed = ingest_start.elapsed();
     if std::env::var_os("KIRC_BENCH_BOB_LOG").is_some() {
         eprintln!("{}", bob_daemon.stderr());

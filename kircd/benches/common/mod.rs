@@ -3,6 +3,8 @@
 // Each benchmark uses a part of this module.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -482,4 +484,84 @@ pub async fn print_header() {
         env!("CARGO_PKG_VERSION"),
         kirc_testkit::bin("kircd").display()
     );
+}
+
+/// Fills `topic` (a data-in) with `count` chat envelopes from `from` to
+/// `to`, texts `"{tag} {index}"`, as fast as the broker takes them.
+pub async fn fill_inbox(
+    bootstrap: &str,
+    topic: &str,
+    from: &kircd::crypto::identity::Identity,
+    to: &kircd::crypto::identity::Identity,
+    count: usize,
+    tag: &str,
+) {
+    use kirc_proto::wire::v1 as wire;
+    use kircd::crypto::envelope;
+    use prost::Message as _;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let conversation = envelope::conversation_id(from.id(), to.id());
+    let pair = envelope::PairKey::new(from, &to.box_key());
+    let mut deliveries = Vec::with_capacity(count);
+    for index in 0..count {
+        let bytes = envelope::seal(
+            from,
+            to.id(),
+            &pair,
+            wire::Kind::Chat,
+            envelope::new_message_id(),
+            &wire::ChatPayload {
+                text: format!("{tag} {index}"),
+                action: false,
+            }
+            .encode_to_vec(),
+        );
+        deliveries.push(
+            producer
+                .send_result(
+                    FutureRecord::to(topic)
+                        .key(conversation.as_bytes().as_slice())
+                        .payload(&bytes),
+                )
+                .map_err(|(err, _)| err)
+                .unwrap(),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+}
+
+/// Waits on `daemon`'s event stream until `count` messages whose text
+/// starts with `"{tag} "` were added.
+pub async fn wait_added(daemon: &kirc_testkit::Daemon, count: usize, tag: &str) {
+    use futures::StreamExt;
+    use kirc_proto::v1::{self as pb, event::Kind};
+    let prefix = format!("{tag} ");
+    let mut events = daemon
+        .client()
+        .await
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut added = 0usize;
+    while added < count {
+        let event = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .expect("ingest stalled")
+            .unwrap()
+            .unwrap();
+        if let Some(Kind::MessageAdded(message)) = &event.kind
+            && message.body.starts_with(&prefix)
+        {
+            added += 1;
+        }
+    }
 }
