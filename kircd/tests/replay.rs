@@ -196,7 +196,7 @@ async fn old_control_records_of_every_kind_are_refused_when_replayed() {
         old_accepted[0].0.clone(),
         online,
         oldest(wire::Kind::Typing),
-        oldest(wire::Kind::Receipt),
+        oldest(wire::Kind::ReceiptRange),
     ];
     let producer = kafka::producer(&kafka_at);
     let before = bob_daemon.status().await;

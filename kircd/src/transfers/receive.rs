@@ -358,6 +358,9 @@ impl Receiving {
                 })
             }
             // A body of a later version, perhaps: nothing to act on.
+            Some(wire::file_frame::Body::Progress(_)) => {
+                Err(FrameError::Ignored("progress is for the sender"))
+            }
             None => Err(FrameError::Ignored(
                 "a frame without a body this kircd reads",
             )),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,6 +37,14 @@ fn frame_bytes(max_message: Option<usize>) -> usize {
         .map_or(MIN_FRAME_BYTES, |max| max.saturating_sub(FRAME_OVERHEAD))
         .clamp(MIN_FRAME_BYTES, MAX_FRAME_BYTES)
 }
+
+/// Bytes a run keeps on the way beyond the recipient's latest progress
+/// (`FileProgress`: verified and recorded there). The channel and the crate
+/// under it buffer far more than this (hundreds of frames between the
+/// association and the reader), all of it lost when either side is killed;
+/// the window bounds what a resume sends twice to this, whatever they hold.
+/// Sixteen pieces: enough to keep a path of 100 MB/s and 40 ms busy.
+pub const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Piece hashes per frame (32 KiB).
 const HASHES_PER_FRAME: usize = 1024;
@@ -68,6 +76,11 @@ pub struct SendRun {
     pub run: u64,
     pub channels: Arc<dyn FileChannels>,
     pub reports: mpsc::Sender<Report>,
+    /// Bytes the recipient held when the run started (what `resume_from`
+    /// says), in the terms of its progress reports.
+    pub base: u64,
+    /// The recipient's progress reports (verified bytes).
+    pub progress: watch::Receiver<u64>,
 }
 
 impl SendRun {
@@ -81,6 +94,8 @@ impl SendRun {
     }
 
     async fn send_all(&self) -> SendEnd {
+        let mut position = self.base;
+        let mut progress = self.progress.clone();
         let piece_bytes = self.transfer.piece_bytes;
         let frame_bytes = frame_bytes(self.channels.max_message(peer(&self.transfer)).await);
         for (index, file) in self.transfer.files.iter().enumerate() {
@@ -153,6 +168,10 @@ impl SendRun {
                     (at, bytes.slice(at..end))
                 }) {
                     let length = slice.len() as u64;
+                    if window(&mut progress, position + length).await.is_err() {
+                        return SendEnd::PathLost;
+                    }
+                    position += length;
                     let frame = self.frame(
                         file_index,
                         wire::file_frame::Body::Data(wire::FileData {
@@ -194,6 +213,16 @@ impl SendRun {
             .await
             .map_err(|err| tracing::debug!(transfer = %self.transfer.id, error = %err, "a file frame was not sent"))
     }
+}
+
+/// Waits until the recipient's `progress` lets a run have sent up to
+/// `position`; Err if the engine is gone.
+async fn window(progress: &mut watch::Receiver<u64>, position: u64) -> Result<(), ()> {
+    progress
+        .wait_for(|verified| position <= verified.saturating_add(WINDOW_BYTES))
+        .await
+        .map(|_| ())
+        .map_err(|_| ())
 }
 
 fn peer(transfer: &TransferRecord) -> ActorId {

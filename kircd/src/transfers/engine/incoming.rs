@@ -137,6 +137,10 @@ impl Engine {
         let Ok(id) = Uuid::from_slice(&frame.transfer_id) else {
             return;
         };
+        if let Some(wire::file_frame::Body::Progress(progress)) = &frame.body {
+            self.recipient_progress(id, record.from, progress.verified_bytes);
+            return;
+        }
         let Some(receiving) = self
             .receiving
             .get_mut(&id)
@@ -163,15 +167,21 @@ impl Engine {
             }
             Ok(Step::Verified) => {
                 let verified = receiving.verified_pieces();
+                let done = receiving.done_bytes();
                 self.changed.insert(id);
                 if let Err(err) = store::set_verified_pieces(&self.t.pool, id, &verified).await {
                     tracing::warn!(transfer = %id, error = %err, "cannot store a transfer's progress");
+                } else {
+                    self.send_progress(id, record.from, done);
                 }
             }
             Ok(Step::FileReady) => {
                 let verified = receiving.verified_pieces();
+                let done = receiving.done_bytes();
                 if let Err(err) = store::set_verified_pieces(&self.t.pool, id, &verified).await {
                     tracing::warn!(transfer = %id, error = %err, "cannot store a transfer's progress");
+                } else {
+                    self.send_progress(id, record.from, done);
                 }
                 self.finish_ready(id).await;
             }
@@ -196,6 +206,33 @@ impl Engine {
             }
             Err(err @ FrameError::Disk { .. }) => self.fail(id, &disk_reason(&err)).await,
         }
+    }
+
+    /// Tells the sender of `id` that `verified_bytes` are verified and
+    /// recorded here, which opens its window that far. Only once recorded:
+    /// a restart resumes from what was recorded, so the sender never has
+    /// more than its window beyond a resume's starting point. Sent from a
+    /// task of its own, so that a full channel never holds the engine;
+    /// the sender keeps the largest figure, whatever order they arrive in.
+    fn send_progress(&self, id: Uuid, sender: ActorId, verified_bytes: u64) {
+        let Some(channels) = self.t.channels.clone() else {
+            return;
+        };
+        let frame = bytes::Bytes::from(
+            wire::FileFrame {
+                transfer_id: id.as_bytes().to_vec(),
+                file: 0,
+                body: Some(wire::file_frame::Body::Progress(wire::FileProgress {
+                    verified_bytes,
+                })),
+            }
+            .encode_to_vec(),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = channels.send_file(sender, frame).await {
+                tracing::debug!(transfer = %id, error = %err, "a progress frame was not sent");
+            }
+        });
     }
 
     /// Finishes every file of `id` that is ready, in order; the transfer

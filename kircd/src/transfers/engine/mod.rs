@@ -104,6 +104,9 @@ struct Sending {
     /// Bytes the recipient held when the run started.
     base: u64,
     sent: u64,
+    /// The recipient's latest progress (verified bytes); the run keeps at
+    /// most a window beyond it on the way.
+    acked: tokio::sync::watch::Sender<u64>,
 }
 
 struct Engine {

@@ -121,12 +121,15 @@ impl Engine {
             .sum();
         tracing::debug!(transfer = %id, run = self.next_run, ?resume_from, "sending");
         let cancel = CancellationToken::new();
+        let (acked, progress) = tokio::sync::watch::channel(base);
         let run = SendRun {
             transfer: record.clone(),
             resume_from,
             run: self.next_run,
             channels: Arc::clone(channels),
             reports: self.reports.clone(),
+            base,
+            progress,
         };
         tokio::spawn(run.run(cancel.clone()));
         self.sending.insert(
@@ -136,8 +139,27 @@ impl Engine {
                 _stop: cancel.drop_guard(),
                 base,
                 sent: 0,
+                acked,
             },
         );
+    }
+
+    /// The recipient of `id` (`from`) reports how far it got.
+    pub(super) fn recipient_progress(&mut self, id: Uuid, from: ActorId, verified_bytes: u64) {
+        if self
+            .records
+            .get(&id)
+            .is_none_or(|record| record.peer != from)
+        {
+            return;
+        }
+        if let Some(sending) = self.sending.get(&id) {
+            sending.acked.send_if_modified(|acked| {
+                let moved = verified_bytes > *acked;
+                *acked = (*acked).max(verified_bytes);
+                moved
+            });
+        }
     }
 
     pub(super) async fn report(&mut self, report: Report) {
