@@ -80,8 +80,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = wire::FileAnswerKind::try_from(answer.kind);
             }
         }
-        9 => drop(wire::FileFrame::decode(payload)),
-        10 => {
+        9 => {
             if let Ok(range) = wire::ReceiptRange::decode(payload) {
                 let _ = wire::ReceiptKind::try_from(range.kind);
                 let _ = (
@@ -90,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
+        10 => drop(wire::FileFrame::decode(payload)),
         _ => {
             let (Some(applied), Some(record)) = (mark(payload), payload.get(60..).and_then(mark))
             else {

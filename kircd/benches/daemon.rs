@@ -4,7 +4,11 @@
 //!   bytes (the floor any socket RPC pays);
 //! - cold start to READY (`kircd run` until its sd_notify READY=1) vs. the
 //!   same binary's `--version` (process start alone);
-//! - idle RSS and CPU of a kircd with all backends up, after a minute.
+//! - idle RSS and CPU of a kircd with all backends up, after a minute, with
+//!   the wake-ups of each of its threads;
+//! - the bytes an idle kircd produces per contact per day (presence
+//!   heartbeats), against the free tier's budget: a second actor as its
+//!   contact, both idle for the same minute.
 //!
 //! Run with `dev/bench` (it starts the stack). `KIRC_BENCH_IDLE_SECS` shortens
 //! the idle minute for a quick look.
@@ -19,8 +23,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_ticks, get_status_round_trips, proc_field, summarize};
-use kirc_testkit::{Actor, Daemon, all_up};
+use common::{cpu_ticks, get_status_round_trips, proc_field, summarize, thread_activity};
+use kirc_proto::v1 as pb;
+use kirc_testkit::{Actor, Daemon, all_up, befriend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RTT_WARMUP: usize = 2_000;
@@ -106,14 +111,39 @@ async fn main() {
     // Idle: all backends up, no client, default probe interval.
     let pid = daemon.pid();
     let ticks_before = cpu_ticks(pid);
+    let threads_before = thread_activity(pid);
+    let bytes_before = produced_bytes(&daemon).await;
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let ticks_after = cpu_ticks(pid);
+    let threads_after = thread_activity(pid);
+    let alone_bytes = produced_bytes(&daemon).await - bytes_before;
     let rss_kib = proc_field(pid, "status", "VmRSS:");
     let hwm_kib = proc_field(pid, "status", "VmHWM:");
     let threads = proc_field(pid, "status", "Threads:");
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
     let cpu_seconds = (ticks_after - ticks_before) as f64 / ticks_per_second;
     let cpu_percent = cpu_seconds / idle_secs as f64 * 100.0;
+
+    // The same minute with one contact: what a contact costs idle.
+    let mut contact = Actor::new("contact").await;
+    contact.as_users_run_it().set("log.level", "warn");
+    let contact_daemon = Daemon::start(&contact).await;
+    befriend((&actor, &daemon), (&contact, &contact_daemon)).await;
+    // Both have told the other they are online (the first heartbeat).
+    for (watching, other) in [(&daemon, &contact), (&contact_daemon, &actor)] {
+        watching
+            .watch()
+            .await
+            .wait_for("the contact online", Duration::from_secs(30), |view| {
+                view.presence_of(&other.actor_id)
+                    .is_some_and(|presence| presence.state == pb::PresenceState::Online as i32)
+            })
+            .await;
+    }
+    let before = produced_bytes(&daemon).await;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let with_contact_bytes = produced_bytes(&daemon).await - before;
+    assert!(contact_daemon.stop().await.success());
     assert!(daemon.stop().await.success());
 
     let start = summarize(starts);
@@ -143,4 +173,50 @@ async fn main() {
         rss_kib as f64 / 1024.0,
         hwm_kib as f64 / 1024.0
     );
+    println!();
+    println!("| thread | threads | wake-ups per second | CPU ticks |");
+    println!("|---|---|---|---|");
+    let mut rows: Vec<(String, u64, u64, usize)> = threads_after
+        .iter()
+        .map(|(name, after)| {
+            let before = threads_before.get(name).copied().unwrap_or_default();
+            (
+                name.clone(),
+                after.switches.saturating_sub(before.switches),
+                after.ticks.saturating_sub(before.ticks),
+                after.threads,
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    for (name, switches, ticks, count) in rows.iter().filter(|row| row.1 > 0) {
+        println!(
+            "| {name} | {count} | {:.2} | {ticks} |",
+            *switches as f64 / idle_secs as f64
+        );
+    }
+    let per_day = |bytes: u64| bytes as f64 * 86_400.0 / idle_secs as f64;
+    let contact_per_day = per_day(with_contact_bytes.saturating_sub(alone_bytes));
+    // The budget kircd allows itself per cluster (192 kB/s), for a day.
+    let budget_per_day = 192_000.0 * 86_400.0;
+    println!();
+    println!(
+        "idle bytes produced: alone {:.0} per day; each contact adds {:.0} per day (presence heartbeats, produced to the own rpc-out and delivered to the contact's rpc-in); 50 contacts: {:.1} MB per day = {:.3} % of a day of the 192 kB/s budget (goal ≤ 1 %)",
+        per_day(alone_bytes),
+        contact_per_day,
+        contact_per_day * 50.0 / 1e6,
+        contact_per_day * 50.0 / budget_per_day * 100.0
+    );
+}
+
+/// The bytes `daemon` has produced so far, all clusters together (its
+/// traffic figures).
+async fn produced_bytes(daemon: &Daemon) -> u64 {
+    daemon
+        .status()
+        .await
+        .traffic
+        .iter()
+        .map(|traffic| traffic.total_bytes)
+        .sum()
 }

@@ -34,6 +34,7 @@ fn profile(identity: &Identity, name: &str) -> wire::SignedProfile {
                 ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             }),
             updated_at_unix_ms: 1_700_000_000_000,
+            features: vec![wire::Feature::ReceiptRanges as i32],
         },
     )
 }
@@ -109,7 +110,13 @@ fn main() {
         reason: String::new(),
     }
     .encode_to_vec();
-    let payloads: [(wire::Kind, &[u8]); 8] = [
+    let range = wire::ReceiptRange {
+        kind: wire::ReceiptKind::Received as i32,
+        first: vec![6; 16],
+        last: vec![7; 16],
+    }
+    .encode_to_vec();
+    let payloads: [(wire::Kind, &[u8]); 9] = [
         (wire::Kind::ContactRequest, &request),
         (wire::Kind::ContactAccepted, &accepted),
         (wire::Kind::Receipt, &receipt),
@@ -118,6 +125,7 @@ fn main() {
         (wire::Kind::Heartbeat, &heartbeat),
         (wire::Kind::FileOffer, &offer),
         (wire::Kind::FileAnswer, &answer),
+        (wire::Kind::ReceiptRange, &range),
     ];
 
     for (index, text) in [
@@ -158,7 +166,7 @@ fn main() {
         tagged.extend_from_slice(payload);
         write(&dir, "control", &format!("{kind:?}"), &tagged);
     }
-    let mut marks = vec![10u8];
+    let mut marks = vec![11u8];
     marks.extend_from_slice(&[1; 60]);
     marks.extend_from_slice(&[2; 60]);
     write(&dir, "control", "marks", &marks);
