@@ -129,14 +129,15 @@ async fn main() {
     contact.as_users_run_it().set("log.level", "warn");
     let contact_daemon = Daemon::start(&contact).await;
     befriend((&actor, &daemon), (&contact, &contact_daemon)).await;
-    // Both have told the other they are online (the first heartbeat).
+    // Both have told the other their presence (the first heartbeat; away,
+    // since no client is attached).
     for (watching, other) in [(&daemon, &contact), (&contact_daemon, &actor)] {
         watching
             .watch()
             .await
-            .wait_for("the contact online", Duration::from_secs(30), |view| {
+            .wait_for("the contact's presence", Duration::from_secs(30), |view| {
                 view.presence_of(&other.actor_id)
-                    .is_some_and(|presence| presence.state == pb::PresenceState::Online as i32)
+                    .is_some_and(|presence| presence.state == pb::PresenceState::Away as i32)
             })
             .await;
     }
@@ -188,7 +189,7 @@ async fn main() {
             )
         })
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
     for (name, switches, ticks, count) in rows.iter().filter(|row| row.1 > 0) {
         println!(
             "| {name} | {count} | {:.2} | {ticks} |",

@@ -287,7 +287,10 @@ mod tests {
         }
     }
 
-    fn runs(chats: &[Incoming], replayed: &[u128]) -> Vec<(u8, Vec<Vec<u128>>)> {
+    /// Per sender (its first id byte), its runs of message numbers.
+    type Runs = Vec<(u8, Vec<Vec<u128>>)>;
+
+    fn runs(chats: &[Incoming], replayed: &[u128]) -> Runs {
         let replayed = replayed.iter().map(|id| Uuid::from_u128(*id)).collect();
         acknowledged_runs(chats, &replayed)
             .into_iter()
@@ -303,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_run_per_sender_cut_at_refusals_and_partition_changes() {
-        let cases: &[(&str, Vec<Incoming>, &[u128], Vec<(u8, Vec<Vec<u128>>)>)] = &[
+        let cases: &[(&str, Vec<Incoming>, &[u128], Runs)] = &[
             ("empty", vec![], &[], vec![]),
             (
                 "two senders interleaved",
