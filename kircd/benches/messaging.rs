@@ -29,16 +29,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    KAFKA_HOPS, Pacing, consumer, count, fill_inbox, hop_breakdown, latencies, ms, pg_commits,
-    raw_latency, send_latency, summarize, wait_added,
+    KAFKA_HOPS, Pacing, bulk_producer, consumer, count, fill_inbox, hop_breakdown, latencies, ms,
+    pg_commits, raw_latency, send_latency, summarize, wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
 use kircd::crypto::envelope;
 use kircd::crypto::identity::Identity;
 use prost::Message as _;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 #[tokio::main]
 async fn main() {
@@ -365,17 +364,6 @@ async fn ingest_run(fill: &Fill<'_>, bob: &mut Actor, budget: i64) -> IngestRun 
         receipts: receipts_after.0 - receipts_before.0,
         receipt_bytes: receipts_after.1 - receipts_before.1,
     }
-}
-
-/// A producer for filling topics fast.
-fn bulk_producer(bootstrap: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap()
 }
 
 fn cores() -> usize {

@@ -499,13 +499,7 @@ pub async fn fill_inbox(
     use kirc_proto::wire::v1 as wire;
     use kircd::crypto::envelope;
     use prost::Message as _;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
+    let producer = bulk_producer(bootstrap);
     let conversation = envelope::conversation_id(from.id(), to.id());
     let pair = envelope::PairKey::new(from, &to.box_key());
     let mut deliveries = Vec::with_capacity(count);
@@ -564,4 +558,15 @@ pub async fn wait_added(daemon: &kirc_testkit::Daemon, count: usize, tag: &str) 
             added += 1;
         }
     }
+}
+
+/// A producer for filling topics fast.
+pub fn bulk_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
 }

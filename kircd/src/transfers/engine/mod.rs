@@ -6,7 +6,9 @@
 //!
 //! Here: the loop, loading, progress, the commands and what both sides
 //! share (answers, cancel, failure, paths opening); the sender's side is in
-//! `outgoing`, the recipient's in `incoming`.
+//! `outgoing`, the recipient's in `incoming`. Past 600 lines by a few; the
+//! next seam is progress (`Meter`, `progress`, `publish_progress`), which
+//! would go to a file of its own.
 
 mod incoming;
 mod outgoing;
