@@ -290,7 +290,10 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                     .rev()
                     .find(|message| message.id == changed.message_id)
             {
-                message.state = changed.state;
+                // States only move forward; two of the daemon's writers
+                // (the send's QUEUED, the delivery's DELIVERED) may publish
+                // out of order.
+                message.state = message.state.max(changed.state);
             }
         }
         Some(Kind::ReadMarkerMoved(moved)) if moved.unread == 0 => {

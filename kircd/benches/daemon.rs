@@ -11,7 +11,8 @@
 //!   contact, both idle for the same minute.
 //!
 //! Run with `dev/bench` (it starts the stack). `KIRC_BENCH_IDLE_SECS` shortens
-//! the idle minute for a quick look.
+//! the idle minute for a quick look; `KIRC_BENCH_PERF` names a folder for a
+//! `perf` profile of it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,7 +24,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_ticks, get_status_round_trips, proc_field, summarize, thread_activity};
+use common::idle::idle;
+use common::{get_status_round_trips, proc_field, summarize};
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, all_up, befriend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,20 +111,11 @@ async fn main() {
     let rpc = summarize(get_status_round_trips(&daemon, RTT_WARMUP, RTT_SAMPLES).await);
 
     // Idle: all backends up, no client, default probe interval.
-    let pid = daemon.pid();
-    let ticks_before = cpu_ticks(pid);
-    let threads_before = thread_activity(pid);
     let bytes_before = produced_bytes(&daemon).await;
-    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
-    let ticks_after = cpu_ticks(pid);
-    let threads_after = thread_activity(pid);
+    let alone = idle(daemon.pid(), idle_secs, "alone").await;
     let alone_bytes = produced_bytes(&daemon).await - bytes_before;
-    let rss_kib = proc_field(pid, "status", "VmRSS:");
-    let hwm_kib = proc_field(pid, "status", "VmHWM:");
-    let threads = proc_field(pid, "status", "Threads:");
-    let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
-    let cpu_seconds = (ticks_after - ticks_before) as f64 / ticks_per_second;
-    let cpu_percent = cpu_seconds / idle_secs as f64 * 100.0;
+    let hwm_kib = proc_field(daemon.pid(), "status", "VmHWM:");
+    let threads = proc_field(daemon.pid(), "status", "Threads:");
 
     // The same minute with one contact: what a contact costs idle.
     let mut contact = Actor::new("contact").await;
@@ -170,31 +163,17 @@ async fn main() {
     );
     println!();
     println!(
-        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, CPU {cpu_seconds:.2} s = {cpu_percent:.3} %",
-        rss_kib as f64 / 1024.0,
-        hwm_kib as f64 / 1024.0
+        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, {} fds, CPU {:.3} % of a core",
+        alone.rss_mib,
+        hwm_kib as f64 / 1024.0,
+        alone.fds,
+        alone.cpu
     );
     println!();
     println!("| thread | threads | wake-ups per second | CPU ticks |");
     println!("|---|---|---|---|");
-    let mut rows: Vec<(String, u64, u64, usize)> = threads_after
-        .iter()
-        .map(|(name, after)| {
-            let before = threads_before.get(name).copied().unwrap_or_default();
-            (
-                name.clone(),
-                after.switches.saturating_sub(before.switches),
-                after.ticks.saturating_sub(before.ticks),
-                after.threads,
-            )
-        })
-        .collect();
-    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
-    for (name, switches, ticks, count) in rows.iter().filter(|row| row.1 > 0) {
-        println!(
-            "| {name} | {count} | {:.2} | {ticks} |",
-            *switches as f64 / idle_secs as f64
-        );
+    for (name, count, wakes, ticks) in alone.threads.iter().filter(|row| row.2 > 0.0) {
+        println!("| {name} | {count} | {wakes:.2} | {ticks} |");
     }
     let per_day = |bytes: u64| bytes as f64 * 86_400.0 / idle_secs as f64;
     let contact_per_day = per_day(with_contact_bytes.saturating_sub(alone_bytes));

@@ -333,12 +333,9 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
     .await
     .unwrap()
     .expect("stored");
-    store::set_outbox_position(&pool, id, 0, 7).await.unwrap();
-    for state in [
-        MessageState::Queued,
-        MessageState::Delivered,
-        MessageState::Received,
-    ] {
+    // Placed and QUEUED by one update.
+    assert!(store::set_queued(&pool, id, 0, 7).await.unwrap().is_some());
+    for state in [MessageState::Delivered, MessageState::Received] {
         store::advance_messages(&pool, &[id], state, true)
             .await
             .unwrap();
@@ -355,7 +352,18 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((updates, in_place), (4, 4), "(updates, of which in place)");
+    assert_eq!((updates, in_place), (3, 3), "(updates, of which in place)");
+
+    // The send's write comes after the delivery's: the place is recorded,
+    // the state stays where the delivery moved it.
+    assert_eq!(store::set_queued(&pool, id, 0, 9).await.unwrap(), None);
+    let (state, offset): (String, i64) =
+        sqlx::query_as("SELECT state, outbox_offset FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), offset), ("received", 9));
 }
 
 /// Stores an outgoing message in `conversation` (its seq is the next).
@@ -408,13 +416,11 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
         (m[6], 1, 3),
     ];
     for (id, partition, offset) in places {
-        store::set_outbox_position(&pool, id, partition, offset)
+        store::set_queued(&pool, id, partition, offset)
             .await
             .unwrap();
     }
-    store::set_outbox_position(&pool, m[5], 0, 40)
-        .await
-        .unwrap();
+    store::set_queued(&pool, m[5], 0, 40).await.unwrap();
 
     let covered = |mut ids: Vec<Uuid>| {
         ids.sort();
@@ -448,23 +454,21 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
         .unwrap();
     assert_eq!(range(m[0], m[4]).await, of(&[0, 3, 4]));
 
-    // A read range goes by our own order of storing, past PENDING.
-    for (index, id) in m.iter().enumerate().take(5) {
-        let state = if index == 3 {
-            MessageState::Pending
-        } else {
-            MessageState::Queued
-        };
-        store::advance_messages(&pool, &[*id], state, true)
-            .await
-            .unwrap();
-    }
+    // A read range goes by our own order of storing, past PENDING: a
+    // message stored but never produced is not covered.
+    let pending = sent(&pool, me, conversation).await;
+    let last = sent(&pool, me, conversation).await;
+    store::set_queued(&pool, last, 1, 4).await.unwrap();
     let read = covered(
-        store::read_range(&pool, conversation, m[4], m[1])
+        store::read_range(&pool, conversation, last, m[1])
             .await
             .unwrap(),
     );
-    assert_eq!(read, of(&[1, 2, 4]));
+    assert!(!read.contains(&pending));
+    assert_eq!(
+        read,
+        covered(m[1..].iter().copied().chain([last]).collect())
+    );
 }
 
 #[tokio::test]

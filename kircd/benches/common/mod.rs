@@ -3,6 +3,7 @@
 // Each benchmark uses a part of this module.
 #![allow(dead_code)]
 
+pub mod idle;
 pub mod relay;
 
 use std::time::{Duration, Instant};
@@ -234,13 +235,13 @@ pub fn latencies(samples: &[Sample]) -> Vec<Duration> {
 }
 
 /// The timing marks a message passes on the Kafka path, in order: alice's
-/// call and write, her own data-out's acknowledgement (and the place
-/// written), her delivery worker's fetch and the produce to bob's data-in
+/// call and write, her own data-out's acknowledgement (the call answers
+/// then; QUEUED is written beside the delivery), her delivery worker's fetch and the produce to bob's data-in
 /// acknowledged, bob's fetch, his checks, his write.
 pub const KAFKA_HOPS: &[&str] = &[
     "send.called",
     "send.stored",
-    "send.queued",
+    "send.acked",
     "delivery.fetched",
     "delivery.produced",
     "kafka.arrived",

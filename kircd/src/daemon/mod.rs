@@ -8,8 +8,8 @@
 //! manager → the own presence → the API →
 //! READY. Stop: STOPPING → tell subscribers → the same list backwards: the
 //! API stops accepting and ends its streams, contacts are told "offline"
-//! while the workers still deliver, the workers store their offsets and
-//! the outbox is flushed, the supervisors stop and the pool closes; then
+//! while the workers still deliver, the workers store their offsets, the
+//! sends' QUEUED writes end and the outbox is flushed, the supervisors stop and the pool closes; then
 //! the socket is removed. A new subsystem is built and started here, in
 //! its place in the list.
 
@@ -290,6 +290,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let flushing = outbox;
+    let settling = Arc::clone(&messaging);
     running.start(
         Component::new("workers", stop.clone())
             .task(tokio::spawn(inbox.run(stop.clone())))
@@ -319,10 +320,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 Arc::clone(&hub),
                 stop,
             )))
-            // What the workers produced last is acknowledged before the
-            // backends stop.
+            // The sends' QUEUED writes end, and what the workers produced
+            // last is acknowledged, before the backends stop.
             .finally(
                 async move {
+                    settling.settle().await;
                     let _ = tokio::task::spawn_blocking(move || flushing.flush(OUTBOX_FLUSH)).await;
                 }
                 .boxed(),

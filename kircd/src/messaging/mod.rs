@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::book::{ContactBook, LookupError, NotLoaded};
@@ -62,6 +63,8 @@ pub struct Messaging {
     receipt_ranges: bool,
     /// Which sent messages hold the direct path back (see `order.rs`).
     kafka_only: Mutex<order::KafkaOnly>,
+    /// The QUEUED writes calls left behind them (see `send.rs`).
+    queued_writes: TaskTracker,
 }
 
 impl Messaging {
@@ -81,6 +84,7 @@ impl Messaging {
             read_receipts,
             receipt_ranges,
             kafka_only: Mutex::new(order::KafkaOnly::default()),
+            queued_writes: TaskTracker::new(),
         })
     }
 

@@ -1,6 +1,9 @@
 //! Sending chat: sealed, stored PENDING, produced to the own data-out,
-//! QUEUED; produced again when a crash or an expired record left it
-//! behind.
+//! QUEUED (the call answers once the produce is acknowledged; the state is
+//! written behind it); produced again when a crash or an expired record
+//! left it behind.
+
+use std::sync::Arc;
 
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
@@ -10,6 +13,7 @@ use super::{MAX_TEXT_BYTES, Messaging, MessagingError};
 use crate::backends::hops;
 use crate::book::Contact;
 use crate::crypto::envelope;
+use crate::hub::Hub;
 use crate::store::{self, ContactState, Message, MessageState};
 use crate::transport::Lane;
 
@@ -122,14 +126,35 @@ impl Messaging {
                 self.kafka_only().sent_direct(conversation, outgoing.id);
             }
         };
-        let ((), queued) = tokio::join!(
+        let ((), produced) = tokio::join!(
             direct,
-            self.enqueue(outgoing.id, conversation, &outgoing.envelope)
+            self.outbound
+                .enqueue(Lane::Data, conversation, &outgoing.envelope)
         );
-        queued?;
-        hops::mark("send.queued", message.id);
+        let (partition, offset) = produced?;
+        hops::mark("send.acked", message.id);
+        // The record is durable in data-out now, which is what QUEUED means:
+        // the call answers at once, and the message's place and state are
+        // written behind it (a round trip less on every send). Should kircd
+        // stop before that write, the message is still PENDING at the next
+        // start, which produces it again; the contact stores an id once.
+        let pool = self.pool.clone();
+        let hub = Arc::clone(&self.hub);
+        let id = message.id;
+        self.queued_writes.spawn(async move {
+            if let Err(err) = record_queued(&pool, &hub, id, partition, offset).await {
+                tracing::warn!(error = %err, message_id = %id, "cannot record a sent message as queued; it is produced again at the next start");
+            }
+        });
         message.state = MessageState::Queued;
         Ok(message)
+    }
+
+    /// Waits for the QUEUED writes that calls left behind them (at
+    /// shutdown, before the database closes).
+    pub async fn settle(&self) {
+        self.queued_writes.close();
+        self.queued_writes.wait().await;
     }
 
     /// The answer to a call whose idempotency key names `sent`: that message,
@@ -173,8 +198,7 @@ impl Messaging {
             .outbound
             .enqueue(Lane::Data, conversation, envelope)
             .await?;
-        store::set_outbox_position(&self.pool, id, partition, offset).await?;
-        self.advance(&[id], MessageState::Queued).await?;
+        record_queued(&self.pool, &self.hub, id, partition, offset).await?;
         Ok(())
     }
 
@@ -211,6 +235,22 @@ impl Messaging {
         }
         Ok(expired.len())
     }
+}
+
+/// Records a produced message's place in data-out and QUEUED, and publishes
+/// the move.
+async fn record_queued(
+    pool: &sqlx::PgPool,
+    hub: &Hub,
+    id: Uuid,
+    partition: i32,
+    offset: i64,
+) -> Result<(), store::StoreError> {
+    if let Some(conversation) = store::set_queued(pool, id, partition, offset).await? {
+        hops::mark("send.queued", id);
+        hub.message_state_changed(id, conversation, MessageState::Queued);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

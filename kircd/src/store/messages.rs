@@ -62,33 +62,50 @@ pub async fn outgoing_by_key(pool: &PgPool, key: &str) -> Result<Option<Message>
     Ok(row.as_ref().map(message_from_row).transpose()?)
 }
 
-/// Records where a sent message sits in the own data-out.
-pub async fn set_outbox_position(
+/// Records where a sent message sits in the own data-out and moves it
+/// forward to QUEUED; returns its conversation if its state moved (a message
+/// the delivery already moved past QUEUED keeps its state).
+pub async fn set_queued(
     pool: &PgPool,
     id: Uuid,
     partition: i32,
     offset: i64,
-) -> Result<(), StoreError> {
-    // One statement: the message's place, and its row among those a
-    // receipt range may cover (moved, if the message was produced again).
-    sqlx::query(
-        "WITH placed AS (
-             UPDATE messages SET outbox_partition = $2, outbox_offset = $3 WHERE id = $1
-             RETURNING id, conversation_id, state
+) -> Result<Option<Uuid>, StoreError> {
+    // One statement, one round trip: the message's place and state, and its
+    // row among those a receipt range may cover (moved, if the message was
+    // produced again). `earlier` reads the row as it was before the update.
+    let row = sqlx::query(concat!(
+        "WITH earlier AS (
+             SELECT id, ",
+        state_rank!(),
+        " AS rank FROM messages WHERE id = $1 AND outgoing FOR UPDATE
+         ), placed AS (
+             UPDATE messages m
+             SET outbox_partition = $2, outbox_offset = $3,
+                 state = CASE WHEN earlier.rank < $4 THEN 'queued' ELSE m.state END
+             FROM earlier WHERE m.id = earlier.id
+             RETURNING m.id, m.conversation_id, m.state, earlier.rank < $4 AS moved
+         ), awaiting AS (
+             INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
+             SELECT id, conversation_id, $2, $3 FROM placed
+             WHERE state IN ('queued', 'delivered')
+             ON CONFLICT (message_id) DO UPDATE
+               SET outbox_partition = EXCLUDED.outbox_partition,
+                   outbox_offset = EXCLUDED.outbox_offset
          )
-         INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
-         SELECT id, conversation_id, $2, $3 FROM placed
-         WHERE state IN ('pending', 'queued', 'delivered')
-         ON CONFLICT (message_id) DO UPDATE
-           SET outbox_partition = EXCLUDED.outbox_partition,
-               outbox_offset = EXCLUDED.outbox_offset",
-    )
+         SELECT conversation_id, moved FROM placed"
+    ))
     .bind(id)
     .bind(partition)
     .bind(offset)
-    .execute(pool)
+    .bind(MessageState::Queued.rank())
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let moved: bool = row.try_get("moved")?;
+    Ok(moved.then(|| row.try_get("conversation_id")).transpose()?)
 }
 
 /// Sent messages still QUEUED whose data-out record is gone: below their

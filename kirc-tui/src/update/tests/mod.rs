@@ -347,3 +347,29 @@ fn a_snapshot_of_a_daemon_still_loading_keeps_the_open_conversation() {
     update(&mut state, event(3, snapshot(true, Vec::new())));
     assert_eq!(state.open, None);
 }
+
+#[test]
+fn a_message_state_never_moves_back() {
+    let mut state = state();
+    let mut sent = message("m1", "conv-bob", ME, 1, "hi");
+    sent.state = pb::MessageState::Pending as i32;
+    open_bob(&mut state, vec![sent]);
+    let changed = |seq, to: pb::MessageState| {
+        event(
+            seq,
+            Kind::MessageStateChanged(pb::MessageStateChanged {
+                message_id: "m1".into(),
+                conversation_id: "conv-bob".into(),
+                state: to as i32,
+            }),
+        )
+    };
+    let shown = |state: &State| state.scrollbacks["conv-bob"].messages[0].state;
+    // The delivery's DELIVERED may be published before the send's QUEUED.
+    update(&mut state, changed(2, pb::MessageState::Delivered));
+    assert_eq!(shown(&state), pb::MessageState::Delivered as i32);
+    update(&mut state, changed(3, pb::MessageState::Queued));
+    assert_eq!(shown(&state), pb::MessageState::Delivered as i32);
+    update(&mut state, changed(4, pb::MessageState::Received));
+    assert_eq!(shown(&state), pb::MessageState::Received as i32);
+}

@@ -1,0 +1,85 @@
+//! What an idle daemon costs: CPU, RSS, open files and each thread's
+//! wake-ups over an idle phase, optionally profiled with `perf`.
+
+use std::time::Duration;
+
+use super::{cpu_ticks, proc_field, thread_activity};
+
+/// What an idle daemon costs.
+pub struct Idle {
+    /// Percent of a core.
+    pub cpu: f64,
+    pub rss_mib: f64,
+    pub fds: usize,
+    /// Per thread name: (threads, wake-ups per second, CPU ticks), busiest
+    /// first: what wakes the daemon when nothing happens.
+    pub threads: Vec<(String, usize, f64, u64)>,
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU {:.3} % of a core, RSS {:.1} MiB, {} fds; wake-ups/s by thread:",
+            self.cpu, self.rss_mib, self.fds
+        )?;
+        for (name, count, wakes, ticks) in &self.threads {
+            write!(f, " {name}×{count} {wakes:.1} ({ticks} ticks),")?;
+        }
+        Ok(())
+    }
+}
+
+/// CPU, RSS and open files of `pid` over `secs` of idling. With
+/// `KIRC_BENCH_PERF` naming a folder, the idling is also profiled there
+/// (`perf record -g`, one file per `label`), to see what wakes the daemon.
+pub async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
+    let threads_before = thread_activity(pid);
+    let before = cpu_ticks(pid);
+    match std::env::var_os("KIRC_BENCH_PERF") {
+        Some(folder) => {
+            let output = std::path::Path::new(&folder).join(format!("idle-{label}.data"));
+            let status = tokio::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-q",
+                    "-g",
+                    "-F",
+                    "499",
+                    "-p",
+                    &pid.to_string(),
+                    "-o",
+                ])
+                .arg(&output)
+                .args(["--", "sleep", &secs.to_string()])
+                .status()
+                .await
+                .expect("perf runs");
+            assert!(status.success(), "perf record failed: {status}");
+        }
+        None => tokio::time::sleep(Duration::from_secs(secs)).await,
+    }
+    let ticks = cpu_ticks(pid) - before;
+    let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
+    let mut threads: Vec<(String, usize, f64, u64)> = thread_activity(pid)
+        .into_iter()
+        .map(|(name, after)| {
+            let before = threads_before.get(&name).copied().unwrap_or_default();
+            (
+                name,
+                after.threads,
+                after.switches.saturating_sub(before.switches) as f64 / secs as f64,
+                after.ticks.saturating_sub(before.ticks),
+            )
+        })
+        .collect();
+    threads.sort_by(|a, b| b.2.total_cmp(&a.2));
+    Idle {
+        threads,
+        cpu: ticks as f64 / ticks_per_second / secs as f64 * 100.0,
+        rss_mib: proc_field(pid, "status", "VmRSS:") as f64 / 1024.0,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
+    }
+}
