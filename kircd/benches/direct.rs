@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use common::idle::idle;
 use common::{
-    KAFKA_HOPS, Pacing, Sample, connected, count, get_status_round_trips, hop_breakdown, latencies,
-    ms, pg_commits, raw_latency, send_latency, summarize, wait_connected,
+    KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
+    hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize, wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::peers::link::LinkEvent;
@@ -182,11 +182,13 @@ async fn main() {
         &direct_samples,
         &[alice_daemon.stderr(), bob_daemon.stderr()],
         DIRECT_HOPS,
+        PEER_EVENT,
     );
     let kafka_hops = hop_breakdown(
         &kafka_samples,
         &[carol_daemon.stderr(), dave_daemon.stderr()],
         KAFKA_HOPS,
+        PEER_EVENT,
     );
 
     let one_open = idle(alice_daemon.pid(), idle_secs, "one").await;

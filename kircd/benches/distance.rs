@@ -33,11 +33,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::relay::{self, Relay};
 use common::{
-    Pacing, count, fill_inbox, latencies, ms, raw_latency, send_latency, summarize, wait_added,
+    HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, Sample, count, fill_inbox, hop_breakdown, latencies,
+    ms, raw_latency, send_latency, summarize, wait_added,
 };
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, befriend};
@@ -91,6 +92,9 @@ async fn distance(stack: &kirc_testkit::Stack, round_trip: Duration) -> Distance
     }
 }
 
+/// The timing marks of a `SendMessage` call, in order.
+const CALL_HOPS: &[&str] = &["send.called", "send.stored", "send.acked"];
+
 /// An actor whose kircd reaches every backend through the relays.
 async fn far_actor(name: &str, distance: &Distance) -> Actor {
     let mut actor = Actor::new(name).await;
@@ -100,7 +104,8 @@ async fn far_actor(name: &str, distance: &Distance) -> Actor {
     );
     actor
         .as_users_run_it()
-        .set("log.level", "warn")
+        // Timing marks for the latency figures' steps.
+        .set("log.level", HOPS_LOG)
         .set("kafka.bootstrap_servers", distance.kafka.addr.to_string())
         .set("postgres.url", postgres)
         .set("valkey.url", format!("redis://{}/0", distance.valkey.addr));
@@ -193,8 +198,8 @@ async fn main() {
     let mut client = alice_daemon.client().await;
     let mut calls = Vec::with_capacity(messages);
     for index in 0..messages {
-        let start = Instant::now();
-        client
+        let (started, start) = (SystemTime::now(), Instant::now());
+        let sent = client
             .send_message(pb::SendMessageRequest {
                 to: bob.actor_id.clone(),
                 text: format!("{text} call #{index}"),
@@ -202,21 +207,38 @@ async fn main() {
                 idempotency_key: String::new(),
             })
             .await
-            .unwrap();
-        calls.push(start.elapsed());
+            .unwrap()
+            .into_inner();
+        calls.push(Sample {
+            id: sent.id,
+            started,
+            elapsed: start.elapsed(),
+            direct: false,
+        });
     }
-    let calls = summarize(calls);
-    let to_event = summarize(latencies(
-        &send_latency(
-            &alice_daemon,
-            &bob_daemon,
-            &bob.actor_id,
-            messages,
-            text,
-            Pacing::Settled,
-        )
-        .await,
-    ));
+    let (call_hops, _) = hop_breakdown(
+        &calls,
+        &[alice_daemon.stderr()],
+        CALL_HOPS,
+        "the answer on the socket",
+    );
+    let calls = summarize(latencies(&calls));
+    let path = send_latency(
+        &alice_daemon,
+        &bob_daemon,
+        &bob.actor_id,
+        messages,
+        text,
+        Pacing::Settled,
+    )
+    .await;
+    let (path_hops, _) = hop_breakdown(
+        &path,
+        &[alice_daemon.stderr(), bob_daemon.stderr()],
+        KAFKA_HOPS,
+        PEER_EVENT,
+    );
+    let to_event = summarize(latencies(&path));
 
     // Ingest: bob stops; his data-in fills (directly: the fill is not
     // measured); he starts behind the relays and reads it all.
@@ -233,6 +255,8 @@ async fn main() {
     )
     .await;
     bob.set("presence.rate_limit", 1_000_000);
+    // The ingest runs without the timing marks (a line per message).
+    bob.set("log.level", "warn");
     let ingest_start = Instant::now();
     let bob_daemon = Daemon::start(&bob).await;
     wait_added(&bob_daemon, ingest, "ingest").await;
@@ -282,6 +306,19 @@ async fn main() {
         ms(raw.p99),
         in_rtts(raw.p50)
     );
+    for (title, hops) in [
+        ("The call's steps", &call_hops),
+        ("The path's hops (settled)", &path_hops),
+    ] {
+        println!();
+        println!("{title}, p50 of each in ms and in round trips:");
+        println!();
+        println!("| step | p50 | round trips |");
+        println!("|---|---|---|");
+        for (hop, p50) in hops {
+            println!("| {hop} | {} | {:.2} |", ms(*p50), in_rtts(*p50));
+        }
+    }
     println!();
     println!(
         "ingest of {ingest} pre-filled envelopes (from kircd start): {:.0} messages/s ({:.1} s; goal ≥ 10,000/s)",
@@ -289,7 +326,7 @@ async fn main() {
         ingest_elapsed.as_secs_f64()
     );
     println!(
-        "most PostgreSQL connections held: alice {}, bob {} (each pool at its default size, 4; the free tier allows 20)",
+        "most PostgreSQL connections held: alice {}, bob {} (each pool at its default size, 8; the free tier allows 20)",
         most[0], most[1]
     );
 }

@@ -29,8 +29,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    KAFKA_HOPS, Pacing, bulk_producer, consumer, count, fill_inbox, hop_breakdown, latencies, ms,
-    pg_commits, raw_latency, send_latency, summarize, wait_added,
+    HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, bulk_producer, consumer, count, fill_inbox,
+    hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize, wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
@@ -104,6 +104,7 @@ async fn main() {
         &samples,
         &[alice_daemon.stderr(), bob_daemon.stderr()],
         KAFKA_HOPS,
+        PEER_EVENT,
     );
     // The path's floor: two produce → consume hops and two one-row
     // commits, each measured here.
@@ -266,9 +267,6 @@ async fn main() {
         println!("| {size} | {bytes} | {} |", bytes - size);
     }
 }
-
-/// The log filter that writes the timing marks of each hop.
-const HOPS_LOG: &str = "warn,hops=trace";
 
 /// The traffic budget as lifted for the pipeline figures, and kircd's
 /// default.

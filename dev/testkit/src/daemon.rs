@@ -152,7 +152,7 @@ impl Actor {
             .set("health.probe_timeout", "5s")
             .set("health.retry_initial", "500ms")
             .set("health.retry_max", "30s")
-            .set("postgres.max_connections", 4)
+            .set("postgres.max_connections", 8)
     }
 
     /// Turns the direct path (WebRTC) on, on loopback host candidates only.

@@ -234,6 +234,12 @@ pub fn latencies(samples: &[Sample]) -> Vec<Duration> {
     samples.iter().map(|sample| sample.elapsed).collect()
 }
 
+/// The log level that keeps warnings and the timing marks (a line per hop).
+pub const HOPS_LOG: &str = "warn,hops=trace";
+
+/// The last step of a latency sample: the message on the peer's stream.
+pub const PEER_EVENT: &str = "event on the peer's stream";
+
 /// The timing marks a message passes on the Kafka path, in order: alice's
 /// call and write, her own data-out's acknowledgement (the call answers
 /// then; QUEUED is written beside the delivery), her delivery worker's fetch and the produce to bob's data-in
@@ -252,12 +258,14 @@ pub const KAFKA_HOPS: &[&str] = &[
 /// Where the time of `samples` went: for each hop of `hops` (timing marks
 /// of the sending and the receiving daemon, in the order a message passes
 /// them), the p50 of the time since the previous one, from the call's
-/// start to the peer's event. Only messages with every mark count. Returns
-/// (hop, p50) rows and how many messages had every mark.
+/// start to the sample's end (named `end`: the peer's event, say). Only
+/// messages with every mark count. Returns (hop, p50) rows and how many
+/// messages had every mark.
 pub fn hop_breakdown(
     samples: &[Sample],
     logs: &[String],
     hops: &[&str],
+    end: &str,
 ) -> (Vec<(String, Duration)>, usize) {
     use std::collections::HashMap;
     use std::time::UNIX_EPOCH;
@@ -299,7 +307,7 @@ pub fn hop_breakdown(
     let names = hops
         .iter()
         .map(|hop| (*hop).to_owned())
-        .chain(std::iter::once(String::from("event on the peer's stream")));
+        .chain(std::iter::once(end.to_owned()));
     let rows = names
         .zip(steps)
         .filter(|(_, samples)| !samples.is_empty())

@@ -441,8 +441,8 @@ pub const KEYS: &[KeySpec] = &[
     key(
         "postgres.max_connections",
         Kind::Int { min: 1, max: 20 },
-        Default::Int(4),
-        "Connection pool size (Aiven's free tier allows 20 connections in all).",
+        Default::Int(8),
+        "Connection pool size (Aiven's free tier allows 20 connections in all). Each concurrent writer (a send, its QUEUED write, the delivery, the inbox, receipts) holds one for at least a round trip; with backends far away, fewer make calls wait.",
     ),
     key(
         "valkey.url",

@@ -368,7 +368,7 @@ impl Values {
         Ok(PostgresConfig {
             url: SecretString::from(url),
             password: self.secret("postgres.password", "postgres.password_file")?,
-            max_connections: u32::try_from(self.int("postgres.max_connections")).unwrap_or(4),
+            max_connections: u32::try_from(self.int("postgres.max_connections")).unwrap_or(8),
             endpoint,
         })
     }
