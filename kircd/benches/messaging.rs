@@ -87,7 +87,9 @@ async fn main() {
         wire_rows.push((size, bytes));
     }
 
-    // Latency, baseline first.
+    // Latency, baseline first, once the daemons run as they do after their
+    // first minutes.
+    common::until_rates_are_counted_here().await;
     let record_size = sealed(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
     let samples = send_latency(

@@ -234,6 +234,23 @@ pub fn latencies(samples: &[Sample]) -> Vec<Duration> {
     samples.iter().map(|sample| sample.elapsed).collect()
 }
 
+/// Waits until the inboxes of daemons started by now count their senders'
+/// rates themselves: from the second minute after the one they started in
+/// (before, each batch asks Valkey, in case an earlier process read some of
+/// the minute's records). Latency figures are taken after it: they describe
+/// a daemon that runs, not one that has just started.
+pub async fn until_rates_are_counted_here() {
+    let minute = 60_000;
+    let now_ms = kirc_proto::unix_ms(std::time::SystemTime::now());
+    let counted_from_ms = (now_ms / minute + 2) * minute;
+    let wait = u64::try_from(counted_from_ms - now_ms).unwrap_or(0);
+    eprintln!(
+        "waiting {:.0} s for the second minute after the start",
+        wait as f64 / 1000.0
+    );
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
 /// The log level that keeps warnings and the timing marks (a line per hop).
 pub const HOPS_LOG: &str = "warn,hops=trace";
 

@@ -47,7 +47,7 @@ use crate::transfers::manifest::OfferLimits;
 use crate::transfers::{self, AnswerHandler, OfferHandler, Transfers, TransfersHandle};
 use crate::transport::Lane;
 use crate::transport::direct::FileChannels;
-use crate::transport::inbox::{Inbox, Limits};
+use crate::transport::inbox::{Inbox, Limits, RateCounts};
 use crate::transport::kafka::keep_warm::{self, HeartbeatHandler};
 use crate::transport::kafka::{Outbox, PeerProducers, delivery};
 use crate::transport::marks::Marks;
@@ -279,7 +279,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         marks,
         rejections: Arc::clone(&rejections),
         direct: std::sync::Mutex::new(Some(direct_received)),
-        channel_counts: Default::default(),
+        rate_counts: RateCounts::starting_in(
+            kirc_proto::unix_ms(std::time::SystemTime::now()) / 60_000,
+        ),
     });
     let delivery = delivery::Delivery {
         kafka: config.kafka.clone(),

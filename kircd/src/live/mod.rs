@@ -129,6 +129,17 @@ impl Live {
         }
     }
 
+    /// Adds `records` to `actor`'s count for `minute` in Valkey, without
+    /// waiting: for a later process, which reads it for the minutes around
+    /// its start. One lost (Valkey away, or kircd stopping) lets a sender a
+    /// little past its rate in those minutes, no more.
+    pub fn add_to_rate(&self, actor: ActorId, minute: i64, records: u64) {
+        let keys = self.keys.clone();
+        tokio::spawn(async move {
+            let _ = keys.rate(actor, minute, records).await;
+        });
+    }
+
     /// How many of `records` new records the rate allows a sender that
     /// already sent `before` in the same minute.
     pub fn allowance(&self, before: u64, records: u64) -> u64 {

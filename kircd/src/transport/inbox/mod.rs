@@ -42,6 +42,7 @@ use crate::hub::Hub;
 use crate::live::Live;
 use crate::store::{QuarantineBounds, StoreError};
 use check::{Checked, Record, Rejected};
+pub use rate::RateCounts;
 
 /// Records handled together: one database statement and one receipt per
 /// sender per batch.
@@ -73,8 +74,8 @@ pub struct Inbox {
     pub rejections: Arc<Rejections>,
     /// Records from contacts' data channels, taken by the running worker.
     pub direct: std::sync::Mutex<Option<mpsc::Receiver<DirectRecord>>>,
-    /// The rate counts of the records from data channels.
-    pub channel_counts: rate::ChannelCounts,
+    /// The rate counts kept in this process.
+    pub rate_counts: RateCounts,
 }
 
 /// One record to process, from an own Kafka inbox or a data channel.
@@ -417,7 +418,7 @@ impl Inbox {
             .collect();
         let checked_all = rate::limit(
             &self.live,
-            &self.channel_counts,
+            &self.rate_counts,
             self.book.me(),
             &arrivals,
             self.check_all(&records),

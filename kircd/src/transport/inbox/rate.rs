@@ -5,11 +5,15 @@
 //! after days offline within the rate it was sent at.
 //!
 //! Records from the Kafka inboxes are counted in Valkey, so that a restart
-//! does not give a sender a fresh allowance for a backlog. Records from a
-//! data channel are counted in this process: a channel is one contact's
-//! connection to this daemon and ends with it, the fast path does not wait
-//! for a round trip to Valkey, and the Kafka copy of every chat message is
-//! still counted there.
+//! does not give a sender a fresh allowance for a backlog. Only minutes that
+//! began before this process did need Valkey's count to decide, though: the
+//! inbox has one reader, so every record of a later minute reaches this
+//! process, which counts it here and adds it to Valkey without waiting (for
+//! the next start). A chat message therefore waits for no round trip to
+//! Valkey unless it arrived in the minutes around the start. Records from a
+//! data channel are counted in this process only: a channel is one
+//! contact's connection to this daemon and ends with it, and the Kafka copy
+//! of every chat message is still counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,14 +38,13 @@ pub fn arrival_minute(timestamp: Timestamp, now_minute: i64) -> i64 {
     }
 }
 
-/// The counts of the records that came over data channels, per sender and
-/// minute of arrival.
+/// Records counted in this process, per sender and minute of arrival.
 #[derive(Debug, Default)]
-pub struct ChannelCounts {
+struct MinuteCounts {
     counts: Mutex<HashMap<(ActorId, i64), u64>>,
 }
 
-impl ChannelCounts {
+impl MinuteCounts {
     /// Adds `records` to `sender`'s count for `minute` and returns the count
     /// before. Minutes before the previous one are forgotten: nothing
     /// arrives in them any more.
@@ -55,6 +58,45 @@ impl ChannelCounts {
         let before = *count;
         *count += records;
         before
+    }
+}
+
+/// What the rate counts in this process.
+#[derive(Debug)]
+pub struct RateCounts {
+    /// Records from data channels.
+    channels: MinuteCounts,
+    /// Records from the Kafka inboxes in minutes from `kafka_complete_from`
+    /// on.
+    kafka: MinuteCounts,
+    /// The first minute all of whose Kafka records reach this process: two
+    /// after the one it started in, a margin for a broker clock up to a
+    /// minute ahead of ours (an earlier process may have read records the
+    /// broker stamped with the minute we started in, or the next).
+    kafka_complete_from: i64,
+}
+
+impl RateCounts {
+    /// Counts for a process that starts in `minute`.
+    pub fn starting_in(minute: i64) -> Self {
+        RateCounts {
+            channels: MinuteCounts::default(),
+            kafka: MinuteCounts::default(),
+            kafka_complete_from: minute + 2,
+        }
+    }
+
+    /// Counts `records` from `sender` in `minute` here if this process has
+    /// all of that minute's records from their path, and returns the count
+    /// before them; `None` if Valkey's count must decide.
+    fn count_here(&self, sender: ActorId, minute: i64, records: u64, direct: bool) -> Option<u64> {
+        if direct {
+            Some(self.channels.add(sender, minute, records))
+        } else if minute >= self.kafka_complete_from {
+            Some(self.kafka.add(sender, minute, records))
+        } else {
+            None
+        }
     }
 }
 
@@ -74,7 +116,7 @@ type Bucket = (ActorId, i64, bool);
 /// when each record arrived. The own heartbeat is not limited.
 pub async fn limit(
     live: &Live,
-    channels: &ChannelCounts,
+    here: &RateCounts,
     me: ActorId,
     arrivals: &[Arrived],
     checked: Vec<Result<Checked, Rejected>>,
@@ -95,11 +137,14 @@ pub async fn limit(
     }
     let mut allowed: HashMap<Bucket, u64> = HashMap::new();
     for (&(sender, minute, direct), &count) in &counts {
-        let allowance = if direct {
-            let before = channels.add(sender, minute, count);
-            live.allowance(before, count)
-        } else {
-            live.allowed(sender, minute, count).await
+        let allowance = match here.count_here(sender, minute, count, direct) {
+            Some(before) => {
+                if !direct {
+                    live.add_to_rate(sender, minute, count);
+                }
+                live.allowance(before, count)
+            }
+            None => live.allowed(sender, minute, count).await,
         };
         if allowance < count && log.admit(Rejection::RateLimited, Instant::now()) {
             tracing::warn!(%sender, minute, records = count, allowed = allowance, direct, "a sender exceeds its inbound rate; the excess is dropped");
@@ -137,8 +182,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_counts_add_per_sender_and_minute_and_forget_old_minutes() {
-        let counts = ChannelCounts::default();
+    fn counts_add_per_sender_and_minute_and_forget_old_minutes() {
+        let counts = MinuteCounts::default();
         let (alice, bob) = (
             ActorId::from_slice(&[1; 16]).unwrap(),
             ActorId::from_slice(&[2; 16]).unwrap(),
@@ -151,6 +196,22 @@ mod tests {
         assert_eq!(counts.add(alice, 12, 1), 0);
         let kept = counts.counts.lock().unwrap().len();
         assert_eq!(kept, 2, "minutes 11 and 12 of alice are kept, 10 is gone");
+    }
+
+    #[test]
+    fn kafka_records_are_counted_here_from_the_second_minute_after_the_start() {
+        let here = RateCounts::starting_in(100);
+        let alice = ActorId::from_slice(&[1; 16]).unwrap();
+        // An earlier process may have read some of these minutes' records.
+        assert_eq!(here.count_here(alice, 99, 5, false), None);
+        assert_eq!(here.count_here(alice, 100, 5, false), None);
+        assert_eq!(here.count_here(alice, 101, 5, false), None);
+        assert_eq!(here.count_here(alice, 102, 5, false), Some(0));
+        assert_eq!(here.count_here(alice, 102, 2, false), Some(5));
+        // Channels are counted apart from Kafka, and always here.
+        assert_eq!(here.count_here(alice, 102, 1, true), Some(0));
+        assert_eq!(here.count_here(alice, 100, 1, true), Some(0));
+        assert_eq!(here.count_here(alice, 102, 1, false), Some(7));
     }
 
     #[test]
