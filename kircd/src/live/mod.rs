@@ -119,14 +119,11 @@ impl Live {
         self.show(actor, |presence| presence.typing = active && stored.is_ok());
     }
 
-    /// How many of `records` new records that reached the inbox from `actor`
-    /// in `minute` (minutes since the epoch) its rate allows. With Valkey
-    /// away there is no limit: chat goes on.
-    pub async fn allowed(&self, actor: ActorId, minute: i64, records: u64) -> u64 {
-        match self.keys.rate(actor, minute, records).await {
-            Ok(before) => self.allowance(before, records),
-            Err(_) => records,
-        }
+    /// Adds `records` new records that reached the inbox from `actor` in
+    /// `minute` (minutes since the epoch) to its count in Valkey and returns
+    /// the count before them; `None` with Valkey away.
+    pub async fn count_in_valkey(&self, actor: ActorId, minute: i64, records: u64) -> Option<u64> {
+        self.keys.rate(actor, minute, records).await.ok()
     }
 
     /// Adds `records` to `actor`'s count for `minute` in Valkey, without

@@ -5,12 +5,13 @@
 //! after days offline within the rate it was sent at.
 //!
 //! Records from the Kafka inboxes are counted in Valkey, so that a restart
-//! does not give a sender a fresh allowance for a backlog. Only minutes that
-//! began before this process did need Valkey's count to decide, though: the
-//! inbox has one reader, so every record of a later minute reaches this
-//! process, which counts it here and adds it to Valkey without waiting (for
-//! the next start). A chat message therefore waits for no round trip to
-//! Valkey unless it arrived in the minutes around the start. Records from a
+//! does not give a sender a fresh allowance for a backlog. The inbox has one
+//! reader, though: every record of a minute that began after this process
+//! did reaches this process, and so does every record of an earlier minute
+//! that Valkey did not count yet. So Valkey is asked once per sender and
+//! minute from before the start (its answer then counted on here), and
+//! otherwise only told, without waiting (for the next start): neither a chat
+//! message nor a backlog's batch waits for a round trip to Valkey. Records from a
 //! data channel are counted in this process only: a channel is one
 //! contact's connection to this daemon and ends with it, and the Kafka copy
 //! of every chat message is still counted.
@@ -49,15 +50,26 @@ impl MinuteCounts {
     /// before. Minutes before the previous one are forgotten: nothing
     /// arrives in them any more.
     fn add(&self, sender: ActorId, minute: i64, records: u64) -> u64 {
+        self.add_if(sender, minute, records, true)
+            .unwrap_or_default()
+    }
+
+    /// [`MinuteCounts::add`], but for a sender and minute not counted yet
+    /// only if `start` (otherwise `None`, nothing added).
+    fn add_if(&self, sender: ActorId, minute: i64, records: u64, start: bool) -> Option<u64> {
         let mut counts = self
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.retain(|&(_, counted), _| counted >= minute - 1);
-        let count = counts.entry((sender, minute)).or_default();
+        let count = match counts.entry((sender, minute)) {
+            std::collections::hash_map::Entry::Occupied(counted) => counted.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) if start => new.insert(0),
+            std::collections::hash_map::Entry::Vacant(_) => return None,
+        };
         let before = *count;
         *count += records;
-        before
+        Some(before)
     }
 }
 
@@ -87,16 +99,22 @@ impl RateCounts {
     }
 
     /// Counts `records` from `sender` in `minute` here if this process has
-    /// all of that minute's records from their path, and returns the count
-    /// before them; `None` if Valkey's count must decide.
+    /// all of that minute's records from their path, or Valkey's count of
+    /// the others, and returns the count before them; `None` if Valkey's
+    /// count must decide (then [`RateCounts::counted_in_valkey`]).
     fn count_here(&self, sender: ActorId, minute: i64, records: u64, direct: bool) -> Option<u64> {
         if direct {
             Some(self.channels.add(sender, minute, records))
-        } else if minute >= self.kafka_complete_from {
-            Some(self.kafka.add(sender, minute, records))
         } else {
-            None
+            self.kafka
+                .add_if(sender, minute, records, minute >= self.kafka_complete_from)
         }
+    }
+
+    /// Takes Valkey's count of `sender`'s records in `minute` (`before`, and
+    /// the `records` it just added) as the count here from now on.
+    fn counted_in_valkey(&self, sender: ActorId, minute: i64, before: u64, records: u64) {
+        self.kafka.add(sender, minute, before + records);
     }
 }
 
@@ -144,7 +162,14 @@ pub async fn limit(
                 }
                 live.allowance(before, count)
             }
-            None => live.allowed(sender, minute, count).await,
+            None => match live.count_in_valkey(sender, minute, count).await {
+                Some(before) => {
+                    here.counted_in_valkey(sender, minute, before, count);
+                    live.allowance(before, count)
+                }
+                // With Valkey away there is no limit: chat goes on.
+                None => count,
+            },
         };
         if allowance < count && log.admit(Rejection::RateLimited, Instant::now()) {
             tracing::warn!(%sender, minute, records = count, allowed = allowance, direct, "a sender exceeds its inbound rate; the excess is dropped");
@@ -212,6 +237,20 @@ mod tests {
         assert_eq!(here.count_here(alice, 102, 1, true), Some(0));
         assert_eq!(here.count_here(alice, 100, 1, true), Some(0));
         assert_eq!(here.count_here(alice, 102, 1, false), Some(7));
+    }
+
+    #[test]
+    fn an_earlier_minute_asks_valkey_once_and_is_counted_here_after() {
+        let here = RateCounts::starting_in(100);
+        let alice = ActorId::from_slice(&[1; 16]).unwrap();
+        assert_eq!(here.count_here(alice, 100, 5, false), None);
+        // Valkey had 30 of an earlier process, and now the 5.
+        here.counted_in_valkey(alice, 100, 30, 5);
+        assert_eq!(here.count_here(alice, 100, 2, false), Some(35));
+        assert_eq!(here.count_here(alice, 100, 1, false), Some(37));
+        // Another sender's minute is its own.
+        let bob = ActorId::from_slice(&[2; 16]).unwrap();
+        assert_eq!(here.count_here(bob, 100, 1, false), None);
     }
 
     #[test]
