@@ -456,7 +456,7 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
 
     // A read range goes by our own order of storing, past PENDING: a
     // message stored but never produced is not covered.
-    let pending = sent(&pool, me, conversation).await;
+    sent(&pool, me, conversation).await;
     let last = sent(&pool, me, conversation).await;
     store::set_queued(&pool, last, 1, 4).await.unwrap();
     let read = covered(
@@ -464,7 +464,6 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
             .await
             .unwrap(),
     );
-    assert!(!read.contains(&pending));
     assert_eq!(
         read,
         covered(m[1..].iter().copied().chain([last]).collect())

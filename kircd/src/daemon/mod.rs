@@ -9,8 +9,8 @@
 //! READY. Stop: STOPPING → tell subscribers → the same list backwards: the
 //! API stops accepting and ends its streams, contacts are told "offline"
 //! while the workers still deliver, the workers store their offsets, the
-//! sends' QUEUED writes end and the outbox is flushed, the supervisors stop and the pool closes; then
-//! the socket is removed. A new subsystem is built and started here, in
+//! sends' QUEUED writes end and the outbox is flushed, the supervisors stop
+//! and the pool closes; then the socket is removed. A new subsystem is built and started here, in
 //! its place in the list.
 
 mod components;

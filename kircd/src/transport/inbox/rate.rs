@@ -11,8 +11,8 @@
 //! that Valkey did not count yet. So Valkey is asked once per sender and
 //! minute from before the start (its answer then counted on here), and
 //! otherwise only told, without waiting (for the next start): neither a chat
-//! message nor a backlog's batch waits for a round trip to Valkey. Records from a
-//! data channel are counted in this process only: a channel is one
+//! message nor a backlog's batch waits for a round trip to Valkey. Records
+//! from a data channel are counted in this process only: a channel is one
 //! contact's connection to this daemon and ends with it, and the Kafka copy
 //! of every chat message is still counted.
 
@@ -54,9 +54,9 @@ impl MinuteCounts {
             .unwrap_or_default()
     }
 
-    /// [`MinuteCounts::add`], but for a sender and minute not counted yet
-    /// only if `start` (otherwise `None`, nothing added).
-    fn add_if(&self, sender: ActorId, minute: i64, records: u64, start: bool) -> Option<u64> {
+    /// [`MinuteCounts::add`], but a sender and minute not counted yet are
+    /// begun only if `may_begin` (otherwise `None`, nothing added).
+    fn add_if(&self, sender: ActorId, minute: i64, records: u64, may_begin: bool) -> Option<u64> {
         let mut counts = self
             .counts
             .lock()
@@ -64,7 +64,7 @@ impl MinuteCounts {
         counts.retain(|&(_, counted), _| counted >= minute - 1);
         let count = match counts.entry((sender, minute)) {
             std::collections::hash_map::Entry::Occupied(counted) => counted.into_mut(),
-            std::collections::hash_map::Entry::Vacant(new) if start => new.insert(0),
+            std::collections::hash_map::Entry::Vacant(new) if may_begin => new.insert(0),
             std::collections::hash_map::Entry::Vacant(_) => return None,
         };
         let before = *count;
