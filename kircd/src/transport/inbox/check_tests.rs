@@ -193,6 +193,57 @@ fn each_bad_record_is_refused_for_its_own_reason() {
 }
 
 #[test]
+fn records_checked_in_groups_come_out_as_checked_one_by_one() {
+    let world = world();
+    let mut records: Vec<(Lane, Vec<u8>)> = (0..150)
+        .map(|index| {
+            let text = chat(&format!("{index}"));
+            (
+                Lane::Data,
+                sealed(&world.alice, &world.bob, wire::Kind::Chat, &text),
+            )
+        })
+        .collect();
+    // A forged signature in the first group, altered bytes in the last
+    // (partial) one, and records that never reach a signature check
+    // between them.
+    let mut forged = wire::Envelope::decode(records[10].1.as_slice()).unwrap();
+    forged.signature[0] ^= 1;
+    records[10].1 = forged.encode_to_vec();
+    let mut altered = wire::Envelope::decode(records[140].1.as_slice()).unwrap();
+    altered.ciphertext[0] ^= 1;
+    records[140].1 = altered.encode_to_vec();
+    records[70].1 = sealed(&world.eve, &world.bob, wire::Kind::Chat, &chat("hi"));
+    records[71] = (
+        Lane::Control,
+        sealed(&world.alice, &world.bob, wire::Kind::Typing, &[8, 1]),
+    );
+    records[72].1 = vec![0xff; 40];
+    let records: Vec<Record<'_>> = records
+        .iter()
+        .map(|(lane, bytes)| record(*lane, bytes))
+        .collect();
+    let outcome = |result: Result<Checked, Rejected>| match result {
+        Ok(Checked::Chat(incoming)) => Ok(incoming.body),
+        Ok(Checked::Control(header, _)) => Err(format!("control {:?}", header.kind)),
+        Err(rejected) => Err(format!("{:?}", rejected.rejection)),
+    };
+    let together: Vec<_> = check_many(&records, &world.book)
+        .into_iter()
+        .map(outcome)
+        .collect();
+    let alone: Vec<_> = records
+        .iter()
+        .map(|record| outcome(check(record, &world.book)))
+        .collect();
+    assert_eq!(together, alone);
+    assert_eq!(together.iter().filter(|result| result.is_ok()).count(), 145);
+    assert_eq!(together[10], Err("BadSignature".into()));
+    assert_eq!(together[140], Err("BadSignature".into()));
+    assert_eq!(together[149], Ok("149".into()));
+}
+
+#[test]
 fn a_chat_from_someone_who_asked_to_be_added_is_not_refused_by_the_checks() {
     // Whether to show it is the store's and the user's business; the checks
     // only establish who sent it.

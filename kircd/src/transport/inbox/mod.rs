@@ -46,7 +46,7 @@ pub use rate::RateCounts;
 
 /// Records handled together: one database statement and one receipt per
 /// sender per batch.
-const BATCH_MAX: usize = 1000;
+const BATCH_MAX: usize = 4000;
 
 /// Below this many records a batch is checked on one thread.
 const PARALLEL_FROM: usize = 64;
@@ -315,9 +315,7 @@ impl Inbox {
     fn check_all(&self, records: &[Record<'_>]) -> Vec<Result<Checked, Rejected>> {
         let book = &*self.book;
         let check_part = |part: &[Record<'_>]| -> Vec<Result<Checked, Rejected>> {
-            part.iter()
-                .map(|record| check::check(record, book))
-                .collect()
+            check::check_many(part, book)
         };
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         if records.len() < PARALLEL_FROM || threads < 2 {
