@@ -13,8 +13,9 @@
 //! - `SendMessage` call time (goal ≤ 2 round trips) and `SendMessage` →
 //!   peer's event, one message at a time, against raw rdkafka produce →
 //!   consume through the relay;
-//! - ingest of a pre-filled inbox (goal ≥ 10,000 messages/s: batching must
-//!   hide the distance);
+//! - ingest of a pre-filled inbox from READY, as the messaging benchmark
+//!   measures it (goal ≥ 10,000 messages/s: batching must hide the
+//!   distance);
 //! - the most connections each daemon held to PostgreSQL (the free tier
 //!   allows 20 in all).
 //!
@@ -260,6 +261,7 @@ async fn main() {
     bob.set("log.level", "warn");
     let ingest_start = Instant::now();
     let bob_daemon = Daemon::start(&bob).await;
+    let ingest_ready = ingest_start.elapsed();
     wait_added(&bob_daemon, ingest, "ingest").await;
     let ingest_elapsed = ingest_start.elapsed();
     assert!(bob_daemon.stop().await.success());
@@ -322,9 +324,11 @@ async fn main() {
     }
     println!();
     println!(
-        "ingest of {ingest} pre-filled envelopes (from kircd start): {:.0} messages/s ({:.1} s; goal ≥ 10,000/s)",
-        ingest as f64 / ingest_elapsed.as_secs_f64(),
-        ingest_elapsed.as_secs_f64()
+        "ingest of {ingest} pre-filled envelopes (from READY, {:.2} s after the start): {:.0} messages/s ({:.1} s; from the start {:.0}/s; goal ≥ 10,000/s)",
+        ingest_ready.as_secs_f64(),
+        ingest as f64 / (ingest_elapsed - ingest_ready).as_secs_f64(),
+        (ingest_elapsed - ingest_ready).as_secs_f64(),
+        ingest as f64 / ingest_elapsed.as_secs_f64()
     );
     println!(
         "most PostgreSQL connections held: alice {}, bob {} (each pool at its default size, 8; the free tier allows 20)",

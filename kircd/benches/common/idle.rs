@@ -83,3 +83,46 @@ pub async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
             .count(),
     }
 }
+
+/// A whole-machine profile (`perf record -a -g`) running while the
+/// benchmark works, when `KIRC_BENCH_PERF` names a folder: on a machine
+/// that also runs the stack, it shows how the CPU divides between kircd,
+/// PostgreSQL, Kafka and the benchmark itself, and where kircd's part goes.
+pub struct Profile(Option<tokio::process::Child>);
+
+impl Profile {
+    /// Starts recording into `<folder>/<label>.data`.
+    pub fn start(label: &str) -> Profile {
+        let Some(folder) = std::env::var_os("KIRC_BENCH_PERF") else {
+            return Profile(None);
+        };
+        let output = std::path::Path::new(&folder).join(format!("{label}.data"));
+        let child = tokio::process::Command::new("perf")
+            .args(["record", "-q", "-a", "-g", "-F", "499", "-o"])
+            .arg(&output)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("perf runs");
+        Profile(Some(child))
+    }
+
+    /// Stops recording (perf writes its file on SIGINT).
+    pub async fn stop(self) {
+        let Some(mut child) = self.0 else {
+            return;
+        };
+        let pid = child.id().expect("perf is running");
+        let status = tokio::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "could not stop perf");
+        // perf ends by the signal it was sent once its file is written.
+        let status = child.wait().await.expect("perf ends");
+        assert!(
+            status.success() || std::os::unix::process::ExitStatusExt::signal(&status) == Some(2),
+            "perf record failed: {status}"
+        );
+    }
+}
