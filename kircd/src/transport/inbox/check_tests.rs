@@ -195,7 +195,7 @@ fn each_bad_record_is_refused_for_its_own_reason() {
 #[test]
 fn records_checked_in_groups_come_out_as_checked_one_by_one() {
     let world = world();
-    let mut records: Vec<(Lane, Vec<u8>)> = (0..150)
+    let mut records: Vec<(Lane, Vec<u8>)> = (0..600)
         .map(|index| {
             let text = chat(&format!("{index}"));
             (
@@ -204,15 +204,15 @@ fn records_checked_in_groups_come_out_as_checked_one_by_one() {
             )
         })
         .collect();
-    // A forged signature in the first group, altered bytes in the last
-    // (partial) one, and records that never reach a signature check
-    // between them.
+    // Two full groups and a partial one: a forged signature in the first,
+    // altered bytes in the last, and records that never reach a signature
+    // check between them.
     let mut forged = wire::Envelope::decode(records[10].1.as_slice()).unwrap();
     forged.signature[0] ^= 1;
     records[10].1 = forged.encode_to_vec();
-    let mut altered = wire::Envelope::decode(records[140].1.as_slice()).unwrap();
+    let mut altered = wire::Envelope::decode(records[540].1.as_slice()).unwrap();
     altered.ciphertext[0] ^= 1;
-    records[140].1 = altered.encode_to_vec();
+    records[540].1 = altered.encode_to_vec();
     records[70].1 = sealed(&world.eve, &world.bob, wire::Kind::Chat, &chat("hi"));
     records[71] = (
         Lane::Control,
@@ -237,10 +237,10 @@ fn records_checked_in_groups_come_out_as_checked_one_by_one() {
         .map(|record| outcome(check(record, &world.book)))
         .collect();
     assert_eq!(together, alone);
-    assert_eq!(together.iter().filter(|result| result.is_ok()).count(), 145);
+    assert_eq!(together.iter().filter(|result| result.is_ok()).count(), 595);
     assert_eq!(together[10], Err("BadSignature".into()));
-    assert_eq!(together[140], Err("BadSignature".into()));
-    assert_eq!(together[149], Ok("149".into()));
+    assert_eq!(together[540], Err("BadSignature".into()));
+    assert_eq!(together[599], Ok("599".into()));
 }
 
 #[test]
