@@ -3,6 +3,7 @@
 //! Every change is persisted first and published as an event second.
 
 mod order;
+mod placing;
 mod read;
 mod receipts;
 mod send;
@@ -65,6 +66,8 @@ pub struct Messaging {
     kafka_only: Mutex<order::KafkaOnly>,
     /// The QUEUED writes calls left behind them (see `send.rs`).
     queued_writes: TaskTracker,
+    /// The sent messages whose place those writes have not written yet.
+    placing: Arc<placing::Placing>,
 }
 
 impl Messaging {
@@ -85,6 +88,7 @@ impl Messaging {
             receipt_ranges,
             kafka_only: Mutex::new(order::KafkaOnly::default()),
             queued_writes: TaskTracker::new(),
+            placing: Arc::default(),
         })
     }
 

@@ -249,7 +249,9 @@ impl ControlHandler for ReceiptRangeHandler {
                 return Ok(Err(Rejection::Malformed));
             };
             // The store limits both forms to our messages in the
-            // conversation with this contact.
+            // conversation with this contact, found by places and states
+            // that may still be being written behind their calls.
+            messaging.placing.settled().await;
             let conversation = contact.conversation_id;
             let ids = match kind {
                 wire::ReceiptKind::Received => {

@@ -115,6 +115,8 @@ impl Messaging {
         // still on its way by Kafka alone) and the durable Kafka copy leave
         // together; the contact stores the id once, whichever arrives first.
         let may_go_direct = self.kafka_only().begin(conversation, outgoing.id);
+        // Before the record exists, so that no receipt can cover it unseen.
+        let placement = self.placing.begin(outgoing.id);
         let direct = async {
             if may_go_direct
                 && self
@@ -145,6 +147,7 @@ impl Messaging {
             if let Err(err) = record_queued(&pool, &hub, id, partition, offset).await {
                 tracing::warn!(error = %err, message_id = %id, "cannot record a sent message as queued; it is produced again at the next start");
             }
+            drop(placement);
         });
         message.state = MessageState::Queued;
         Ok(message)
@@ -194,6 +197,7 @@ impl Messaging {
         conversation: Uuid,
         envelope: &[u8],
     ) -> Result<(), MessagingError> {
+        let _placement = self.placing.begin(id);
         let (partition, offset) = self
             .outbound
             .enqueue(Lane::Data, conversation, envelope)
