@@ -6,6 +6,9 @@
 //!   same binary's `--version` (process start alone);
 //! - idle RSS and CPU of a kircd with all backends up, after a minute, with
 //!   the wake-ups of each of its threads;
+//! - the floor under that idle CPU: the same Kafka clients kircd holds, made
+//!   by its own constructors in this process and idle for as long, and the
+//!   fewest any kircd on librdkafka could hold (one consumer, one producer);
 //! - the bytes an idle kircd produces per contact per day (presence
 //!   heartbeats), against the free tier's budget: a second actor as its
 //!   contact, both idle over whole heartbeat periods that start half a
@@ -27,7 +30,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::idle::idle;
+use common::idle::{FEWEST_CONSUMERS, KAFKA_THREADS, KIRCD_CONSUMERS, idle, kafka_clients_alone};
 use common::{get_status_round_trips, proc_field, summarize};
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, all_up, befriend};
@@ -125,6 +128,10 @@ async fn main() {
     let alone_bytes = produced_bytes(&daemon).await - bytes_before;
     let hwm_kib = proc_field(daemon.pid(), "status", "VmHWM:");
     let threads = proc_field(daemon.pid(), "status", "Threads:");
+    // The floor those figures stand on: kircd's Kafka clients alone.
+    let floor_actor = Actor::new("floor").await;
+    let clients_alone = kafka_clients_alone(&floor_actor, KIRCD_CONSUMERS, idle_secs).await;
+    let fewest_alone = kafka_clients_alone(&floor_actor, FEWEST_CONSUMERS, idle_secs).await;
 
     // The same minute with one contact: what a contact costs idle.
     let mut contact = Actor::new("contact").await;
@@ -185,10 +192,42 @@ async fn main() {
         alone.cpu
     );
     println!();
-    println!("| thread | threads | wake-ups per second | CPU ticks |");
+    println!("| thread | threads | wake-ups per second | CPU (% of a core) |");
     println!("|---|---|---|---|");
-    for (name, count, wakes, ticks) in alone.threads.iter().filter(|row| row.2 > 0.0) {
-        println!("| {name} | {count} | {wakes:.2} | {ticks} |");
+    for thread in alone
+        .threads
+        .iter()
+        .filter(|row| row.wakes_per_second > 0.0)
+    {
+        println!(
+            "| {} | {} | {:.2} | {:.4} |",
+            thread.name, thread.threads, thread.wakes_per_second, thread.cpu
+        );
+    }
+    println!();
+    println!(
+        "idle CPU (percent of a core, per thread from schedstat): kircd's Kafka clients (librdkafka's threads and the outbox's delivery thread) {:.3}, the rest of kircd {:.3}; the floor they set, the same clients made alone in the benchmark's process: {:.3}; the fewest clients any kircd could hold (one consumer of the four topics and the producer), alone: {:.3}",
+        alone.cpu_of(KAFKA_THREADS),
+        alone.threads_cpu() - alone.cpu_of(KAFKA_THREADS),
+        clients_alone.cpu_of(KAFKA_THREADS),
+        fewest_alone.cpu_of(KAFKA_THREADS),
+    );
+    println!();
+    println!(
+        "| the same clients alone: thread | threads | wake-ups per second | CPU (% of a core) |"
+    );
+    println!("|---|---|---|---|");
+    for (set, idle) in [("kircd's", &clients_alone), ("fewest", &fewest_alone)] {
+        for thread in idle.threads.iter().filter(|row| {
+            KAFKA_THREADS
+                .iter()
+                .any(|prefix| row.name.starts_with(prefix))
+        }) {
+            println!(
+                "| {set}: {} | {} | {:.2} | {:.4} |",
+                thread.name, thread.threads, thread.wakes_per_second, thread.cpu
+            );
+        }
     }
     let alone_per_day = alone_bytes as f64 * 86_400.0 / idle_secs as f64;
     let contact_per_day =

@@ -11,9 +11,40 @@ pub struct Idle {
     pub cpu: f64,
     pub rss_mib: f64,
     pub fds: usize,
-    /// Per thread name: (threads, wake-ups per second, CPU ticks), busiest
-    /// first: what wakes the daemon when nothing happens.
-    pub threads: Vec<(String, usize, f64, u64)>,
+    /// Per thread name, busiest first: what wakes the daemon when nothing
+    /// happens.
+    pub threads: Vec<ThreadIdle>,
+}
+
+/// What the threads of one name did over an idle phase.
+pub struct ThreadIdle {
+    pub name: String,
+    pub threads: usize,
+    pub wakes_per_second: f64,
+    /// Percent of a core.
+    pub cpu: f64,
+}
+
+impl Idle {
+    /// Percent of a core used by the threads whose names start with one of
+    /// `prefixes`.
+    pub fn cpu_of(&self, prefixes: &[&str]) -> f64 {
+        self.threads
+            .iter()
+            .filter(|thread| {
+                prefixes
+                    .iter()
+                    .any(|prefix| thread.name.starts_with(prefix))
+            })
+            .map(|thread| thread.cpu)
+            .sum()
+    }
+
+    /// Percent of a core used by all threads alive at the end (ns-precise,
+    /// unlike [`Idle::cpu`], which also counts threads that ended).
+    pub fn threads_cpu(&self) -> f64 {
+        self.threads.iter().map(|thread| thread.cpu).sum()
+    }
 }
 
 impl std::fmt::Display for Idle {
@@ -23,8 +54,12 @@ impl std::fmt::Display for Idle {
             "CPU {:.3} % of a core, RSS {:.1} MiB, {} fds; wake-ups/s by thread:",
             self.cpu, self.rss_mib, self.fds
         )?;
-        for (name, count, wakes, ticks) in &self.threads {
-            write!(f, " {name}×{count} {wakes:.1} ({ticks} ticks),")?;
+        for thread in &self.threads {
+            write!(
+                f,
+                " {}×{} {:.1} ({:.3} %),",
+                thread.name, thread.threads, thread.wakes_per_second, thread.cpu
+            )?;
         }
         Ok(())
     }
@@ -61,19 +96,20 @@ pub async fn idle(pid: u32, secs: u64, label: &str) -> Idle {
     }
     let ticks = cpu_ticks(pid) - before;
     let ticks_per_second = rustix::param::clock_ticks_per_second() as f64;
-    let mut threads: Vec<(String, usize, f64, u64)> = thread_activity(pid)
+    let mut threads: Vec<ThreadIdle> = thread_activity(pid)
         .into_iter()
         .map(|(name, after)| {
             let before = threads_before.get(&name).copied().unwrap_or_default();
-            (
+            ThreadIdle {
                 name,
-                after.threads,
-                after.switches.saturating_sub(before.switches) as f64 / secs as f64,
-                after.ticks.saturating_sub(before.ticks),
-            )
+                threads: after.threads,
+                wakes_per_second: after.switches.saturating_sub(before.switches) as f64
+                    / secs as f64,
+                cpu: after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9 / secs as f64 * 100.0,
+            }
         })
         .collect();
-    threads.sort_by(|a, b| b.2.total_cmp(&a.2));
+    threads.sort_by(|a, b| b.wakes_per_second.total_cmp(&a.wakes_per_second));
     Idle {
         threads,
         cpu: ticks as f64 / ticks_per_second / secs as f64 * 100.0,
@@ -125,4 +161,99 @@ impl Profile {
             "perf record failed: {status}"
         );
     }
+}
+
+/// The threads of kircd's own Kafka clients: librdkafka's (`rdk:main`, one
+/// per broker connection) and the outbox producer's delivery thread.
+pub const KAFKA_THREADS: &[&str] = &["rdk:", "kafka-acks"];
+
+/// The Kafka clients an idle kircd holds, by consumer role with the topic
+/// roles each reads; with the outbox producer, which also serves the health
+/// probe.
+pub const KIRCD_CONSUMERS: &[(&str, &[&str])] = &[
+    ("inbox", &["data-in", "rpc-in"]),
+    ("delivery-data", &["data-out"]),
+    ("delivery-rpc", &["rpc-out"]),
+];
+
+/// The fewest clients any kircd on librdkafka could hold: one consumer of
+/// its four topics, beside the producer.
+pub const FEWEST_CONSUMERS: &[(&str, &[&str])] =
+    &[("all", &["data-in", "rpc-in", "data-out", "rpc-out"])];
+
+/// The floor under an idle daemon's CPU that its Kafka clients set: the
+/// outbox producer and the given consumers, made by kircd's own
+/// constructors, so with its settings, for `actor`'s topics, here in this
+/// process and with nothing else around them. Measured like [`idle`] on
+/// this process once every consumer holds its partitions; [`Idle::cpu_of`]
+/// with [`KAFKA_THREADS`] reads their part.
+pub async fn kafka_clients_alone(
+    actor: &kirc_testkit::Actor,
+    consumers: &[(&str, &[&str])],
+    secs: u64,
+) -> Idle {
+    use rdkafka::consumer::Consumer as _;
+
+    let config = kircd::config::load(&kircd::config::Sources {
+        explicit_file: Some(actor.config_path.clone()),
+        env: Vec::new(),
+        flags: Vec::new(),
+    })
+    .expect("the actor's config loads");
+    let me: kircd::crypto::identity::ActorId = actor.actor_id.parse().expect("an actor id");
+    let topics = config.kafka.topics.with_roles();
+    let topic = |role: &&str| -> &str {
+        topics
+            .iter()
+            .find(|(name, _)| name == role)
+            .map(|(_, topic)| *topic)
+            .expect("a topic role")
+    };
+    let consumers: Vec<_> = consumers
+        .iter()
+        .map(|(role, roles)| {
+            let names: Vec<&str> = roles.iter().map(topic).collect();
+            std::sync::Arc::new(
+                kircd::backends::kafka::consumer::subscribed(&config.kafka, me, role, &names)
+                    .expect("a consumer"),
+            )
+        })
+        .collect();
+    let _outbox = kircd::transport::kafka::Outbox::new(
+        &config.kafka,
+        me,
+        kircd::backends::traffic::Budgets::new(config.messaging.budget_bytes_per_second),
+    )
+    .expect("the outbox producer");
+    // kircd polls each consumer all the time; so do these, which also
+    // serves their group joins. The topics stay empty.
+    let polling: Vec<_> = consumers
+        .iter()
+        .map(|consumer| {
+            let consumer = std::sync::Arc::clone(consumer);
+            tokio::spawn(async move {
+                loop {
+                    let _ = consumer.recv().await;
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !consumers.iter().all(|consumer| {
+        consumer
+            .assignment()
+            .is_ok_and(|assignment| assignment.count() > 0)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the floor's consumers never got their partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let label = format!("kafka-clients-alone-{}", consumers.len());
+    let measured = idle(std::process::id(), secs, &label).await;
+    for task in polling {
+        task.abort();
+    }
+    measured
 }

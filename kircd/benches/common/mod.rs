@@ -365,6 +365,9 @@ pub struct ThreadActivity {
     /// preemption.
     pub switches: u64,
     pub ticks: u64,
+    /// Time on a CPU, in nanoseconds (from `schedstat`): at an idle
+    /// daemon's per mille, clock ticks come a handful per minute.
+    pub cpu_ns: u64,
 }
 
 /// [`ThreadActivity`] of `pid`'s threads by name.
@@ -376,10 +379,11 @@ pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, ThreadAct
     for task in tasks.flatten() {
         let path = task.path();
         // A thread may end between the listing and the reads.
-        let (Ok(name), Ok(status), Ok(stat)) = (
+        let (Ok(name), Ok(status), Ok(stat), Ok(schedstat)) = (
             std::fs::read_to_string(path.join("comm")),
             std::fs::read_to_string(path.join("status")),
             std::fs::read_to_string(path.join("stat")),
+            std::fs::read_to_string(path.join("schedstat")),
         ) else {
             continue;
         };
@@ -394,6 +398,11 @@ pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, ThreadAct
         entry.threads += 1;
         entry.switches += field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
         entry.ticks += ticks_of_stat(&stat);
+        entry.cpu_ns += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or_default();
     }
     by_name
 }

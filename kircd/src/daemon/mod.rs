@@ -103,7 +103,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // The backends, each under its supervisor.
     let client_id = format!("kircd-{}", config.actor_name);
-    let cluster = Cluster::new(&config.kafka, &client_id)?;
+    let budgets = Budgets::new(config.messaging.budget_bytes_per_second);
+    let outbox = Outbox::new(&config.kafka, identity.id(), budgets.clone())
+        .context("cannot create the outbox producer")?;
+    let cluster = Cluster::on_client(outbox.client(), &config.kafka, &client_id);
     let pg_options = postgres::connect_options(&config.postgres)?;
     let pool = postgres::pool(
         pg_options.clone(),
@@ -148,9 +151,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.presence.clone(),
     );
     let book = Arc::new(ContactBook::new(Arc::clone(&identity)));
-    let budgets = Budgets::new(config.messaging.budget_bytes_per_second);
-    let outbox = Outbox::new(&config.kafka, identity.id(), budgets.clone())
-        .context("cannot create the outbox producer")?;
     let outbound = Arc::new(Outbound::new(Arc::clone(&identity), outbox.clone()));
     let own = OwnProfile::new(Arc::clone(&identity), &config);
     let contacts = Contacts::new(

@@ -186,7 +186,9 @@ impl ClusterReport {
 }
 
 /// A light client of the actor's own cluster for checks. It has no polling
-/// thread of its own, so an idle daemon costs no CPU here.
+/// thread of its own; in the daemon it is the outbox producer's client (see
+/// [`Cluster::on_client`]), since every librdkafka client wakes several
+/// times a second while idle, whatever it does.
 #[derive(Clone)]
 pub struct Cluster {
     producer: Arc<BaseProducer<KafkaContext>>,
@@ -203,16 +205,29 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
+    /// A cluster client of its own, for the commands that run once.
     pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self, Error> {
         let settings = client_config(config, client_id);
         let producer =
             BaseProducer::from_config_and_context(&settings, KafkaContext::new(&settings))
                 .map_err(Error::Client)?;
-        Ok(Cluster {
-            producer: Arc::new(producer),
+        Ok(Cluster::on_client(Arc::new(producer), config, client_id))
+    }
+
+    /// Checks through a client that already exists (the daemon's outbox
+    /// producer): polling it here from another thread than its own is safe,
+    /// and serves whatever it has (a delivery report reaches its waiting
+    /// send from either thread).
+    pub fn on_client(
+        producer: Arc<BaseProducer<KafkaContext>>,
+        config: &KafkaConfig,
+        client_id: &str,
+    ) -> Self {
+        Cluster {
+            producer,
             config: config.clone(),
             client_id: client_id.to_owned(),
-        })
+        }
     }
 
     /// Fetches the cluster's metadata and reports the four topics.

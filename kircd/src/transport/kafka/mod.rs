@@ -52,6 +52,13 @@ impl Outbox {
         })
     }
 
+    /// The producer's librdkafka client, for the Kafka health probe.
+    pub fn client(
+        &self,
+    ) -> Arc<rdkafka::producer::BaseProducer<crate::backends::kafka::KafkaContext>> {
+        self.producer.client()
+    }
+
     /// The own outbox topic of `lane`.
     pub fn topic(&self, lane: Lane) -> &str {
         match lane {
