@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use common::idle::idle;
 use common::{
-    KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
+    CommitRow, KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
     hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize, wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend};
@@ -166,7 +166,7 @@ async fn main() {
     // The direct path's floor, measured in the same run: the call and the
     // event (one socket round trip), two one-row commits (alice's and
     // bob's), one message over a channel.
-    let commit = summarize(pg_commits(&alice, messages).await);
+    let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor).await);
     let call = summarize(get_status_round_trips(&alice_daemon, 0, messages).await);
     let floor = call.p50 + commit.p50 * 2 + channel.p50;
     let direct = summarize(latencies(&direct_samples));

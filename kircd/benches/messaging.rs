@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use common::idle::Profile;
 use common::{
-    HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, bulk_producer, consumer, count, fill_inbox,
-    hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize, wait_added,
+    CommitRow, HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, bulk_producer, consumer, count,
+    fill_inbox, hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize,
+    wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
@@ -135,7 +136,8 @@ async fn main() {
     );
     // The path's floor: two produce → consume hops and two one-row
     // commits, each measured here.
-    let commit = summarize(pg_commits(&alice, messages).await);
+    let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor).await);
+    let message_row = summarize(pg_commits(&alice, messages, CommitRow::Message).await);
     let path_floor = raw.p50 * 2 + commit.p50 * 2;
 
     // Ingest: bob stops; his data-in fills with valid envelopes; he starts,
@@ -245,6 +247,12 @@ async fn main() {
         ms(raw.p50),
         ms(commit.p50),
         ms(path_floor),
+    );
+    println!(
+        "one durable commit of the row kircd writes for a message (the same INSERT, a copy of its messages table with every index): {} p50 ({} p99), against the one-row floor's {}",
+        ms(message_row.p50),
+        ms(message_row.p99),
+        ms(commit.p50),
     );
     for (pacing, figures) in [("back to back", &ours), ("settled", &settled)] {
         println!(
