@@ -130,7 +130,7 @@ async fn sigkill_of_the_sender_and_then_of_the_receiver_loses_and_duplicates_not
         index += 1;
     }
 
-    let bob_history = wait_history(
+    let waited = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait_history(
         &bob_daemon,
         &conversation,
         "every returned message at bob",
@@ -138,8 +138,27 @@ async fn sigkill_of_the_sender_and_then_of_the_receiver_loses_and_duplicates_not
             let have: HashSet<&str> = history.iter().map(|message| message.id.as_str()).collect();
             returned.iter().all(|id| have.contains(id.as_str()))
         },
-    )
+    )))
     .await;
+    let bob_history = match waited {
+        Ok(history) => history,
+        Err(panic) => {
+            // What a failure needs to be understood: which messages are
+            // missing (by their index in the run), and what both daemons
+            // counted and logged.
+            let history = history_all(&bob_daemon, &conversation).await;
+            let have: HashSet<&str> = history.iter().map(|message| message.id.as_str()).collect();
+            let missing: Vec<usize> = (0..returned.len())
+                .filter(|index| !have.contains(returned[*index].as_str()))
+                .collect();
+            eprintln!("missing at bob, by index: {missing:?}");
+            eprintln!("bob's status: {:#?}", bob_daemon.status().await);
+            eprintln!("alice's status: {:#?}", alice_daemon.status().await);
+            eprintln!("bob's log:\n{}", bob_daemon.stderr());
+            eprintln!("alice's log:\n{}", alice_daemon.stderr());
+            std::panic::resume_unwind(panic);
+        }
+    };
     assert_once_in_order(&bob_history, &returned, false, "bob");
     let alice_history = history_all(&alice_daemon, &conversation).await;
     assert_once_in_order(&alice_history, &returned, true, "alice");
