@@ -121,3 +121,44 @@ pub fn envelopes_of(
         })
         .collect()
 }
+
+/// Moves a stopped kircd's consumer group `role` (e.g. "inbox") back to the
+/// start of `topic`, as a crash before any commit would leave it: its next
+/// start reads every record of `topic` again. Joins as the group's static
+/// member (replacing the stopped kircd's, which stays in the group until its
+/// session expires) and commits the first offsets.
+pub fn rewind_group(bootstrap: &str, actor_id: &str, role: &str, topic: &str) {
+    let group = format!("kircd.{actor_id}.{role}");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("group.instance.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a consumer in the group");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    let timeout = Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // The assignment is served by polling; records read meanwhile are not
+    // committed (auto commit is off).
+    while consumer.assignment().map_or(0, |list| list.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no assignment in {group}"
+        );
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    let mut first = TopicPartitionList::new();
+    for element in consumer.assignment().expect("an assignment").elements() {
+        let (low, _) = consumer
+            .fetch_watermarks(topic, element.partition(), timeout)
+            .expect("watermarks");
+        first
+            .add_partition_offset(topic, element.partition(), Offset::Offset(low))
+            .unwrap();
+    }
+    consumer
+        .commit(&first, rdkafka::consumer::CommitMode::Sync)
+        .expect("the first offsets committed");
+}

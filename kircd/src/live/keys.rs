@@ -17,6 +17,24 @@ use crate::hub::PresenceState;
 /// How long a session (drafts, open conversation) is kept unused.
 const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// How long a rate count (and the offsets it was counted through) is kept:
+/// the minute it counts and the next, when records of it may still arrive.
+const RATE_TTL_SECS: i64 = 120;
+
+/// One inbox batch's additions to the inbound rate: records per sender and
+/// minute, and per inbox partition the highest offset the batch read.
+#[derive(Debug, Default, Clone)]
+pub struct RateTally {
+    pub counts: Vec<(ActorId, i64, u64)>,
+    pub through: Vec<(String, i64)>,
+}
+
+impl RateTally {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.through.is_empty()
+    }
+}
+
 /// How long a typing indicator lives without a new "typing".
 pub const TYPING_TTL: Duration = Duration::from_secs(6);
 
@@ -135,19 +153,54 @@ impl Keys {
         }
     }
 
-    /// Adds `records` to `actor`'s count for `minute` (minutes since the
-    /// epoch) and returns the count before them.
-    pub async fn rate(&self, actor: ActorId, minute: i64, records: u64) -> redis::RedisResult<u64> {
-        let key = self.key("rate", &format!("{actor}:{minute}"));
+    /// Adds each `(actor, minute, records)` of `tally` to that actor's count
+    /// for the minute (minutes since the epoch), and raises each inbox
+    /// partition's counted-through offset, in one transaction; returns each
+    /// count before its records. Both expire after the same two minutes: a
+    /// counted-through offset is only needed while the counts it protects
+    /// from a second count are kept.
+    pub async fn rate(&self, tally: &RateTally) -> redis::RedisResult<Vec<u64>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for &(actor, minute, records) in &tally.counts {
+            let key = self.key("rate", &format!("{actor}:{minute}"));
+            pipe.incr(&key, records)
+                .expire(&key, RATE_TTL_SECS)
+                .ignore();
+        }
+        if !tally.through.is_empty() {
+            let key = self.key("rate", "read");
+            for (partition, offset) in &tally.through {
+                // GT: only ever raised, whatever order two batches' writes
+                // arrive in.
+                pipe.cmd("ZADD")
+                    .arg(&key)
+                    .arg("GT")
+                    .arg(*offset)
+                    .arg(partition)
+                    .ignore();
+            }
+            pipe.expire(&key, RATE_TTL_SECS).ignore();
+        }
         let mut connection = self.connection.clone();
-        let (after,): (u64,) = redis::pipe()
-            .atomic()
-            .incr(&key, records)
-            .expire(&key, 120)
-            .ignore()
-            .query_async(&mut connection)
+        let after: Vec<u64> = pipe.query_async(&mut connection).await?;
+        Ok(after
+            .into_iter()
+            .zip(&tally.counts)
+            .map(|(after, &(_, _, records))| after.saturating_sub(records))
+            .collect())
+    }
+
+    /// The offset through which the records of an inbox `partition` were
+    /// counted by [`Keys::rate`], if that was in the last two minutes.
+    pub async fn counted_through(&self, partition: &str) -> redis::RedisResult<Option<i64>> {
+        let mut connection = self.connection.clone();
+        let score: Option<f64> = connection
+            .zscore(self.key("rate", "read"), partition)
             .await?;
-        Ok(after - records)
+        // Offsets are below 2^53: the score holds them exactly.
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(score.map(|score| score as i64))
     }
 
     pub async fn session(

@@ -20,6 +20,7 @@ use crate::config::PresenceConfig;
 use crate::crypto::identity::ActorId;
 use crate::hub::{Hub, PeerPresence, PresenceState};
 pub use follow::spawn;
+pub use keys::RateTally;
 use keys::{Expired, Keys};
 
 /// Contacts' presence is believed for this many heartbeats.
@@ -119,22 +120,27 @@ impl Live {
         self.show(actor, |presence| presence.typing = active && stored.is_ok());
     }
 
-    /// Adds `records` new records that reached the inbox from `actor` in
-    /// `minute` (minutes since the epoch) to its count in Valkey and returns
-    /// the count before them; `None` with Valkey away.
-    pub async fn count_in_valkey(&self, actor: ActorId, minute: i64, records: u64) -> Option<u64> {
-        self.keys.rate(actor, minute, records).await.ok()
+    /// Adds a batch's `tally` to the counts in Valkey and returns each
+    /// count before it (in `tally.counts`' order); `None` with Valkey away.
+    pub async fn count_in_valkey(&self, tally: &RateTally) -> Option<Vec<u64>> {
+        self.keys.rate(tally).await.ok()
     }
 
-    /// Adds `records` to `actor`'s count for `minute` in Valkey, without
-    /// waiting: for a later process, which reads it for the minutes around
-    /// its start. One lost (Valkey away, or kircd stopping) lets a sender a
-    /// little past its rate in those minutes, no more.
-    pub fn add_to_rate(&self, actor: ActorId, minute: i64, records: u64) {
+    /// Adds a batch's `tally` to the counts in Valkey without waiting: for a
+    /// later process, which reads them for the minutes around its start.
+    /// One lost (Valkey away, or kircd stopping) lets a sender a little past
+    /// its rate in those minutes, no more.
+    pub fn add_to_rate(&self, tally: RateTally) {
         let keys = self.keys.clone();
         tokio::spawn(async move {
-            let _ = keys.rate(actor, minute, records).await;
+            let _ = keys.rate(&tally).await;
         });
+    }
+
+    /// The offset through which an inbox partition's records were counted
+    /// in the last two minutes; `None` if none were, or Valkey is away.
+    pub async fn counted_through(&self, partition: &str) -> Option<i64> {
+        self.keys.counted_through(partition).await.ok().flatten()
     }
 
     /// How many of `records` new records the rate allows a sender that

@@ -411,7 +411,11 @@ impl Inbox {
             .iter()
             .map(|arrival| rate::Arrived {
                 minute: arrival.minute,
-                direct: arrival.via.is_some(),
+                place: arrival.via.is_none().then_some(rate::Place {
+                    lane: arrival.lane,
+                    partition: arrival.partition,
+                    offset: arrival.offset,
+                }),
             })
             .collect();
         let checked_all = rate::limit(

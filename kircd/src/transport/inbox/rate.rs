@@ -15,6 +15,17 @@
 //! from a data channel are counted in this process only: a channel is one
 //! contact's connection to this daemon and ends with it, and the Kafka copy
 //! of every chat message is still counted.
+//!
+//! A record is counted once, however often it is read. What a crash leaves
+//! uncommitted is read again by the next process, and Valkey counted it
+//! already: counted again, a sender's fast but honest burst would exceed its
+//! allowance on the second reading, and its last messages be dropped. So
+//! Valkey keeps, with the counts and in the same transaction, the offset
+//! through which each inbox partition was counted; a record at or below it
+//! is read again: neither counted nor limited (its first reading either
+//! stored it, and storing it again changes nothing, or refused it as over
+//! the rate, and letting it in now lets in at most what one crash left
+//! uncommitted, or one batch whose storing failed and is tried again).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +36,8 @@ use rdkafka::message::Timestamp;
 use super::check::{Checked, Rejected};
 use crate::crypto::envelope::Rejection;
 use crate::crypto::identity::ActorId;
-use crate::live::Live;
+use crate::live::{Live, RateTally};
+use crate::transport::Lane;
 use crate::transport::rejections::RejectionLog;
 
 /// The minute (since the epoch) a record reached the inbox: the broker's
@@ -86,6 +98,10 @@ pub struct RateCounts {
     /// minute ahead of ours (an earlier process may have read records the
     /// broker stamped with the minute we started in, or the next).
     kafka_complete_from: i64,
+    /// Per inbox partition (by [`Place::partition_name`]), the offset
+    /// through which its records were counted, here or by an earlier
+    /// process; a partition is asked of Valkey the first time it is read.
+    counted_through: Mutex<HashMap<String, i64>>,
 }
 
 impl RateCounts {
@@ -95,7 +111,41 @@ impl RateCounts {
             channels: MinuteCounts::default(),
             kafka: MinuteCounts::default(),
             kafka_complete_from: minute + 2,
+            counted_through: Mutex::default(),
         }
+    }
+
+    /// Whether each arrival is read for the first time (always, for a data
+    /// channel's); then takes the batch as counted through its offsets.
+    async fn first_readings(&self, live: &Live, arrivals: &[Arrived]) -> Vec<bool> {
+        let mut unknown: Vec<String> = {
+            let known = self.lock_counted_through();
+            arrivals
+                .iter()
+                .filter_map(|arrived| arrived.place)
+                .map(|place| place.partition_name())
+                .filter(|name| !known.contains_key(name))
+                .collect()
+        };
+        unknown.sort_unstable();
+        unknown.dedup();
+        let mut asked = Vec::with_capacity(unknown.len());
+        for name in unknown {
+            // Valkey away: nothing known, everything counted, as before.
+            let through = live.counted_through(&name).await.unwrap_or(-1);
+            asked.push((name, through));
+        }
+        let mut known = self.lock_counted_through();
+        for (name, through) in asked {
+            known.entry(name).or_insert(through);
+        }
+        first_readings(&mut known, arrivals)
+    }
+
+    fn lock_counted_through(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.counted_through
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts `records` from `sender` in `minute` here if this process has
@@ -123,15 +173,70 @@ impl RateCounts {
 pub struct Arrived {
     /// Minutes since the epoch.
     pub minute: i64,
-    /// Over a data channel rather than a Kafka inbox.
-    pub direct: bool,
+    /// Where in a Kafka inbox it was read; `None` over a data channel.
+    pub place: Option<Place>,
+}
+
+impl Arrived {
+    fn direct(&self) -> bool {
+        self.place.is_none()
+    }
+}
+
+/// Where in the Kafka inboxes a record was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub lane: Lane,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Place {
+    fn partition_name(&self) -> String {
+        let topic = match self.lane {
+            Lane::Data => "data-in",
+            Lane::Control => "rpc-in",
+        };
+        format!("{topic}:{}", self.partition)
+    }
+}
+
+/// Whether each arrival is read for the first time, given the offsets each
+/// partition was counted through (`known`, which must hold every partition
+/// of `arrivals`); raises those to the batch's offsets.
+fn first_readings(known: &mut HashMap<String, i64>, arrivals: &[Arrived]) -> Vec<bool> {
+    arrivals
+        .iter()
+        .map(|arrived| {
+            let Some(place) = arrived.place else {
+                return true;
+            };
+            let through = known.entry(place.partition_name()).or_insert(-1);
+            let first = place.offset > *through;
+            *through = (*through).max(place.offset);
+            first
+        })
+        .collect()
+}
+
+/// The partitions of `arrivals` with the highest offset read of each.
+fn read_through(arrivals: &[Arrived]) -> Vec<(String, i64)> {
+    let mut through: HashMap<String, i64> = HashMap::new();
+    for place in arrivals.iter().filter_map(|arrived| arrived.place) {
+        let highest = through
+            .entry(place.partition_name())
+            .or_insert(place.offset);
+        *highest = (*highest).max(place.offset);
+    }
+    through.into_iter().collect()
 }
 
 /// One sender's records of one minute, by one path.
 type Bucket = (ActorId, i64, bool);
 
 /// Applies the per-sender rate to a checked batch; `arrivals` says how and
-/// when each record arrived. The own heartbeat is not limited.
+/// when each record arrived. The own heartbeat is not limited, nor a record
+/// read again.
 pub async fn limit(
     live: &Live,
     here: &RateCounts,
@@ -140,47 +245,74 @@ pub async fn limit(
     checked: Vec<Result<Checked, Rejected>>,
     log: &mut RejectionLog,
 ) -> Vec<Result<Checked, Rejected>> {
-    let bucket_of = |arrived: Arrived, result: &Result<Checked, Rejected>| match result {
-        Ok(checked) => {
+    let first_readings = here.first_readings(live, arrivals).await;
+    let bucket_of = |arrived: Arrived, first: bool, result: &Result<Checked, Rejected>| match result
+    {
+        Ok(checked) if first => {
             let (sender, _) = checked.claimed();
-            (sender != me).then_some((sender, arrived.minute, arrived.direct))
+            (sender != me).then_some((sender, arrived.minute, arrived.direct()))
         }
-        Err(_) => None,
+        _ => None,
     };
     let mut counts: HashMap<Bucket, u64> = HashMap::new();
-    for (arrived, result) in arrivals.iter().zip(&checked) {
-        if let Some(bucket) = bucket_of(*arrived, result) {
+    for ((arrived, first), result) in arrivals.iter().zip(&first_readings).zip(&checked) {
+        if let Some(bucket) = bucket_of(*arrived, *first, result) {
             *counts.entry(bucket).or_default() += 1;
         }
     }
     let mut allowed: HashMap<Bucket, u64> = HashMap::new();
+    let mut tally = RateTally {
+        counts: Vec::new(),
+        through: read_through(arrivals),
+    };
+    // Indices into `tally.counts` of the buckets only Valkey can decide.
+    let mut undecided = Vec::new();
     for (&(sender, minute, direct), &count) in &counts {
-        let allowance = match here.count_here(sender, minute, count, direct) {
-            Some(before) => {
-                if !direct {
-                    live.add_to_rate(sender, minute, count);
-                }
-                live.allowance(before, count)
+        let before = here.count_here(sender, minute, count, direct);
+        if !direct {
+            if before.is_none() {
+                undecided.push(tally.counts.len());
             }
-            None => match live.count_in_valkey(sender, minute, count).await {
-                Some(before) => {
+            tally.counts.push((sender, minute, count));
+        }
+        if let Some(before) = before {
+            allowed.insert((sender, minute, direct), live.allowance(before, count));
+        }
+    }
+    if undecided.is_empty() {
+        if !tally.is_empty() {
+            live.add_to_rate(tally);
+        }
+    } else {
+        let befores = live.count_in_valkey(&tally).await;
+        for index in undecided {
+            let (sender, minute, count) = tally.counts[index];
+            let allowance = match befores.as_ref().and_then(|befores| befores.get(index)) {
+                Some(&before) => {
                     here.counted_in_valkey(sender, minute, before, count);
                     live.allowance(before, count)
                 }
                 // With Valkey away there is no limit: chat goes on.
                 None => count,
-            },
-        };
+            };
+            allowed.insert((sender, minute, false), allowance);
+        }
+    }
+    for (&(sender, minute, direct), &count) in &counts {
+        let allowance = allowed
+            .get(&(sender, minute, direct))
+            .copied()
+            .unwrap_or(count);
         if allowance < count && log.admit(Rejection::RateLimited, Instant::now()) {
             tracing::warn!(%sender, minute, records = count, allowed = allowance, direct, "a sender exceeds its inbound rate; the excess is dropped");
         }
-        allowed.insert((sender, minute, direct), allowance);
     }
     arrivals
         .iter()
+        .zip(first_readings)
         .zip(checked)
-        .map(|(arrived, result)| {
-            let Some(bucket) = bucket_of(*arrived, &result) else {
+        .map(|((arrived, first), result)| {
+            let Some(bucket) = bucket_of(*arrived, first, &result) else {
                 return result;
             };
             let left = allowed.entry(bucket).or_default();
@@ -251,6 +383,55 @@ mod tests {
         // Another sender's minute is its own.
         let bob = ActorId::from_slice(&[2; 16]).unwrap();
         assert_eq!(here.count_here(bob, 100, 1, false), None);
+    }
+
+    #[test]
+    fn a_record_at_or_below_its_partitions_counted_offset_is_read_again() {
+        let kafka = |lane, partition, offset| Arrived {
+            minute: 7,
+            place: Some(Place {
+                lane,
+                partition,
+                offset,
+            }),
+        };
+        let channel = Arrived {
+            minute: 7,
+            place: None,
+        };
+        // An earlier process counted data-in:0 through offset 10.
+        let mut known = HashMap::from([("data-in:0".to_owned(), 10)]);
+        let batch = [
+            kafka(Lane::Data, 0, 9),
+            kafka(Lane::Data, 0, 10),
+            kafka(Lane::Data, 0, 11),
+            kafka(Lane::Control, 0, 3),
+            kafka(Lane::Data, 1, 0),
+            channel,
+        ];
+        assert_eq!(
+            first_readings(&mut known, &batch),
+            [false, false, true, true, true, true],
+            "each partition has its own offsets; a channel's record has none"
+        );
+        assert_eq!(known["data-in:0"], 11);
+        assert_eq!(known["rpc-in:0"], 3);
+        assert_eq!(known["data-in:1"], 0);
+        // The same records again (a replaced consumer): all read again.
+        assert_eq!(
+            first_readings(&mut known, &batch[..5]),
+            [false, false, false, false, false]
+        );
+        let mut through = read_through(&batch);
+        through.sort();
+        assert_eq!(
+            through,
+            [
+                ("data-in:0".to_owned(), 11),
+                ("data-in:1".to_owned(), 0),
+                ("rpc-in:0".to_owned(), 3)
+            ]
+        );
     }
 
     #[test]
