@@ -31,7 +31,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::idle::{FEWEST_CONSUMERS, KAFKA_THREADS, KIRCD_CONSUMERS, idle, kafka_clients_alone};
-use common::{get_status_round_trips, proc_field, summarize};
+use common::proc::proc_field;
+use common::{get_status_round_trips, summarize};
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, all_up, befriend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -38,9 +38,10 @@ mod links;
 use std::time::{Duration, Instant};
 
 use common::idle::idle;
+use common::pg::{CommitRow, pg_commits};
 use common::{
-    CommitRow, KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
-    hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize, wait_connected,
+    KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
+    hop_breakdown, latencies, ms, raw_latency, send_latency, summarize, wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::peers::link::LinkEvent;

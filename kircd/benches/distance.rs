@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::relay::{self, Relay};
 use common::{
-    HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, Sample, count, fill_inbox, hop_breakdown, latencies,
-    ms, raw_latency, send_latency, summarize, wait_added,
+    HOPS_LOG, Pacing, Sample, count, fill_inbox, hop_breakdown, kafka_path, latencies, ms,
+    raw_latency, summarize, wait_added,
 };
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, befriend};
@@ -225,7 +225,7 @@ async fn main() {
         "the answer on the socket",
     );
     let calls = summarize(latencies(&calls));
-    let path = send_latency(
+    let path = kafka_path(
         &alice_daemon,
         &bob_daemon,
         &bob.actor_id,
@@ -234,13 +234,7 @@ async fn main() {
         Pacing::Settled,
     )
     .await;
-    let (path_hops, _) = hop_breakdown(
-        &path,
-        &[alice_daemon.stderr(), bob_daemon.stderr()],
-        KAFKA_HOPS,
-        PEER_EVENT,
-    );
-    let to_event = summarize(latencies(&path));
+    let (path_hops, to_event) = (path.hops, path.latency);
 
     // Ingest: bob stops; his data-in fills (directly: the fill is not
     // measured); he starts behind the relays and reads it all.

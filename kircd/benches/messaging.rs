@@ -33,10 +33,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::idle::Profile;
+use common::pg::{CommitRow, pg_commits};
 use common::{
-    CommitRow, HOPS_LOG, KAFKA_HOPS, PEER_EVENT, Pacing, bulk_producer, consumer, count,
-    fill_inbox, hop_breakdown, latencies, ms, pg_commits, raw_latency, send_latency, summarize,
-    wait_added,
+    HOPS_LOG, Pacing, bulk_producer, consumer, count, fill_inbox, kafka_path, ms, raw_latency,
+    summarize, wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
@@ -98,7 +98,7 @@ async fn main() {
     common::until_rates_are_counted_here().await;
     let record_size = sealed(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size).await);
-    let samples = send_latency(
+    let back_to_back = kafka_path(
         &alice_daemon,
         &bob_daemon,
         &bob.actor_id,
@@ -107,18 +107,11 @@ async fn main() {
         Pacing::BackToBack,
     )
     .await;
-    let ours = summarize(latencies(&samples));
-    let (hops, with_every_mark) = hop_breakdown(
-        &samples,
-        &[alice_daemon.stderr(), bob_daemon.stderr()],
-        KAFKA_HOPS,
-        PEER_EVENT,
-    );
     // The same path for a message that finds both daemons idle (the
     // previous one settled), as a message typed by a person does; the
     // back-to-back figure above also pays the previous message's receipt
     // and commits running beside it on the same two cores.
-    let settled_samples = send_latency(
+    let settled = kafka_path(
         &alice_daemon,
         &bob_daemon,
         &bob.actor_id,
@@ -127,13 +120,6 @@ async fn main() {
         Pacing::Settled,
     )
     .await;
-    let settled = summarize(latencies(&settled_samples));
-    let (settled_hops, settled_with_every_mark) = hop_breakdown(
-        &settled_samples,
-        &[alice_daemon.stderr(), bob_daemon.stderr()],
-        KAFKA_HOPS,
-        PEER_EVENT,
-    );
     // The path's floor: two produce → consume hops and two one-row
     // commits, each measured here.
     let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor).await);
@@ -216,21 +202,23 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
     println!(
         "| SendMessage → peer's MessageAdded event ({messages} messages) vs raw rdkafka produce → consume ({record_size}-byte records) | {} | {} | {} | {} | {:.1}× |",
-        ms(ours.p50),
-        ms(ours.p99),
+        ms(back_to_back.latency.p50),
+        ms(back_to_back.latency.p99),
         ms(raw.p50),
         ms(raw.p99),
-        ours.p50.as_secs_f64() / raw.p50.as_secs_f64()
+        back_to_back.latency.p50.as_secs_f64() / raw.p50.as_secs_f64()
     );
     println!();
     println!(
-        "Where the time went, p50 of each hop (messages with every mark: back to back {with_every_mark}, settled {settled_with_every_mark}):"
+        "Where the time went, p50 of each hop (messages with every mark: back to back {}, settled {}):",
+        back_to_back.with_every_mark, settled.with_every_mark
     );
     println!();
     println!("| hop | back to back p50 | settled p50 |");
     println!("|---|---|---|");
-    for (hop, p50) in &hops {
-        let settled_p50 = settled_hops
+    for (hop, p50) in &back_to_back.hops {
+        let settled_p50 = settled
+            .hops
             .iter()
             .find(|(name, _)| name == hop)
             .map_or_else(|| String::from("—"), |(_, p50)| ms(*p50));
@@ -238,8 +226,8 @@ async fn main() {
     }
     println!(
         "| sum of the hops' p50s | {} | {} |",
-        ms(hops.iter().map(|(_, p50)| *p50).sum()),
-        ms(settled_hops.iter().map(|(_, p50)| *p50).sum())
+        ms(back_to_back.hops.iter().map(|(_, p50)| *p50).sum()),
+        ms(settled.hops.iter().map(|(_, p50)| *p50).sum())
     );
     println!();
     println!(
@@ -254,7 +242,10 @@ async fn main() {
         ms(message_row.p99),
         ms(commit.p50),
     );
-    for (pacing, figures) in [("back to back", &ours), ("settled", &settled)] {
+    for (pacing, figures) in [
+        ("back to back", &back_to_back.latency),
+        ("settled", &settled.latency),
+    ] {
         println!(
             "SendMessage → event, {pacing}: p50 {} (p99 {}) = {:.2}× the floor (goal ≤ 1.3×)",
             ms(figures.p50),

@@ -27,7 +27,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Pacing, count, latencies, ms, proc_field, send_latency, summarize, wait_connected};
+use common::proc::proc_field;
+use common::{Pacing, count, latencies, ms, send_latency, summarize, wait_connected};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, TransferState, event::Kind};
 use kirc_testkit::{Actor, Daemon, befriend};

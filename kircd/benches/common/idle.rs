@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{cpu_ticks, proc_field, thread_activity};
+use super::proc::{cpu_ticks, proc_field, thread_activity};
 
 /// What an idle daemon costs.
 pub struct Idle {

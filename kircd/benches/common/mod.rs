@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod idle;
+pub mod pg;
+pub mod proc;
 pub mod relay;
 
 use std::time::{Duration, Instant};
@@ -272,6 +274,40 @@ pub const KAFKA_HOPS: &[&str] = &[
     "stored",
 ];
 
+/// SendMessage → the peer's event over Kafka, timed and broken into hops.
+pub struct KafkaPath {
+    pub latency: Summary,
+    /// The p50 of each of [`KAFKA_HOPS`] and of the event after them.
+    pub hops: Vec<(String, Duration)>,
+    /// How many messages had every timing mark.
+    pub with_every_mark: usize,
+}
+
+/// `count` messages from `from`'s daemon to `to` (whose daemon is `to_daemon`),
+/// paced by `pacing`, as a [`KafkaPath`]; both daemons must log the hops
+/// ([`HOPS_LOG`]).
+pub async fn kafka_path(
+    from: &kirc_testkit::Daemon,
+    to_daemon: &kirc_testkit::Daemon,
+    to: &str,
+    count: usize,
+    text: &str,
+    pacing: Pacing,
+) -> KafkaPath {
+    let samples = send_latency(from, to_daemon, to, count, text, pacing).await;
+    let (hops, with_every_mark) = hop_breakdown(
+        &samples,
+        &[from.stderr(), to_daemon.stderr()],
+        KAFKA_HOPS,
+        PEER_EVENT,
+    );
+    KafkaPath {
+        latency: summarize(latencies(&samples)),
+        hops,
+        with_every_mark,
+    }
+}
+
 /// Where the time of `samples` went: for each hop of `hops` (timing marks
 /// of the sending and the receiving daemon, in the order a message passes
 /// them), the p50 of the time since the previous one, from the call's
@@ -333,80 +369,6 @@ pub fn hop_breakdown(
     (rows, complete)
 }
 
-/// A numeric field of `/proc/<pid>/<file>` (`VmRSS:` of `status`, say).
-pub fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse().ok())
-        .unwrap()
-}
-
-/// utime + stime of `pid`, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> u64 {
-    ticks_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
-}
-
-/// utime + stime in the text of a `stat` file of /proc, in clock ticks.
-fn ticks_of_stat(stat: &str) -> u64 {
-    // The command name may hold spaces; fields count from after its ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// What each thread of `pid` has done so far, summed by thread name.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ThreadActivity {
-    pub threads: usize,
-    /// Context switches, voluntary and not: each is a wake-up or a
-    /// preemption.
-    pub switches: u64,
-    pub ticks: u64,
-    /// Time on a CPU, in nanoseconds (from `schedstat`): at an idle
-    /// daemon's per mille, clock ticks come a handful per minute.
-    pub cpu_ns: u64,
-}
-
-/// [`ThreadActivity`] of `pid`'s threads by name.
-pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, ThreadActivity> {
-    let mut by_name = std::collections::BTreeMap::<String, ThreadActivity>::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return by_name;
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        // A thread may end between the listing and the reads.
-        let (Ok(name), Ok(status), Ok(stat), Ok(schedstat)) = (
-            std::fs::read_to_string(path.join("comm")),
-            std::fs::read_to_string(path.join("status")),
-            std::fs::read_to_string(path.join("stat")),
-            std::fs::read_to_string(path.join("schedstat")),
-        ) else {
-            continue;
-        };
-        let field = |key: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(key))
-                .and_then(|rest| rest.trim().parse().ok())
-                .unwrap_or_default()
-        };
-        let entry = by_name.entry(name.trim().to_owned()).or_default();
-        entry.threads += 1;
-        entry.switches += field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
-        entry.ticks += ticks_of_stat(&stat);
-        entry.cpu_ns += schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or_default();
-    }
-    by_name
-}
-
 /// Round trips of the cheapest call on the socket (GetStatus): `samples`
 /// of them, after `warmup` that are not kept.
 pub async fn get_status_round_trips(
@@ -456,72 +418,6 @@ pub async fn wait_connected(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// What [`pg_commits`] inserts, one durable commit per row.
-#[derive(Clone, Copy, Debug)]
-pub enum CommitRow {
-    /// One row of a message's shape (uuid key, text, bytes, time) in a
-    /// table with nothing else: the floor of a commit.
-    Floor,
-    /// The row kircd writes for a sent message: the send path's INSERT into
-    /// a copy of its `messages` table with every index (the search index,
-    /// the conversation order, the idempotency key).
-    Message,
-}
-
-/// Durable commits on `actor`'s database, one at a time, of `row`.
-pub async fn pg_commits(
-    actor: &kirc_testkit::Actor,
-    count: usize,
-    row: CommitRow,
-) -> Vec<Duration> {
-    use sqlx::Connection as _;
-    let url = format!("{}/{}", actor.stack.postgres, actor.database);
-    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-    let (create, insert) = match row {
-        CommitRow::Floor => (
-            "CREATE TABLE bench_floor (id uuid PRIMARY KEY, body text NOT NULL,
-             envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-            "INSERT INTO bench_floor (id, body, envelope) VALUES ($1, $2, $3)",
-        ),
-        CommitRow::Message => (
-            "CREATE TABLE bench_floor (LIKE messages INCLUDING ALL)",
-            "INSERT INTO bench_floor (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
-             VALUES ($1, $4, $5, TRUE, FALSE, $2, now(), 'pending', $3, $6)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        ),
-    };
-    sqlx::query(create).execute(&mut connection).await.unwrap();
-    let envelope = vec![7u8; 220];
-    let conversation = uuid::Uuid::now_v7();
-    let mut samples = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = uuid::Uuid::now_v7();
-        let start = Instant::now();
-        let query = sqlx::query(insert)
-            .bind(id)
-            .bind("a typical chat line of about sixty bytes, give or take a few")
-            .bind(&envelope);
-        match row {
-            CommitRow::Floor => query.execute(&mut connection).await.map(drop),
-            CommitRow::Message => query
-                .bind(conversation)
-                .bind([1u8; 32].as_slice())
-                .bind(id.to_string())
-                .fetch_one(&mut connection)
-                .await
-                .map(drop),
-        }
-        .unwrap();
-        samples.push(start.elapsed());
-    }
-    sqlx::query("DROP TABLE bench_floor")
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    samples
 }
 
 /// The line each benchmark starts with: which kircd, and whether the

@@ -94,12 +94,12 @@ pub fn fatal(consumer: &StreamConsumer<KafkaContext>) -> Option<String> {
         .map(|(code, reason)| format!("{code:?}: {reason}"))
 }
 
-/// How long closing a consumer at shutdown may take: the final commit and
-/// the close normally take a few milliseconds.
 /// How long a consumer may go unheard before its group drops it; an outage
 /// longer than this makes every consumer join its group anew.
 pub const GROUP_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long closing a consumer at shutdown may take: the final commit and
+/// the close normally take a few milliseconds.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Commits the offsets stored so far and closes `consumer`, on a thread of
