@@ -108,8 +108,10 @@ fn settings(config: &KafkaConfig, actor: ActorId) -> rdkafka::ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        // Bounds what librdkafka prefetches (for the whole consumer).
-        .set("queued.max.messages.kbytes", "8192")
+        // Bounds what librdkafka prefetches, per partition (each has its
+        // own queue): 8 partitions with the default kafka.partitions, 24 MB
+        // in all, as much as the three consumers before this one allowed.
+        .set("queued.max.messages.kbytes", "3072")
         // Once that prefetch is full, librdkafka waits this long before it
         // fetches again (1 s by default): with large records (a junk flood of
         // 2 KiB on average filled it several times a second) the inbox sat
