@@ -166,13 +166,15 @@ impl OwnTopics {
     }
 }
 
-/// Polls `consumer` itself until stopped: that serves its events. Every
-/// partition has its own queue, so no record comes here; one that did
-/// would be left unstored, and read again after a restart.
+/// Polls `consumer` itself until stopped: that serves its events, and
+/// repairs it when it lost every broker. Every partition has its own queue,
+/// so no record comes here; one that did would be left unstored, and read
+/// again after a restart.
 async fn serve(consumer: Arc<StreamConsumer<KafkaContext>>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
+            () = consumer.context().brokers_lost() => restore_lost_brokers(consumer.client()),
             received = consumer.recv() => match received {
                 Ok(record) => tracing::error!(
                     topic = record.topic(),
@@ -251,15 +253,5 @@ impl Feed {
     /// The consumer's fatal error, if it had one.
     pub fn fatal(&self) -> Option<String> {
         consumer::fatal(&self.consumer)
-    }
-
-    /// Resolves once the consumer lost every broker; then call
-    /// [`Feed::restore_lost_brokers`].
-    pub async fn brokers_lost(&self) {
-        self.consumer.context().brokers_lost().await;
-    }
-
-    pub fn restore_lost_brokers(&self) {
-        restore_lost_brokers(self.consumer.client());
     }
 }

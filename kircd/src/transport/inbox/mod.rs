@@ -221,10 +221,6 @@ impl Inbox {
                     continue;
                 }
                 () = feed.failed() => return Ended::Fatal(feed.fatal().unwrap_or_default()),
-                () = feed.brokers_lost() => {
-                    feed.restore_lost_brokers();
-                    continue;
-                }
                 () = sleep_until(summary_due) => {
                     self.write_summaries(log);
                     continue;

@@ -105,10 +105,6 @@ async fn consume(
         let received = tokio::select! {
             () = cancel.cancelled() => return None,
             () = feed.failed() => return Some(feed.fatal().unwrap_or_default()),
-            () = feed.brokers_lost() => {
-                feed.restore_lost_brokers();
-                continue;
-            }
             received = feed.recv() => received,
         };
         let record = match received {
