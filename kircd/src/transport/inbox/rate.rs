@@ -27,7 +27,7 @@
 //! the rate, and letting it in now lets in at most what one crash left
 //! uncommitted, or one batch whose storing failed and is tried again).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -98,10 +98,10 @@ pub struct RateCounts {
     /// minute ahead of ours (an earlier process may have read records the
     /// broker stamped with the minute we started in, or the next).
     kafka_complete_from: i64,
-    /// Per inbox partition (by [`Place::partition_name`]), the offset
-    /// through which its records were counted, here or by an earlier
-    /// process; a partition is asked of Valkey the first time it is read.
-    counted_through: Mutex<HashMap<String, i64>>,
+    /// Per inbox partition, the offset through which its records were
+    /// counted, here or by an earlier process; a partition is asked of
+    /// Valkey the first time it is read.
+    counted_through: Mutex<HashMap<Partition, i64>>,
 }
 
 impl RateCounts {
@@ -118,31 +118,32 @@ impl RateCounts {
     /// Whether each arrival is read for the first time (always, for a data
     /// channel's); then takes the batch as counted through its offsets.
     async fn first_readings(&self, live: &Live, arrivals: &[Arrived]) -> Vec<bool> {
-        let mut unknown: Vec<String> = {
+        let unknown: HashSet<Partition> = {
             let known = self.lock_counted_through();
             arrivals
                 .iter()
                 .filter_map(|arrived| arrived.place)
-                .map(|place| place.partition_name())
-                .filter(|name| !known.contains_key(name))
+                .map(|place| place.partition())
+                .filter(|partition| !known.contains_key(partition))
                 .collect()
         };
-        unknown.sort_unstable();
-        unknown.dedup();
         let mut asked = Vec::with_capacity(unknown.len());
-        for name in unknown {
+        for partition in unknown {
             // Valkey away: nothing known, everything counted, as before.
-            let through = live.counted_through(&name).await.unwrap_or(-1);
-            asked.push((name, through));
+            let through = live
+                .counted_through(&partition_name(partition))
+                .await
+                .unwrap_or(-1);
+            asked.push((partition, through));
         }
         let mut known = self.lock_counted_through();
-        for (name, through) in asked {
-            known.entry(name).or_insert(through);
+        for (partition, through) in asked {
+            known.entry(partition).or_insert(through);
         }
         first_readings(&mut known, arrivals)
     }
 
-    fn lock_counted_through(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    fn lock_counted_through(&self) -> std::sync::MutexGuard<'_, HashMap<Partition, i64>> {
         self.counted_through
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -192,26 +193,34 @@ pub struct Place {
 }
 
 impl Place {
-    fn partition_name(&self) -> String {
-        let topic = match self.lane {
-            Lane::Data => "data-in",
-            Lane::Control => "rpc-in",
-        };
-        format!("{topic}:{}", self.partition)
+    fn partition(&self) -> Partition {
+        (self.lane, self.partition)
     }
+}
+
+/// An inbox partition: the lane of its topic, and its number.
+type Partition = (Lane, i32);
+
+/// How Valkey names an inbox partition.
+fn partition_name((lane, number): Partition) -> String {
+    let topic = match lane {
+        Lane::Data => "data-in",
+        Lane::Control => "rpc-in",
+    };
+    format!("{topic}:{number}")
 }
 
 /// Whether each arrival is read for the first time, given the offsets each
 /// partition was counted through (`known`, which must hold every partition
 /// of `arrivals`); raises those to the batch's offsets.
-fn first_readings(known: &mut HashMap<String, i64>, arrivals: &[Arrived]) -> Vec<bool> {
+fn first_readings(known: &mut HashMap<Partition, i64>, arrivals: &[Arrived]) -> Vec<bool> {
     arrivals
         .iter()
         .map(|arrived| {
             let Some(place) = arrived.place else {
                 return true;
             };
-            let through = known.entry(place.partition_name()).or_insert(-1);
+            let through = known.entry(place.partition()).or_insert(-1);
             let first = place.offset > *through;
             *through = (*through).max(place.offset);
             first
@@ -219,16 +228,18 @@ fn first_readings(known: &mut HashMap<String, i64>, arrivals: &[Arrived]) -> Vec
         .collect()
 }
 
-/// The partitions of `arrivals` with the highest offset read of each.
+/// The partitions of `arrivals`, by Valkey's name, with the highest offset
+/// read of each.
 fn read_through(arrivals: &[Arrived]) -> Vec<(String, i64)> {
-    let mut through: HashMap<String, i64> = HashMap::new();
+    let mut through: HashMap<Partition, i64> = HashMap::new();
     for place in arrivals.iter().filter_map(|arrived| arrived.place) {
-        let highest = through
-            .entry(place.partition_name())
-            .or_insert(place.offset);
+        let highest = through.entry(place.partition()).or_insert(place.offset);
         *highest = (*highest).max(place.offset);
     }
-    through.into_iter().collect()
+    through
+        .into_iter()
+        .map(|(partition, offset)| (partition_name(partition), offset))
+        .collect()
 }
 
 /// One sender's records of one minute, by one path.
@@ -400,7 +411,7 @@ mod tests {
             place: None,
         };
         // An earlier process counted data-in:0 through offset 10.
-        let mut known = HashMap::from([("data-in:0".to_owned(), 10)]);
+        let mut known = HashMap::from([((Lane::Data, 0), 10)]);
         let batch = [
             kafka(Lane::Data, 0, 9),
             kafka(Lane::Data, 0, 10),
@@ -414,9 +425,9 @@ mod tests {
             [false, false, true, true, true, true],
             "each partition has its own offsets; a channel's record has none"
         );
-        assert_eq!(known["data-in:0"], 11);
-        assert_eq!(known["rpc-in:0"], 3);
-        assert_eq!(known["data-in:1"], 0);
+        assert_eq!(known[&(Lane::Data, 0)], 11);
+        assert_eq!(known[&(Lane::Control, 0)], 3);
+        assert_eq!(known[&(Lane::Data, 1)], 0);
         // The same records again (a replaced consumer): all read again.
         assert_eq!(
             first_readings(&mut known, &batch[..5]),
