@@ -185,11 +185,13 @@ async fn main() {
     );
     println!();
     println!(
-        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, {} fds, CPU {:.3} % of a core",
+        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, {} fds, CPU {:.3} % of a core by clock ticks (one tick is {:.3} % here), {:.3} % by the schedstat of its threads",
         alone.rss_mib,
         hwm_kib as f64 / 1024.0,
         alone.fds,
-        alone.cpu
+        alone.cpu,
+        alone.tick,
+        alone.threads_cpu()
     );
     println!();
     println!("| thread | threads | wake-ups per second | CPU (% of a core) |");
