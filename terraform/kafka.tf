@@ -91,7 +91,8 @@ resource "aiven_kafka_native_acl" "kircd_topic_write" {
   host            = "*"
 }
 
-# kircd's consumer groups are all named kircd.<actor id>.<role>.
+# kircd commits its offsets to kircd.<actor id>.topics, and reads once, after
+# an upgrade, those of the groups it used before (kircd.<actor id>.<reader>).
 resource "aiven_kafka_native_acl" "kircd_groups" {
   project         = data.aiven_project.actor.project
   service_name    = data.aiven_kafka.mailbox.service_name

@@ -6,9 +6,9 @@
 //!   same binary's `--version` (process start alone);
 //! - idle RSS and CPU of a kircd with all backends up, after a minute, with
 //!   the wake-ups of each of its threads;
-//! - the floor under that idle CPU: the same Kafka clients kircd holds, made
-//!   by its own constructors in this process and idle for as long, and the
-//!   fewest any kircd on librdkafka could hold (one consumer, one producer);
+//! - the floor under that idle CPU: the same Kafka clients kircd holds (one
+//!   consumer of its four topics, one producer), made by its own
+//!   constructors in this process and idle for as long;
 //! - the bytes an idle kircd produces per contact per day (presence
 //!   heartbeats), against the free tier's budget: a second actor as its
 //!   contact, both idle over whole heartbeat periods that start half a
@@ -30,7 +30,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::idle::{FEWEST_CONSUMERS, KAFKA_THREADS, KIRCD_CONSUMERS, idle, kafka_clients_alone};
+use common::idle::{KAFKA_THREADS, idle, kafka_clients_alone};
 use common::proc::proc_field;
 use common::{get_status_round_trips, summarize};
 use kirc_proto::v1 as pb;
@@ -131,8 +131,7 @@ async fn main() {
     let threads = proc_field(daemon.pid(), "status", "Threads:");
     // The floor those figures stand on: kircd's Kafka clients alone.
     let floor_actor = Actor::new("floor").await;
-    let clients_alone = kafka_clients_alone(&floor_actor, KIRCD_CONSUMERS, idle_secs).await;
-    let fewest_alone = kafka_clients_alone(&floor_actor, FEWEST_CONSUMERS, idle_secs).await;
+    let clients_alone = kafka_clients_alone(&floor_actor, idle_secs).await;
 
     // The same minute with one contact: what a contact costs idle.
     let mut contact = Actor::new("contact").await;
@@ -186,11 +185,13 @@ async fn main() {
     );
     println!();
     println!(
-        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, {} fds, CPU {:.3} % of a core",
+        "idle after {idle_secs} s with all backends up: RSS {:.1} MiB (peak {:.1} MiB), {threads} threads, {} fds, CPU {:.3} % of a core by clock ticks (one tick is {:.3} % here), {:.3} % by the schedstat of its threads",
         alone.rss_mib,
         hwm_kib as f64 / 1024.0,
         alone.fds,
-        alone.cpu
+        alone.cpu,
+        alone.tick,
+        alone.threads_cpu()
     );
     println!();
     println!("| thread | threads | wake-ups per second | CPU (% of a core) |");
@@ -207,28 +208,25 @@ async fn main() {
     }
     println!();
     println!(
-        "idle CPU (percent of a core, per thread from schedstat): kircd's Kafka clients (librdkafka's threads and the outbox's delivery thread) {:.3}, the rest of kircd {:.3}; the floor they set, the same clients made alone in the benchmark's process: {:.3}; the fewest clients any kircd could hold (one consumer of the four topics and the producer), alone: {:.3}",
+        "idle CPU (percent of a core, per thread from schedstat): kircd's Kafka clients (librdkafka's threads and the outbox's delivery thread) {:.3}, the rest of kircd {:.3}; the floor they set, the same clients (one consumer of the four topics, one producer) made alone in the benchmark's process: {:.3}",
         alone.cpu_of(KAFKA_THREADS),
         alone.threads_cpu() - alone.cpu_of(KAFKA_THREADS),
         clients_alone.cpu_of(KAFKA_THREADS),
-        fewest_alone.cpu_of(KAFKA_THREADS),
     );
     println!();
     println!(
         "| the same clients alone: thread | threads | wake-ups per second | CPU (% of a core) |"
     );
     println!("|---|---|---|---|");
-    for (set, idle) in [("kircd's", &clients_alone), ("fewest", &fewest_alone)] {
-        for thread in idle.threads.iter().filter(|row| {
-            KAFKA_THREADS
-                .iter()
-                .any(|prefix| row.name.starts_with(prefix))
-        }) {
-            println!(
-                "| {set}: {} | {} | {:.2} | {:.4} |",
-                thread.name, thread.threads, thread.wakes_per_second, thread.cpu
-            );
-        }
+    for thread in clients_alone.threads.iter().filter(|row| {
+        KAFKA_THREADS
+            .iter()
+            .any(|prefix| row.name.starts_with(prefix))
+    }) {
+        println!(
+            "| {} | {} | {:.2} | {:.4} |",
+            thread.name, thread.threads, thread.wakes_per_second, thread.cpu
+        );
     }
     let alone_per_day = alone_bytes as f64 * 86_400.0 / idle_secs as f64;
     let contact_per_day =

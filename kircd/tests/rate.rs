@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use kirc_proto::DaemonView;
 use kirc_proto::v1 as pb;
-use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, history_all, send};
-use kircd::crypto::envelope;
-use kircd::crypto::identity::Identity;
-use prost::Message as _;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+
+#[path = "support/raw.rs"]
+mod raw;
+
+use raw::RawSender;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -62,63 +61,6 @@ fn rejected(status: &pb::Status, reason: &str) -> u64 {
         .iter()
         .find(|count| count.reason == reason)
         .map_or(0, |count| count.count)
-}
-
-/// `from`'s keys writing valid chat envelopes straight into `to`'s inbox, as
-/// `from`'s kircd would, with a raw producer.
-struct RawSender {
-    keys: Identity,
-    to: kircd::crypto::identity::ActorId,
-    pair: envelope::PairKey,
-    conversation: uuid::Uuid,
-    topic: String,
-    producer: FutureProducer,
-}
-
-impl RawSender {
-    fn new(from: &Actor, to: &Actor) -> Self {
-        let keys = Identity::load(&from.dir.path().join("identity.key")).unwrap();
-        let to_keys = Identity::load(&to.dir.path().join("identity.key")).unwrap();
-        RawSender {
-            pair: envelope::PairKey::new(&keys, &to_keys.box_key()),
-            conversation: envelope::conversation_id(keys.id(), to_keys.id()),
-            to: to_keys.id(),
-            keys,
-            topic: format!("{}data-in", to.topic_prefix),
-            producer: ClientConfig::new()
-                .set("bootstrap.servers", &to.stack.kafka)
-                .create()
-                .unwrap(),
-        }
-    }
-
-    /// Sends one chat message; returns the broker's timestamp of the record
-    /// (its append time on kircd's inboxes).
-    async fn chat(&self, text: &str) -> i64 {
-        let bytes = envelope::seal(
-            &self.keys,
-            self.to,
-            &self.pair,
-            wire::Kind::Chat,
-            envelope::new_message_id(),
-            &wire::ChatPayload {
-                text: text.to_owned(),
-                action: false,
-            }
-            .encode_to_vec(),
-        );
-        let delivery = self
-            .producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(self.conversation.as_bytes().as_slice())
-                    .payload(&bytes),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        delivery.timestamp.to_millis().unwrap()
-    }
 }
 
 #[tokio::test]
@@ -287,7 +229,12 @@ async fn records_read_again_after_a_crash_are_not_counted_twice() {
     // As if bob had crashed before committing any of it. The counts in
     // Valkey live two minutes: this all happens well within them.
     let data_in = format!("{}data-in", bob.topic_prefix);
-    kirc_testkit::kafka::rewind_group(&bob.stack.kafka, &bob.actor_id, "inbox", &data_in);
+    kirc_testkit::kafka::move_offsets(
+        &bob.stack.kafka,
+        &format!("kircd.{}.topics", bob.actor_id),
+        &data_in,
+        kirc_testkit::kafka::At::Start,
+    );
     let bob_daemon = Daemon::start(&bob).await;
     let mut bob_watch = bob_daemon.watch().await;
     let view = bob_watch

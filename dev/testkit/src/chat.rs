@@ -135,11 +135,45 @@ pub async fn wait_history(
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; {} messages",
-            history.len()
+            "timed out after {timeout:?} waiting for {what} at {}; {} messages: {}",
+            daemon.socket.display(),
+            history.len(),
+            by_state(&history)
         );
         watch.next(Duration::from_secs(1)).await;
     }
+}
+
+/// How many messages of `history` are in each direction and state, naming
+/// the messages of the groups of five or fewer: what a failed wait shows.
+fn by_state(history: &[pb::ChatMessage]) -> String {
+    let mut groups: std::collections::BTreeMap<(bool, i32), Vec<&pb::ChatMessage>> =
+        std::collections::BTreeMap::new();
+    for message in history {
+        groups
+            .entry((message.outgoing, message.state))
+            .or_default()
+            .push(message);
+    }
+    groups
+        .iter()
+        .map(|((outgoing, state), messages)| {
+            let state = pb::MessageState::try_from(*state)
+                .map(|state| state.as_str_name().to_owned())
+                .unwrap_or_else(|_| state.to_string());
+            let direction = if *outgoing { "outgoing" } else { "incoming" };
+            let mut group = format!("{direction} {state} {}", messages.len());
+            if messages.len() <= 5 {
+                let named: Vec<String> = messages
+                    .iter()
+                    .map(|message| format!("{:?} {}", message.body, message.id))
+                    .collect();
+                group.push_str(&format!(" ({})", named.join(", ")));
+            }
+            group
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The texts of the received messages of `history`, in order.

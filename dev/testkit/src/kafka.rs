@@ -122,43 +122,58 @@ pub fn envelopes_of(
         .collect()
 }
 
-/// Moves a stopped kircd's consumer group `role` (e.g. "inbox") back to the
-/// start of `topic`, as a crash before any commit would leave it: its next
-/// start reads every record of `topic` again. Joins as the group's static
-/// member (replacing the stopped kircd's, which stays in the group until its
-/// session expires) and commits the first offsets.
-pub fn rewind_group(bootstrap: &str, actor_id: &str, role: &str, topic: &str) {
-    let group = format!("kircd.{actor_id}.{role}");
+/// Where [`move_offsets`] puts a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// The first record still in the topic: everything is read again.
+    Start,
+    /// After the last record: nothing now in the topic is read.
+    End,
+}
+
+/// Commits `group`'s offsets in every partition of `topic` to its start or
+/// end, as a simple consumer (no group membership). kircd's own consumer
+/// commits to `kircd.<actor>.topics` that way; with kircd stopped, moving
+/// them to the start is what a crash before any commit leaves behind.
+pub fn move_offsets(bootstrap: &str, group: &str, topic: &str, at: At) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", &group)
-        .set("group.instance.id", &group)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
         .create()
-        .expect("a consumer in the group");
-    consumer.subscribe(&[topic]).expect("subscribed");
+        .expect("a consumer for the group");
     let timeout = Duration::from_secs(10);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    // The assignment is served by polling; records read meanwhile are not
-    // committed (auto commit is off).
-    while consumer.assignment().map_or(0, |list| list.count()) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no assignment in {group}"
-        );
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
-    let mut first = TopicPartitionList::new();
-    for element in consumer.assignment().expect("an assignment").elements() {
-        let (low, _) = consumer
-            .fetch_watermarks(topic, element.partition(), timeout)
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let mut offsets = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), timeout)
             .expect("watermarks");
-        first
-            .add_partition_offset(topic, element.partition(), Offset::Offset(low))
+        let offset = if at == At::Start { low } else { high };
+        offsets
+            .add_partition_offset(topic, partition.id(), Offset::Offset(offset))
             .unwrap();
     }
     consumer
-        .commit(&first, rdkafka::consumer::CommitMode::Sync)
-        .expect("the first offsets committed");
+        .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+        .expect("the offsets committed");
+}
+
+/// Deletes consumer `group` and its committed offsets; it must have no
+/// members.
+pub async fn delete_group(bootstrap: &str, group: &str) {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("an admin client");
+    let results = admin
+        .delete_groups(&[group], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("the group deletion is answered");
+    for result in results {
+        result.expect("the group is deleted");
+    }
 }

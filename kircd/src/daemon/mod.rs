@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
-use crate::backends::kafka::{Cluster, KafkaProbe};
+use crate::backends::kafka::{Cluster, KafkaProbe, OwnTopics};
 use crate::backends::postgres::PostgresProbe;
 use crate::backends::traffic::{self, Budgets};
 use crate::backends::valkey::ValkeyProbe;
@@ -260,8 +260,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )),
     );
 
+    let own_topics = Arc::new(OwnTopics::new(config.kafka.clone(), identity.id()));
     let inbox = Arc::new(Inbox {
         kafka: config.kafka.clone(),
+        topics: Arc::clone(&own_topics),
         health: config.health.clone(),
         limits: Limits {
             rejection_log_burst: config.messaging.rejection_log_burst,
@@ -284,7 +286,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     });
     let delivery = delivery::Delivery {
-        kafka: config.kafka.clone(),
+        topics: own_topics,
         health: config.health.clone(),
         book: Arc::clone(&book),
         transport: Arc::new(PeerProducers::new(identity.id(), budgets.clone())),

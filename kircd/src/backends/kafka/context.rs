@@ -29,8 +29,11 @@ pub struct KafkaContext {
     /// every broker.
     bootstrap_servers: String,
     last_error: Mutex<Option<String>>,
-    /// Notified when librdkafka reports a fatal error: the client is dead and
-    /// its owner must replace it.
+    /// Set and notified when librdkafka reports a fatal error: the client
+    /// is dead and its owner must replace it. Every waiter is woken (the
+    /// own topics' consumer has three readers), and a later one sees the
+    /// flag.
+    fatal_seen: AtomicBool,
     fatal: tokio::sync::Notify,
     /// Set (and notified) when the client's statistics list no broker to
     /// connect to; see [`restore_lost_brokers`].
@@ -47,6 +50,7 @@ impl KafkaContext {
                 .unwrap_or_default()
                 .to_owned(),
             last_error: Mutex::new(None),
+            fatal_seen: AtomicBool::new(false),
             fatal: tokio::sync::Notify::new(),
             brokers_lost: AtomicBool::new(false),
             brokers_lost_signal: tokio::sync::Notify::new(),
@@ -55,7 +59,14 @@ impl KafkaContext {
 
     /// Resolves once librdkafka reported a fatal error on this client.
     pub async fn failed(&self) {
-        self.fatal.notified().await;
+        let notified = self.fatal.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a report in between wakes it.
+        notified.as_mut().enable();
+        if self.fatal_seen.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     /// Resolves once the client's statistics showed it without a broker;
@@ -168,8 +179,8 @@ impl ClientContext for KafkaContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::Fatal)) {
-            // A permit is kept if nobody waits yet.
-            self.fatal.notify_one();
+            self.fatal_seen.store(true, Ordering::Release);
+            self.fatal.notify_waiters();
         }
         let mut last = self.last_error();
         // "n/n brokers are down" follows the error that says why; keep that.

@@ -18,10 +18,12 @@ use crate::hub::Hub;
 
 pub mod consumer;
 mod context;
+pub mod own_topics;
 mod producer;
 pub mod settings;
 
 pub use context::{KafkaContext, restore_lost_brokers};
+pub use own_topics::{Feed, OwnTopics};
 pub use producer::{AckedProducer, Delivered};
 pub use settings::{client_config, peer_config, producer_settings};
 

@@ -17,9 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::FutureExt;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,8 +29,8 @@ use super::marks::{self, Mark, Marks, Verdict};
 use super::rejections::{RejectionLog, Rejections};
 use super::router::{Control, HandlerError, Router};
 use crate::backends::hops;
-use crate::backends::kafka::consumer::{self, close_consumer};
-use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
+use crate::backends::kafka::consumer::Reader;
+use crate::backends::kafka::{Feed, OwnTopics};
 use crate::backends::supervise::Backoff;
 use crate::book::ContactBook;
 use crate::config::{HealthConfig, KafkaConfig};
@@ -63,6 +61,8 @@ pub struct Limits {
 #[derive(Debug)]
 pub struct Inbox {
     pub kafka: KafkaConfig,
+    /// The own topics' consumer, shared with the delivery lanes.
+    pub topics: Arc<OwnTopics>,
     pub health: HealthConfig,
     pub limits: Limits,
     pub pool: PgPool,
@@ -124,7 +124,6 @@ impl Inbox {
             () = cancel.cancelled() => return,
             () = self.book.wait_loaded() => {}
         }
-        let topics = &self.kafka.topics;
         let mut log = RejectionLog::new(
             self.limits.rejection_log_burst,
             self.limits.rejection_log_interval,
@@ -151,31 +150,32 @@ impl Inbox {
             None => (None, None),
         };
         loop {
-            let consumer = match consumer::subscribed(
-                &self.kafka,
-                self.book.me(),
-                "inbox",
-                &[&topics.data_in, &topics.rpc_in],
-            ) {
-                Ok(consumer) => consumer,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot create the inbox consumer; retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(backoff.next_delay()) => continue,
+            let feed = tokio::select! {
+                () = cancel.cancelled() => break,
+                claimed = self.topics.claim(Reader::Inbox) => match claimed {
+                    Ok(feed) => feed,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot open the own topics' consumer; retrying");
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(backoff.next_delay()) => continue,
+                        }
                     }
-                }
+                },
             };
             let ended = self
-                .consume(&consumer, &cancel, &mut log, direct.as_mut())
+                .consume(&feed, &cancel, &mut log, direct.as_mut())
                 .await;
-            close_consumer(consumer, "inbox").await;
+            self.topics.release(feed).await;
             match ended {
                 Ended::Cancelled => break,
                 Ended::Fatal(reason) => {
                     // What it had not committed comes again to the new one,
                     // and is stored once.
-                    tracing::warn!(reason, "the inbox consumer failed for good; replacing it");
+                    tracing::warn!(
+                        reason,
+                        "the own topics' consumer failed for good; replacing it"
+                    );
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -193,7 +193,7 @@ impl Inbox {
 
     async fn consume(
         &self,
-        consumer: &StreamConsumer<KafkaContext>,
+        feed: &Feed,
         cancel: &CancellationToken,
         log: &mut RejectionLog,
         mut direct: Option<&mut mpsc::Receiver<DirectRecord>>,
@@ -220,25 +220,19 @@ impl Inbox {
                     }
                     continue;
                 }
-                () = consumer.context().failed() => {
-                    return Ended::Fatal(consumer::fatal(consumer).unwrap_or_default());
-                }
-                () = consumer.context().brokers_lost() => {
-                    restore_lost_brokers(consumer.client());
-                    continue;
-                }
+                () = feed.failed() => return Ended::Fatal(feed.fatal().unwrap_or_default()),
                 () = sleep_until(summary_due) => {
                     self.write_summaries(log);
                     continue;
                 }
-                received = consumer.recv() => received,
+                received = feed.recv() => received,
             };
             let arrived = hops::now();
             let mut batch = Vec::new();
             match first {
-                Ok(record) => batch.push(record.detach()),
+                Ok(record) => batch.push(record),
                 Err(err) => {
-                    if let Some(reason) = consumer::fatal(consumer) {
+                    if let Some(reason) = feed.fatal() {
                         return Ended::Fatal(reason);
                     }
                     tracing::debug!(error = %err, "inbox consumer error");
@@ -247,8 +241,8 @@ impl Inbox {
             }
             // Whatever else is already fetched joins the batch.
             while batch.len() < BATCH_MAX {
-                match consumer.recv().now_or_never() {
-                    Some(Ok(record)) => batch.push(record.detach()),
+                match feed.try_recv() {
+                    Some(Ok(record)) => batch.push(record),
                     _ => break,
                 }
             }
@@ -280,12 +274,12 @@ impl Inbox {
             }
             for record in &batch {
                 if let Err(err) =
-                    consumer.store_offset(record.topic(), record.partition(), record.offset())
+                    feed.store_offset(record.topic(), record.partition(), record.offset())
                 {
                     tracing::warn!(error = %err, "could not store an inbox offset");
                 }
             }
-            if let Some(reason) = consumer::fatal(consumer) {
+            if let Some(reason) = feed.fatal() {
                 return Ended::Fatal(reason);
             }
         }

@@ -14,16 +14,15 @@ use std::time::Duration;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backends::hops;
-use crate::backends::kafka::consumer::{self, close_consumer};
-use crate::backends::kafka::{KafkaContext, restore_lost_brokers};
+use crate::backends::kafka::consumer::Reader;
+use crate::backends::kafka::{Feed, OwnTopics};
 use crate::backends::supervise::Backoff;
 use crate::book::ContactBook;
-use crate::config::{HealthConfig, KafkaConfig};
+use crate::config::HealthConfig;
 use crate::crypto::identity::ActorId;
 use crate::transport::router::HandlerError;
 use crate::transport::{Lane, Transport};
@@ -37,7 +36,7 @@ pub trait Delivered: Send + Sync {
 /// What a delivery worker needs.
 #[derive(Clone)]
 pub struct Delivery {
-    pub kafka: KafkaConfig,
+    pub topics: Arc<OwnTopics>,
     pub health: HealthConfig,
     pub book: Arc<ContactBook>,
     pub transport: Arc<dyn Transport>,
@@ -50,44 +49,42 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
-fn role(lane: Lane) -> &'static str {
+fn reader(lane: Lane) -> Reader {
     match lane {
-        Lane::Data => "delivery-data",
-        Lane::Control => "delivery-rpc",
+        Lane::Data => Reader::DeliveryData,
+        Lane::Control => Reader::DeliveryRpc,
     }
 }
 
-/// Delivers the own outbox of `lane` until cancelled, replacing the consumer
-/// if librdkafka declares it dead.
+/// Delivers the own outbox of `lane` until cancelled, claiming its feed
+/// again if librdkafka declares the consumer dead.
 pub async fn run(delivery: Delivery, lane: Lane, cancel: CancellationToken) {
-    let topic = match lane {
-        Lane::Data => delivery.kafka.topics.data_out.clone(),
-        Lane::Control => delivery.kafka.topics.rpc_out.clone(),
-    };
-    let me = delivery.book.me();
     let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
     loop {
-        let consumer = match consumer::subscribed(&delivery.kafka, me, role(lane), &[&topic]) {
-            Ok(consumer) => consumer,
-            Err(err) => {
-                tracing::error!(error = %err, topic, "cannot create the delivery consumer; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+        let feed = tokio::select! {
+            () = cancel.cancelled() => break,
+            claimed = delivery.topics.claim(reader(lane)) => match claimed {
+                Ok(feed) => feed,
+                Err(err) => {
+                    tracing::error!(error = %err, ?lane, "cannot open the own topics' consumer; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
                 }
-            }
+            },
         };
-        let fatal = consume(&delivery, &consumer, &topic, lane, &cancel).await;
-        close_consumer(consumer, role(lane)).await;
+        let fatal = consume(&delivery, &feed, lane, &cancel).await;
+        delivery.topics.release(feed).await;
         let Some(reason) = fatal else {
             break;
         };
-        // What it had not committed is delivered again by the new one; the
-        // contact stores an id once.
+        // What it had not committed is delivered again through the new
+        // one; the contact stores an id once.
         tracing::warn!(
             reason,
-            topic,
-            "the delivery consumer failed for good; replacing it"
+            ?lane,
+            "the own topics' consumer failed for good; replacing it"
         );
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -100,47 +97,41 @@ pub async fn run(delivery: Delivery, lane: Lane, cancel: CancellationToken) {
 /// the consumer dead (`Some(reason)`).
 async fn consume(
     delivery: &Delivery,
-    consumer: &StreamConsumer<KafkaContext>,
-    topic: &str,
+    feed: &Feed,
     lane: Lane,
     cancel: &CancellationToken,
 ) -> Option<String> {
     loop {
         let received = tokio::select! {
             () = cancel.cancelled() => return None,
-            () = consumer.context().failed() => {
-                return Some(consumer::fatal(consumer).unwrap_or_default());
-            }
-            () = consumer.context().brokers_lost() => {
-                restore_lost_brokers(consumer.client());
-                continue;
-            }
-            received = consumer.recv() => received,
+            () = feed.failed() => return Some(feed.fatal().unwrap_or_default()),
+            received = feed.recv() => received,
         };
         let record = match received {
             Ok(record) => record,
             Err(err) => {
-                if let Some(reason) = consumer::fatal(consumer) {
+                if let Some(reason) = feed.fatal() {
                     return Some(reason);
                 }
                 // librdkafka reconnects by itself; the health supervisor
                 // reports the outage.
-                tracing::debug!(error = %err, topic, "delivery consumer error");
+                tracing::debug!(error = %err, ?lane, "delivery consumer error");
                 continue;
             }
         };
         let (partition, offset) = (record.partition(), record.offset());
-        let key = record.key().unwrap_or_default().to_vec();
-        let value = record.payload().unwrap_or_default().to_vec();
-        drop(record);
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
-        if !deliver(delivery, lane, &key, &value, &mut backoff, cancel).await {
+        let (key, value) = (
+            record.key().unwrap_or_default(),
+            record.payload().unwrap_or_default(),
+        );
+        if !deliver(delivery, lane, key, value, &mut backoff, cancel).await {
             // Cancelled before delivery: the offset stays, the record comes
             // again at the next start.
             return None;
         }
-        if let Err(err) = consumer.store_offset(topic, partition, offset) {
-            tracing::warn!(error = %err, topic, partition, offset, "could not store the delivery offset");
+        if let Err(err) = feed.store_offset(record.topic(), partition, offset) {
+            tracing::warn!(error = %err, ?lane, partition, offset, "could not store the delivery offset");
         }
     }
 }
@@ -227,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::book::{Contact, ContactBook};
-    use crate::config::{KafkaSecurity, TopicNames};
+    use crate::config::{KafkaConfig, KafkaSecurity, TopicNames};
     use crate::store::ContactState;
     use crate::testing::{book, contact, identity};
     use crate::transport::TransportError;
@@ -310,20 +301,21 @@ mod tests {
             ..Flaky::default()
         });
         let marked = Arc::new(Marked::default());
-        let delivery = Delivery {
-            kafka: KafkaConfig {
-                bootstrap_servers: String::from("127.0.0.1:1"),
-                security: KafkaSecurity::Plaintext,
-                topics: TopicNames {
-                    data_in: String::from("data-in"),
-                    data_out: String::from("data-out"),
-                    rpc_in: String::from("rpc-in"),
-                    rpc_out: String::from("rpc-out"),
-                },
-                create_topics: false,
-                partitions: 1,
-                replication_factor: 1,
+        let kafka = KafkaConfig {
+            bootstrap_servers: String::from("127.0.0.1:1"),
+            security: KafkaSecurity::Plaintext,
+            topics: TopicNames {
+                data_in: String::from("data-in"),
+                data_out: String::from("data-out"),
+                rpc_in: String::from("rpc-in"),
+                rpc_out: String::from("rpc-out"),
             },
+            create_topics: false,
+            partitions: 1,
+            replication_factor: 1,
+        };
+        let delivery = Delivery {
+            topics: Arc::new(OwnTopics::new(kafka, me.id())),
             health: HealthConfig {
                 probe_interval: Duration::from_secs(1),
                 probe_timeout: Duration::from_secs(1),

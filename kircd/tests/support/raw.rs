@@ -1,0 +1,70 @@
+//! Valid chat envelopes written straight into an actor's inbox, as a
+//! contact's kircd would write them: for tests that need records in an
+//! inbox while its kircd is stopped, or faster than a kircd sends.
+
+use std::time::Duration;
+
+use kirc_proto::wire::v1 as wire;
+use kirc_testkit::Actor;
+use kircd::crypto::envelope;
+use kircd::crypto::identity::Identity;
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// `from`'s keys writing valid chat envelopes straight into `to`'s inbox, as
+/// `from`'s kircd would, with a raw producer.
+pub struct RawSender {
+    keys: Identity,
+    to: kircd::crypto::identity::ActorId,
+    pair: envelope::PairKey,
+    conversation: uuid::Uuid,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl RawSender {
+    pub fn new(from: &Actor, to: &Actor) -> Self {
+        let keys = Identity::load(&from.dir.path().join("identity.key")).unwrap();
+        let to_keys = Identity::load(&to.dir.path().join("identity.key")).unwrap();
+        RawSender {
+            pair: envelope::PairKey::new(&keys, &to_keys.box_key()),
+            conversation: envelope::conversation_id(keys.id(), to_keys.id()),
+            to: to_keys.id(),
+            keys,
+            topic: format!("{}data-in", to.topic_prefix),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", &to.stack.kafka)
+                .create()
+                .unwrap(),
+        }
+    }
+
+    /// Sends one chat message; returns the broker's timestamp of the record
+    /// (its append time on kircd's inboxes).
+    pub async fn chat(&self, text: &str) -> i64 {
+        let bytes = envelope::seal(
+            &self.keys,
+            self.to,
+            &self.pair,
+            wire::Kind::Chat,
+            envelope::new_message_id(),
+            &wire::ChatPayload {
+                text: text.to_owned(),
+                action: false,
+            }
+            .encode_to_vec(),
+        );
+        let delivery = self
+            .producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(self.conversation.as_bytes().as_slice())
+                    .payload(&bytes),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        delivery.timestamp.to_millis().unwrap()
+    }
+}
