@@ -397,11 +397,13 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
     let elsewhere = conversation(me, other.id());
     let conversation = conversation(me, peer.id());
 
-    // Seven messages, stored in this order (seq) but placed in the outbox
-    // in another: two sends at once, and m[5] produced again later (it
-    // expired from data-out).
+    // Eight messages, stored in this order (seq) but placed in the outbox
+    // in another: two sends at once, m[5] produced again later (its first
+    // copy expired from data-out before the delivery worker read it), and
+    // m[7]'s produce timed out although the broker wrote it, so only the
+    // delivery worker, which hands each copy on, knows its place.
     let mut m = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..8 {
         m.push(sent(&pool, me, conversation).await);
     }
     let theirs = sent(&pool, me, elsewhere).await;
@@ -419,8 +421,15 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
         store::set_queued(&pool, id, partition, offset)
             .await
             .unwrap();
+        if id != m[5] {
+            store::record_copy(&pool, id, partition, offset)
+                .await
+                .unwrap();
+        }
     }
     store::set_queued(&pool, m[5], 0, 40).await.unwrap();
+    store::record_copy(&pool, m[5], 0, 40).await.unwrap();
+    store::record_copy(&pool, m[7], 0, 17).await.unwrap();
 
     let covered = |mut ids: Vec<Uuid>| {
         ids.sort();
@@ -442,7 +451,16 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
     assert_eq!(range(m[2], m[4]).await, of(&[1, 2, 3, 4]));
     // m[5]'s first copy expired; it is at 40 now, outside 10..=14.
     assert_eq!(range(m[0], m[4]).await, of(&[0, 1, 2, 3, 4]));
-    assert_eq!(range(m[4], m[5]).await, of(&[4, 5]));
+    // From m[4] to m[5]'s copy at 40: m[7], at 17, was handed on between.
+    assert_eq!(range(m[4], m[5]).await, of(&[4, 5, 7]));
+    // An end known only by the copy the delivery worker handed on covers
+    // what lies before it.
+    assert_eq!(range(m[3], m[7]).await, of(&[3, 4, 7]));
+    // An end with two copies: the stretch is the shortest that fits, from
+    // either side.
+    store::record_copy(&pool, m[3], 0, 41).await.unwrap();
+    assert_eq!(range(m[2], m[3]).await, of(&[1, 2, 3]));
+    assert_eq!(range(m[5], m[3]).await, of(&[3, 5]));
     // Ends in two partitions cover themselves alone; another
     // conversation's message is never covered, even named as an end.
     assert_eq!(range(m[3], m[6]).await, of(&[3, 6]));
@@ -464,9 +482,11 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
             .await
             .unwrap(),
     );
+    // m[7] is still PENDING here: the delivery worker's DELIVERED is not
+    // written in this test.
     assert_eq!(
         read,
-        covered(m[1..].iter().copied().chain([last]).collect())
+        covered(m[1..7].iter().copied().chain([last]).collect())
     );
 }
 

@@ -177,6 +177,23 @@ impl ChatSink for ChatStore {
 }
 
 impl Delivered for ChatStore {
+    fn handing_on(&self, message: Uuid) -> Box<dyn Send> {
+        Box::new(self.0.placing.begin(message))
+    }
+
+    fn record_copy(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        async move {
+            store::record_copy(&self.0.pool, message, partition, offset).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn delivered(&self, message: Uuid) -> BoxFuture<'_, Result<(), HandlerError>> {
         async move {
             self.0.advance(&[message], MessageState::Delivered).await?;

@@ -64,36 +64,28 @@ pub async fn outgoing_by_key(pool: &PgPool, key: &str) -> Result<Option<Message>
 
 /// Records where a sent message sits in the own data-out and moves it
 /// forward to QUEUED; returns its conversation if its state moved (a message
-/// the delivery already moved past QUEUED keeps its state).
+/// the delivery already moved past QUEUED keeps its state). The place a
+/// receipt range may name is kept by the delivery worker instead
+/// ([`record_copy`]), for every copy it hands on.
 pub async fn set_queued(
     pool: &PgPool,
     id: Uuid,
     partition: i32,
     offset: i64,
 ) -> Result<Option<Uuid>, StoreError> {
-    // One statement, one round trip: the message's place and state, and its
-    // row among those a receipt range may cover (moved, if the message was
-    // produced again). `earlier` reads the row as it was before the update.
+    // One statement, one round trip. `earlier` reads the row as it was
+    // before the update.
     let row = sqlx::query(concat!(
         "WITH earlier AS (
              SELECT id, ",
         state_rank!(),
         " AS rank FROM messages WHERE id = $1 AND outgoing FOR UPDATE
-         ), placed AS (
-             UPDATE messages m
-             SET outbox_partition = $2, outbox_offset = $3,
-                 state = CASE WHEN earlier.rank < $4 THEN 'queued' ELSE m.state END
-             FROM earlier WHERE m.id = earlier.id
-             RETURNING m.id, m.conversation_id, m.state, earlier.rank < $4 AS moved
-         ), awaiting AS (
-             INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
-             SELECT id, conversation_id, $2, $3 FROM placed
-             WHERE state IN ('queued', 'delivered')
-             ON CONFLICT (message_id) DO UPDATE
-               SET outbox_partition = EXCLUDED.outbox_partition,
-                   outbox_offset = EXCLUDED.outbox_offset
          )
-         SELECT conversation_id, moved FROM placed"
+         UPDATE messages m
+         SET outbox_partition = $2, outbox_offset = $3,
+             state = CASE WHEN earlier.rank < $4 THEN 'queued' ELSE m.state END
+         FROM earlier WHERE m.id = earlier.id
+         RETURNING m.conversation_id, earlier.rank < $4 AS moved"
     ))
     .bind(id)
     .bind(partition)
@@ -106,6 +98,31 @@ pub async fn set_queued(
     };
     let moved: bool = row.try_get("moved")?;
     Ok(moved.then(|| row.try_get("conversation_id")).transpose()?)
+}
+
+/// Keeps the place of a copy of the sent message `id` in the own data-out,
+/// which the delivery worker is handing to the contact, among those a
+/// receipt range may name, unless a receipt covered the message already.
+/// This is the only record of a copy whose produce timed out although the
+/// broker wrote it: the sender never learnt its offset.
+pub async fn record_copy(
+    pool: &PgPool,
+    id: Uuid,
+    partition: i32,
+    offset: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
+         SELECT id, conversation_id, $2, $3 FROM messages
+         WHERE id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(partition)
+    .bind(offset)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Sent messages still QUEUED whose data-out record is gone: below their
@@ -339,11 +356,15 @@ pub async fn outgoing_in(
 }
 
 /// Our messages in `conversation` that a received range from `first` to
-/// `last` covers: the two ends, and the messages awaiting a receipt that
-/// were delivered between them (same partition of the own data-out, offsets
-/// between theirs). An end whose place is not recorded yet covers itself
-/// alone: its place is written right after the own data-out acknowledged
-/// it, long before a contact could have stored it and answered.
+/// `last` covers: the two ends, and the messages whose copies the delivery
+/// worker handed on between theirs (same partition of the own data-out,
+/// offsets between). The contact stores our copies in the order of our
+/// data-out, so its run is one stretch of it; an end may have several
+/// copies (a produce that timed out and was written anyway, a message
+/// produced again at a start), and the stretch taken is the shortest one
+/// that fits: the last end's first copy at or after the first end's
+/// earliest, and the first end's last copy at or before that. An end of
+/// which no copy is known covers itself alone.
 pub async fn received_range(
     pool: &PgPool,
     conversation: Uuid,
@@ -351,12 +372,25 @@ pub async fn received_range(
     last: Uuid,
 ) -> Result<Vec<Uuid>, StoreError> {
     Ok(sqlx::query_scalar(
-        "WITH ends AS (
-             SELECT outbox_partition AS place, min(outbox_offset) AS low, max(outbox_offset) AS high
-             FROM messages
+        "WITH copies AS (
+             SELECT message_id, outbox_partition AS place, outbox_offset AS at
+             FROM awaiting_receipt
+             WHERE message_id IN ($2, $3) AND conversation_id = $1
+             UNION
+             SELECT id, outbox_partition, outbox_offset FROM messages
              WHERE id IN ($2, $3) AND conversation_id = $1 AND outgoing
                AND outbox_partition IS NOT NULL
-             GROUP BY outbox_partition
+         ), high AS (
+             SELECT copy.place, min(copy.at) AS at FROM copies copy
+             WHERE copy.message_id = $3
+               AND copy.at >= (SELECT min(start.at) FROM copies start
+                               WHERE start.message_id = $2 AND start.place = copy.place)
+             GROUP BY copy.place
+         ), ends AS (
+             SELECT high.place, max(start.at) AS low, high.at AS high
+             FROM high JOIN copies start
+               ON start.message_id = $2 AND start.place = high.place AND start.at <= high.at
+             GROUP BY high.place, high.at
          )
          SELECT awaiting.message_id
          FROM awaiting_receipt awaiting

@@ -27,9 +27,21 @@ use crate::crypto::identity::ActorId;
 use crate::transport::router::HandlerError;
 use crate::transport::{Lane, Transport};
 
-/// Told when a chat message reached its recipient's inbox; the offset waits
-/// until it returns.
+/// Told of each chat copy the worker hands to its recipient: where it lies in
+/// the own data-out before the recipient can hold it, and when it reached
+/// the recipient's inbox. The offset waits until both returned.
 pub trait Delivered: Send + Sync {
+    /// Registers that the copy of `message` is being handed on; a receipt
+    /// that names the message waits until what this returns is dropped,
+    /// which the worker does once [`Delivered::record_copy`] has returned.
+    fn handing_on(&self, message: Uuid) -> Box<dyn Send>;
+    /// Keeps where the copy of `message` lies in the own data-out.
+    fn record_copy(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
     fn delivered(&self, message: Uuid) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
 }
 
@@ -125,7 +137,17 @@ async fn consume(
             record.key().unwrap_or_default(),
             record.payload().unwrap_or_default(),
         );
-        if !deliver(delivery, lane, key, value, &mut backoff, cancel).await {
+        if !deliver(
+            delivery,
+            lane,
+            (partition, offset),
+            key,
+            value,
+            &mut backoff,
+            cancel,
+        )
+        .await
+        {
             // Cancelled before delivery: the offset stays, the record comes
             // again at the next start.
             return None;
@@ -136,11 +158,12 @@ async fn consume(
     }
 }
 
-/// Delivers one record, retrying until it is done or the worker is cancelled
-/// (then false).
+/// Delivers one record from `place` (partition, offset) of the own outbox,
+/// retrying until it is done or the worker is cancelled (then false).
 async fn deliver(
     delivery: &Delivery,
     lane: Lane,
+    place: (i32, i64),
     key: &[u8],
     value: &[u8],
     backoff: &mut Backoff,
@@ -168,6 +191,55 @@ async fn deliver(
         () = cancel.cancelled() => return false,
         () = delivery.book.wait_loaded() => {}
     }
+    // The copy's place is written beside the handing on, not before it (it
+    // would add a commit to every message's way), and registered first, so
+    // that the recipient's receipt, which cannot come before the handing
+    // on, waits for it.
+    let copy_kept = async {
+        let Some(id) = chat else {
+            return true;
+        };
+        let _handing_on = delivery.delivered.handing_on(id);
+        let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
+        while let Err(err) = delivery.delivered.record_copy(id, place.0, place.1).await {
+            tracing::warn!(error = %err, "cannot record where a sent message lies; retrying");
+            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                return false;
+            }
+        }
+        true
+    };
+    let (copy_kept, handed_on) = tokio::join!(
+        copy_kept,
+        hand_on(delivery, lane, recipient, key, value, backoff, cancel)
+    );
+    if !(copy_kept && handed_on) {
+        return false;
+    }
+    if let Some(id) = chat {
+        hops::mark("delivery.produced", id);
+        while let Err(err) = delivery.delivered.delivered(id).await {
+            tracing::warn!(error = %err, "cannot record a delivery; retrying");
+            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Hands a record to the transport for `recipient`, retrying until it is
+/// taken or the worker is cancelled (then false). A record for an actor
+/// that is no longer a contact is dropped (true).
+async fn hand_on(
+    delivery: &Delivery,
+    lane: Lane,
+    recipient: ActorId,
+    key: &[u8],
+    value: &[u8],
+    backoff: &mut Backoff,
+    cancel: &CancellationToken,
+) -> bool {
     let mut failures = 0u32;
     loop {
         let Some(contact) = delivery.book.get(&recipient) else {
@@ -175,7 +247,7 @@ async fn deliver(
             return true;
         };
         match delivery.transport.deliver(&contact, lane, key, value).await {
-            Ok(()) => break,
+            Ok(()) => return true,
             Err(err) => {
                 failures += 1;
                 if failures == 1 {
@@ -190,16 +262,6 @@ async fn deliver(
             }
         }
     }
-    if let Some(id) = chat {
-        hops::mark("delivery.produced", id);
-        while let Err(err) = delivery.delivered.delivered(id).await {
-            tracing::warn!(error = %err, "cannot record a delivery; retrying");
-            if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
@@ -258,10 +320,25 @@ mod tests {
         }
     }
 
+    /// The messages marked delivered, and the copies kept.
     #[derive(Default)]
-    struct Marked(Mutex<Vec<Uuid>>);
+    struct Marked(Mutex<Vec<Uuid>>, Mutex<Vec<(Uuid, i32, i64)>>);
 
     impl Delivered for Marked {
+        fn handing_on(&self, _message: Uuid) -> Box<dyn Send> {
+            Box::new(())
+        }
+
+        fn record_copy(
+            &self,
+            message: Uuid,
+            partition: i32,
+            offset: i64,
+        ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
+            self.1.lock().unwrap().push((message, partition, offset));
+            async { Ok(()) }.boxed()
+        }
+
         fn delivered(
             &self,
             message: Uuid,
@@ -343,6 +420,7 @@ mod tests {
         deliver(
             &world.delivery,
             lane,
+            (0, 7),
             b"key",
             envelope,
             &mut backoff,
@@ -366,6 +444,7 @@ mod tests {
             "forgotten after each failure"
         );
         assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
+        assert_eq!(*world.marked.1.lock().unwrap(), vec![(id, 0, 7)]);
     }
 
     #[tokio::test]
@@ -375,6 +454,7 @@ mod tests {
         assert!(run(&world, Lane::Control, &envelope, &CancellationToken::new()).await);
         assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
         assert!(world.marked.0.lock().unwrap().is_empty());
+        assert!(world.marked.1.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
