@@ -209,15 +209,18 @@ async fn deliver(
         }
         true
     };
-    let (copy_kept, handed_on) = tokio::join!(
-        copy_kept,
-        hand_on(delivery, lane, recipient, key, value, backoff, cancel)
-    );
+    let handed_on = async {
+        let handed_on = hand_on(delivery, lane, recipient, key, value, backoff, cancel).await;
+        if let (true, Some(id)) = (handed_on, chat) {
+            hops::mark("delivery.produced", id);
+        }
+        handed_on
+    };
+    let (copy_kept, handed_on) = tokio::join!(copy_kept, handed_on);
     if !(copy_kept && handed_on) {
         return false;
     }
     if let Some(id) = chat {
-        hops::mark("delivery.produced", id);
         while let Err(err) = delivery.delivered.delivered(id).await {
             tracing::warn!(error = %err, "cannot record a delivery; retrying");
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
