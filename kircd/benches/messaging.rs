@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::idle::Profile;
 use common::pg::{CommitRow, pg_commits};
+use common::proc::{CpuUse, cpu_snapshot};
 use common::{
     HOPS_LOG, Pacing, bulk_producer, consumer, count, fill_inbox, kafka_path, ms, raw_latency,
     summarize, wait_added,
@@ -132,6 +133,7 @@ async fn main() {
     assert!(bob_daemon.stop().await.success());
     let fill = Fill {
         alice: &alice,
+        alice_pid: alice_daemon.pid(),
         alice_keys: &alice_keys,
         bob_keys: &bob_keys,
         count: ingest,
@@ -284,6 +286,7 @@ async fn main() {
         cores(),
         lifted_rate / crypto
     );
+    print_cpu_per_message(&lifted.cpu, ingest, crypto);
     println!(
         "ingest under the default budget: {budgeted_rate:.0}/s = {:.2}× min(budget ÷ receipt bytes per message = {budget_bound:.0}/s, the pipeline = {lifted_rate:.0}/s) (goal ≥ 0.9×)",
         budgeted_rate / bound
@@ -318,6 +321,8 @@ const DEFAULT_BUDGET: i64 = 192_000;
 /// envelopes.
 struct Fill<'a> {
     alice: &'a Actor,
+    /// Alice's running kircd, which takes bob's receipts meanwhile.
+    alice_pid: u32,
     alice_keys: &'a Identity,
     bob_keys: &'a Identity,
     count: usize,
@@ -334,6 +339,8 @@ struct IngestRun {
     /// Receipt records bob sent alice during the run, and their bytes.
     receipts: usize,
     receipt_bytes: usize,
+    /// The CPU every process used from READY to the last event.
+    cpu: CpuUse,
 }
 
 /// Receipt records (either form) for alice in bob's rpc-out, and their
@@ -394,8 +401,17 @@ async fn ingest_run(fill: &Fill<'_>, bob: &mut Actor, budget: i64) -> IngestRun 
     let profile = Profile::start(&format!("ingest-{budget}"));
     let bob_daemon = Daemon::start(bob).await;
     let ready = ingest_start.elapsed();
+    let cpu_at_ready = cpu_snapshot();
     wait_added(&bob_daemon, fill.count, "ingest").await;
     let elapsed = ingest_start.elapsed();
+    let cpu = cpu_snapshot().since(
+        &cpu_at_ready,
+        &[
+            (bob_daemon.pid(), "bob's kircd"),
+            (fill.alice_pid, "alice's kircd"),
+            (std::process::id(), "the benchmark (its event reader)"),
+        ],
+    );
     profile.stop().await;
     if std::env::var_os("KIRC_BENCH_BOB_LOG").is_some() {
         eprintln!("{}", bob_daemon.stderr());
@@ -409,6 +425,7 @@ async fn ingest_run(fill: &Fill<'_>, bob: &mut Actor, budget: i64) -> IngestRun 
         raw,
         receipts: receipts_after.0 - receipts_before.0,
         receipt_bytes: receipts_after.1 - receipts_before.1,
+        cpu,
     }
 }
 
@@ -418,6 +435,30 @@ impl IngestRun {
     fn rate(&self, count: usize) -> f64 {
         count as f64 / (self.elapsed - self.ready).as_secs_f64()
     }
+}
+
+/// Where the CPU of an ingest went, per message, and the rate the machine
+/// could reach at that CPU per message with no core ever idle: the ceiling
+/// that no pipelining can pass. The crypto floor's CPU per message beside it
+/// says how much of kircd's own share its checks take.
+fn print_cpu_per_message(cpu: &CpuUse, count: usize, crypto_rate: f64) {
+    let tick_us = 1e6 / rustix::param::clock_ticks_per_second() as f64;
+    let per_message = |ticks: u64| ticks as f64 * tick_us / count as f64;
+    let parts: Vec<String> = cpu
+        .by_label
+        .iter()
+        .filter(|(_, ticks)| per_message(*ticks) >= 0.05)
+        .map(|(label, ticks)| format!("{label} {:.1}", per_message(*ticks)))
+        .collect();
+    let busy = per_message(cpu.machine_busy);
+    println!(
+        "CPU per message over the ingest (budget lifted, READY → last event), µs: {}; the machine's busy time {busy:.1} µs ({:.0} % of its {} cores busy); at that CPU per message the machine's ceiling is {:.0}/s; the crypto floor takes {:.1} µs of CPU per message",
+        parts.join(", "),
+        100.0 * cpu.machine_busy as f64 / cpu.machine_total.max(1) as f64,
+        cores(),
+        cores() as f64 * 1e6 / busy,
+        cores() as f64 * 1e6 / crypto_rate,
+    );
 }
 
 fn cores() -> usize {

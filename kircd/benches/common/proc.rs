@@ -74,3 +74,100 @@ pub fn thread_activity(pid: u32) -> std::collections::BTreeMap<String, ThreadAct
     }
     by_name
 }
+
+/// CPU time of every process on the machine, by pid with its command name,
+/// and the machine's own busy and total time, at one moment (clock ticks).
+pub struct CpuSnapshot {
+    processes: std::collections::HashMap<u32, (String, u64)>,
+    machine_busy: u64,
+    machine_total: u64,
+}
+
+/// Takes a [`CpuSnapshot`].
+pub fn cpu_snapshot() -> CpuSnapshot {
+    let mut processes = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the reads.
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(entry.path().join("comm")),
+            std::fs::read_to_string(entry.path().join("stat")),
+        ) else {
+            continue;
+        };
+        processes.insert(pid, (comm.trim().to_owned(), ticks_of_stat(&stat)));
+    }
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    let times: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let machine_total: u64 = times.iter().sum();
+    CpuSnapshot {
+        processes,
+        machine_busy: machine_total - times[3] - times[4],
+        machine_total,
+    }
+}
+
+/// CPU time used between two snapshots: per label, and the machine's.
+pub struct CpuUse {
+    /// Clock ticks per label, largest first.
+    pub by_label: Vec<(String, u64)>,
+    pub machine_busy: u64,
+    pub machine_total: u64,
+}
+
+impl CpuSnapshot {
+    /// What was used since `earlier`, by label: a pid in `labels` under its
+    /// label, any other process under its command name. A process started
+    /// in between counts from zero; one that ended in between is not seen.
+    /// Clock ticks are charged to a process at each tick, so the sum over
+    /// processes and the machine's busy time differ by a few ticks.
+    pub fn since(&self, earlier: &Self, labels: &[(u32, &str)]) -> CpuUse {
+        let mut by_label = std::collections::BTreeMap::<String, u64>::new();
+        for (pid, (comm, ticks)) in &self.processes {
+            // By pid alone: a kernel worker's name changes with its work.
+            let before = earlier.processes.get(pid).map_or(0, |(_, ticks)| *ticks);
+            let used = ticks.saturating_sub(before);
+            if used == 0 {
+                continue;
+            }
+            let label = labels
+                .iter()
+                .find(|(labelled, _)| labelled == pid)
+                .map_or_else(
+                    || {
+                        // Kernel workers, whatever they work on, as one.
+                        if comm.starts_with("kworker/") {
+                            String::from("kworker")
+                        } else {
+                            comm.clone()
+                        }
+                    },
+                    |(_, label)| (*label).to_owned(),
+                );
+            *by_label.entry(label).or_default() += used;
+        }
+        let mut by_label: Vec<(String, u64)> = by_label.into_iter().collect();
+        by_label.sort_by_key(|(_, ticks)| std::cmp::Reverse(*ticks));
+        CpuUse {
+            by_label,
+            machine_busy: self.machine_busy - earlier.machine_busy,
+            machine_total: self.machine_total - earlier.machine_total,
+        }
+    }
+}
