@@ -20,7 +20,10 @@
 //! Run with `dev/bench`. `KIRC_BENCH_MESSAGES`, `KIRC_BENCH_INGEST` and
 //! `KIRC_BENCH_JUNK` change the counts (default 1,000, 100,000 and 50,000);
 //! `KIRC_BENCH_PERF=<folder>` records a whole-machine profile of each ingest
-//! there (`perf report -i <folder>/ingest-<budget>.data --sort comm`).
+//! there (`perf report -i <folder>/ingest-<budget>.data --sort comm`);
+//! `KIRC_BENCH_BOB_LOG` and `KIRC_BENCH_JUNK_LOG` (a log filter such as
+//! `warn,kircd::transport::inbox=debug`) print the ingest's and the junk
+//! run's daemon log.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -149,6 +152,11 @@ async fn main() {
     let mut carol = Actor::new("carol").await;
     carol.as_users_run_it().set("log.level", "warn");
     assert!(Daemon::start(&carol).await.stop().await.success());
+    // KIRC_BENCH_JUNK_LOG=kircd::transport::inbox=debug shows where each
+    // batch of junk spends its time.
+    if let Ok(level) = std::env::var("KIRC_BENCH_JUNK_LOG") {
+        carol.set("log.level", level);
+    }
     let junk_data_in = format!("{}data-in", carol.topic_prefix);
     let junk_rpc_in = format!("{}rpc-in", carol.topic_prefix);
     let junk_records = random_records(junk, 0x2545_f491_4f6c_dd1d);
@@ -197,6 +205,9 @@ async fn main() {
         .await;
     let junk_elapsed = junk_start.elapsed();
     let junk_status = carol_daemon.status().await;
+    if std::env::var_os("KIRC_BENCH_JUNK_LOG").is_some() {
+        eprintln!("{}", carol_daemon.stderr());
+    }
     assert!(carol_daemon.stop().await.success());
 
     println!();
