@@ -8,6 +8,7 @@
 //! `settle.rs`), and skipped; it never stops the worker or the records
 //! behind it.
 
+mod ahead;
 pub mod check;
 mod direct;
 mod rate;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,7 @@ use crate::crypto::identity::ActorId;
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::store::{QuarantineBounds, StoreError};
+use ahead::{Ahead, CheckedBatch};
 use check::{Checked, Record, Rejected};
 pub use rate::RateCounts;
 
@@ -92,6 +95,42 @@ struct Arrival<'a> {
     via: Option<ActorId>,
     /// When it was taken from Kafka or the channel, for the timing marks.
     arrived: Option<SystemTime>,
+}
+
+impl<'a> Arrival<'a> {
+    /// A record of the own `data-in` (named `data_in`) or `rpc-in`.
+    fn from_kafka(
+        record: &'a OwnedMessage,
+        data_in: &str,
+        now_minute: i64,
+        arrived: Option<SystemTime>,
+    ) -> Arrival<'a> {
+        Arrival {
+            topic: record.topic(),
+            partition: record.partition(),
+            offset: record.offset(),
+            bytes: record.payload().unwrap_or_default(),
+            lane: if record.topic() == data_in {
+                Lane::Data
+            } else {
+                Lane::Control
+            },
+            minute: rate::arrival_minute(record.timestamp(), now_minute),
+            via: None,
+            arrived,
+        }
+    }
+
+    /// What the check reads of it.
+    fn record(&self) -> Record<'a> {
+        Record {
+            lane: self.lane,
+            partition: self.partition,
+            offset: self.offset,
+            bytes: self.bytes,
+            via: self.via,
+        }
+    }
 }
 
 /// The name the direct path goes by where a topic is shown.
@@ -198,11 +237,13 @@ impl Inbox {
         log: &mut RejectionLog,
         mut direct: Option<&mut mpsc::Receiver<DirectRecord>>,
     ) -> Ended {
+        let data_in = &self.kafka.topics.data_in;
+        let mut ahead: Option<Ahead> = None;
         loop {
             let summary_due = log.next_due();
             // Biased: a control record from a data channel (typing,
             // presence) took the channel to be fast; Kafka's may wait.
-            let first = tokio::select! {
+            let next = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ended::Cancelled,
                 Some(record) = next_direct(&mut direct) => {
@@ -218,6 +259,9 @@ impl Inbox {
                     if self.process_direct(&records, log, cancel).await.is_err() {
                         return Ended::Cancelled;
                     }
+                    if let Some(ahead) = ahead.as_mut() {
+                        ahead.stale = true;
+                    }
                     continue;
                 }
                 () = feed.failed() => return Ended::Fatal(feed.fatal().unwrap_or_default()),
@@ -225,48 +269,68 @@ impl Inbox {
                     self.write_summaries(log);
                     continue;
                 }
-                received = feed.recv() => received,
+                checked = ahead::checked_ahead(&mut ahead), if ahead.is_some() => Next::Ahead(checked),
+                // Records behind the batch ahead wait for it: batches are
+                // applied in the order they were read.
+                received = feed.recv(), if ahead.is_none() => Next::Fetched(received),
             };
-            let arrived = hops::now();
-            let mut batch = Vec::new();
-            match first {
-                Ok(record) => batch.push(record),
-                Err(err) => {
-                    if let Some(reason) = feed.fatal() {
-                        return Ended::Fatal(reason);
-                    }
-                    tracing::debug!(error = %err, "inbox consumer error");
-                    continue;
+            let (batch, arrived, checked) = match next {
+                Next::Ahead(Ok((batch, checked))) => {
+                    let Some(ahead) = ahead.take() else {
+                        // The branch is enabled only with a batch ahead.
+                        continue;
+                    };
+                    (batch, ahead.arrived, (!ahead.stale).then_some(checked))
                 }
-            }
-            // Whatever else is already fetched joins the batch.
-            while batch.len() < BATCH_MAX {
-                match feed.try_recv() {
-                    Some(Ok(record)) => batch.push(record),
-                    _ => break,
+                Next::Ahead(Err(err)) => match err.try_into_panic() {
+                    // A panic in a check is a bug; it must not drop records.
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // The runtime is shutting down.
+                    Err(_) => return Ended::Cancelled,
+                },
+                Next::Fetched(first) => {
+                    let arrived = hops::now();
+                    let first = match first {
+                        Ok(record) => record,
+                        Err(err) => {
+                            if let Some(reason) = feed.fatal() {
+                                return Ended::Fatal(reason);
+                            }
+                            tracing::debug!(error = %err, "inbox consumer error");
+                            continue;
+                        }
+                    };
+                    (fetched(feed, vec![first]), arrived, None)
                 }
-            }
+            };
             let now_minute = kirc_proto::unix_ms(SystemTime::now()) / 60_000;
-            let data_in = &self.kafka.topics.data_in;
             let arrivals: Vec<Arrival<'_>> = batch
                 .iter()
-                .map(|record| Arrival {
-                    topic: record.topic(),
-                    partition: record.partition(),
-                    offset: record.offset(),
-                    bytes: record.payload().unwrap_or_default(),
-                    lane: if record.topic() == data_in {
-                        Lane::Data
-                    } else {
-                        Lane::Control
-                    },
-                    minute: rate::arrival_minute(record.timestamp(), now_minute),
-                    via: None,
-                    arrived,
-                })
+                .map(|record| Arrival::from_kafka(record, data_in, now_minute, arrived))
                 .collect();
+            let checked = checked.unwrap_or_else(|| {
+                let records: Vec<Record<'_>> = arrivals.iter().map(Arrival::record).collect();
+                self.check_all(&records)
+            });
+            // A backlog: what is already fetched is checked while this
+            // batch is applied.
+            if ahead::lets_next_be_checked(&checked) {
+                let next = fetched(feed, Vec::new());
+                if !next.is_empty() {
+                    tracing::debug!(
+                        records = next.len(),
+                        "checking the next batch while this one is stored"
+                    );
+                    ahead = Some(Ahead::start(
+                        next,
+                        hops::now(),
+                        data_in.clone(),
+                        Arc::clone(&self.book),
+                    ));
+                }
+            }
             if self
-                .process_until_stored(&arrivals, log, cancel)
+                .process_until_stored(&arrivals, Some(checked), log, cancel)
                 .await
                 .is_err()
             {
@@ -303,35 +367,13 @@ impl Inbox {
         self.publish_figures();
     }
 
-    /// Checks every record of the batch, in order. Signature checks and
-    /// decryption are most of the inbox's CPU time, so a large batch is
-    /// split over the machine's cores (off the async workers).
-    fn check_all(&self, records: &[Record<'_>]) -> Vec<Result<Checked, Rejected>> {
-        let book = &*self.book;
-        let check_part = |part: &[Record<'_>]| -> Vec<Result<Checked, Rejected>> {
-            check::check_many(part, book)
-        };
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        if records.len() < PARALLEL_FROM || threads < 2 {
-            return check_part(records);
+    /// Checks every record of the batch, in order; a large batch over the
+    /// machine's cores, off the async workers.
+    fn check_all(&self, records: &[Record<'_>]) -> CheckedBatch {
+        if records.len() < PARALLEL_FROM {
+            return check::check_many(records, &self.book);
         }
-        let chunk = records.len().div_ceil(threads);
-        tokio::task::block_in_place(|| {
-            std::thread::scope(|scope| {
-                let parts: Vec<_> = records
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(move || check_part(part)))
-                    .collect();
-                parts
-                    .into_iter()
-                    // A panic in a check is a bug; it must not drop records.
-                    .flat_map(|part| {
-                        part.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        })
+        tokio::task::block_in_place(|| ahead::check_spread(records, &self.book))
     }
 
     /// Records from data channels: processed like the inbox's own, with no
@@ -358,21 +400,24 @@ impl Inbox {
                 arrived: record.arrived,
             })
             .collect();
-        self.process_until_stored(&arrivals, log, cancel).await
+        self.process_until_stored(&arrivals, None, log, cancel)
+            .await
     }
 
     /// Processes the records until they are stored: nothing of them is
     /// acknowledged before, and they are processed again (storing is
-    /// idempotent) once the database is back. Err once cancelled.
+    /// idempotent, and they are checked again) once the database is back.
+    /// `checked` is their check if it was done already. Err once cancelled.
     async fn process_until_stored(
         &self,
         arrivals: &[Arrival<'_>],
+        mut checked: Option<CheckedBatch>,
         log: &mut RejectionLog,
         cancel: &CancellationToken,
     ) -> Result<(), ()> {
         let mut backoff = Backoff::new(self.health.retry_initial, self.health.retry_max);
         loop {
-            match self.process(arrivals, log).await {
+            match self.process(arrivals, checked.take(), log).await {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     tracing::warn!(error = %err, records = arrivals.len(), "cannot store inbound records; retrying");
@@ -388,19 +433,14 @@ impl Inbox {
     async fn process(
         &self,
         batch: &[Arrival<'_>],
+        checked: Option<CheckedBatch>,
         log: &mut RejectionLog,
     ) -> Result<(), BatchError> {
         let started = Instant::now();
-        let records: Vec<Record<'_>> = batch
-            .iter()
-            .map(|arrival| Record {
-                lane: arrival.lane,
-                partition: arrival.partition,
-                offset: arrival.offset,
-                bytes: arrival.bytes,
-                via: arrival.via,
-            })
-            .collect();
+        let checked = checked.unwrap_or_else(|| {
+            let records: Vec<Record<'_>> = batch.iter().map(Arrival::record).collect();
+            self.check_all(&records)
+        });
         let arrivals: Vec<rate::Arrived> = batch
             .iter()
             .map(|arrival| rate::Arrived {
@@ -417,7 +457,7 @@ impl Inbox {
             &self.rate_counts,
             self.book.me(),
             &arrivals,
-            self.check_all(&records),
+            checked,
             log,
         )
         .await;
@@ -567,6 +607,23 @@ enum Handled {
     /// Already applied: our own consumer read it again, or its sender sent
     /// the same record again.
     Redelivered,
+}
+
+/// What woke the consumer loop with records to process.
+enum Next {
+    Fetched(Result<OwnedMessage, rdkafka::error::KafkaError>),
+    Ahead(Result<(Vec<OwnedMessage>, CheckedBatch), tokio::task::JoinError>),
+}
+
+/// `batch` and whatever else is already fetched, up to a batch.
+fn fetched(feed: &Feed, mut batch: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+    while batch.len() < BATCH_MAX {
+        match feed.try_recv() {
+            Some(Ok(record)) => batch.push(record),
+            _ => break,
+        }
+    }
+    batch
 }
 
 /// The next record from the data channels, or never if there are none.
