@@ -15,8 +15,9 @@ use std::time::SystemTime;
 use rdkafka::message::OwnedMessage;
 use tokio::task::{JoinError, JoinHandle};
 
+use super::PARALLEL_FROM;
+use super::arrival::Arrival;
 use super::check::{self, Checked, Record, Rejected};
-use super::{Arrival, PARALLEL_FROM};
 use crate::book::ContactBook;
 
 /// What the check of a batch gives: one result per record, in order.

@@ -9,6 +9,7 @@
 //! behind it.
 
 mod ahead;
+mod arrival;
 pub mod check;
 mod direct;
 mod rate;
@@ -42,6 +43,7 @@ use crate::hub::Hub;
 use crate::live::Live;
 use crate::store::{QuarantineBounds, StoreError};
 use ahead::{Ahead, CheckedBatch};
+use arrival::Arrival;
 use check::{Checked, Record, Rejected};
 pub use rate::RateCounts;
 
@@ -79,58 +81,6 @@ pub struct Inbox {
     pub direct: std::sync::Mutex<Option<mpsc::Receiver<DirectRecord>>>,
     /// The rate counts kept in this process.
     pub rate_counts: RateCounts,
-}
-
-/// One record to process, from an own Kafka inbox or a data channel.
-struct Arrival<'a> {
-    /// The topic, or "direct".
-    topic: &'a str,
-    /// `marks::DIRECT` for the direct path.
-    partition: i32,
-    offset: i64,
-    bytes: &'a [u8],
-    lane: Lane,
-    /// Minutes since the epoch, for the rate limit.
-    minute: i64,
-    via: Option<ActorId>,
-    /// When it was taken from Kafka or the channel, for the timing marks.
-    arrived: Option<SystemTime>,
-}
-
-impl<'a> Arrival<'a> {
-    /// A record of the own `data-in` (named `data_in`) or `rpc-in`.
-    fn from_kafka(
-        record: &'a OwnedMessage,
-        data_in: &str,
-        now_minute: i64,
-        arrived: Option<SystemTime>,
-    ) -> Arrival<'a> {
-        Arrival {
-            topic: record.topic(),
-            partition: record.partition(),
-            offset: record.offset(),
-            bytes: record.payload().unwrap_or_default(),
-            lane: if record.topic() == data_in {
-                Lane::Data
-            } else {
-                Lane::Control
-            },
-            minute: rate::arrival_minute(record.timestamp(), now_minute),
-            via: None,
-            arrived,
-        }
-    }
-
-    /// What the check reads of it.
-    fn record(&self) -> Record<'a> {
-        Record {
-            lane: self.lane,
-            partition: self.partition,
-            offset: self.offset,
-            bytes: self.bytes,
-            via: self.via,
-        }
-    }
 }
 
 /// The name the direct path goes by where a topic is shown.
