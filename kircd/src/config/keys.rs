@@ -270,7 +270,7 @@ pub const KEYS: &[KeySpec] = &[
             max: 10_000_000,
         },
         Default::Int(10_000),
-        "Rejected records kept in the database for inspection at most; the oldest are dropped first (counted as quarantine_dropped). 0 keeps none.",
+        "Rejected records kept in the database for inspection at most; the oldest are dropped first (counted as quarantine_dropped), and one batch of the inbox writes at most an eighth of this, its newest. 0 keeps none.",
     ),
     key(
         "messaging.quarantine_max_bytes",
