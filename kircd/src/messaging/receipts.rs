@@ -97,8 +97,14 @@ pub(super) struct SenderRuns {
 /// What a stored batch acknowledges: per sender, the copies that came
 /// through Kafka (a direct copy is not acknowledged: its Kafka copy always
 /// follows) and were not replays, in batch order, cut into runs where a
-/// record naming the sender was refused in between or the partition
-/// changes. Senders in order of their first message.
+/// record naming the sender was refused in between, the partition
+/// changes, or the id does not grow. A sender's ids grow in the order it
+/// sends (UUIDv7), and its range is applied to the stretch of its outbox
+/// between the two ends' copies: a run that went back (the sender's
+/// delivery handed on again, after a restart, copies from before ones it
+/// had already delivered) would name a last end whose copy is before the
+/// first's, and the messages between would never be acknowledged.
+/// Senders in order of their first message.
 pub(super) fn acknowledged_runs(chats: &[Incoming], replayed: &HashSet<Uuid>) -> Vec<SenderRuns> {
     let mut senders: Vec<SenderRuns> = Vec::new();
     let mut open: HashMap<ActorId, (usize, i32)> = HashMap::new();
@@ -110,7 +116,11 @@ pub(super) fn acknowledged_runs(chats: &[Incoming], replayed: &HashSet<Uuid>) ->
             Some((index, partition)) => {
                 let runs = &mut senders[*index].runs;
                 match runs.last_mut() {
-                    Some(run) if !chat.after_refused && *partition == chat.partition => {
+                    Some(run)
+                        if !chat.after_refused
+                            && *partition == chat.partition
+                            && run.last().is_some_and(|last| *last < chat.id) =>
+                    {
                         run.push(chat.id);
                     }
                     _ => runs.push(vec![chat.id]),
@@ -364,6 +374,18 @@ mod tests {
                 ],
                 &[12],
                 vec![(1, vec![vec![11, 13]])],
+            ),
+            (
+                "an id lower than the one before starts a run (the sender's delivery handed on copies again)",
+                vec![
+                    chat(1, 100, 0, false),
+                    chat(1, 101, 0, false),
+                    chat(1, 95, 0, false),
+                    chat(1, 96, 0, false),
+                    chat(1, 96, 0, false),
+                ],
+                &[],
+                vec![(1, vec![vec![100, 101], vec![95, 96], vec![96]])],
             ),
             (
                 "another partition starts a run",
