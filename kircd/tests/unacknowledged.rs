@@ -58,6 +58,15 @@ async fn wait_all_sent(daemon: &Daemon, conversation: &str, state: MessageState)
     }
 }
 
+/// The texts of `conversation` in `daemon`'s history, in its order.
+async fn bodies(daemon: &Daemon, conversation: &str) -> Vec<String> {
+    history_all(daemon, conversation)
+        .await
+        .into_iter()
+        .map(|message| message.body)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_range_ending_at_a_record_the_broker_never_acknowledged_covers_all_before_it() {
     let alice = Actor::new("alice").await;
@@ -100,11 +109,7 @@ async fn a_range_ending_at_a_record_the_broker_never_acknowledged_covers_all_bef
 
     let bob_daemon = Daemon::start(&bob).await;
     wait_all_sent(&alice_daemon, &conversation, MessageState::Received).await;
-    let received: Vec<String> = history_all(&bob_daemon, &conversation)
-        .await
-        .into_iter()
-        .map(|message| message.body)
-        .collect();
+    let received = bodies(&bob_daemon, &conversation).await;
     let mut wanted: Vec<String> = (0..BEFORE).map(|index| format!("before {index}")).collect();
     wanted.push(String::from("unacknowledged"));
     assert_eq!(received, wanted);
@@ -147,11 +152,7 @@ async fn copies_handed_on_again_behind_later_ones_are_all_acknowledged() {
     // ids went back.
     let bob_daemon = Daemon::start(&bob).await;
     wait_all_sent(&alice_daemon, &conversation, MessageState::Received).await;
-    let received: Vec<String> = history_all(&bob_daemon, &conversation)
-        .await
-        .into_iter()
-        .map(|message| message.body)
-        .collect();
+    let received = bodies(&bob_daemon, &conversation).await;
     let wanted: Vec<String> = (0..5)
         .map(|index| format!("early {index}"))
         .chain((0..3).map(|index| format!("late {index}")))
