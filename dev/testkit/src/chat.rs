@@ -219,3 +219,41 @@ pub fn rejected(status: &pb::Status, reason: &str) -> u64 {
         .find(|count| count.reason == reason)
         .map_or(0, |count| count.count)
 }
+
+/// Waits until every message `daemon` sent in `conversation` is at `state`
+/// or past it; the history is read again on each event.
+pub async fn wait_all_sent(
+    daemon: &Daemon,
+    conversation: &str,
+    timeout: Duration,
+    state: pb::MessageState,
+) {
+    let mut watch = daemon.watch().await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let history = history_all(daemon, conversation).await;
+        let behind: Vec<String> = history
+            .iter()
+            .filter(|message| message.outgoing && message.state < state as i32)
+            .map(|message| format!("{:?} ({:?})", message.body, message.state()))
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached {state:?}: {}",
+            behind.join(", ")
+        );
+        watch.next(Duration::from_secs(5)).await;
+    }
+}
+
+/// The texts of `conversation` in `daemon`'s history, in its order.
+pub async fn history_bodies(daemon: &Daemon, conversation: &str) -> Vec<String> {
+    history_all(daemon, conversation)
+        .await
+        .into_iter()
+        .map(|message| message.body)
+        .collect()
+}
