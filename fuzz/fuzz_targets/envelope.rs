@@ -64,6 +64,10 @@ fuzz_target!(|data: &[u8]| {
                 let _ = wire::FileAnswerKind::try_from(answer.kind);
             }
         }
+        wire::Kind::ChannelPost => drop(wire::ChannelPost::decode(payload)),
+        wire::Kind::ChannelRelay => drop(wire::ChannelRelay::decode(payload)),
+        wire::Kind::ChannelCommand => drop(wire::ChannelCommand::decode(payload)),
+        wire::Kind::ChannelKey => drop(wire::ChannelKeyForward::decode(payload)),
         wire::Kind::ContactRequest => {}
     }
 });

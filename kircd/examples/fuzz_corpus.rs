@@ -65,6 +65,7 @@ fn main() {
     let request = wire::ContactRequest {
         profile: Some(alice_profile.clone()),
         invite_secret: vec![7; 16],
+        channel_join: Vec::new(),
     }
     .encode_to_vec();
     let accepted = wire::ContactAccepted {

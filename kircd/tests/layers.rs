@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Each top-level module of kircd's library and its layer, lowest first.
-const LAYERS: [(&str, u8); 17] = [
+const LAYERS: [(&str, u8); 18] = [
     ("files", 0),
     ("crypto", 1),
     ("config", 2),
@@ -18,6 +18,7 @@ const LAYERS: [(&str, u8); 17] = [
     ("backends", 6),
     ("live", 7),
     ("transport", 8),
+    ("channels", 9),
     ("contacts", 9),
     ("messaging", 9),
     ("presence", 9),

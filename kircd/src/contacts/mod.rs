@@ -183,6 +183,7 @@ impl Contacts {
         let request = wire::ContactRequest {
             profile: Some(self.own.signed()),
             invite_secret: invite.secret,
+            channel_join: Vec::new(),
         };
         self.outbound
             .send_control(

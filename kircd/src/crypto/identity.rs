@@ -177,6 +177,13 @@ impl Identity {
         self.signing.sign(message)
     }
 
+    /// A secret for one purpose, named by `context` (BLAKE3's key
+    /// derivation from the signing key): what this actor encrypts at rest
+    /// needs no second secret to keep, and no two purposes share a key.
+    pub fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, self.signing.as_bytes())
+    }
+
     /// Loads the identity, refusing a file that others can read.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let metadata = match std::fs::metadata(path) {

@@ -2,5 +2,6 @@
 //! decides what a byte from another actor means. No network, no database.
 
 pub mod envelope;
+pub mod group;
 pub mod identity;
 pub mod profile;

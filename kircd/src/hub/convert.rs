@@ -109,6 +109,7 @@ pub fn conversation(
                 .find(|contact| contact.actor_id == peer.actor_id)
                 .cloned()
         }),
+        ConversationKind::Channel => None,
     };
     pb::Conversation {
         id: summary.id.to_string(),
@@ -119,6 +120,7 @@ pub fn conversation(
         last_message: summary.last_message.as_ref().map(message),
         kind: match summary.kind {
             ConversationKind::Direct => pb::ConversationKind::Direct as i32,
+            ConversationKind::Channel => pb::ConversationKind::Channel as i32,
         },
         members,
     }

@@ -14,12 +14,16 @@ use crate::crypto::identity::ActorId;
 pub enum ConversationKind {
     /// This actor and one contact.
     Direct,
+    /// A channel, relayed by its owner (`store::channels`).
+    Channel,
 }
 
 impl ConversationKind {
-    fn parse(_text: &str) -> Self {
-        // 'direct' is the only kind the schema allows so far.
-        ConversationKind::Direct
+    fn parse(text: &str) -> Self {
+        match text {
+            "channel" => ConversationKind::Channel,
+            _ => ConversationKind::Direct,
+        }
     }
 }
 

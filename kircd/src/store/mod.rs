@@ -148,6 +148,7 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+mod channels;
 mod contacts;
 mod conversations;
 mod history;
@@ -157,6 +158,7 @@ mod messages;
 mod quarantine;
 mod transfers;
 
+pub use channels::*;
 pub use contacts::*;
 pub use conversations::*;
 pub use history::*;

@@ -284,6 +284,7 @@ fn request(from: &Identity, profile_of: &Identity, to: &Identity) -> Vec<u8> {
     let request = wire::ContactRequest {
         profile: Some(profile(profile_of, "eve", 1).signed),
         invite_secret: vec![7; 16],
+        channel_join: Vec::new(),
     };
     seal_anonymous(
         from,

@@ -9,6 +9,8 @@ use kircd::store::{self, ContactState, Incoming, MessageState, ProfileColumns};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod channels;
+
 async fn database(name: &str) -> PgPool {
     let stack = Stack::from_env();
     let database = create_database(&stack, name).await;
