@@ -237,6 +237,42 @@ impl Roster {
     }
 }
 
+pub const MAX_NAME_CHARS: usize = 50;
+
+/// Why a channel name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a channel's name starts with #, as in #rust")]
+    NoHash,
+    #[error("a channel's name is # and at least one more character")]
+    Empty,
+    #[error("a channel's name is at most {MAX_NAME_CHARS} characters")]
+    TooLong,
+    #[error("a channel's name has no spaces, commas, colons or control characters")]
+    Forbidden,
+}
+
+/// Checks a channel name the way IRC has them: `#`, then up to 49
+/// characters without spaces, commas, colons or control characters.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    let Some(rest) = name.strip_prefix('#') else {
+        return Err(NameError::NoHash);
+    };
+    if rest.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(NameError::TooLong);
+    }
+    if rest
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':')
+    {
+        return Err(NameError::Forbidden);
+    }
+    Ok(())
+}
+
 fn check_reason(reason: &str) -> Result<(), Refusal> {
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(Refusal::ReasonTooLong);
@@ -460,6 +496,27 @@ mod tests {
             .unwrap();
         assert!(roster.apply(actor(MEMBER), &Request::Join).is_ok());
         assert_eq!(roster.role(&actor(MEMBER)), Some(Role::Member));
+    }
+
+    #[test]
+    fn channel_names_are_what_irc_users_expect() {
+        for good in ["#rust", "#a", "#kirc-dev", "#café", "##", "#日本"] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        let long = format!("#{}", "x".repeat(MAX_NAME_CHARS));
+        let cases = [
+            ("rust", NameError::NoHash),
+            ("#", NameError::Empty),
+            (long.as_str(), NameError::TooLong),
+            ("#two words", NameError::Forbidden),
+            ("#a,b", NameError::Forbidden),
+            ("#a:b", NameError::Forbidden),
+            ("#bell\u{7}", NameError::Forbidden),
+            ("#tab\t", NameError::Forbidden),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(check_name(name), Err(expected), "{name:?}");
+        }
     }
 
     #[test]

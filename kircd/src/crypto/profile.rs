@@ -18,13 +18,16 @@ use sha2::{Digest, Sha256};
 use crate::crypto::identity::{ActorId, Identity};
 
 pub const TOKEN_PREFIX: &str = "kirc1:";
+pub const CHANNEL_TOKEN_PREFIX: &str = "kircc1:";
 /// Tokens longer than this are refused before decoding.
 const MAX_TOKEN_LEN: usize = 32 * 1024;
 const PROFILE_CONTEXT: &[u8] = b"kirc profile v1\0";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InviteError {
-    #[error("this is not a K-IRC invite ({0}); an invite starts with `kirc1:`, copy it whole")]
+    #[error(
+        "this is not a K-IRC invite ({0}); an invite starts with `kirc1:` (a channel's with `kircc1:`), copy it whole"
+    )]
     Malformed(&'static str),
     #[error("this invite has been altered: its signature does not match the profile inside")]
     Tampered,
@@ -127,18 +130,67 @@ pub fn read_token(
     token: &str,
     now_unix_ms: i64,
 ) -> Result<(wire::Invite, VerifiedProfile), InviteError> {
+    let bytes = token_bytes(token, TOKEN_PREFIX)?;
+    let invite = wire::Invite::decode(bytes.as_slice())
+        .map_err(|_| InviteError::Malformed("it does not decode"))?;
+    let profile = check_invite(&invite, now_unix_ms)?;
+    Ok((invite, profile))
+}
+
+/// A channel invite token: the owner's invite, and the channel it admits
+/// to. Reusable until it expires (the owner keeps the secret's hash with
+/// the channel).
+pub fn encode_channel_token(invite: &wire::ChannelInvite) -> String {
+    format!(
+        "{CHANNEL_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(invite.encode_to_vec())
+    )
+}
+
+/// What a channel token holds, checked like an invite, with the channel's
+/// id.
+#[derive(Debug, Clone)]
+pub struct ChannelToken {
+    pub channel_id: uuid::Uuid,
+    pub name: String,
+    pub owner: wire::Invite,
+    pub profile: VerifiedProfile,
+}
+
+pub fn read_channel_token(token: &str, now_unix_ms: i64) -> Result<ChannelToken, InviteError> {
+    let bytes = token_bytes(token, CHANNEL_TOKEN_PREFIX)?;
+    let invite = wire::ChannelInvite::decode(bytes.as_slice())
+        .map_err(|_| InviteError::Malformed("it does not decode"))?;
+    let channel_id = uuid::Uuid::from_slice(&invite.channel_id)
+        .map_err(|_| InviteError::Malformed("the channel is missing"))?;
+    let owner = invite
+        .owner
+        .ok_or(InviteError::Malformed("the owner's invite is missing"))?;
+    let profile = check_invite(&owner, now_unix_ms)?;
+    Ok(ChannelToken {
+        channel_id,
+        name: invite.name,
+        owner,
+        profile,
+    })
+}
+
+/// The bytes of a token with `prefix`, whitespace removed.
+fn token_bytes(token: &str, prefix: &str) -> Result<Vec<u8>, InviteError> {
     let compact: String = token.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.len() > MAX_TOKEN_LEN {
         return Err(InviteError::Malformed("it is far too long"));
     }
     let body = compact
-        .strip_prefix(TOKEN_PREFIX)
+        .strip_prefix(prefix)
         .ok_or(InviteError::Malformed("the prefix is missing"))?;
-    let bytes = URL_SAFE_NO_PAD
+    URL_SAFE_NO_PAD
         .decode(body)
-        .map_err(|_| InviteError::Malformed("it is not base64url"))?;
-    let invite = wire::Invite::decode(bytes.as_slice())
-        .map_err(|_| InviteError::Malformed("it does not decode"))?;
+        .map_err(|_| InviteError::Malformed("it is not base64url"))
+}
+
+/// An invite's secret, expiry and signed profile.
+fn check_invite(invite: &wire::Invite, now_unix_ms: i64) -> Result<VerifiedProfile, InviteError> {
     if invite.secret.len() != 16 {
         return Err(InviteError::Malformed("the secret is missing"));
     }
@@ -158,7 +210,7 @@ pub fn read_token(
             .unwrap_or_else(|_| String::from("an invalid time"));
         return Err(InviteError::Expired(expired));
     }
-    Ok((invite, profile))
+    Ok(profile)
 }
 
 #[cfg(test)]
@@ -265,6 +317,51 @@ mod tests {
             let err = read_token(bad, 1_000).unwrap_err();
             assert!(matches!(err, InviteError::Malformed(_)), "{bad:?}: {err:?}");
             assert!(err.to_string().contains("not a K-IRC invite"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_channel_token_names_its_channel_and_is_checked_as_an_invite() {
+        let alice = Identity::generate();
+        let (secret, _) = new_secret();
+        let channel = uuid::Uuid::new_v4();
+        let owner = wire::Invite {
+            profile: Some(sign_profile(&alice, &profile(&alice))),
+            secret: secret.to_vec(),
+            expires_at_unix_ms: 2_000,
+        };
+        let invite = |owner: Option<wire::Invite>, channel_id: Vec<u8>| wire::ChannelInvite {
+            owner,
+            channel_id,
+            name: "#rust".into(),
+        };
+        let text = encode_channel_token(&invite(Some(owner.clone()), channel.as_bytes().to_vec()));
+        assert!(text.starts_with("kircc1:"));
+        let read = read_channel_token(&text, 1_000).unwrap();
+        assert_eq!(read.channel_id, channel);
+        assert_eq!(read.name, "#rust");
+        assert_eq!(read.owner, owner);
+        assert_eq!(read.profile.actor_id, alice.id());
+
+        assert!(matches!(
+            read_channel_token(&text, 3_000),
+            Err(InviteError::Expired(_))
+        ));
+        // A contact's token is not a channel's, and the other way round.
+        assert!(matches!(
+            read_token(&text, 1_000),
+            Err(InviteError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_channel_token(&encode_token(&owner), 1_000),
+            Err(InviteError::Malformed(_))
+        ));
+        for broken in [
+            invite(None, channel.as_bytes().to_vec()),
+            invite(Some(owner.clone()), vec![1; 3]),
+        ] {
+            let err = read_channel_token(&encode_channel_token(&broken), 1_000).unwrap_err();
+            assert!(matches!(err, InviteError::Malformed(_)), "{err:?}");
         }
     }
 
