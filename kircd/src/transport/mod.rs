@@ -30,7 +30,9 @@ use crate::book::Contact;
 /// `rpc-*` for everything else) and its own priority under a budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
-    /// Chat messages: durable, delivered once, in order.
+    /// Chat messages and channel records: durable (the inbox and outbox
+    /// topics of this lane keep records for days, the control lane's for
+    /// one), delivered once, in order.
     Data,
     /// Control records: receipts, profiles, presence, typing, heartbeats.
     Control,
@@ -40,7 +42,11 @@ impl Lane {
     /// The lane of a wire kind.
     pub fn of(kind: wire::Kind) -> Lane {
         match kind {
-            wire::Kind::Chat => Lane::Data,
+            wire::Kind::Chat
+            | wire::Kind::ChannelPost
+            | wire::Kind::ChannelRelay
+            | wire::Kind::ChannelCommand
+            | wire::Kind::ChannelKey => Lane::Data,
             _ => Lane::Control,
         }
     }

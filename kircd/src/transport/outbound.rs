@@ -134,7 +134,8 @@ impl Outbound {
             .await
     }
 
-    /// Seals a control record for `contact` and puts it in the own rpc-out.
+    /// Seals a record other than chat for `contact` and puts it in the own
+    /// outbox of its lane (`rpc-out`; `data-out` for channel records).
     /// Sealing (which picks the id) and producing happen under one lock:
     /// the contact applies a stream's records only in increasing id order,
     /// so they must leave in that order. Typing and presence, which are

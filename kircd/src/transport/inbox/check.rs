@@ -193,7 +193,9 @@ fn prepare(record: &Record<'_>, book: &ContactBook) -> Prepared {
         Some(_) if !carried_directly(header.kind) => return refuse(Rejection::Malformed),
         _ => {}
     }
-    if Lane::of(header.kind) == Lane::Control {
+    // Every kind but chat goes to its handler, whichever lane it came on
+    // (channel records take the data lane for its retention).
+    if header.kind != wire::Kind::Chat {
         return Prepared::Done(Ok(Checked::Control(header, envelope)));
     }
     match sender_contact(book, &header) {

@@ -255,6 +255,31 @@ fn a_chat_from_someone_who_asked_to_be_added_is_not_refused_by_the_checks() {
     ));
 }
 
+#[test]
+fn channel_records_come_on_data_in_and_go_to_their_handler() {
+    let world = world();
+    let relay = sealed(&world.alice, &world.bob, wire::Kind::ChannelRelay, b"relay");
+    let Ok(Checked::Control(header, _)) = check(&record(Lane::Data, &relay), &world.book) else {
+        panic!("a channel record on data-in is its handler's");
+    };
+    assert_eq!(header.kind, wire::Kind::ChannelRelay);
+    // Not on the control lane, whose retention is a day.
+    assert_eq!(
+        check(&record(Lane::Control, &relay), &world.book)
+            .unwrap_err()
+            .rejection,
+        Rejection::Malformed
+    );
+    // And typing is still refused on data-in.
+    let typing = sealed(&world.alice, &world.bob, wire::Kind::Typing, b"t");
+    assert_eq!(
+        check(&record(Lane::Data, &typing), &world.book)
+            .unwrap_err()
+            .rejection,
+        Rejection::Malformed
+    );
+}
+
 fn control(world: &World, bytes: &[u8], opening: Opening) -> Result<(Sender, Vec<u8>), Rejected> {
     let Ok(Checked::Control(header, envelope)) = check(&record(Lane::Control, bytes), &world.book)
     else {

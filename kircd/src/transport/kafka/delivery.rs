@@ -179,7 +179,9 @@ async fn deliver(
         tracing::error!("skipping an outbox record without a recipient");
         return true;
     };
-    let chat = (lane == Lane::Data)
+    // Only a chat message has a row whose delivery is recorded; channel
+    // records share its lane, not its bookkeeping.
+    let chat = (lane == Lane::Data && envelope.kind == wire::Kind::Chat as i32)
         .then(|| Uuid::from_slice(&envelope.message_id).ok())
         .flatten();
     if let Some(id) = chat {
@@ -455,6 +457,25 @@ mod tests {
         let world = world(0);
         let (envelope, _) = world.to_alice.clone();
         assert!(run(&world, Lane::Control, &envelope, &CancellationToken::new()).await);
+        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+        assert!(world.marked.0.lock().unwrap().is_empty());
+        assert!(world.marked.1.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn channel_records_take_the_data_lane_but_mark_no_message() {
+        let world = world(0);
+        let to = contact(&world.delivery.book, &identity(2));
+        let relay = crate::crypto::envelope::seal(
+            &identity(1),
+            identity(2).id(),
+            &to.pair,
+            wire::Kind::ChannelRelay,
+            crate::crypto::envelope::new_message_id(),
+            b"relay",
+        );
+        assert_eq!(Lane::of(wire::Kind::ChannelRelay), Lane::Data);
+        assert!(run(&world, Lane::Data, &relay, &CancellationToken::new()).await);
         assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
         assert!(world.marked.0.lock().unwrap().is_empty());
         assert!(world.marked.1.lock().unwrap().is_empty());
