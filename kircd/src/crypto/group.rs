@@ -21,8 +21,8 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use uuid::Uuid;
 use vodozemac::megolm::{
-    GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
+    InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 use zeroize::Zeroizing;
 
@@ -89,6 +89,16 @@ impl OutboundSession {
         self.0.encrypt(plaintext).to_bytes()
     }
 
+    /// The inbound side of this session from its current index: what the
+    /// member keeps to read its own posts and to hand the session to a
+    /// member who joins later ([`InboundSession::export_from`]).
+    pub fn inbound_copy(&self) -> InboundSession {
+        InboundSession(InboundGroupSession::new(
+            &self.0.session_key(),
+            SessionConfig::version_1(),
+        ))
+    }
+
     pub fn pickle(&self, key: &PickleKey) -> String {
         self.0.pickle().encrypt(&key.0)
     }
@@ -119,6 +129,24 @@ impl InboundSession {
             &key,
             SessionConfig::version_1(),
         )))
+    }
+
+    /// Builds the inbound side from an export ([`InboundSession::export_from`]).
+    /// An export carries no signature of the session's own: it must come
+    /// sealed from the member whose session it is.
+    pub fn from_export(export: &[u8]) -> Result<Self, GroupError> {
+        let key = ExportedSessionKey::from_bytes(export).map_err(|_| GroupError::Undecodable)?;
+        Ok(InboundSession(InboundGroupSession::import(
+            &key,
+            SessionConfig::version_1(),
+        )))
+    }
+
+    /// The session from message `index` on, for another member: it opens
+    /// that message and every later one. `None` if this side does not reach
+    /// back that far.
+    pub fn export_from(&mut self, index: u32) -> Option<Vec<u8>> {
+        self.0.export_at(index).map(|key| key.to_bytes())
     }
 
     pub fn id(&self) -> String {
@@ -260,6 +288,24 @@ mod tests {
         let late = alice.encrypt(b"after");
         assert_eq!(dave.decrypt(&early), Err(GroupError::UnknownIndex));
         assert_eq!(dave.decrypt(&late).unwrap(), (b"after".to_vec(), 1));
+    }
+
+    #[test]
+    fn a_late_member_gets_the_session_from_the_first_post_it_must_read() {
+        let mut alice = OutboundSession::new();
+        let mut own = alice.inbound_copy();
+        let before = alice.encrypt(b"before dave");
+        // The owner placed these after dave's join, before alice knew of it.
+        let after_join = [alice.encrypt(b"one"), alice.encrypt(b"two")];
+        let mut dave = InboundSession::from_export(&own.export_from(1).unwrap()).unwrap();
+        assert_eq!(dave.id(), alice.id());
+        assert_eq!(dave.decrypt(&before), Err(GroupError::UnknownIndex));
+        assert_eq!(dave.decrypt(&after_join[0]).unwrap(), (b"one".to_vec(), 1));
+        assert_eq!(dave.decrypt(&after_join[1]).unwrap().0, b"two");
+        assert_eq!(own.decrypt(&before).unwrap().0, b"before dave");
+        assert!(own.export_from(99).is_some(), "a ratchet can move forward");
+        assert!(dave.export_from(0).is_none(), "but never back");
+        assert!(InboundSession::from_export(b"junk").is_err());
     }
 
     #[test]
