@@ -19,19 +19,21 @@ CREATE TABLE channels (
     -- The owner: the last place it gave in the channel's order. A member:
     -- the last place it applied.
     seq         BIGINT      NOT NULL DEFAULT 0,
-    -- A member that parted or was removed keeps the channel's history.
-    joined      BOOLEAN     NOT NULL DEFAULT TRUE,
+    -- 'joining': asked the owner, nothing relayed yet; 'left': parted,
+    -- kicked or banned (the history stays).
+    membership  TEXT        NOT NULL DEFAULT 'joined'
+        CHECK (membership IN ('joining', 'joined', 'left')),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE TABLE channel_roster (
-    channel_id     UUID  NOT NULL REFERENCES channels (id),
-    actor_id       BYTEA NOT NULL CHECK (length(actor_id) = 16),
-    role           TEXT  NOT NULL CHECK (role IN ('member', 'op', 'owner')),
+    channel_id     UUID    NOT NULL REFERENCES channels (id),
+    actor_id       BYTEA   NOT NULL CHECK (length(actor_id) = 16),
+    role           TEXT    NOT NULL CHECK (role IN ('member', 'op', 'owner')),
     -- The member's signed public profile as the owner relays it: what its
     -- posts are verified with and its group session keys sealed to. It is
     -- verified again whenever it is loaded.
-    signed_profile BYTEA NOT NULL,
+    signed_profile BYTEA   NOT NULL,
     -- The roster's order, as the owner relays it (joining order).
     position       INTEGER NOT NULL,
     PRIMARY KEY (channel_id, actor_id)
@@ -42,6 +44,31 @@ CREATE TABLE channel_bans (
     actor_id   BYTEA       NOT NULL CHECK (length(actor_id) = 16),
     at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (channel_id, actor_id)
+);
+
+-- Invites to a channel this actor owns: reusable until they expire. Only a
+-- hash of the secret is kept.
+CREATE TABLE channel_invites (
+    secret_hash BYTEA       PRIMARY KEY,
+    channel_id  UUID        NOT NULL REFERENCES channels (id),
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+
+-- The owner's order: each step it relays, until every recipient's copy is
+-- in the own outbox (a start finishes what a crash left half done; members
+-- drop a copy by its place). `cause_id` is the record that caused the step
+-- (a member's post or command): read again after a crash, it repeats its
+-- step rather than making a new one.
+CREATE TABLE channel_steps (
+    channel_id  UUID        NOT NULL REFERENCES channels (id),
+    seq         BIGINT      NOT NULL,
+    cause_id    UUID        UNIQUE,
+    relay       BYTEA       NOT NULL,
+    recipients  BYTEA[]     NOT NULL,
+    fanned_out  BOOLEAN     NOT NULL DEFAULT FALSE,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_id, seq)
 );
 
 -- Megolm group sessions, each encrypted with a key derived from the
@@ -61,3 +88,27 @@ CREATE TABLE group_sessions (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (channel_id, session_id, outbound)
 );
+
+-- Posts relayed before the session that opens them arrived: kept, and
+-- opened when it does.
+CREATE TABLE channel_waiting (
+    channel_id UUID   NOT NULL REFERENCES channels (id),
+    seq        BIGINT NOT NULL,
+    session_id TEXT   NOT NULL,
+    -- The encoded ChannelPost, checked when it was relayed.
+    post       BYTEA  NOT NULL,
+    PRIMARY KEY (channel_id, seq)
+);
+CREATE INDEX channel_waiting_session ON channel_waiting (channel_id, session_id);
+
+-- A channel's messages and lines carry their place in the owner's order
+-- (a sent post has none until the owner relays it back). A line that is
+-- not a message (a join, a kick...) has its kind and whom it concerns.
+-- `outbox_key`: the Kafka key a sent channel post went out with (the
+-- one-to-one conversation with the owner, like every record between the
+-- two), so that the channel's own resend uses it again.
+ALTER TABLE messages ADD COLUMN channel_seq BIGINT;
+ALTER TABLE messages ADD COLUMN line TEXT CHECK (line IN ('create', 'join', 'part', 'kick',
+    'ban', 'unban', 'op', 'deop', 'topic', 'moderated', 'unmoderated'));
+ALTER TABLE messages ADD COLUMN line_target BYTEA;
+ALTER TABLE messages ADD COLUMN outbox_key UUID;

@@ -18,15 +18,15 @@ const LAYERS: [(&str, u8); 18] = [
     ("backends", 6),
     ("live", 7),
     ("transport", 8),
-    ("channels", 9),
     ("contacts", 9),
     ("messaging", 9),
     ("presence", 9),
     ("peers", 9),
     ("transfers", 9),
-    ("api", 10),
-    ("daemon", 11),
-    ("cli", 11),
+    ("channels", 10),
+    ("api", 11),
+    ("daemon", 12),
+    ("cli", 12),
 ];
 
 /// Fixtures for the unit tests, compiled only with them.

@@ -176,6 +176,7 @@ fn message(
         seq,
         direct: false,
         transfer_id: String::new(),
+        ..pb::ChatMessage::default()
     }
 }
 

@@ -15,9 +15,10 @@ use crate::crypto::group::{GroupError, MAX_GROUP_CIPHERTEXT_BYTES, verify_post};
 use crate::crypto::identity::ActorId;
 use crate::crypto::profile::{VerifiedProfile, verify_profile};
 
-/// The most members a relayed roster may list, whatever the owner's own
-/// limit: a bound on what a hostile owner can make a member verify.
-pub const MAX_ROSTER: usize = 1_000;
+/// The most members a channel may have: the owner relays the whole roster
+/// (a signed profile of about 500 bytes each) in one envelope of at most
+/// 64 KiB, and it bounds what a hostile owner can make a member verify.
+pub const MAX_ROSTER: usize = 100;
 
 /// Why a relayed step is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,11 +10,12 @@ use futures::future::BoxFuture;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::{OwnProfile, send_accepted};
 use crate::book::ContactBook;
 use crate::crypto::envelope::Rejection;
-use crate::crypto::profile::{self, verify_profile};
+use crate::crypto::profile::{self, VerifiedProfile, verify_profile};
 use crate::hub::Hub;
 use crate::store::{self, ContactState};
 use crate::transport::marks::Stream;
@@ -23,7 +24,21 @@ use crate::transport::router::{Applied, Control, ControlHandler, HandlerError, O
 
 const PROFILE: Stream = "profile";
 
-/// A contact request: accepted at once with a valid one-time secret of ours,
+/// Joins to channels ride on contact requests (`ContactRequest.channel_join`
+/// with the channel invite's secret); the channels, a subsystem above this
+/// one, take the new member in.
+pub trait ChannelJoins: Send + Sync + std::fmt::Debug {
+    /// `member`, now an accepted contact, joins `channel` (one of ours, whose
+    /// invite it held). Returns once what the join relays is in the outbox.
+    fn join<'a>(
+        &'a self,
+        channel: Uuid,
+        member: &'a VerifiedProfile,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// A contact request: accepted at once with a valid one-time secret of ours
+/// (or a live invite to one of our channels, which it then joins),
 /// otherwise kept as a message request for the user.
 #[derive(Debug)]
 pub struct RequestHandler {
@@ -32,6 +47,7 @@ pub struct RequestHandler {
     pub book: Arc<ContactBook>,
     pub outbound: Arc<Outbound>,
     pub own: OwnProfile,
+    pub channels: Option<Arc<dyn ChannelJoins>>,
 }
 
 impl ControlHandler for RequestHandler {
@@ -52,15 +68,21 @@ impl ControlHandler for RequestHandler {
             let Ok(request) = wire::ContactRequest::decode(control.payload.as_slice()) else {
                 return Ok(Err(Rejection::Undecryptable));
             };
-            let claim = if request.invite_secret.is_empty() {
-                store::InviteClaim::Unknown
-            } else {
-                store::claim_invite(
-                    &self.pool,
-                    &profile::secret_hash(&request.invite_secret),
-                    control.header.sender,
-                )
-                .await?
+            let channel = Uuid::from_slice(&request.channel_join).ok();
+            let secret_hash = profile::secret_hash(&request.invite_secret);
+            let claim = match channel {
+                _ if request.invite_secret.is_empty() => store::InviteClaim::Unknown,
+                // A channel's invite is reusable until it expires.
+                Some(channel) => {
+                    if store::channel_of_invite(&self.pool, &secret_hash).await? == Some(channel) {
+                        store::InviteClaim::Valid
+                    } else {
+                        store::InviteClaim::Unknown
+                    }
+                }
+                None => {
+                    store::claim_invite(&self.pool, &secret_hash, control.header.sender).await?
+                }
             };
             let state = if claim == store::InviteClaim::Valid {
                 ContactState::Accepted
@@ -72,6 +94,14 @@ impl ControlHandler for RequestHandler {
             self.hub.contact_changed(&contact);
             if contact.is_accepted() {
                 send_accepted(&self.outbound, &self.own, &contact).await?;
+            }
+            if let (Some(channel), store::InviteClaim::Valid, true, Some(joins)) = (
+                channel,
+                claim,
+                contact.is_accepted(),
+                &self.channels,
+            ) {
+                joins.join(channel, &verified).await?;
             }
             Ok(Ok(()))
         }

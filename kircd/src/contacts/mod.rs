@@ -20,7 +20,7 @@ use crate::hub::Hub;
 use crate::store::{self, ContactState, StoreError};
 use crate::transport::TransportError;
 use crate::transport::outbound::Outbound;
-pub use handlers::{AcceptedHandler, RequestHandler};
+pub use handlers::{AcceptedHandler, ChannelJoins, RequestHandler};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContactsError {
@@ -161,6 +161,28 @@ impl Contacts {
     pub async fn add_contact(&self, token: &str) -> Result<Arc<Contact>, ContactsError> {
         self.book.check_loaded()?;
         let (invite, verified) = profile::read_token(token, now_ms())?;
+        self.request(&invite, &verified, None).await
+    }
+
+    /// Asks the owner of a channel (from the channel's token) to let this
+    /// actor in: the contact request carries the channel, so the owner
+    /// accepts a contact and a member at once. An owner that is a contact
+    /// already is asked again, with the channel.
+    pub async fn join_channel(
+        &self,
+        token: &profile::ChannelToken,
+    ) -> Result<Arc<Contact>, ContactsError> {
+        self.book.check_loaded()?;
+        self.request(&token.owner, &token.profile, Some(token.channel_id))
+            .await
+    }
+
+    async fn request(
+        &self,
+        invite: &wire::Invite,
+        verified: &profile::VerifiedProfile,
+        channel: Option<Uuid>,
+    ) -> Result<Arc<Contact>, ContactsError> {
         if verified.actor_id == self.book.me() {
             return Err(InviteError::OwnInvite.into());
         }
@@ -169,21 +191,21 @@ impl Contacts {
                 ContactState::Blocked => {
                     return Err(ContactsError::Blocked(existing.display_name.clone()));
                 }
-                ContactState::Accepted => {
+                ContactState::Accepted if channel.is_none() => {
                     return Err(InviteError::AlreadyUsed(existing.display_name.clone()).into());
                 }
-                ContactState::Request => {}
+                ContactState::Accepted | ContactState::Request => {}
             }
         }
         let (contact, _) = self
             .book
-            .save(&self.pool, &verified, ContactState::Accepted, false)
+            .save(&self.pool, verified, ContactState::Accepted, false)
             .await?;
         self.hub.contact_changed(&contact);
         let request = wire::ContactRequest {
             profile: Some(self.own.signed()),
-            invite_secret: invite.secret,
-            channel_join: Vec::new(),
+            invite_secret: invite.secret.clone(),
+            channel_join: channel.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
         };
         self.outbound
             .send_control(

@@ -179,6 +179,13 @@ impl InboundSession {
     }
 }
 
+/// The index of a Megolm message in its session, read from its bytes.
+pub fn message_index(ciphertext: &[u8]) -> Option<u32> {
+    MegolmMessage::from_bytes(ciphertext)
+        .ok()
+        .map(|message| message.message_index())
+}
+
 /// What the author signs of a post: every field a member acts on, each
 /// variable-length one with its length, under a label of its own so that no
 /// other signature of the same key can pass for it.

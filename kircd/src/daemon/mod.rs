@@ -194,6 +194,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 book: Arc::clone(&book),
                 outbound: Arc::clone(&outbound),
                 own,
+                channels: None,
             }),
         )
         .on(

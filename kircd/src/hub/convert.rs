@@ -11,8 +11,8 @@ use super::model::{
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
 use crate::store::{
-    ContactState, ConversationKind, ConversationSummary, Message, MessageState, TransferRecord,
-    TransferState,
+    ContactState, ConversationKind, ConversationSummary, LineKind, Message, MessageState,
+    TransferRecord, TransferState,
 };
 
 pub fn contact_state(state: ContactState) -> pb::ContactState {
@@ -66,6 +66,30 @@ pub fn message(message: &Message) -> pb::ChatMessage {
             .map_or_else(String::new, |id| id.simple().to_string()),
         seq: message.seq,
         direct: message.direct,
+        channel_seq: message.channel_seq.unwrap_or(0),
+        line: message
+            .line
+            .map_or(pb::ChannelLine::None, |line| channel_line(line.kind)) as i32,
+        line_target: message
+            .line
+            .and_then(|line| line.target)
+            .map_or_else(String::new, |target| target.to_string()),
+    }
+}
+
+pub fn channel_line(kind: LineKind) -> pb::ChannelLine {
+    match kind {
+        LineKind::Create => pb::ChannelLine::Create,
+        LineKind::Join => pb::ChannelLine::Join,
+        LineKind::Part => pb::ChannelLine::Part,
+        LineKind::Kick => pb::ChannelLine::Kick,
+        LineKind::Ban => pb::ChannelLine::Ban,
+        LineKind::Unban => pb::ChannelLine::Unban,
+        LineKind::Op => pb::ChannelLine::Op,
+        LineKind::Deop => pb::ChannelLine::Deop,
+        LineKind::Topic => pb::ChannelLine::Topic,
+        LineKind::Moderated => pb::ChannelLine::Moderated,
+        LineKind::Unmoderated => pb::ChannelLine::Unmoderated,
     }
 }
 

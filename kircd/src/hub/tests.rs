@@ -243,6 +243,8 @@ mod folding {
             state: MessageState::Received,
             direct: false,
             transfer_id: None,
+            channel_seq: None,
+            line: None,
         }
     }
 

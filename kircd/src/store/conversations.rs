@@ -78,7 +78,7 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
                     WHERE m.conversation_id = c.id) AS members,
                 coalesce(r.last_read_seq, 0) AS read_seq,
                 (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id AND NOT u.outgoing
-                    AND u.seq > coalesce(r.last_read_seq, 0)) AS unread,
+                    AND u.line IS NULL AND u.seq > coalesce(r.last_read_seq, 0)) AS unread,
                 last.*
          FROM conversations c
          LEFT JOIN read_markers r ON r.conversation_id = c.id
@@ -171,7 +171,8 @@ pub async fn mark_read(
     .await?;
     let after: i64 = row.try_get("after")?;
     let unread: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM messages WHERE conversation_id = $1 AND NOT outgoing AND seq > $2",
+        "SELECT count(*) FROM messages
+         WHERE conversation_id = $1 AND NOT outgoing AND line IS NULL AND seq > $2",
     )
     .bind(conversation)
     .bind(after)

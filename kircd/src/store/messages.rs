@@ -139,6 +139,7 @@ pub async fn expired_from_outbox(
          JOIN unnest($1::int[], $2::bigint[]) AS low(partition, earliest)
            ON m.outbox_partition = low.partition AND m.outbox_offset < low.earliest
          WHERE m.state = 'queued' AND m.outgoing AND m.envelope IS NOT NULL
+           AND m.outbox_key IS NULL
          ORDER BY m.seq",
     )
     .bind(&partitions)
@@ -205,11 +206,15 @@ fn to_resend(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Resend>, StoreError> 
 }
 
 /// Sent messages not yet in the outbox, oldest first (after a crash between
-/// storing and producing).
+/// storing and producing). Channel posts are the channel's to send again
+/// (`channel_posts_unsent`).
 pub async fn pending_outgoing(pool: &PgPool) -> Result<Vec<Resend>, StoreError> {
-    let rows = sqlx::query("SELECT id, conversation_id, envelope FROM messages WHERE state = 'pending' AND outgoing ORDER BY seq")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, conversation_id, envelope FROM messages
+         WHERE state = 'pending' AND outgoing AND outbox_key IS NULL ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await?;
     to_resend(&rows)
 }
 

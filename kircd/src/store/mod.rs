@@ -99,7 +99,7 @@ macro_rules! state_rank {
 
 macro_rules! message_columns {
     () => {
-        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct, transfer_id"
+        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct, transfer_id, channel_seq, line, line_target"
     };
 }
 
@@ -122,6 +122,11 @@ pub struct Message {
     pub direct: bool,
     /// The line a completed file transfer left (its id).
     pub transfer_id: Option<Uuid>,
+    /// A channel's message or line: its place in the owner's order (a sent
+    /// post has none until the owner relays it back).
+    pub channel_seq: Option<u64>,
+    /// A channel's line that is not a message (a join, a kick...).
+    pub line: Option<Line>,
 }
 
 fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
@@ -141,6 +146,10 @@ fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error>
         state: MessageState::parse(&state),
         direct: row.try_get("direct")?,
         transfer_id: row.try_get("transfer_id")?,
+        channel_seq: row
+            .try_get::<Option<i64>, _>("channel_seq")?
+            .and_then(|seq| u64::try_from(seq).ok()),
+        line: line_from_row(row)?,
     })
 }
 

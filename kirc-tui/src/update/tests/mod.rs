@@ -59,6 +59,7 @@ fn message(id: &str, conversation: &str, sender: &str, seq: u64, body: &str) -> 
         seq,
         direct: false,
         transfer_id: String::new(),
+        ..pb::ChatMessage::default()
     }
 }
 
