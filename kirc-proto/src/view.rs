@@ -88,6 +88,7 @@ impl DaemonView {
                     conversation.unread = moved.unread;
                 }
             }
+            Some(Kind::ChannelChanged(changed)) => self.change_channel(changed),
             Some(Kind::ShuttingDown(_)) | None => {}
         }
     }
@@ -174,6 +175,37 @@ impl DaemonView {
         }
     }
 
+    fn change_channel(&mut self, changed: &pb::ChannelChanged) {
+        let Some(channel) = &changed.channel else {
+            return;
+        };
+        let members = channel
+            .members
+            .iter()
+            .map(|member| pb::Member {
+                actor_id: member.actor_id.clone(),
+                display_name: member.display_name.clone(),
+                own: member.own,
+            })
+            .collect();
+        match self.conversation_mut(&changed.conversation_id) {
+            Some(conversation) => {
+                conversation.channel = Some(channel.clone());
+                conversation.members = members;
+            }
+            None => self.conversations.insert(
+                0,
+                pb::Conversation {
+                    id: changed.conversation_id.clone(),
+                    kind: pb::ConversationKind::Channel as i32,
+                    members,
+                    channel: Some(channel.clone()),
+                    ..pb::Conversation::default()
+                },
+            ),
+        }
+    }
+
     fn add_message(&mut self, message: &pb::ChatMessage) {
         let Some(index) = self
             .conversations
@@ -186,7 +218,11 @@ impl DaemonView {
         conversation.last_activity_unix_ms = conversation
             .last_activity_unix_ms
             .max(message.created_at_unix_ms);
-        if !message.outgoing && message.seq > conversation.last_read_seq {
+        // A channel's lines (a join, a kick) are shown, never unread.
+        if !message.outgoing
+            && message.line == pb::ChannelLine::None as i32
+            && message.seq > conversation.last_read_seq
+        {
             conversation.unread += 1;
         }
         conversation.last_message = Some(message.clone());

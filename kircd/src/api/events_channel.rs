@@ -106,6 +106,13 @@ pub fn event_json(event: &pb::Event, unread: u64) -> String {
                 "state": changed.state().as_str_name(),
             }),
         ),
+        Some(Kind::ChannelChanged(changed)) => (
+            "channel_changed",
+            serde_json::json!({
+                "conversation": changed.conversation_id,
+                "name": changed.channel.as_ref().map(|channel| channel.name.as_str()),
+            }),
+        ),
         Some(Kind::ContactChanged(contact)) => (
             "contact_changed",
             serde_json::json!({ "contact": contact.actor_id, "name": contact.display_name, "state": contact.state().as_str_name() }),

@@ -4,6 +4,7 @@
 //! their answers into responses (`convert` in the hub).
 
 mod authority;
+mod channels;
 pub mod events_channel;
 pub mod service;
 pub mod socket;
@@ -34,6 +35,7 @@ pub struct Services {
     pub presence: mpsc::Sender<presence::Command>,
     pub live: Arc<Live>,
     pub transfers: crate::transfers::TransfersHandle,
+    pub channels: crate::channels::Channels,
 }
 
 /// The running API server.

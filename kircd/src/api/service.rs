@@ -43,7 +43,7 @@ fn presence_stopped() -> Status {
     Status::unavailable("kircd is stopping")
 }
 
-fn store_status(err: &StoreError, message: String) -> Status {
+pub(super) fn store_status(err: &StoreError, message: String) -> Status {
     match err {
         StoreError::Database(_) => Status::unavailable(message),
         StoreError::ForeignDatabase { .. } => Status::failed_precondition(message),
@@ -52,7 +52,7 @@ fn store_status(err: &StoreError, message: String) -> Status {
 
 /// The gRPC status for each error: the message is the error's own text,
 /// which names the problem and the fix.
-fn contacts_status(err: ContactsError) -> Status {
+pub(super) fn contacts_status(err: ContactsError) -> Status {
     let message = err.to_string();
     match err {
         ContactsError::NotLoaded(_) | ContactsError::Transport(_) => Status::unavailable(message),
@@ -231,6 +231,18 @@ impl Daemon for DaemonService {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let request = request.into_inner();
+        // `#name`, or an id no contact's conversation has: a channel.
+        let to_channel = request.to.starts_with('#')
+            || (request.to.parse::<uuid::Uuid>().is_ok()
+                && !self.services.hub.conversations().iter().any(|known| {
+                    known.id == request.to && known.kind == pb::ConversationKind::Direct as i32
+                }));
+        if to_channel {
+            return self
+                .send_to_channel(request.to, request.text, request.action)
+                .await
+                .map(|message| Response::new(convert::message(&message)));
+        }
         self.services
             .messaging
             .send_message(
@@ -242,6 +254,34 @@ impl Daemon for DaemonService {
             .await
             .map(|message| Response::new(convert::message(&message)))
             .map_err(messaging_status)
+    }
+
+    async fn create_channel(
+        &self,
+        request: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::ChannelResponse>, Status> {
+        self.create_channel_call(request.into_inner()).await
+    }
+
+    async fn create_channel_invite(
+        &self,
+        request: Request<pb::ChannelRequest>,
+    ) -> Result<Response<pb::CreateInviteResponse>, Status> {
+        self.create_channel_invite_call(request.into_inner()).await
+    }
+
+    async fn join_channel(
+        &self,
+        request: Request<pb::JoinChannelRequest>,
+    ) -> Result<Response<pb::ChannelResponse>, Status> {
+        self.join_channel_call(request.into_inner()).await
+    }
+
+    async fn channel_act(
+        &self,
+        request: Request<pb::ChannelActRequest>,
+    ) -> Result<Response<pb::ChannelResponse>, Status> {
+        self.channel_act_call(request.into_inner()).await
     }
 
     async fn get_history(

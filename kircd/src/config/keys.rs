@@ -246,6 +246,12 @@ pub const KEYS: &[KeySpec] = &[
         "Acknowledge runs of messages with one small receipt instead of listing every message (contacts whose kircd predates it get lists either way); false makes this kircd speak as one that predates it.",
     ),
     key(
+        "messaging.channel_max_members",
+        Kind::Int { min: 2, max: 100 },
+        Default::Int(50),
+        "The most members a channel this actor creates takes, itself included (at most 100: the owner relays the whole roster in one envelope). The owner relays every message to every member: a message to N members costs its Kafka N deliveries of egress, paced under kafka.budget_bytes_per_second.",
+    ),
+    key(
         "messaging.invite_ttl",
         Kind::Duration {
             min: seconds(60),

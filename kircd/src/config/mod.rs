@@ -174,6 +174,8 @@ pub struct MessagingConfig {
     /// Whether this kircd advertises and sends receipt ranges.
     pub receipt_ranges: bool,
     pub invite_ttl: Duration,
+    /// The most members a channel this actor creates takes.
+    pub channel_max_members: usize,
     pub outbox_check_interval: Duration,
     pub quarantine_max_rows: u64,
     pub quarantine_max_bytes: u64,

@@ -44,6 +44,9 @@ impl Values {
                 read_receipts: self.bool("messaging.read_receipts"),
                 receipt_ranges: self.bool("messaging.receipt_ranges"),
                 invite_ttl: self.duration("messaging.invite_ttl"),
+                // The key table bounds it to 2..=100.
+                channel_max_members: usize::try_from(self.int("messaging.channel_max_members"))
+                    .unwrap_or(50),
                 outbox_check_interval: self.duration("messaging.outbox_check_interval"),
                 // The key table bounds these to non-negative values that fit.
                 quarantine_max_rows: u64::try_from(self.int("messaging.quarantine_max_rows"))

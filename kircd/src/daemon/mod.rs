@@ -33,6 +33,8 @@ use crate::backends::traffic::{self, Budgets};
 use crate::backends::valkey::ValkeyProbe;
 use crate::backends::{postgres, sd_notify, supervise, valkey};
 use crate::book::ContactBook;
+use crate::channels::handlers::RecordHandler;
+use crate::channels::{self, Channels, ChannelsConfig};
 use crate::config::Config;
 use crate::contacts::{AcceptedHandler, Contacts, OwnProfile, RequestHandler};
 use crate::crypto::identity::Identity;
@@ -66,6 +68,10 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How long the outbox may take to hand over what it holds at shutdown.
 const OUTBOX_FLUSH: Duration = Duration::from_secs(5);
+/// The most posts one channel keeps waiting for the session that opens
+/// them: a bound on what an owner (or a member who never shares its key)
+/// can make this actor store unread.
+const CHANNEL_MAX_WAITING: u64 = 10_000;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Signals are caught from the start, so that a stop during start-up is
@@ -183,6 +189,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (file_frames, file_frames_received) = tokio::sync::mpsc::channel(4);
     let (transfers, transfer_commands) = TransfersHandle::new(Arc::clone(&book), &config.files);
 
+    // The channels' engine starts here, for the router to hand it records;
+    // as a component it stops after the API and before the workers (below).
+    let channels_stop = CancellationToken::new();
+    let (channels, channel_tasks) = Channels::start(
+        channels::Parts {
+            pool: pool.clone(),
+            identity: Arc::clone(&identity),
+            own: own.clone(),
+            book: Arc::clone(&book),
+            contacts: Arc::clone(&contacts),
+            hub: Arc::clone(&hub),
+            outbound: Arc::clone(&outbound),
+            config: ChannelsConfig {
+                capacity: config.messaging.channel_max_members,
+                invite_ttl: config.messaging.invite_ttl,
+                max_waiting: CHANNEL_MAX_WAITING,
+                retry_initial: config.health.retry_initial,
+                retry_max: config.health.retry_max,
+            },
+        },
+        &channels_stop,
+    );
+
     // Every kind of record the inbox accepts, and who handles it.
     let mut router = Router::new(Arc::new(chat.clone()));
     router
@@ -194,7 +223,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 book: Arc::clone(&book),
                 outbound: Arc::clone(&outbound),
                 own,
-                channels: None,
+                channels: Some(Arc::new(channels.clone())),
             }),
         )
         .on(
@@ -243,6 +272,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 transfers: transfers.clone(),
             }),
         );
+    let channel_records = Arc::new(RecordHandler(channels.clone()));
+    for kind in [
+        wire::Kind::ChannelPost,
+        wire::Kind::ChannelRelay,
+        wire::Kind::ChannelCommand,
+        wire::Kind::ChannelKey,
+    ] {
+        router.on(
+            kind,
+            Arc::clone(&channel_records) as Arc<dyn crate::transport::router::ControlHandler>,
+        );
+    }
 
     let stop = CancellationToken::new();
     running.start(
@@ -336,6 +377,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ),
     );
 
+    // The channels send through the workers' outbox: they stop first.
+    let mut channels_component = Component::new("channels", channels_stop);
+    for task in channel_tasks {
+        channels_component = channels_component.task(task);
+    }
+    running.start(channels_component);
+
     let stop = CancellationToken::new();
     running.start(
         Component::new("valkey follower", stop.clone()).task(live::spawn(
@@ -421,6 +469,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             presence: presence_commands,
             live,
             transfers,
+            channels,
         },
     );
     let stop = CancellationToken::new();

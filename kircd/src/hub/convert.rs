@@ -11,8 +11,8 @@ use super::model::{
 use crate::book::Contact;
 use crate::crypto::identity::ActorId;
 use crate::store::{
-    ContactState, ConversationKind, ConversationSummary, LineKind, Message, MessageState,
-    TransferRecord, TransferState,
+    ContactState, ConversationKind, ConversationSummary, LineKind, Membership, Message,
+    MessageState, StoredChannel, StoredRole, TransferRecord, TransferState,
 };
 
 pub fn contact_state(state: ContactState) -> pb::ContactState {
@@ -121,11 +121,24 @@ pub fn conversation(
     me: Option<(ActorId, &str)>,
     contacts: &[pb::Contact],
 ) -> pb::Conversation {
-    let members: Vec<pb::Member> = summary
-        .members
-        .iter()
-        .map(|actor| member(*actor, me, contacts))
-        .collect();
+    // A channel's members are its roster, as events show it; a one-to-one
+    // chat's, the two of the conversation.
+    let members: Vec<pb::Member> = match &summary.channel {
+        Some(channel) => channel_info(channel, me.map(|(id, _)| id))
+            .members
+            .into_iter()
+            .map(|member| pb::Member {
+                actor_id: member.actor_id,
+                display_name: member.display_name,
+                own: member.own,
+            })
+            .collect(),
+        None => summary
+            .members
+            .iter()
+            .map(|actor| member(*actor, me, contacts))
+            .collect(),
+    };
     let peer = match summary.kind {
         ConversationKind::Direct => members.iter().find(|member| !member.own).and_then(|peer| {
             contacts
@@ -147,7 +160,54 @@ pub fn conversation(
             ConversationKind::Channel => pb::ConversationKind::Channel as i32,
         },
         members,
+        channel: summary
+            .channel
+            .as_ref()
+            .map(|channel| channel_info(channel, me.map(|(id, _)| id))),
     }
+}
+
+/// A channel as the API shows it; each member named by the profile the
+/// roster carries.
+pub fn channel_info(channel: &StoredChannel, me: Option<ActorId>) -> pb::ChannelInfo {
+    pb::ChannelInfo {
+        name: channel.name.clone(),
+        topic: channel.topic.clone(),
+        moderated: channel.moderated,
+        owner: channel.owner.to_string(),
+        membership: match channel.membership {
+            Membership::Joining => pb::ChannelMembership::Joining,
+            Membership::Joined => pb::ChannelMembership::Joined,
+            Membership::Left => pb::ChannelMembership::Left,
+        } as i32,
+        members: channel
+            .roster
+            .iter()
+            .map(|row| pb::ChannelMember {
+                actor_id: row.actor_id.to_string(),
+                display_name: display_name_of(&row.signed_profile),
+                role: match row.role {
+                    StoredRole::Member => pb::ChannelRole::Member,
+                    StoredRole::Op => pb::ChannelRole::Op,
+                    StoredRole::Owner => pb::ChannelRole::Owner,
+                } as i32,
+                own: Some(row.actor_id) == me,
+            })
+            .collect(),
+    }
+}
+
+/// The name in a stored signed profile (its signature was checked when the
+/// roster was relayed, and is again when the channel is loaded).
+fn display_name_of(signed_profile: &[u8]) -> String {
+    use prost::Message as _;
+    kirc_proto::wire::v1::SignedProfile::decode(signed_profile)
+        .ok()
+        .and_then(|signed| {
+            kirc_proto::wire::v1::PublicProfile::decode(signed.profile.as_slice()).ok()
+        })
+        .map(|profile| profile.display_name)
+        .unwrap_or_default()
 }
 
 pub fn presence_state(state: PresenceState) -> pb::PresenceState {

@@ -458,6 +458,17 @@ impl Hub {
         }));
     }
 
+    /// A channel was made, joined or left, or changed.
+    pub fn channel_changed(&self, channel: &crate::store::StoredChannel) {
+        let mut inner = self.lock();
+        let me = inner.actor.as_ref().map(|(id, _)| *id);
+        let kind = Kind::ChannelChanged(pb::ChannelChanged {
+            conversation_id: channel.id.to_string(),
+            channel: Some(convert::channel_info(channel, me)),
+        });
+        self.publish(&mut inner, kind);
+    }
+
     /// A contact was added, changed state, or asked to be added.
     pub fn contact_changed(&self, contact: &Contact) {
         self.publish_event(Kind::ContactChanged(convert::contact(contact)));

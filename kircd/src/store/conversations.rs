@@ -38,6 +38,8 @@ pub struct ConversationSummary {
     pub unread: u64,
     pub last_read_seq: u64,
     pub last_message: Option<Message>,
+    /// Kind `Channel`: the channel.
+    pub channel: Option<super::StoredChannel>,
 }
 
 /// Makes sure the one-to-one conversation `id` of `me` and `peer` exists,
@@ -109,7 +111,19 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
                 Some(_) => Some(message_from_row(row)?),
                 None => None,
             },
+            channel: None,
         });
+    }
+    if result
+        .iter()
+        .any(|summary| summary.kind == ConversationKind::Channel)
+    {
+        let mut channels = super::channels(pool).await?;
+        for summary in &mut result {
+            if let Some(at) = channels.iter().position(|channel| channel.id == summary.id) {
+                summary.channel = Some(channels.swap_remove(at));
+            }
+        }
     }
     Ok(result)
 }

@@ -62,6 +62,7 @@ impl Running {
                     sessions: Sessions::default(),
                 },
             );
+            self.announce(id);
         }
         self.engine.contacts.join_channel(&token).await?;
         Ok(id)
@@ -317,6 +318,7 @@ impl Running {
             return Ok((Ok(()), nothing()));
         };
         let before: Vec<ActorId> = held.view.roster.members.keys().copied().collect();
+        let accepted_state = accepted.view.is_some();
         let mut next = accepted.view.unwrap_or_else(|| held.view.clone());
         next.seq = accepted.seq;
         let in_roster = next.roster.role(&me).is_some();
@@ -386,8 +388,12 @@ impl Running {
             channel_item.as_ref(),
         )
         .await?;
+        let changed = accepted_state || held.membership != membership;
         held.view = next;
         held.membership = membership;
+        if changed {
+            self.announce(id);
+        }
         self.publish(stored.as_ref());
         if let Some(post_id) = placed
             && let Some(message) =

@@ -430,6 +430,15 @@ impl Running {
         store::save_session(&self.engine.pool, row)
     }
 
+    /// Tells the clients how a channel stands now.
+    fn announce(&self, channel: Uuid) {
+        if let Some(held) = self.channels.get(&channel) {
+            self.engine
+                .hub
+                .channel_changed(&held.view.stored(held.membership));
+        }
+    }
+
     fn publish(&self, message: Option<&Message>) {
         if let Some(message) = message {
             self.engine.hub.message_added(message);

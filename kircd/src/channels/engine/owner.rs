@@ -249,6 +249,9 @@ impl Running {
                 return Err(err);
             }
         };
+        if step.changed {
+            self.announce(channel);
+        }
         self.publish(message.as_ref());
         let flushed = self.fan_out(&stored_step);
         Ok((message, flushed))
