@@ -6,12 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod aiven;
+mod channels;
 mod chat;
 mod daemon;
 pub mod kafka;
 mod tmux;
 mod watch;
 
+pub use channels::*;
 pub use chat::*;
 pub use daemon::*;
 pub use tmux::*;

@@ -296,6 +296,9 @@ impl Running {
         if held.view.owner == self.me {
             return Ok((Err(Rejection::Stranger), nothing()));
         }
+        if relay.seq == 0 {
+            return self.refused(id, sender, relay).await;
+        }
         let accepted = match held.view.check(sender, relay) {
             Ok(accepted) => accepted,
             // A copy of a step applied: not an attack.
@@ -310,6 +313,60 @@ impl Running {
             return Ok((Ok(()), nothing()));
         }
         self.apply_relayed(id, accepted).await
+    }
+
+    /// The owner's answer to a join it refused: the channel is left, with
+    /// a line that says why.
+    async fn refused(
+        &mut self,
+        id: Uuid,
+        sender: ActorId,
+        relay: &wire::ChannelRelay,
+    ) -> Result<Handled, StoreError> {
+        let me = self.me;
+        let Some(held) = self.channels.get_mut(&id) else {
+            return Ok((Err(Rejection::Stranger), nothing()));
+        };
+        let Some(wire::channel_relay::Item::Event(event)) = &relay.item else {
+            return Ok((Err(Rejection::Malformed), nothing()));
+        };
+        if sender != held.view.owner || event.target != me.as_bytes() {
+            return Ok((Err(Rejection::Stranger), nothing()));
+        }
+        if held.membership != Membership::Joining {
+            // An answer to a join already settled: nothing to do.
+            return Ok((Ok(()), nothing()));
+        }
+        held.membership = Membership::Left;
+        let kind = wire::ChannelEventKind::try_from(event.kind).unwrap_or_default();
+        let text: String = event
+            .text
+            .chars()
+            .take(crate::channels::rules::MAX_REASON_CHARS)
+            .collect();
+        let item = ChannelItem {
+            id: Self::line_id(id, 0),
+            channel_id: id,
+            sender,
+            outgoing: false,
+            action: false,
+            body: &text,
+            created_at_unix_ms: now_ms(),
+            channel_seq: None,
+            line: line(kind, Some(me)),
+            state: MessageState::Received,
+            post: None,
+            outbox_key: None,
+        };
+        let stored = store::apply_relayed(
+            &self.engine.pool,
+            &held.view.stored(Membership::Left),
+            Some(&item),
+        )
+        .await?;
+        self.announce(id);
+        self.publish(stored.as_ref());
+        Ok((Ok(()), nothing()))
     }
 
     async fn apply_relayed(&mut self, id: Uuid, accepted: Accepted) -> Result<Handled, StoreError> {

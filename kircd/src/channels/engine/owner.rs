@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Channel, ChannelError, Running, event_of, line, nothing, now_ms, request_of};
 use crate::channels::relay::ChannelView;
-use crate::channels::rules::{Request, check_name};
+use crate::channels::rules::{Refusal, Request, check_name};
 use crate::channels::sender::Then;
 use crate::channels::sessions::{Opened, Sessions};
 use crate::crypto::envelope::{self, Rejection};
@@ -122,7 +122,28 @@ impl Running {
             }
             Err(refusal) => {
                 tracing::info!(channel = %held.view.name, %refusal, "a join was refused");
-                return Ok(nothing());
+                let kind = if refusal == Refusal::Banned {
+                    wire::ChannelEventKind::Ban
+                } else {
+                    wire::ChannelEventKind::Part
+                };
+                let answer = wire::ChannelRelay {
+                    channel_id: channel.as_bytes().to_vec(),
+                    seq: 0,
+                    item: Some(wire::channel_relay::Item::Event(wire::ChannelEvent {
+                        kind: kind as i32,
+                        actor: self.me.as_bytes().to_vec(),
+                        target: joiner.as_bytes().to_vec(),
+                        text: refusal.to_string(),
+                    })),
+                    state: None,
+                };
+                return Ok(self.send_all(vec![(
+                    joiner,
+                    wire::Kind::ChannelRelay,
+                    answer.encode_to_vec(),
+                    Then::Nothing,
+                )]));
             }
         }
         held.view.profiles.insert(joiner, member);
@@ -442,7 +463,7 @@ impl Running {
         actor: ActorId,
         request: Request,
         cause: Option<Uuid>,
-    ) -> Result<Result<oneshot::Receiver<()>, crate::channels::rules::Refusal>, StoreError> {
+    ) -> Result<Result<oneshot::Receiver<()>, Refusal>, StoreError> {
         let Some(held) = self.channels.get_mut(&channel) else {
             return Ok(Ok(nothing()));
         };
