@@ -8,11 +8,54 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "open the conversation with a contact, and send text if given",
     ),
     ("me", "<action>", "send an action (\"* alice waves\")"),
-    ("add", "<token>", "add a contact from their invite token"),
+    (
+        "add",
+        "<token>",
+        "add a contact from their invite token (a channel's token joins it)",
+    ),
     (
         "invite",
-        "",
-        "show an invite token (and its QR code) to give to a friend",
+        "[#channel]",
+        "show a token (and QR code) to give a friend; a channel's, in or naming one you own",
+    ),
+    (
+        "create",
+        "<#channel> [topic]",
+        "create a channel you own and relay",
+    ),
+    (
+        "join",
+        "<token | #channel>",
+        "join a channel by its token, or open one you are in",
+    ),
+    ("part", "[reason]", "leave the open channel"),
+    (
+        "topic",
+        "[text]",
+        "show the open channel's topic, or set it",
+    ),
+    ("names", "", "the open channel's members"),
+    (
+        "kick",
+        "<member> [reason]",
+        "remove a member from the open channel (operators)",
+    ),
+    (
+        "ban",
+        "<member> [reason]",
+        "remove a member and refuse their return (operators)",
+    ),
+    ("unban", "<member>", "lift a ban (operators)"),
+    ("op", "<member>", "make a member an operator (operators)"),
+    (
+        "deop",
+        "<member>",
+        "take a member's operator status (operators)",
+    ),
+    (
+        "mode",
+        "<+m | -m>",
+        "moderated mode on or off: only operators speak (operators)",
     ),
     (
         "accept",
@@ -73,10 +116,29 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Msg { to: String, text: Option<String> },
+    Msg {
+        to: String,
+        text: Option<String>,
+    },
     Me(String),
     Add(String),
-    Invite,
+    /// A contact invite, or a channel's (named, or the open one's).
+    Invite(Option<String>),
+    CreateChannel {
+        name: String,
+        topic: String,
+    },
+    Join(String),
+    Part(String),
+    Topic(Option<String>),
+    Names,
+    /// Kick, ban, unban, op, deop: the act, the member, the reason.
+    Act {
+        act: ChannelAct,
+        member: String,
+        reason: String,
+    },
+    Moderate(bool),
     Accept(Option<String>),
     Block(Option<String>),
     Unblock(String),
@@ -84,13 +146,25 @@ pub enum Command {
     Whois(String),
     Search(String),
     SendFile(String),
-    AnswerFile { accept: bool },
+    AnswerFile {
+        accept: bool,
+    },
     Transfers,
     Away(String),
     Back,
     Close,
     Help,
     Quit,
+}
+
+/// What an operator does to a member of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelAct {
+    Kick,
+    Ban,
+    Unban,
+    Op,
+    Deop,
 }
 
 /// What a line typed in the input is.
@@ -145,10 +219,51 @@ pub fn parse(line: &str) -> Line {
             None => return usage("me"),
         },
         "add" => match arg() {
+            Some(token) if token.starts_with("kircc1:") => Command::Join(token),
             Some(token) => Command::Add(token),
             None => return usage("add"),
         },
-        "invite" => Command::Invite,
+        "invite" => Command::Invite(arg()),
+        "create" => {
+            let (name, topic) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            if name.is_empty() {
+                return usage("create");
+            }
+            Command::CreateChannel {
+                name: name.to_owned(),
+                topic: topic.trim().to_owned(),
+            }
+        }
+        "join" => match arg() {
+            Some(token) => Command::Join(token),
+            None => return usage("join"),
+        },
+        "part" | "leave" => Command::Part(args.to_owned()),
+        "topic" => Command::Topic(arg()),
+        "names" => Command::Names,
+        "kick" | "ban" | "unban" | "op" | "deop" => {
+            let (member, reason) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            if member.is_empty() {
+                return usage(&name_lower);
+            }
+            let act = match name_lower.as_str() {
+                "kick" => ChannelAct::Kick,
+                "ban" => ChannelAct::Ban,
+                "unban" => ChannelAct::Unban,
+                "op" => ChannelAct::Op,
+                _ => ChannelAct::Deop,
+            };
+            Command::Act {
+                act,
+                member: member.to_owned(),
+                reason: reason.trim().to_owned(),
+            }
+        }
+        "mode" => match args {
+            "+m" => Command::Moderate(true),
+            "-m" => Command::Moderate(false),
+            _ => return usage("mode"),
+        },
         "accept" => Command::Accept(arg()),
         "block" => Command::Block(arg()),
         "unblock" => match arg() {
@@ -248,6 +363,73 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_channel_commands() {
+        let cases = [
+            (
+                "/create #rust the borrow checker",
+                Line::Command(Command::CreateChannel {
+                    name: "#rust".into(),
+                    topic: "the borrow checker".into(),
+                }),
+            ),
+            (
+                "/join kircc1:abc",
+                Line::Command(Command::Join("kircc1:abc".into())),
+            ),
+            (
+                "/add kircc1:abc",
+                Line::Command(Command::Join("kircc1:abc".into())),
+            ),
+            ("/invite", Line::Command(Command::Invite(None))),
+            (
+                "/invite #rust",
+                Line::Command(Command::Invite(Some("#rust".into()))),
+            ),
+            ("/part", Line::Command(Command::Part(String::new()))),
+            (
+                "/part gone fishing",
+                Line::Command(Command::Part("gone fishing".into())),
+            ),
+            ("/topic", Line::Command(Command::Topic(None))),
+            (
+                "/topic new one",
+                Line::Command(Command::Topic(Some("new one".into()))),
+            ),
+            ("/names", Line::Command(Command::Names)),
+            (
+                "/kick bob too loud",
+                Line::Command(Command::Act {
+                    act: ChannelAct::Kick,
+                    member: "bob".into(),
+                    reason: "too loud".into(),
+                }),
+            ),
+            (
+                "/op carol",
+                Line::Command(Command::Act {
+                    act: ChannelAct::Op,
+                    member: "carol".into(),
+                    reason: String::new(),
+                }),
+            ),
+            ("/mode +m", Line::Command(Command::Moderate(true))),
+            ("/mode -m", Line::Command(Command::Moderate(false))),
+            ("/mode", Line::Usage("usage: /mode <+m | -m>".into())),
+            (
+                "/kick",
+                Line::Usage("usage: /kick <member> [reason]".into()),
+            ),
+            (
+                "/create",
+                Line::Usage("usage: /create <#channel> [topic]".into()),
+            ),
+        ];
+        for (typed, expected) in cases {
+            assert_eq!(parse(typed), expected, "{typed}");
+        }
+    }
+
+    #[test]
     fn missing_arguments_give_the_usage() {
         assert_eq!(
             parse("/msg"),
@@ -280,6 +462,6 @@ mod tests {
     #[test]
     fn completes_command_names() {
         assert_eq!(complete("bl"), vec!["block"]);
-        assert_eq!(complete("c"), vec!["contacts", "close"]);
+        assert_eq!(complete("c"), vec!["create", "contacts", "close"]);
     }
 }

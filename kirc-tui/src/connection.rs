@@ -385,6 +385,47 @@ async fn run_effect(
                 .await?
                 .into_inner(),
         )),
+        Effect::CreateChannel { name, topic } => {
+            client
+                .create_channel(pb::CreateChannelRequest {
+                    name: name.clone(),
+                    topic,
+                })
+                .await?;
+            Some(Msg::Done(format!(
+                "created {name}; /invite gives its token to friends"
+            )))
+        }
+        Effect::ChannelInvite(channel) => Some(Msg::Invite(
+            client
+                .create_channel_invite(pb::ChannelRequest { channel })
+                .await?
+                .into_inner(),
+        )),
+        Effect::JoinChannel(token) => {
+            client
+                .join_channel(pb::JoinChannelRequest { token })
+                .await?;
+            Some(Msg::Done(String::from(
+                "asked the channel's owner to let you in; it shows when they answer",
+            )))
+        }
+        Effect::ChannelAct {
+            channel,
+            act,
+            member,
+            text,
+        } => {
+            client
+                .channel_act(pb::ChannelActRequest {
+                    channel,
+                    act: act as i32,
+                    member,
+                    text,
+                })
+                .await?;
+            None
+        }
         Effect::Accept(contact) => {
             let contact = client
                 .accept_contact(pb::ContactRequest { contact })

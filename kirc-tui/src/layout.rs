@@ -212,6 +212,33 @@ pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     pieces
 }
 
+/// What a channel's line says happened, in words.
+pub(crate) fn line_text(state: &State, message: &pb::ChatMessage) -> String {
+    use pb::ChannelLine as L;
+    let actor = sanitize(&state.name_of(&message.sender));
+    let target = sanitize(&state.name_of(&message.line_target));
+    let reason = if message.body.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", sanitize(&message.body))
+    };
+    match message.line() {
+        L::None => String::new(),
+        L::Create => format!("{actor} created the channel"),
+        L::Join => format!("{actor} joined"),
+        L::Part if message.line_target.is_empty() => format!("{actor} left{reason}"),
+        L::Part => format!("{actor} did not let {target} in{reason}"),
+        L::Kick => format!("{actor} removed {target}{reason}"),
+        L::Ban => format!("{actor} banned {target}{reason}"),
+        L::Unban => format!("{actor} lifted the ban on {target}"),
+        L::Op => format!("{actor} made {target} an operator"),
+        L::Deop => format!("{actor} took {target}'s operator status"),
+        L::Topic => format!("{actor} set the topic: {}", sanitize(&message.body)),
+        L::Moderated => format!("{actor} made the channel moderated: only operators speak"),
+        L::Unmoderated => format!("{actor} lifted moderation"),
+    }
+}
+
 /// The lines of one message, in display order.
 pub(crate) fn message_lines(
     state: &State,
@@ -219,6 +246,28 @@ pub(crate) fn message_lines(
     width: usize,
 ) -> Vec<Line<'static>> {
     let time = format_time(state, message.created_at_unix_ms, "%H:%M");
+    if message.line != pb::ChannelLine::None as i32 {
+        let indent = TIME_WIDTH + 3;
+        let pieces = wrap(
+            &line_text(state, message),
+            width.saturating_sub(indent).max(1),
+        );
+        return pieces
+            .into_iter()
+            .enumerate()
+            .map(|(index, piece)| {
+                let lead = if index == 0 {
+                    format!("{time:<TIME_WIDTH$}── ")
+                } else {
+                    " ".repeat(indent)
+                };
+                Line::from(vec![
+                    Span::styled(lead, Style::new().dim()),
+                    Span::styled(piece, Style::new().fg(Color::Cyan).dim()),
+                ])
+            })
+            .collect();
+    }
     let name = sanitize(&state.name_of(&message.sender));
     let colour = colour_of(&message.sender);
     let body = sanitize_keep_newlines(&message.body);

@@ -263,9 +263,19 @@ impl State {
                 .map(|status| status.display_name.clone())
                 .unwrap_or_default();
         }
+        // A channel's members need not be contacts: their names come with
+        // the roster.
         self.view
             .contact(actor_id)
             .map(|contact| contact.display_name.clone())
+            .or_else(|| {
+                self.view
+                    .conversations
+                    .iter()
+                    .flat_map(|conversation| &conversation.members)
+                    .find(|member| member.actor_id == actor_id)
+                    .map(|member| member.display_name.clone())
+            })
             .unwrap_or_else(|| actor_id.chars().take(8).collect())
     }
 }

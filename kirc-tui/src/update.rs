@@ -9,6 +9,7 @@ use crate::commands::{self, Command, Line};
 use crate::keys::Action;
 use crate::state::{Completion, Link, Notice, Overlay, Scrollback, State};
 
+mod channels;
 mod keys;
 mod scroll;
 
@@ -80,6 +81,19 @@ pub enum Effect {
     },
     AddContact(String),
     CreateInvite,
+    CreateChannel {
+        name: String,
+        topic: String,
+    },
+    /// An invite token to a channel (`#name` or id).
+    ChannelInvite(String),
+    JoinChannel(String),
+    ChannelAct {
+        channel: String,
+        act: pb::ChannelLine,
+        member: String,
+        text: String,
+    },
     Accept(String),
     Block(String),
     Unblock(String),
@@ -251,25 +265,36 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
         }
         Some(Kind::MessageAdded(message)) => {
             let conversation = message.conversation_id.clone();
-            if !message.outgoing {
+            // A channel's lines (a join, a kick) never notify.
+            if !message.outgoing && message.line == pb::ChannelLine::None as i32 {
                 let own_name = state
                     .view
                     .status
                     .as_ref()
                     .map(|status| status.display_name.clone())
                     .unwrap_or_default();
-                if !own_name.is_empty()
+                let mentioned = !own_name.is_empty()
                     && message
                         .body
                         .to_lowercase()
-                        .contains(&own_name.to_lowercase())
-                {
+                        .contains(&own_name.to_lowercase());
+                if mentioned {
                     state.mentions.insert(conversation.clone());
                 }
+                // In a channel, as in IRC, only a mention notifies.
+                let channel = state
+                    .view
+                    .conversation(&conversation)
+                    .and_then(|known| known.channel.as_ref())
+                    .map(|channel| channel.name.clone());
                 let on_screen = state.open.as_deref() == Some(conversation.as_str());
-                if !state.focused || !on_screen {
+                if (!state.focused || !on_screen) && (channel.is_none() || mentioned) {
+                    let sender = state.name_of(&message.sender);
                     effects.push(Effect::Notify {
-                        title: format!("K-IRC: {}", state.name_of(&message.sender)),
+                        title: match channel {
+                            Some(channel) => format!("K-IRC: {sender} in {channel}"),
+                            None => format!("K-IRC: {sender}"),
+                        },
                         body: crate::layout::sanitize(&message.body),
                     });
                 }

@@ -67,6 +67,16 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     frame.render_widget(block, area);
     let mut lines = Vec::new();
     for (index, conversation) in state.view.conversations.iter().enumerate() {
+        if let Some(channel) = &conversation.channel {
+            lines.push(channel_entry(
+                state,
+                index,
+                conversation,
+                channel,
+                inner.width,
+            ));
+            continue;
+        }
         let Some(peer) = &conversation.peer else {
             continue;
         };
@@ -117,6 +127,96 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
+/// A channel in the conversation list: `#name`, dim once left, with its
+/// unread count and mentions as for a contact.
+fn channel_entry(
+    state: &State,
+    index: usize,
+    conversation: &kirc_proto::v1::Conversation,
+    channel: &kirc_proto::v1::ChannelInfo,
+    width: u16,
+) -> Line<'static> {
+    use kirc_proto::v1::ChannelMembership;
+    let selected = state.open.as_deref() == Some(conversation.id.as_str());
+    let mark = match channel.membership() {
+        ChannelMembership::Joining => "…",
+        _ if state.mentions.contains(&conversation.id) => "@",
+        _ => " ",
+    };
+    let unread = if conversation.unread > 0 {
+        format!("{}", conversation.unread)
+    } else {
+        String::new()
+    };
+    let number = if index < 9 {
+        format!("{}", index + 1)
+    } else {
+        String::from(" ")
+    };
+    let width = usize::from(width);
+    let used = number.width() + 1 + mark.width() + 1 + unread.width();
+    let name = truncate(&sanitize(&channel.name), width.saturating_sub(used + 1));
+    let padding = width.saturating_sub(used + name.width());
+    let mut style = Style::new().fg(Color::Cyan);
+    if conversation.unread > 0 {
+        style = style.add_modifier(Modifier::BOLD);
+    }
+    if channel.membership() != ChannelMembership::Joined {
+        style = style.add_modifier(Modifier::DIM);
+    }
+    if selected {
+        style = style.add_modifier(Modifier::REVERSED);
+    }
+    Line::from(vec![
+        Span::styled(format!("{number} "), Style::new().dim()),
+        Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
+        Span::styled(name, style),
+        Span::raw(" ".repeat(padding)),
+        Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
+    ])
+}
+
+/// A channel's title: its name, topic, members (online of all) and where
+/// this actor stands.
+fn channel_title(state: &State, channel: &kirc_proto::v1::ChannelInfo) -> Line<'static> {
+    use kirc_proto::v1::ChannelMembership;
+    let online = channel
+        .members
+        .iter()
+        .filter(|member| {
+            member.own
+                || state
+                    .view
+                    .presence_of(&member.actor_id)
+                    .map(|presence| presence.state())
+                    == Some(PresenceState::Online)
+        })
+        .count();
+    let (what, colour) = match channel.membership() {
+        ChannelMembership::Joining => ("waiting for the owner to let you in", Color::Yellow),
+        ChannelMembership::Left => ("you are no longer in this channel", Color::Red),
+        _ if channel.moderated => ("moderated: only operators speak", Color::Yellow),
+        _ => ("", Color::Green),
+    };
+    let topic = if channel.topic.is_empty() {
+        String::new()
+    } else {
+        format!(" {} ", sanitize(&channel.topic))
+    };
+    Line::from(vec![
+        Span::styled(
+            format!(" {} ", sanitize(&channel.name)),
+            Style::new().bold().reversed().fg(Color::Cyan),
+        ),
+        Span::raw(topic),
+        Span::styled(
+            format!(" {online}/{} here ", channel.members.len()),
+            Style::new().dim(),
+        ),
+        Span::styled(what.to_owned(), Style::new().fg(colour)),
+    ])
+}
+
 /// A contact's presence as a dot: online, away, offline, or unknown (while
 /// the daemon's Valkey is away, or never heard).
 pub(crate) fn presence_dot(state: &State, actor_id: &str) -> (&'static str, Color) {
@@ -133,6 +233,13 @@ pub(crate) fn presence_dot(state: &State, actor_id: &str) -> (&'static str, Colo
 }
 
 fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    if let Some(channel) = state
+        .open_conversation()
+        .and_then(|conversation| conversation.channel.as_ref())
+    {
+        frame.render_widget(Paragraph::new(channel_title(state, channel)), area);
+        return;
+    }
     let Some(peer) = state
         .open_conversation()
         .and_then(|conversation| conversation.peer.as_ref())
@@ -440,5 +547,7 @@ fn status_line(state: &State) -> Line<'static> {
     Line::from(spans)
 }
 
+#[cfg(test)]
+mod channel_tests;
 #[cfg(test)]
 mod tests;

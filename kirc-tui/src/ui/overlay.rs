@@ -114,15 +114,22 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
 }
 
 fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires_at_unix_ms: i64) {
+    let until = format_time(state, expires_at_unix_ms, "%Y-%m-%d %H:%M");
+    // A channel's token lets anyone who holds it join, until it expires.
+    let (what, how_long) = if token.starts_with("kircc1:") {
+        (
+            "Give this token to whoever should join; they join with /join <token>.",
+            format!("Anyone who has it can join until {until}."),
+        )
+    } else {
+        (
+            "Give this token to a friend; they add you with /add <token>.",
+            format!("It works once, until {until}."),
+        )
+    };
     let mut lines = vec![
-        Line::from("Give this token to a friend; they add you with /add <token>."),
-        Line::from(
-            format!(
-                "It works once, until {}.",
-                format_time(state, expires_at_unix_ms, "%Y-%m-%d %H:%M")
-            )
-            .dim(),
-        ),
+        Line::from(what),
+        Line::from(how_long.dim()),
         Line::default(),
     ];
     lines.push(Line::from(Span::styled(

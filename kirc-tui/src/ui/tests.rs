@@ -11,10 +11,10 @@ use super::render;
 use crate::state::{Link, Overlay, Scrollback, State};
 use crate::update::{Msg, update};
 
-const T0: i64 = 1_795_000_000_000;
-const ME: &str = "0c25af013d72cdeda5f6702551730668";
-const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
-const CAROL: &str = "ca401ca401ca401ca401ca401ca401ca";
+pub(super) const T0: i64 = 1_795_000_000_000;
+pub(super) const ME: &str = "0c25af013d72cdeda5f6702551730668";
+pub(super) const BOB: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+pub(super) const CAROL: &str = "ca401ca401ca401ca401ca401ca401ca";
 
 fn backend(backend: Backend, state: BackendState, endpoint: &str, error: &str) -> BackendStatus {
     BackendStatus {
@@ -65,7 +65,7 @@ fn status(postgres: BackendStatus) -> pb::Status {
     }
 }
 
-fn healthy() -> pb::Status {
+pub(super) fn healthy() -> pb::Status {
     status(backend(
         Backend::Postgres,
         BackendState::Up,
@@ -74,7 +74,7 @@ fn healthy() -> pb::Status {
     ))
 }
 
-fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
+pub(super) fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| render(frame, state)).unwrap();
     terminal
@@ -95,7 +95,7 @@ fn contact(actor_id: &str, name: &str, state: ContactState, peer_accepted: bool)
 
 /// A connected state with contacts bob (accepted) and carol (a message
 /// request), the given status, sized 100×30.
-fn connected(status: pb::Status) -> State {
+pub(super) fn connected(status: pb::Status) -> State {
     let mut state = State::new(
         "/run/user/1000/kirc/kircd.sock".into(),
         jiff::tz::TimeZone::UTC,
@@ -157,7 +157,7 @@ fn connected(status: pb::Status) -> State {
     state
 }
 
-fn message(
+pub(super) fn message(
     seq: u64,
     sender: &str,
     body: &str,
@@ -328,7 +328,7 @@ fn whois_with_a_direct_path() {
 fn help() {
     let mut state = connected(healthy());
     state.overlay = Some(Overlay::Help);
-    insta::assert_snapshot!(draw(&state, 110, 44).backend());
+    insta::assert_snapshot!(draw(&state, 110, 56).backend());
 }
 
 #[test]

@@ -255,6 +255,14 @@ pub(super) fn submit(state: &mut State, effects: &mut Vec<Effect>) {
 }
 
 pub(super) fn send_text(state: &mut State, text: String, action: bool, effects: &mut Vec<Effect>) {
+    if let Some(channel) = channels::open_channel(state).map(|channel| channel.id.clone()) {
+        effects.push(Effect::Send {
+            to: channel,
+            text,
+            action,
+        });
+        return;
+    }
     let Some(peer) = state
         .open_conversation()
         .and_then(|conversation| conversation.peer.clone())
@@ -291,6 +299,21 @@ pub(super) fn find_contact<'a>(state: &'a State, name: &str) -> Option<&'a pb::C
 
 pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>) {
     match command {
+        Command::Msg { to, text } if to.starts_with('#') => {
+            match channels::find_channel(state, &to).map(|channel| channel.id.clone()) {
+                Some(id) => {
+                    open(state, &id, effects);
+                    if let Some(text) = text {
+                        effects.push(Effect::Send {
+                            to: id,
+                            text,
+                            action: false,
+                        });
+                    }
+                }
+                None => notice(state, format!("you are not in {to}"), true),
+            }
+        }
         Command::Msg { to, text } => match find_contact(state, &to).cloned() {
             Some(contact) => {
                 open(state, &contact.conversation_id, effects);
@@ -310,7 +333,14 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         },
         Command::Me(action) => send_text(state, action, true, effects),
         Command::Add(token) => effects.push(Effect::AddContact(token)),
-        Command::Invite => effects.push(Effect::CreateInvite),
+        Command::Invite(_)
+        | Command::CreateChannel { .. }
+        | Command::Join(_)
+        | Command::Part(_)
+        | Command::Topic(_)
+        | Command::Names
+        | Command::Act { .. }
+        | Command::Moderate(_) => channels::run(state, command, effects),
         Command::Accept(name) => match contact_ref(state, name.as_deref()) {
             Some(contact) => effects.push(Effect::Accept(contact)),
             None => notice(
