@@ -4,6 +4,9 @@
 -- for one-to-one chats. The owner's rows are the channel as it enforces
 -- it; a member's, the channel as the owner last relayed it.
 ALTER TABLE conversations DROP CONSTRAINT conversations_kind_check;
+-- A channel's members need not be contacts: their names are kept here, so
+-- that lines about members who have left still name them.
+ALTER TABLE conversation_members ADD COLUMN display_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE conversations ADD CONSTRAINT conversations_kind_check
     CHECK (kind IN ('direct', 'channel'));
 

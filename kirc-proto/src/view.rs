@@ -179,7 +179,7 @@ impl DaemonView {
         let Some(channel) = &changed.channel else {
             return;
         };
-        let members = channel
+        let mut members: Vec<pb::Member> = channel
             .members
             .iter()
             .map(|member| pb::Member {
@@ -190,6 +190,16 @@ impl DaemonView {
             .collect();
         match self.conversation_mut(&changed.conversation_id) {
             Some(conversation) => {
+                // The roster, then whoever was a member and left: they stay
+                // named in the channel's lines.
+                for known in conversation.members.drain(..) {
+                    if !members
+                        .iter()
+                        .any(|member| member.actor_id == known.actor_id)
+                    {
+                        members.push(known);
+                    }
+                }
                 conversation.channel = Some(channel.clone());
                 conversation.members = members;
             }

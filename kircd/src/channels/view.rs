@@ -91,16 +91,17 @@ impl ChannelView {
                 .members
                 .iter()
                 .filter_map(|(actor, role)| {
+                    let profile = self.profiles.get(actor)?;
                     Some(RosterRow {
                         actor_id: *actor,
                         role: stored_role(*role),
-                        signed_profile: prost::Message::encode_to_vec(
-                            &self.profiles.get(actor)?.signed,
-                        ),
+                        signed_profile: prost::Message::encode_to_vec(&profile.signed),
+                        display_name: profile.profile.display_name.clone(),
                     })
                 })
                 .collect(),
             bans: self.roster.bans.iter().copied().collect(),
+            former: Vec::new(),
         }
     }
 

@@ -132,6 +132,12 @@ pub fn conversation(
                 display_name: member.display_name,
                 own: member.own,
             })
+            // Those who left stay named, after the roster.
+            .chain(channel.former.iter().map(|(actor, name)| pb::Member {
+                actor_id: actor.to_string(),
+                display_name: name.clone(),
+                own: me.is_some_and(|(id, _)| id == *actor),
+            }))
             .collect(),
         None => summary
             .members

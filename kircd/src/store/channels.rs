@@ -138,6 +138,9 @@ pub struct RosterRow {
     pub actor_id: ActorId,
     pub role: StoredRole,
     pub signed_profile: Vec<u8>,
+    /// The name in the profile, kept beside it for the conversation's
+    /// members (who stay named once they leave).
+    pub display_name: String,
 }
 
 /// A channel with its roster, as stored.
@@ -154,6 +157,9 @@ pub struct StoredChannel {
     /// In the owner's order (joining order).
     pub roster: Vec<RosterRow>,
     pub bans: Vec<ActorId>,
+    /// Who was in the channel and is no longer, with their names (read
+    /// only: kept by `save_channel` from the rosters it saw).
+    pub former: Vec<(ActorId, String)>,
 }
 
 /// Stores a channel and its conversation as they are now: made if new,
@@ -221,13 +227,19 @@ async fn save_channel_in(
     .await?;
     // Everyone who was ever in the channel stays a member of its
     // conversation: their lines stay theirs in the history.
+    let names: Vec<&str> = channel
+        .roster
+        .iter()
+        .map(|row| row.display_name.as_str())
+        .collect();
     sqlx::query(
-        "INSERT INTO conversation_members (conversation_id, actor_id)
-         SELECT $1, member FROM unnest($2::bytea[]) AS member
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO conversation_members (conversation_id, actor_id, display_name)
+         SELECT $1, member, name FROM unnest($2::bytea[], $3::text[]) AS m (member, name)
+         ON CONFLICT (conversation_id, actor_id) DO UPDATE SET display_name = excluded.display_name",
     )
     .bind(channel.id)
     .bind(&ids)
+    .bind(&names)
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM channel_bans WHERE channel_id = $1 AND NOT (actor_id = ANY($2))")
@@ -266,9 +278,12 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<StoredChannel>, StoreError> {
     let mut channels = Vec::with_capacity(rows.len());
     for row in rows {
         let id: Uuid = row.try_get("id")?;
-        let roster = sqlx::query(
-            "SELECT actor_id, role, signed_profile FROM channel_roster
-             WHERE channel_id = $1 ORDER BY position",
+        let roster: Vec<RosterRow> = sqlx::query(
+            "SELECT r.actor_id, r.role, r.signed_profile, coalesce(m.display_name, '') AS name
+             FROM channel_roster r
+             LEFT JOIN conversation_members m
+               ON m.conversation_id = r.channel_id AND m.actor_id = r.actor_id
+             WHERE r.channel_id = $1 ORDER BY r.position",
         )
         .bind(id)
         .fetch_all(pool)
@@ -279,8 +294,22 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<StoredChannel>, StoreError> {
                 actor_id: actor(&row, "actor_id")?,
                 role: StoredRole::parse(row.try_get("role").ok()?),
                 signed_profile: row.try_get("signed_profile").ok()?,
+                display_name: row.try_get("name").ok()?,
             })
         })
+        .collect();
+        let former = sqlx::query(
+            "SELECT m.actor_id, m.display_name FROM conversation_members m
+             WHERE m.conversation_id = $1 AND NOT EXISTS (
+                 SELECT 1 FROM channel_roster r
+                 WHERE r.channel_id = m.conversation_id AND r.actor_id = m.actor_id)
+             ORDER BY m.joined_at, m.actor_id",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .filter_map(|row| Some((actor(row, "actor_id")?, row.try_get("display_name").ok()?)))
         .collect();
         let bans =
             sqlx::query("SELECT actor_id FROM channel_bans WHERE channel_id = $1 ORDER BY at")
@@ -304,6 +333,7 @@ pub async fn channels(pool: &PgPool) -> Result<Vec<StoredChannel>, StoreError> {
             membership: Membership::parse(row.try_get("membership")?),
             roster,
             bans,
+            former,
         });
     }
     Ok(channels)

@@ -15,6 +15,7 @@ fn row(seed: u8, role: StoredRole) -> RosterRow {
         actor_id: identity(seed).id(),
         role,
         signed_profile: vec![seed; 8],
+        display_name: format!("member {seed}"),
     }
 }
 
@@ -33,6 +34,7 @@ async fn a_channel_is_a_conversation_whose_roster_is_replaced_whole() {
         membership: store::Membership::Joined,
         roster: vec![row(1, StoredRole::Owner), row(2, StoredRole::Member)],
         bans: vec![],
+        former: vec![],
     };
     store::save_channel(&pool, &channel).await.unwrap();
     assert_eq!(store::channels(&pool).await.unwrap(), vec![channel.clone()]);
@@ -49,9 +51,17 @@ async fn a_channel_is_a_conversation_whose_roster_is_replaced_whole() {
     channel.seq = 4;
     channel.moderated = true;
     store::save_channel(&pool, &channel).await.unwrap();
-    assert_eq!(store::channels(&pool).await.unwrap(), vec![channel.clone()]);
+    // bob, gone, stays named among the former members.
+    let loaded = store::channels(&pool).await.unwrap().remove(0);
+    assert_eq!(
+        loaded.former,
+        vec![(identity(2).id(), "member 2".to_owned())]
+    );
+    channel.former = loaded.former.clone();
+    assert_eq!(loaded, channel);
 
     channel.bans.clear();
+    channel.former.clear();
     store::save_channel(&pool, &channel).await.unwrap();
     assert_eq!(store::channels(&pool).await.unwrap()[0].bans, vec![]);
 
@@ -80,6 +90,7 @@ async fn group_sessions_come_back_in_their_order_and_open_only_with_the_identity
         membership: store::Membership::Joined,
         roster: vec![row(1, StoredRole::Owner)],
         bans: vec![],
+        former: vec![],
     };
     store::save_channel(&pool, &channel).await.unwrap();
 
@@ -141,6 +152,7 @@ fn channel_of(owner: ActorId) -> StoredChannel {
         membership: store::Membership::Joined,
         roster: vec![row(1, StoredRole::Owner), row(2, StoredRole::Member)],
         bans: vec![],
+        former: vec![],
     }
 }
 
