@@ -15,6 +15,10 @@ use crate::state::{Link, Position, Scrollback, State};
 /// The conversation list is shown when the terminal is at least this wide.
 const LIST_MIN_WIDTH: u16 = 60;
 const LIST_WIDTH: u16 = 24;
+/// An open channel's member list is shown when the terminal is at least
+/// this wide.
+const MEMBERS_MIN_WIDTH: u16 = 110;
+const MEMBERS_WIDTH: u16 = 20;
 /// At most this many transfers show under a conversation; the rest are in
 /// `/transfers`.
 const MAX_TRANSFER_ROWS: usize = 3;
@@ -25,6 +29,8 @@ const MAX_TRANSFER_ROWS: usize = 3;
 pub struct Areas {
     pub banner: Rect,
     pub list: Option<Rect>,
+    /// An open channel's members, right of its scrollback.
+    pub members: Option<Rect>,
     pub title: Rect,
     pub body: Rect,
     /// The open conversation's transfers in motion, one row each.
@@ -52,6 +58,16 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     } else {
         (None, middle)
     };
+    let channel_open = state
+        .open_conversation()
+        .is_some_and(|conversation| conversation.channel.is_some());
+    let (main, members) = if channel_open && area.width >= MEMBERS_MIN_WIDTH {
+        let [main, members] =
+            Split::horizontal([Constraint::Min(0), Constraint::Length(MEMBERS_WIDTH)]).areas(main);
+        (main, Some(members))
+    } else {
+        (main, None)
+    };
     let transfer_rows = state
         .open
         .as_deref()
@@ -67,6 +83,7 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     Areas {
         banner,
         list,
+        members,
         title,
         body,
         transfers,

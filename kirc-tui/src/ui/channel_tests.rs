@@ -139,6 +139,12 @@ fn channel() {
 }
 
 #[test]
+fn channel_with_its_members() {
+    let state = with_channel_open(connected(healthy()));
+    insta::assert_snapshot!(draw(&state, 120, 16).backend());
+}
+
+#[test]
 fn channel_names() {
     let mut state = with_channel_open(connected(healthy()));
     type_line(&mut state, "/names");

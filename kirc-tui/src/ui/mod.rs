@@ -40,6 +40,9 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
     if let Some(list) = areas.list {
         render_list(frame, list, state);
     }
+    if let Some(members) = areas.members {
+        render_members(frame, members, state);
+    }
     match state.open_conversation() {
         Some(_) => {
             render_title(frame, areas.title, state);
@@ -174,6 +177,63 @@ fn channel_entry(
         Span::raw(" ".repeat(padding)),
         Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
     ])
+}
+
+/// The open channel's members, operators first, each with a presence dot
+/// (this actor's own presence for itself).
+fn render_members(frame: &mut Frame<'_>, area: Rect, state: &State) {
+    use kirc_proto::v1::ChannelRole;
+    let Some(channel) = state
+        .open_conversation()
+        .and_then(|conversation| conversation.channel.as_ref())
+    else {
+        return;
+    };
+    let block = Block::new()
+        .borders(Borders::LEFT)
+        .title(format!(" {} ", channel.members.len()).dim());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut members: Vec<_> = channel.members.iter().collect();
+    members.sort_by_key(|member| {
+        (
+            member.role() == ChannelRole::Member,
+            member.display_name.to_lowercase(),
+        )
+    });
+    let own_presence = state
+        .view
+        .status
+        .as_ref()
+        .and_then(|status| status.presence.as_ref())
+        .map(kirc_proto::v1::Presence::state);
+    let lines: Vec<Line<'static>> = members
+        .into_iter()
+        .map(|member| {
+            let (dot, colour) = if member.own {
+                match own_presence {
+                    Some(PresenceState::Away) => ("●", Color::Yellow),
+                    _ => ("●", Color::Green),
+                }
+            } else {
+                presence_dot(state, &member.actor_id)
+            };
+            let mark = match member.role() {
+                ChannelRole::Owner | ChannelRole::Op => "@",
+                ChannelRole::Member => " ",
+            };
+            let room = usize::from(inner.width).saturating_sub(4);
+            Line::from(vec![
+                Span::styled(format!("{dot} "), Style::new().fg(colour)),
+                Span::styled(mark, Style::new().fg(Color::Yellow)),
+                Span::styled(
+                    truncate(&sanitize(&member.display_name), room),
+                    Style::new().fg(colour_of(&member.actor_id)),
+                ),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 /// A channel's title: its name, topic, members (online of all) and where
