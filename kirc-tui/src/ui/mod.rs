@@ -263,17 +263,24 @@ fn channel_title(state: &State, channel: &kirc_proto::v1::ChannelInfo) -> Line<'
     } else {
         format!(" {} ", sanitize(&channel.topic))
     };
+    // Where this actor stands comes before the topic: on a narrow title it
+    // is what must not be cut off.
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" {what} ")
+    };
     Line::from(vec![
         Span::styled(
             format!(" {} ", sanitize(&channel.name)),
             Style::new().bold().reversed().fg(Color::Cyan),
         ),
-        Span::raw(topic),
+        Span::styled(what, Style::new().fg(colour)),
         Span::styled(
             format!(" {online}/{} here ", channel.members.len()),
             Style::new().dim(),
         ),
-        Span::styled(what.to_owned(), Style::new().fg(colour)),
+        Span::raw(topic),
     ])
 }
 
