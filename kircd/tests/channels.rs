@@ -61,3 +61,50 @@ async fn members_join_by_token_hear_each_other_in_order_and_a_kicked_one_hears_n
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
 }
+
+async fn keyed(
+    daemon: &Daemon,
+    channel: &str,
+    text: &str,
+    key: &str,
+) -> Result<pb::ChatMessage, tonic::Status> {
+    daemon
+        .client()
+        .await
+        .send_message(pb::SendMessageRequest {
+            to: channel.into(),
+            text: text.into(),
+            action: false,
+            idempotency_key: key.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_channel_message_sent_again_with_its_key_is_sent_once() {
+    let alice = Actor::new("alice").await;
+    let bob = Actor::new("bob").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    let channel = create_channel(&alice_daemon, "#keys").await;
+    join_by(&bob_daemon, &invite_to(&alice_daemon, "#keys").await).await;
+    wait_channel(&alice_daemon, &channel, 2, pb::ChannelMembership::Joined).await;
+    wait_channel(&bob_daemon, &channel, 2, pb::ChannelMembership::Joined).await;
+
+    for daemon in [&bob_daemon, &alice_daemon] {
+        let key = format!("key of {}", daemon.status().await.actor_id);
+        let first = keyed(daemon, &channel, "once", &key).await.unwrap();
+        let again = keyed(daemon, &channel, "once", &key).await.unwrap();
+        assert_eq!(first.id, again.id, "the same message again");
+        let other = keyed(daemon, &channel, "something else", &key)
+            .await
+            .unwrap_err();
+        assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other}");
+    }
+    assert_eq!(
+        wait_said(&alice_daemon, &channel, 2).await,
+        ["once", "once"]
+    );
+    assert_eq!(wait_said(&bob_daemon, &channel, 2).await, ["once", "once"]);
+}

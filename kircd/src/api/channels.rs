@@ -13,9 +13,10 @@ pub(super) fn channel_status(err: ChannelError) -> Status {
     match err {
         ChannelError::NotLoaded(_) | ChannelError::Stopping => Status::unavailable(message),
         ChannelError::Unknown(_) | ChannelError::NoSuchMember { .. } => Status::not_found(message),
-        ChannelError::Ambiguous(_) | ChannelError::Name(_) | ChannelError::Invite(_) => {
-            Status::invalid_argument(message)
-        }
+        ChannelError::Ambiguous(_)
+        | ChannelError::Name(_)
+        | ChannelError::Invite(_)
+        | ChannelError::InvalidArgument(_) => Status::invalid_argument(message),
         ChannelError::NotIn(_) | ChannelError::Refused(_) | ChannelError::NotOwner(_) => {
             Status::failed_precondition(message)
         }
@@ -114,13 +115,16 @@ impl DaemonService {
     /// A message to a channel (`SendMessage` to `#name` or a channel's id).
     pub(super) async fn send_to_channel(
         &self,
-        to: String,
-        text: String,
-        action: bool,
+        request: pb::SendMessageRequest,
     ) -> Result<Message, Status> {
         self.services
             .channels
-            .send(to, text, action)
+            .send(
+                request.to,
+                request.text,
+                request.action,
+                request.idempotency_key,
+            )
             .await
             .map_err(channel_status)
     }

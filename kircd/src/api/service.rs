@@ -239,7 +239,7 @@ impl Daemon for DaemonService {
                 }));
         if to_channel {
             return self
-                .send_to_channel(request.to, request.text, request.action)
+                .send_to_channel(request)
                 .await
                 .map(|message| Response::new(convert::message(&message)));
         }

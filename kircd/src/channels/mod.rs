@@ -119,16 +119,20 @@ impl Channels {
         .await
     }
 
+    /// Says `text` in a channel; an idempotency key used before returns
+    /// the message first sent with it (see `SendMessage`).
     pub async fn send(
         &self,
         channel: String,
         text: String,
         action: bool,
+        idempotency_key: String,
     ) -> Result<Message, ChannelError> {
         self.ask(|reply| Command::Send {
             channel,
             text,
             action,
+            idempotency_key,
             reply,
         })
         .await

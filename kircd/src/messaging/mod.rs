@@ -23,6 +23,7 @@ use crate::transport::TransportError;
 use crate::transport::outbound::Outbound;
 pub use read::HistoryAnchor;
 pub use receipts::{ChatStore, ReceiptHandler, ReceiptRangeHandler};
+pub(crate) use send::idempotency_key_of;
 
 /// Longest chat message accepted from the API, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;

@@ -20,7 +20,7 @@ use crate::transport::Lane;
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-fn idempotency_key_of(key: &str) -> Result<Option<String>, MessagingError> {
+pub(crate) fn idempotency_key_of(key: &str) -> Result<Option<String>, MessagingError> {
     if key.is_empty() {
         return Ok(None);
     }

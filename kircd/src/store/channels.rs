@@ -454,6 +454,8 @@ pub struct ChannelItem<'a> {
     pub post: Option<&'a [u8]>,
     /// An own post: the Kafka key it goes out with.
     pub outbox_key: Option<Uuid>,
+    /// An own post: the caller's idempotency key.
+    pub idempotency_key: Option<&'a str>,
 }
 
 async fn insert_item_in(
@@ -462,9 +464,9 @@ async fn insert_item_in(
 ) -> Result<Option<Message>, StoreError> {
     let row = sqlx::query(concat!(
         "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at,
-             state, envelope, channel_seq, line, line_target, outbox_key)
+             state, envelope, channel_seq, line, line_target, outbox_key, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision / 1000),
-             $8, $9, $10, $11, $12, $13)
+             $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (id) DO NOTHING
          RETURNING ",
         message_columns!()
@@ -486,6 +488,7 @@ async fn insert_item_in(
             .map(|target| target.as_bytes().to_vec()),
     )
     .bind(item.outbox_key)
+    .bind(item.idempotency_key)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.as_ref().map(message_from_row).transpose()?)

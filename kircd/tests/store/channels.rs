@@ -170,6 +170,7 @@ fn item<'a>(channel: &StoredChannel, sender: ActorId, body: &'a str, seq: u64) -
         state: MessageState::Received,
         post: None,
         outbox_key: None,
+        idempotency_key: None,
     }
 }
 
@@ -341,6 +342,7 @@ async fn an_own_post_waits_for_the_channel_to_send_it_and_is_placed_once() {
         channel_seq: None,
         post: Some(b"the post"),
         outbox_key: Some(key),
+        idempotency_key: None,
         ..item(&channel, me, "mine", 0)
     };
     store::insert_channel_item(&pool, &post)

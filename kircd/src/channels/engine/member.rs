@@ -153,8 +153,24 @@ impl Running {
         reference: &str,
         text: &str,
         action: bool,
+        idempotency_key: &str,
     ) -> Result<Message, ChannelError> {
         let id = self.resolve(reference)?;
+        let key = crate::messaging::idempotency_key_of(idempotency_key)
+            .map_err(|err| ChannelError::InvalidArgument(err.to_string()))?;
+        // A call made again after its answer was lost: the message it sent.
+        // (An own post not yet in the outbox is the queue's or the next
+        // start's to send.)
+        if let Some(key) = &key
+            && let Some(sent) = store::outgoing_by_key(&self.engine.pool, key).await?
+        {
+            if sent.conversation_id != id || sent.body != text || sent.action != action {
+                return Err(ChannelError::InvalidArgument(String::from(
+                    "this idempotency key was used for another message; choose a new key for each message",
+                )));
+            }
+            return Ok(sent);
+        }
         {
             let held = &self.channels[&id];
             if held.membership != Membership::Joined {
@@ -202,6 +218,7 @@ impl Running {
                     body: text.to_owned(),
                     created_at_unix_ms: created_at(post_id),
                     line: None,
+                    idempotency_key: key.clone(),
                 }),
             };
             let (message, _) = self.step(id, step).await?;
@@ -221,6 +238,7 @@ impl Running {
             state: MessageState::Pending,
             post: Some(&encoded),
             outbox_key: Some(envelope::conversation_id(me, owner)),
+            idempotency_key: key.as_deref(),
         };
         let message = store::insert_channel_item(&self.engine.pool, &item)
             .await?
@@ -357,6 +375,7 @@ impl Running {
             state: MessageState::Received,
             post: None,
             outbox_key: None,
+            idempotency_key: None,
         };
         let stored = store::apply_relayed(
             &self.engine.pool,
@@ -438,6 +457,7 @@ impl Running {
                 state: MessageState::Received,
                 post: None,
                 outbox_key: None,
+                idempotency_key: None,
             });
         let stored = store::apply_relayed(
             &self.engine.pool,
@@ -644,6 +664,7 @@ impl Running {
                 state: MessageState::Received,
                 post: None,
                 outbox_key: None,
+                idempotency_key: None,
             };
             let stored = store::insert_channel_item(&self.engine.pool, &item).await?;
             self.publish(stored.as_ref());

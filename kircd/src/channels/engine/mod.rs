@@ -72,6 +72,8 @@ pub enum ChannelError {
     Contacts(#[from] ContactsError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("kircd is stopping")]
     Stopping,
 }
@@ -119,6 +121,7 @@ pub enum Command {
         channel: String,
         text: String,
         action: bool,
+        idempotency_key: String,
         reply: Reply<Message>,
     },
     /// A contact joined one of our channels through its invite.
@@ -264,9 +267,11 @@ impl Running {
                 channel,
                 text,
                 action,
+                idempotency_key,
                 reply,
             } => {
-                let _ = reply.send(self.send(&channel, &text, action).await);
+                let sent = self.send(&channel, &text, action, &idempotency_key).await;
+                let _ = reply.send(sent);
             }
             Command::Joined {
                 channel,

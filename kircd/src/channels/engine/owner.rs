@@ -38,6 +38,8 @@ pub(super) struct OwnCopy {
     pub body: String,
     pub created_at_unix_ms: i64,
     pub line: Option<store::Line>,
+    /// An own post's idempotency key.
+    pub idempotency_key: Option<String>,
 }
 
 impl Running {
@@ -165,6 +167,7 @@ impl Running {
                 body: String::new(),
                 created_at_unix_ms: now_ms(),
                 line: line(wire::ChannelEventKind::Join, None),
+                idempotency_key: None,
             }),
         };
         let (_, mut flushed) = self.step(channel, join).await?;
@@ -255,6 +258,7 @@ impl Running {
             state: MessageState::Received,
             post: None,
             outbox_key: None,
+            idempotency_key: own.idempotency_key.as_deref(),
         });
         let stored = store::save_step(
             &self.engine.pool,
@@ -400,6 +404,7 @@ impl Running {
                     body: chat.text,
                     created_at_unix_ms: created_at(post_id),
                     line: None,
+                    idempotency_key: None,
                 }),
             // The owner reads it once the author's session arrives; it
             // relays it now.
@@ -501,6 +506,7 @@ impl Running {
                 body: text,
                 created_at_unix_ms: now_ms(),
                 line: line(kind, target),
+                idempotency_key: None,
             }),
         };
         let (_, flushed) = self.step(channel, step).await?;
