@@ -231,12 +231,12 @@ impl Daemon for DaemonService {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::ChatMessage>, Status> {
         let request = request.into_inner();
-        // `#name`, or an id no contact's conversation has: a channel.
+        // `#name`, or the id of a channel's conversation: a channel. (An
+        // actor id parses as a UUID too, so the id must be a channel's.)
         let to_channel = request.to.starts_with('#')
-            || (request.to.parse::<uuid::Uuid>().is_ok()
-                && !self.services.hub.conversations().iter().any(|known| {
-                    known.id == request.to && known.kind == pb::ConversationKind::Direct as i32
-                }));
+            || self.services.hub.conversations().iter().any(|known| {
+                known.id == request.to && known.kind == pb::ConversationKind::Channel as i32
+            });
         if to_channel {
             return self
                 .send_to_channel(request)
