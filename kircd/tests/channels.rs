@@ -93,7 +93,7 @@ async fn a_channel_message_sent_again_with_its_key_is_sent_once() {
     wait_channel(&bob_daemon, &channel, 2, pb::ChannelMembership::Joined).await;
 
     for daemon in [&bob_daemon, &alice_daemon] {
-        let key = format!("key of {}", daemon.status().await.actor_id);
+        let key = format!("key-of-{}", daemon.status().await.actor_id);
         let first = keyed(daemon, &channel, "once", &key).await.unwrap();
         let again = keyed(daemon, &channel, "once", &key).await.unwrap();
         assert_eq!(first.id, again.id, "the same message again");
