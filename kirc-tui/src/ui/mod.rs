@@ -7,6 +7,7 @@
 //! open conversation's transfers in motion show between its scrollback and
 //! the input line.
 
+mod channel;
 mod overlay;
 mod scrollback;
 mod transfers;
@@ -41,7 +42,7 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
         render_list(frame, list, state);
     }
     if let Some(members) = areas.members {
-        render_members(frame, members, state);
+        channel::render_members(frame, members, state);
     }
     match state.open_conversation() {
         Some(_) => {
@@ -71,7 +72,7 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let mut lines = Vec::new();
     for (index, conversation) in state.view.conversations.iter().enumerate() {
         if let Some(channel) = &conversation.channel {
-            lines.push(channel_entry(
+            lines.push(channel::entry(
                 state,
                 index,
                 conversation,
@@ -83,45 +84,22 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
         let Some(peer) = &conversation.peer else {
             continue;
         };
-        let selected = state.open.as_deref() == Some(conversation.id.as_str());
         let mark = match peer.state() {
             ContactState::Request => "?",
             ContactState::Blocked => "⊘",
             _ if state.mentions.contains(&conversation.id) => "@",
             _ => " ",
         };
-        let unread = if conversation.unread > 0 {
-            format!("{}", conversation.unread)
-        } else {
-            String::new()
-        };
-        let number = if index < 9 {
-            format!("{}", index + 1)
-        } else {
-            String::from(" ")
-        };
-        let (dot, dot_colour) = presence_dot(state, &peer.actor_id);
-        let name = sanitize(&peer.display_name);
-        let width = usize::from(inner.width);
-        let used = number.width() + 1 + mark.width() + 1 + dot.width() + 1 + unread.width();
-        let room = width.saturating_sub(used + 1);
-        let name: String = truncate(&name, room);
-        let padding = width.saturating_sub(used + name.width());
-        let mut style = Style::new();
-        if conversation.unread > 0 {
-            style = style.add_modifier(Modifier::BOLD);
-        }
-        if selected {
-            style = style.add_modifier(Modifier::REVERSED);
-        }
-        lines.push(Line::from(vec![
-            Span::styled(format!("{number} "), Style::new().dim()),
-            Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
-            Span::styled(format!("{dot} "), Style::new().fg(dot_colour)),
-            Span::styled(name, style.fg(colour_of(&peer.actor_id))),
-            Span::raw(" ".repeat(padding)),
-            Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
-        ]));
+        lines.push(list_row(
+            state,
+            index,
+            conversation,
+            mark,
+            Some(presence_dot(state, &peer.actor_id)),
+            sanitize(&peer.display_name),
+            Style::new().fg(colour_of(&peer.actor_id)),
+            inner.width,
+        ));
     }
     if lines.is_empty() {
         lines.push(Line::from("no contacts yet".dim()));
@@ -130,22 +108,21 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// A channel in the conversation list: `#name`, dim once left, with its
-/// unread count and mentions as for a contact.
-fn channel_entry(
+/// One conversation in the list: its number (alt-1 … alt-9), a mark (a
+/// request, blocked, a mention), a presence dot for a contact, the name in
+/// `style` (bold while unread, reversed when open), and the unread count
+/// at the right edge.
+#[allow(clippy::too_many_arguments)]
+fn list_row(
     state: &State,
     index: usize,
     conversation: &kirc_proto::v1::Conversation,
-    channel: &kirc_proto::v1::ChannelInfo,
+    mark: &str,
+    dot: Option<(&'static str, Color)>,
+    name: String,
+    mut style: Style,
     width: u16,
 ) -> Line<'static> {
-    use kirc_proto::v1::ChannelMembership;
-    let selected = state.open.as_deref() == Some(conversation.id.as_str());
-    let mark = match channel.membership() {
-        ChannelMembership::Joining => "…",
-        _ if state.mentions.contains(&conversation.id) => "@",
-        _ => " ",
-    };
     let unread = if conversation.unread > 0 {
         format!("{}", conversation.unread)
     } else {
@@ -157,131 +134,29 @@ fn channel_entry(
         String::from(" ")
     };
     let width = usize::from(width);
-    let used = number.width() + 1 + mark.width() + 1 + unread.width();
-    let name = truncate(&sanitize(&channel.name), width.saturating_sub(used + 1));
+    let dot_width = dot.map_or(0, |(dot, _)| dot.width() + 1);
+    let used = number.width() + 1 + mark.width() + 1 + dot_width + unread.width();
+    let name = truncate(&name, width.saturating_sub(used + 1));
     let padding = width.saturating_sub(used + name.width());
-    let mut style = Style::new().fg(Color::Cyan);
     if conversation.unread > 0 {
         style = style.add_modifier(Modifier::BOLD);
     }
-    if channel.membership() != ChannelMembership::Joined {
-        style = style.add_modifier(Modifier::DIM);
-    }
-    if selected {
+    if state.open.as_deref() == Some(conversation.id.as_str()) {
         style = style.add_modifier(Modifier::REVERSED);
     }
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(format!("{number} "), Style::new().dim()),
         Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
+    ];
+    if let Some((dot, colour)) = dot {
+        spans.push(Span::styled(format!("{dot} "), Style::new().fg(colour)));
+    }
+    spans.extend([
         Span::styled(name, style),
         Span::raw(" ".repeat(padding)),
         Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
-    ])
-}
-
-/// The open channel's members, operators first, each with a presence dot
-/// (this actor's own presence for itself).
-fn render_members(frame: &mut Frame<'_>, area: Rect, state: &State) {
-    use kirc_proto::v1::ChannelRole;
-    let Some(channel) = state
-        .open_conversation()
-        .and_then(|conversation| conversation.channel.as_ref())
-    else {
-        return;
-    };
-    let block = Block::new()
-        .borders(Borders::LEFT)
-        .title(format!(" {} ", channel.members.len()).dim());
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let mut members: Vec<_> = channel.members.iter().collect();
-    members.sort_by_key(|member| {
-        (
-            member.role() == ChannelRole::Member,
-            member.display_name.to_lowercase(),
-        )
-    });
-    let own_presence = state
-        .view
-        .status
-        .as_ref()
-        .and_then(|status| status.presence.as_ref())
-        .map(kirc_proto::v1::Presence::state);
-    let lines: Vec<Line<'static>> = members
-        .into_iter()
-        .map(|member| {
-            let (dot, colour) = if member.own {
-                match own_presence {
-                    Some(PresenceState::Away) => ("●", Color::Yellow),
-                    _ => ("●", Color::Green),
-                }
-            } else {
-                presence_dot(state, &member.actor_id)
-            };
-            let mark = match member.role() {
-                ChannelRole::Owner | ChannelRole::Op => "@",
-                ChannelRole::Member => " ",
-            };
-            let room = usize::from(inner.width).saturating_sub(4);
-            Line::from(vec![
-                Span::styled(format!("{dot} "), Style::new().fg(colour)),
-                Span::styled(mark, Style::new().fg(Color::Yellow)),
-                Span::styled(
-                    truncate(&sanitize(&member.display_name), room),
-                    Style::new().fg(colour_of(&member.actor_id)),
-                ),
-            ])
-        })
-        .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
-}
-
-/// A channel's title: its name, topic, members (online of all) and where
-/// this actor stands.
-fn channel_title(state: &State, channel: &kirc_proto::v1::ChannelInfo) -> Line<'static> {
-    use kirc_proto::v1::ChannelMembership;
-    let online = channel
-        .members
-        .iter()
-        .filter(|member| {
-            member.own
-                || state
-                    .view
-                    .presence_of(&member.actor_id)
-                    .map(|presence| presence.state())
-                    == Some(PresenceState::Online)
-        })
-        .count();
-    let (what, colour) = match channel.membership() {
-        ChannelMembership::Joining => ("waiting for the owner to let you in", Color::Yellow),
-        ChannelMembership::Left => ("you are no longer in this channel", Color::Red),
-        _ if channel.moderated => ("moderated: only operators speak", Color::Yellow),
-        _ => ("", Color::Green),
-    };
-    let topic = if channel.topic.is_empty() {
-        String::new()
-    } else {
-        format!(" {} ", sanitize(&channel.topic))
-    };
-    // Where this actor stands comes before the topic: on a narrow title it
-    // is what must not be cut off.
-    let what = if what.is_empty() {
-        String::new()
-    } else {
-        format!(" {what} ")
-    };
-    Line::from(vec![
-        Span::styled(
-            format!(" {} ", sanitize(&channel.name)),
-            Style::new().bold().reversed().fg(Color::Cyan),
-        ),
-        Span::styled(what, Style::new().fg(colour)),
-        Span::styled(
-            format!(" {online}/{} here ", channel.members.len()),
-            Style::new().dim(),
-        ),
-        Span::raw(topic),
-    ])
+    ]);
+    Line::from(spans)
 }
 
 /// A contact's presence as a dot: online, away, offline, or unknown (while
@@ -304,7 +179,7 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
         .open_conversation()
         .and_then(|conversation| conversation.channel.as_ref())
     {
-        frame.render_widget(Paragraph::new(channel_title(state, channel)), area);
+        frame.render_widget(Paragraph::new(channel::title(state, channel)), area);
         return;
     }
     let Some(peer) = state

@@ -233,10 +233,7 @@ impl Daemon for DaemonService {
         let request = request.into_inner();
         // `#name`, or the id of a channel's conversation: a channel. (An
         // actor id parses as a UUID too, so the id must be a channel's.)
-        let to_channel = request.to.starts_with('#')
-            || self.services.hub.conversations().iter().any(|known| {
-                known.id == request.to && known.kind == pb::ConversationKind::Channel as i32
-            });
+        let to_channel = request.to.starts_with('#') || self.services.hub.is_channel(&request.to);
         if to_channel {
             return self
                 .send_to_channel(request)

@@ -502,6 +502,16 @@ impl Hub {
         self.lock().view.conversations.clone()
     }
 
+    /// Whether `id` is a channel's conversation (read under the lock, so a
+    /// send does not copy every conversation to ask).
+    pub fn is_channel(&self, id: &str) -> bool {
+        self.lock()
+            .view
+            .conversations
+            .iter()
+            .any(|known| known.id == id && known.kind == pb::ConversationKind::Channel as i32)
+    }
+
     pub fn count_refused_connection(&self) -> u64 {
         self.refused_connections.fetch_add(1, Ordering::Relaxed) + 1
     }
