@@ -1,7 +1,8 @@
 //! How the screen is divided and how a conversation's messages become
 //! lines: the same layout serves `update` (to page and to know when to load
 //! older messages) and `ui` (to draw), so update does not depend on render
-//! and both agree to the row.
+//! and both agree to the row. Its length is the price of that one source:
+//! the areas, the wrapping and the scrollback's rows must not drift apart.
 
 use jiff::Timestamp;
 use kirc_proto::v1::{self as pb, MessageState};

@@ -157,6 +157,7 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+mod channel_log;
 mod channels;
 mod contacts;
 mod conversations;
@@ -167,6 +168,7 @@ mod messages;
 mod quarantine;
 mod transfers;
 
+pub use channel_log::*;
 pub use channels::*;
 pub use contacts::*;
 pub use conversations::*;

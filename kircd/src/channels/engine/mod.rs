@@ -1,11 +1,12 @@
 //! The channels' engine: one task owning every channel this actor owns or
 //! is in, fed by typed commands from the API and from the inbox's
 //! handlers. Owning and following a channel are in `owner.rs` and
-//! `member.rs`; what both need is here. Every record it sends goes through
-//! the ordered queue (`sender.rs`); a command that came from the inbox is
+//! `member.rs`, the members' session keys in `keys.rs`; what they share is
+//! here. Every record it sends goes through the ordered queue (`sender.rs`); a command that came from the inbox is
 //! answered with a receiver that resolves once what it caused is in the
 //! outbox, so that the inbox stores the record's offset only then.
 
+mod keys;
 mod member;
 mod owner;
 
