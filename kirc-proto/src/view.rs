@@ -74,6 +74,14 @@ impl DaemonView {
             }
             Some(Kind::ContactChanged(contact)) => self.upsert_contact(contact),
             Some(Kind::MessageAdded(message)) => self.add_message(message),
+            Some(Kind::MessageUpdated(message)) => {
+                if let Some(conversation) = self.conversation_mut(&message.conversation_id)
+                    && let Some(last) = &mut conversation.last_message
+                    && last.id == message.id
+                {
+                    *last = message.clone();
+                }
+            }
             Some(Kind::MessageStateChanged(changed)) => {
                 if let Some(conversation) = self.conversation_mut(&changed.conversation_id)
                     && let Some(last) = &mut conversation.last_message

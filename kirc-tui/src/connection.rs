@@ -155,6 +155,7 @@ pub async fn execute(
                 // One key per typed message: every retry of it names the
                 // same message, so a call cut short is never sent twice.
                 idempotency_key: uuid::Uuid::now_v7().to_string(),
+                reply_to: String::new(),
             };
             if send(&socket, &mut client, &messages, request)
                 .await

@@ -207,6 +207,7 @@ async fn main() {
                 text: format!("{text} call #{index}"),
                 action: false,
                 idempotency_key: String::new(),
+                reply_to: String::new(),
             })
             .await
             .unwrap()

@@ -86,6 +86,7 @@ async fn main() {
             &wire::ChatPayload {
                 text: text.to_owned(),
                 action: false,
+                ..wire::ChatPayload::default()
             }
             .encode_to_vec(),
         )
@@ -492,6 +493,7 @@ fn crypto_floor(alice: &Identity, bob: &Identity, count: usize) -> f64 {
                 &wire::ChatPayload {
                     text: format!("ingest {index}"),
                     action: false,
+                    ..wire::ChatPayload::default()
                 }
                 .encode_to_vec(),
             )

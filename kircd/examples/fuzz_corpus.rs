@@ -141,6 +141,7 @@ fn main() {
         let chat = wire::ChatPayload {
             text: (*text).to_owned(),
             action: index == 1,
+            ..wire::ChatPayload::default()
         };
         write(
             &dir,

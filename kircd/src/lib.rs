@@ -10,6 +10,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod contacts;
+pub mod content;
 pub mod crypto;
 pub mod daemon;
 pub mod files;

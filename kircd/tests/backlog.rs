@@ -48,6 +48,7 @@ async fn a_backlog_of_several_batches_is_stored_once_and_in_order() {
                 &wire::ChatPayload {
                     text: format!("backlog {index}"),
                     action: false,
+                    ..wire::ChatPayload::default()
                 }
                 .encode_to_vec(),
             )

@@ -20,6 +20,7 @@ fn chat(text: &str) -> Vec<u8> {
     wire::ChatPayload {
         text: text.to_owned(),
         action: false,
+        ..wire::ChatPayload::default()
     }
     .encode_to_vec()
 }

@@ -74,8 +74,8 @@ async fn keyed(
         .send_message(pb::SendMessageRequest {
             to: channel.into(),
             text: text.into(),
-            action: false,
             idempotency_key: key.into(),
+            ..pb::SendMessageRequest::default()
         })
         .await
         .map(tonic::Response::into_inner)
@@ -107,4 +107,131 @@ async fn a_channel_message_sent_again_with_its_key_is_sent_once() {
         ["once", "once"]
     );
     assert_eq!(wait_said(&bob_daemon, &channel, 2).await, ["once", "once"]);
+}
+
+/// The message of `channel` whose text is `text`, as `daemon` holds it,
+/// once `done` holds for it.
+async fn message_where(
+    daemon: &Daemon,
+    channel: &str,
+    text: &str,
+    done: impl Fn(&pb::ChatMessage) -> bool,
+) -> pb::ChatMessage {
+    let history = kirc_testkit::wait_history(
+        daemon,
+        channel,
+        text,
+        std::time::Duration::from_secs(60),
+        |history| {
+            history
+                .iter()
+                .any(|message| message.body == text && done(message))
+        },
+    )
+    .await;
+    history
+        .into_iter()
+        .find(|message| message.body == text && done(message))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replies_reactions_edits_and_deletions_reach_every_member() {
+    let alice = Actor::new("alice").await;
+    let bob = Actor::new("bob").await;
+    let carol = Actor::new("carol").await;
+    let alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    let carol_daemon = Daemon::start(&carol).await;
+    let channel = create_channel(&alice_daemon, "#acts").await;
+    let token = invite_to(&alice_daemon, "#acts").await;
+    for daemon in [&bob_daemon, &carol_daemon] {
+        join_by(daemon, &token).await;
+    }
+    for daemon in [&alice_daemon, &bob_daemon, &carol_daemon] {
+        wait_channel(daemon, &channel, 3, pb::ChannelMembership::Joined).await;
+    }
+    let daemons = [&alice_daemon, &bob_daemon, &carol_daemon];
+
+    let hello = send(&bob_daemon, "#acts", "hello").await;
+    message_where(&carol_daemon, &channel, "hello", |_| true).await;
+    let reply = carol_daemon
+        .client()
+        .await
+        .send_message(pb::SendMessageRequest {
+            to: channel.clone(),
+            text: "hi bob".into(),
+            reply_to: hello.id.clone(),
+            ..pb::SendMessageRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for daemon in daemons {
+        message_where(daemon, &channel, "hi bob", |message| {
+            message.id == reply.id
+                && message
+                    .quote
+                    .as_ref()
+                    .is_some_and(|quote| quote.excerpt == "hello")
+        })
+        .await;
+    }
+
+    let mut client = carol_daemon.client().await;
+    for daemon in [&carol_daemon, &alice_daemon] {
+        daemon
+            .client()
+            .await
+            .react(pb::ReactRequest {
+                message_id: hello.id.clone(),
+                emoji: "👍".into(),
+                remove: false,
+            })
+            .await
+            .unwrap();
+    }
+    let refused = client
+        .edit_message(pb::EditMessageRequest {
+            message_id: hello.id.clone(),
+            text: "carol's words".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    bob_daemon
+        .client()
+        .await
+        .edit_message(pb::EditMessageRequest {
+            message_id: hello.id.clone(),
+            text: "hello, everyone".into(),
+        })
+        .await
+        .unwrap();
+    for daemon in daemons {
+        let shown = message_where(daemon, &channel, "hello, everyone", |message| {
+            message.edited
+                && message
+                    .reactions
+                    .first()
+                    .is_some_and(|reaction| reaction.count == 2)
+        })
+        .await;
+        assert_eq!(shown.id, hello.id);
+    }
+
+    bob_daemon
+        .client()
+        .await
+        .delete_message(pb::MessageRequest {
+            message_id: hello.id.clone(),
+        })
+        .await
+        .unwrap();
+    for daemon in daemons {
+        let gone = message_where(daemon, &channel, "", |message| message.deleted).await;
+        assert_eq!(gone.id, hello.id);
+        // The acts were posts like any, but none is a message of its own.
+        assert_eq!(said(daemon, &channel).await, ["", "hi bob"]);
+    }
 }

@@ -59,6 +59,7 @@ fn stream(
                 text: format!("{prefix}{index}"),
                 action: false,
                 idempotency_key: format!("{prefix}-{index}"),
+                reply_to: String::new(),
             };
             let result = match kirc_proto::connect(&socket).await {
                 Ok(mut client) => client

@@ -102,6 +102,7 @@ async fn a_send_cut_short_by_kill_9_and_retried_with_its_key_arrives_once() {
                         text: call_text,
                         action: false,
                         idempotency_key: call_key,
+                        reply_to: String::new(),
                     })
                     .await
                     .map(tonic::Response::into_inner)

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Each top-level module of kircd's library and its layer, lowest first.
-const LAYERS: [(&str, u8); 18] = [
+const LAYERS: [(&str, u8); 19] = [
     ("files", 0),
+    ("content", 0),
     ("crypto", 1),
     ("config", 2),
     ("store", 3),

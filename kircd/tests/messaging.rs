@@ -288,6 +288,7 @@ async fn a_token_without_its_secret_needs_acceptance_and_a_blocked_sender_gets_n
             text: "hi?".into(),
             action: false,
             idempotency_key: String::new(),
+            reply_to: String::new(),
         })
         .await
         .unwrap_err();

@@ -91,8 +91,8 @@ pub async fn send_with_key(
         .send_message(pb::SendMessageRequest {
             to: to.to_owned(),
             text: text.to_owned(),
-            action: false,
             idempotency_key: key.to_owned(),
+            ..pb::SendMessageRequest::default()
         })
         .await
         .map(tonic::Response::into_inner)

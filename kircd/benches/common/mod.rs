@@ -192,6 +192,7 @@ pub async fn send_latency(
             text: text.clone(),
             action: false,
             idempotency_key: String::new(),
+            reply_to: String::new(),
         });
         let arrival = async {
             loop {
@@ -476,6 +477,7 @@ pub async fn fill_inbox(
             &wire::ChatPayload {
                 text: format!("{tag} {index}"),
                 action: false,
+                ..wire::ChatPayload::default()
             }
             .encode_to_vec(),
         );

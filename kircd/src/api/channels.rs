@@ -117,14 +117,18 @@ impl DaemonService {
         &self,
         request: pb::SendMessageRequest,
     ) -> Result<Message, Status> {
+        let reply_to = super::service::parse_reply_to(&request.reply_to)?;
+        crate::content::check_text(&request.text)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let content = crate::content::Content {
+            text: request.text,
+            action: request.action,
+            reply_to,
+            act: None,
+        };
         self.services
             .channels
-            .send(
-                request.to,
-                request.text,
-                request.action,
-                request.idempotency_key,
-            )
+            .send(request.to, content, request.idempotency_key)
             .await
             .map_err(channel_status)
     }

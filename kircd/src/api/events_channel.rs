@@ -98,6 +98,15 @@ pub fn event_json(event: &pb::Event, unread: u64) -> String {
                 "outgoing": message.outgoing,
             }),
         ),
+        Some(Kind::MessageUpdated(message)) => (
+            "message_updated",
+            serde_json::json!({
+                "conversation": message.conversation_id,
+                "message": message.id,
+                "edited": message.edited,
+                "deleted": message.deleted,
+            }),
+        ),
         Some(Kind::MessageStateChanged(changed)) => (
             "message_state_changed",
             serde_json::json!({

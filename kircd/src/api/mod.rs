@@ -3,6 +3,7 @@
 //! API's types: handlers turn requests into calls on the subsystems and
 //! their answers into responses (`convert` in the hub).
 
+mod acts;
 mod authority;
 mod channels;
 pub mod events_channel;

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::Services;
 use crate::book::BookError;
 use crate::contacts::ContactsError;
+use crate::content::ActKind;
 use crate::crypto::profile::InviteError;
 use crate::hub::convert;
 use crate::hub::{PresenceState, Subscription};
@@ -95,7 +96,17 @@ fn transfer_status(err: TransferError) -> Status {
     }
 }
 
-fn messaging_status(err: MessagingError) -> Status {
+/// `SendMessageRequest.reply_to`: empty, or a message id.
+pub(super) fn parse_reply_to(text: &str) -> Result<Option<uuid::Uuid>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::parse_str(text.trim())
+        .map(Some)
+        .map_err(|_| Status::invalid_argument(format!("reply_to is not a message id: {text:?}")))
+}
+
+pub(super) fn messaging_status(err: MessagingError) -> Status {
     let message = err.to_string();
     match err {
         MessagingError::NotLoaded(_)
@@ -242,12 +253,14 @@ impl Daemon for DaemonService {
                 .await
                 .map(|message| Response::new(convert::message(&message)));
         }
+        let reply_to = parse_reply_to(&request.reply_to)?;
         self.services
             .messaging
             .send_message(
                 &request.to,
                 &request.text,
                 request.action,
+                reply_to,
                 &request.idempotency_key,
             )
             .await
@@ -281,6 +294,43 @@ impl Daemon for DaemonService {
         request: Request<pb::ChannelActRequest>,
     ) -> Result<Response<pb::ChannelResponse>, Status> {
         self.channel_act_call(request.into_inner()).await
+    }
+
+    async fn react(
+        &self,
+        request: Request<pb::ReactRequest>,
+    ) -> Result<Response<pb::ChatMessage>, Status> {
+        let request = request.into_inner();
+        let kind = if request.remove {
+            ActKind::Unreact(request.emoji)
+        } else {
+            ActKind::React(request.emoji)
+        };
+        self.act_call(&request.message_id, kind).await
+    }
+
+    async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::ChatMessage>, Status> {
+        let request = request.into_inner();
+        self.act_call(&request.message_id, ActKind::Edit(request.text))
+            .await
+    }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::MessageRequest>,
+    ) -> Result<Response<pb::ChatMessage>, Status> {
+        self.act_call(&request.into_inner().message_id, ActKind::Delete)
+            .await
+    }
+
+    async fn get_message_versions(
+        &self,
+        request: Request<pb::MessageRequest>,
+    ) -> Result<Response<pb::MessageVersions>, Status> {
+        self.versions_call(&request.into_inner().message_id).await
     }
 
     async fn get_history(

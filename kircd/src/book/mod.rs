@@ -50,6 +50,8 @@ pub struct Contact {
     pub pair: Arc<PairKey>,
     /// The contact's kircd reads receipt ranges (its profile says so).
     pub reads_receipt_ranges: bool,
+    /// The contact's kircd reads reactions, edits and deletions.
+    pub reads_message_acts: bool,
 }
 
 impl Contact {
@@ -70,6 +72,10 @@ impl Contact {
                 .profile
                 .features
                 .contains(&(wire::Feature::ReceiptRanges as i32)),
+            reads_message_acts: verified
+                .profile
+                .features
+                .contains(&(wire::Feature::MessageActs as i32)),
         }
     }
 

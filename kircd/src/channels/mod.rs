@@ -25,6 +25,7 @@ use engine::{Command, Engine};
 
 use crate::book::ContactBook;
 use crate::contacts::{Contacts, OwnProfile};
+use crate::content::{ActKind, Content};
 use crate::crypto::identity::Identity;
 use crate::hub::Hub;
 use crate::store::Message;
@@ -119,20 +120,29 @@ impl Channels {
         .await
     }
 
-    /// Says `text` in a channel; an idempotency key used before returns
+    /// Says `content` in a channel; an idempotency key used before returns
     /// the message first sent with it (see `SendMessage`).
     pub async fn send(
         &self,
         channel: String,
-        text: String,
-        action: bool,
+        content: Content,
         idempotency_key: String,
     ) -> Result<Message, ChannelError> {
         self.ask(|reply| Command::Send {
             channel,
-            text,
-            action,
+            content,
             idempotency_key,
+            reply,
+        })
+        .await
+    }
+
+    /// Reacts to, edits or deletes `target`, a message of a channel this
+    /// actor is in; returns it as it now is.
+    pub async fn act_on(&self, target: Message, kind: ActKind) -> Result<Message, ChannelError> {
+        self.ask(|reply| Command::ActOn {
+            target: Box::new(target),
+            kind,
             reply,
         })
         .await

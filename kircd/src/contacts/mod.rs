@@ -80,9 +80,12 @@ impl OwnProfile {
                 ca_pem: public.ca_pem.clone().unwrap_or_default(),
             },
             features: if config.messaging.receipt_ranges {
-                vec![wire::Feature::ReceiptRanges as i32]
+                vec![
+                    wire::Feature::ReceiptRanges as i32,
+                    wire::Feature::MessageActs as i32,
+                ]
             } else {
-                Vec::new()
+                vec![wire::Feature::MessageActs as i32]
             },
         }
     }

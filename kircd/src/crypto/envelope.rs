@@ -60,10 +60,14 @@ pub enum Rejection {
     Stale,
     /// The sender exceeds its inbound rate.
     RateLimited,
+    /// An act on a message its sender may not act on: an edit or deletion
+    /// of another's message, a message of another conversation, or past
+    /// the bound of acts waiting for messages that have not arrived.
+    Forbidden,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::Oversized,
         Rejection::Undecodable,
         Rejection::UnknownVersion,
@@ -76,6 +80,7 @@ impl Rejection {
         Rejection::Replay,
         Rejection::Stale,
         Rejection::RateLimited,
+        Rejection::Forbidden,
     ];
 
     /// The counter and log name.
@@ -93,6 +98,7 @@ impl Rejection {
             Rejection::Replay => "replay",
             Rejection::Stale => "stale",
             Rejection::RateLimited => "rate_limited",
+            Rejection::Forbidden => "forbidden",
         }
     }
 }
@@ -345,7 +351,7 @@ mod tests {
     fn chat(text: &str) -> Vec<u8> {
         wire::ChatPayload {
             text: text.into(),
-            action: false,
+            ..wire::ChatPayload::default()
         }
         .encode_to_vec()
     }

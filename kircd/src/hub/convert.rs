@@ -74,6 +74,27 @@ pub fn message(message: &Message) -> pb::ChatMessage {
             .line
             .and_then(|line| line.target)
             .map_or_else(String::new, |target| target.to_string()),
+        reply_to: message
+            .reply_to
+            .map_or_else(String::new, |id| id.to_string()),
+        quote: message.quote.as_ref().map(|quote| pb::Quote {
+            sender: quote
+                .sender
+                .map_or_else(String::new, |sender| sender.to_string()),
+            excerpt: quote.excerpt.clone(),
+            deleted: quote.deleted,
+        }),
+        edited: message.edited,
+        deleted: message.deleted,
+        reactions: message
+            .reactions
+            .iter()
+            .map(|reaction| pb::ReactionCount {
+                emoji: reaction.emoji.clone(),
+                count: reaction.count,
+                mine: reaction.mine,
+            })
+            .collect(),
     }
 }
 

@@ -444,6 +444,12 @@ impl Hub {
         self.publish_event(Kind::MessageAdded(convert::message(message)));
     }
 
+    /// A stored message changed: edited, deleted, reacted to, or the
+    /// message it replies to arrived.
+    pub fn message_updated(&self, message: &Message) {
+        self.publish_event(Kind::MessageUpdated(convert::message(message)));
+    }
+
     /// A transfer was offered, answered, moved on, or ended.
     pub fn transfer_changed(&self, transfer: &TransferRecord, progress: TransferProgress) {
         self.publish_event(Kind::TransferChanged(convert::transfer(transfer, progress)));

@@ -245,6 +245,11 @@ mod folding {
             transfer_id: None,
             channel_seq: None,
             line: None,
+            reply_to: None,
+            quote: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! the receipts that move them, storing what arrives, and reading history.
 //! Every change is persisted first and published as an event second.
 
+mod acts;
 mod order;
 mod placing;
 mod read;
@@ -25,8 +26,8 @@ pub use read::HistoryAnchor;
 pub use receipts::{ChatStore, ReceiptHandler, ReceiptRangeHandler};
 pub(crate) use send::idempotency_key_of;
 
-/// Longest chat message accepted from the API, in bytes of UTF-8.
-pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+pub use crate::content::MAX_TEXT_BYTES;
+pub use acts::{MAX_WAITING_ACTS, check_own_act, publish_stored, refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::Messaging;
 use crate::backends::hops;
 use crate::book::Contact;
+use crate::content::Act;
 use crate::crypto::envelope::Rejection;
 use crate::crypto::identity::ActorId;
 use crate::store::{self, Incoming, MessageState};
@@ -151,11 +152,38 @@ impl ChatSink for ChatStore {
     ) -> BoxFuture<'a, Result<ChatOutcome, HandlerError>> {
         async move {
             let messaging = &self.0;
-            let stored = store::insert_incoming(&messaging.pool, chats).await?;
+            // Acts on messages their sender may not act on are refused before
+            // anything is stored; the sender's next chat in the batch then
+            // starts a new receipt range, as after any refused record.
+            let refused_acts = messaging.refused_acts(chats).await?;
+            let admitted: Vec<Incoming>;
+            let batch = if refused_acts.is_empty() {
+                chats
+            } else {
+                admitted = admit(chats, &refused_acts);
+                &admitted
+            };
+            let stored = store::insert_incoming(&messaging.pool, batch).await?;
             for message in &stored.added {
                 hops::mark("stored", message.id);
-                messaging.hub.message_added(message);
             }
+            let acts: HashMap<Uuid, &Act> = batch
+                .iter()
+                .filter_map(|chat| chat.act.as_ref().map(|act| (chat.id, act)))
+                .collect();
+            let messages: Vec<Uuid> = batch
+                .iter()
+                .filter(|chat| chat.act.is_none())
+                .map(|chat| chat.id)
+                .collect();
+            super::publish_stored(
+                &messaging.pool,
+                &messaging.hub,
+                stored.added,
+                &acts,
+                &messages,
+            )
+            .await?;
             let senders: HashSet<ActorId> = chats.iter().map(|chat| chat.sender).collect();
             for sender in senders {
                 messaging.outbound.touch_direct(sender);
@@ -168,7 +196,7 @@ impl ChatSink for ChatStore {
             // too would send every receipt twice and put a produce on the
             // direct path's way.
             let replayed: HashSet<Uuid> = stored.replayed.iter().copied().collect();
-            for SenderRuns { sender, runs } in acknowledged_runs(chats, &replayed) {
+            for SenderRuns { sender, runs } in acknowledged_runs(batch, &replayed) {
                 if let Some(contact) = messaging.book.get(&sender)
                     && contact.is_accepted()
                 {
@@ -177,13 +205,37 @@ impl ChatSink for ChatStore {
                         .await?;
                 }
             }
+            let mut refused: Vec<(Uuid, Rejection)> = stored
+                .replayed
+                .into_iter()
+                .map(|id| (id, Rejection::Replay))
+                .collect();
+            refused.extend(refused_acts);
             Ok(ChatOutcome {
                 redelivered: stored.redelivered.len() as u64,
-                replayed: stored.replayed,
+                refused,
             })
         }
         .boxed()
     }
+}
+
+/// `chats` without the `refused` ones; the next chat of a refused one's
+/// sender is marked as coming after a refusal.
+fn admit(chats: &[Incoming], refused: &[(Uuid, Rejection)]) -> Vec<Incoming> {
+    let refused: HashSet<Uuid> = refused.iter().map(|(id, _)| *id).collect();
+    let mut after_refusal: HashSet<ActorId> = HashSet::new();
+    let mut admitted = Vec::with_capacity(chats.len());
+    for chat in chats {
+        if refused.contains(&chat.id) {
+            after_refusal.insert(chat.sender);
+            continue;
+        }
+        let mut chat = chat.clone();
+        chat.after_refused |= after_refusal.remove(&chat.sender);
+        admitted.push(chat);
+    }
+    admitted
 }
 
 impl Delivered for ChatStore {
@@ -313,6 +365,8 @@ mod tests {
             offset: 0,
             digest: [0; 32],
             after_refused,
+            reply_to: None,
+            act: None,
         }
     }
 

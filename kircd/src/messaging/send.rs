@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
-use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use uuid::Uuid;
 
-use super::{MAX_TEXT_BYTES, Messaging, MessagingError};
+use super::acts::check_sendable;
+use super::{Messaging, MessagingError};
 use crate::backends::hops;
 use crate::book::Contact;
+use crate::content::{Content, check_text};
 use crate::crypto::envelope;
 use crate::hub::Hub;
-use crate::store::{self, ContactState, Message, MessageState};
+use crate::store::{self, Message, MessageState};
 use crate::transport::Lane;
 
 /// The longest idempotency key accepted.
@@ -33,7 +34,8 @@ pub(crate) fn idempotency_key_of(key: &str) -> Result<Option<String>, MessagingE
 }
 
 impl Messaging {
-    /// Sends a chat message. With an idempotency key already used, the
+    /// Sends a chat message, or a reply to `reply_to` (a message of the
+    /// same conversation). With an idempotency key already used, the
     /// message first sent with it instead (produced again if it is still
     /// PENDING, which a call cut short by a crash or an unreachable outbox
     /// leaves).
@@ -42,59 +44,62 @@ impl Messaging {
         to: &str,
         text: &str,
         action: bool,
+        reply_to: Option<Uuid>,
         idempotency_key: &str,
     ) -> Result<Message, MessagingError> {
         let called = hops::now();
         self.book.check_loaded()?;
         let key = idempotency_key_of(idempotency_key)?;
-        if text.trim().is_empty() {
-            return Err(MessagingError::InvalidArgument(String::from(
-                "the message is empty",
-            )));
-        }
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(MessagingError::InvalidArgument(format!(
-                "the message is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                text.len()
-            )));
-        }
+        check_text(text).map_err(|err| MessagingError::InvalidArgument(err.to_string()))?;
         let contact = self.book.resolve(to)?;
-        match contact.state {
-            ContactState::Blocked => {
-                return Err(MessagingError::Blocked(contact.display_name.clone()));
-            }
-            ContactState::Request => {
-                return Err(MessagingError::NotAccepted(contact.display_name.clone()));
-            }
-            ContactState::Accepted => {}
+        check_sendable(&contact)?;
+        if let Some(answered) = reply_to {
+            self.check_reply(contact.conversation_id, answered).await?;
         }
+        let content = Content {
+            text: text.to_owned(),
+            action,
+            reply_to,
+            act: None,
+        };
+        self.send_content(&contact, content, key, called).await
+    }
+
+    /// Stores, publishes and sends `content` to `contact`: a message, or an
+    /// act (whose target, as it now is, is what returns).
+    pub(super) async fn send_content(
+        &self,
+        contact: &Contact,
+        content: Content,
+        key: Option<String>,
+        called: Option<std::time::SystemTime>,
+    ) -> Result<Message, MessagingError> {
         let conversation = contact.conversation_id;
         if !self.kafka_only().is_loaded(conversation) {
             let unreceived = store::unreceived_outgoing(&self.pool, conversation).await?;
             self.kafka_only().load(conversation, unreceived);
         }
-        let payload = wire::ChatPayload {
-            text: text.to_owned(),
-            action,
-        };
+        let kind = content.kind();
         let sealed = self
             .outbound
-            .seal_for(&contact, wire::Kind::Chat, &payload.encode_to_vec());
+            .seal_for(contact, kind, &content.to_payload().encode_to_vec());
         let outgoing = store::Outgoing {
             id: sealed.id,
-            conversation_id: contact.conversation_id,
+            conversation_id: conversation,
             sender: self.book.me(),
-            action,
-            body: text.to_owned(),
+            action: content.action,
+            body: content.body().to_owned(),
             created_at_unix_ms: envelope::Header {
                 message_id: sealed.id,
                 sender: self.book.me(),
                 recipient: contact.actor_id,
-                kind: wire::Kind::Chat,
+                kind,
             }
             .created_at_unix_ms(),
             envelope: sealed.bytes,
             idempotency_key: key.clone(),
+            reply_to: content.reply_to,
+            act: content.act.clone(),
         };
         // A key used before is found by the insert, not looked up first: a
         // retry is rare, and a lookup would put a second round trip on
@@ -105,11 +110,20 @@ impl Messaging {
             let sent = store::outgoing_by_key(&self.pool, &key)
                 .await?
                 .ok_or_else(|| MessagingError::UnknownMessage(key))?;
-            return self.sent_before(sent, &contact, text, action).await;
+            return self.sent_before(sent, contact, &content).await;
         };
         hops::mark_at("send.called", message.id, called);
         hops::mark("send.stored", message.id);
-        self.hub.message_added(&message);
+        let acted_on = match &content.act {
+            Some(act) => Some(self.apply_own_act(act).await?),
+            None => {
+                if message.reply_to.is_some() {
+                    store::decorate(&self.pool, std::slice::from_mut(&mut message)).await?;
+                }
+                self.hub.message_added(&message);
+                None
+            }
+        };
         self.outbound.touch_direct(contact.actor_id);
         // The direct copy (if a channel is open and nothing sent earlier is
         // still on its way by Kafka alone) and the durable Kafka copy leave
@@ -150,7 +164,7 @@ impl Messaging {
             drop(placement);
         });
         message.state = MessageState::Queued;
-        Ok(message)
+        Ok(acted_on.unwrap_or(message))
     }
 
     /// Waits for the QUEUED writes that calls left behind them (at
@@ -166,12 +180,12 @@ impl Messaging {
         &self,
         mut sent: Message,
         contact: &Contact,
-        text: &str,
-        action: bool,
+        content: &Content,
     ) -> Result<Message, MessagingError> {
         if sent.conversation_id != contact.conversation_id
-            || sent.body != text
-            || sent.action != action
+            || sent.body != content.text
+            || sent.action != content.action
+            || sent.reply_to != content.reply_to
         {
             return Err(MessagingError::InvalidArgument(String::from(
                 "this idempotency key was used for another message; choose a new key for each message",

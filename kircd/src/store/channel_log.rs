@@ -7,7 +7,7 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::channels::save_channel_in;
-use super::{Message, MessageState, StoreError, StoredChannel, message_from_row};
+use super::{Act, Message, MessageState, StoreError, StoredChannel, message_from_row};
 use crate::crypto::identity::ActorId;
 
 /// What a channel's line that is not a message says happened.
@@ -100,6 +100,9 @@ pub struct ChannelItem<'a> {
     pub outbox_key: Option<Uuid>,
     /// An own post: the caller's idempotency key.
     pub idempotency_key: Option<&'a str>,
+    pub reply_to: Option<Uuid>,
+    /// A reaction, edit or deletion (the body is then the act's).
+    pub act: Option<Act>,
 }
 
 async fn insert_item_in(
@@ -108,9 +111,10 @@ async fn insert_item_in(
 ) -> Result<Option<Message>, StoreError> {
     let row = sqlx::query(concat!(
         "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at,
-             state, envelope, channel_seq, line, line_target, outbox_key, idempotency_key)
+             state, envelope, channel_seq, line, line_target, outbox_key, idempotency_key,
+             reply_to, act_target, act)
          VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision / 1000),
-             $8, $9, $10, $11, $12, $13, $14)
+             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (id) DO NOTHING
          RETURNING ",
         message_columns!()
@@ -133,6 +137,9 @@ async fn insert_item_in(
     )
     .bind(item.outbox_key)
     .bind(item.idempotency_key)
+    .bind(item.reply_to)
+    .bind(item.act.as_ref().map(|act| act.target))
+    .bind(item.act.as_ref().map(|act| act.kind.name()))
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.as_ref().map(message_from_row).transpose()?)

@@ -80,13 +80,13 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
                     WHERE m.conversation_id = c.id) AS members,
                 coalesce(r.last_read_seq, 0) AS read_seq,
                 (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id AND NOT u.outgoing
-                    AND u.line IS NULL AND u.seq > coalesce(r.last_read_seq, 0)) AS unread,
+                    AND u.line IS NULL AND u.act IS NULL AND u.seq > coalesce(r.last_read_seq, 0)) AS unread,
                 last.*
          FROM conversations c
          LEFT JOIN read_markers r ON r.conversation_id = c.id
          LEFT JOIN LATERAL (SELECT ",
         message_columns!(),
-        " FROM messages m WHERE m.conversation_id = c.id ORDER BY seq DESC LIMIT 1) last ON TRUE
+        " FROM messages m WHERE m.conversation_id = c.id AND m.act IS NULL ORDER BY seq DESC LIMIT 1) last ON TRUE
          ORDER BY activity_ms DESC"
     ))
     .fetch_all(pool)
@@ -186,7 +186,7 @@ pub async fn mark_read(
     let after: i64 = row.try_get("after")?;
     let unread: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM messages
-         WHERE conversation_id = $1 AND NOT outgoing AND line IS NULL AND seq > $2",
+         WHERE conversation_id = $1 AND NOT outgoing AND line IS NULL AND act IS NULL AND seq > $2",
     )
     .bind(conversation)
     .bind(after)

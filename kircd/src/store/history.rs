@@ -38,7 +38,7 @@ async fn page_before(
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+        " FROM messages WHERE conversation_id = $1 AND seq < $2 AND act IS NULL ORDER BY seq DESC LIMIT $3"
     ))
     .bind(conversation)
     .bind(bound)
@@ -62,7 +62,7 @@ async fn page_after(
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        " FROM messages WHERE conversation_id = $1 AND seq > $2 AND act IS NULL ORDER BY seq LIMIT $3"
     ))
     .bind(conversation)
     .bind(seq)
@@ -83,8 +83,8 @@ async fn more_around(
     last: i64,
 ) -> Result<(bool, bool), StoreError> {
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND seq < $2) AS before,
-                EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND seq > $3) AS after",
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND seq < $2 AND act IS NULL) AS before,
+                EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND seq > $3 AND act IS NULL) AS after",
     )
     .bind(conversation)
     .bind(first)
@@ -103,7 +103,7 @@ pub async fn history(
     limit: u32,
 ) -> Result<Option<Page>, StoreError> {
     let limit = i64::from(limit.clamp(1, 500));
-    let messages = match anchor {
+    let mut messages = match anchor {
         Anchor::Latest => page_before(pool, conversation, i64::MAX, true, limit).await?,
         Anchor::Before(id) => {
             let Some(seq) = seq_of(pool, conversation, id).await? else {
@@ -139,6 +139,7 @@ pub async fn history(
         }
         _ => (false, false),
     };
+    super::decorate(pool, &mut messages).await?;
     Ok(Some(Page {
         messages,
         more_before,
@@ -158,6 +159,7 @@ pub async fn search(
         message_columns!(),
         " FROM messages
          WHERE search @@ plainto_tsquery('simple', $1) AND ($2::uuid IS NULL OR conversation_id = $2)
+           AND act IS NULL
          ORDER BY seq DESC LIMIT $3"
     ))
     .bind(query)
@@ -165,8 +167,10 @@ pub async fn search(
     .bind(i64::from(limit.clamp(1, 500)))
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    let mut messages = rows
         .iter()
         .map(message_from_row)
-        .collect::<Result<Vec<_>, _>>()?)
+        .collect::<Result<Vec<_>, _>>()?;
+    super::decorate(pool, &mut messages).await?;
+    Ok(messages)
 }

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use super::{Message, MessageState, StoreError, message_from_row};
+use super::{Act, Message, MessageState, StoreError, message_from_row};
 use crate::crypto::identity::ActorId;
 
 /// A message this actor sends, as first stored.
@@ -19,6 +19,10 @@ pub struct Outgoing {
     pub envelope: Vec<u8>,
     /// The client's key for this message, if it gave one.
     pub idempotency_key: Option<String>,
+    pub reply_to: Option<Uuid>,
+    /// A reaction, edit or deletion rather than a message to show (the
+    /// body is then the act's).
+    pub act: Option<Act>,
 }
 
 /// Stores a message to send, as PENDING. With an idempotency key already
@@ -30,8 +34,8 @@ pub async fn insert_outgoing(
     // The conversation's row is not touched: its activity is its last
     // message's (`conversations`), so a message costs one row, not two.
     let row = sqlx::query(concat!(
-        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
-         VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7, $8)
+        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key, reply_to, act_target, act)
+         VALUES ($1, $2, $3, TRUE, $4, $5, to_timestamp($6 / 1000.0), 'pending', $7, $8, $9, $10, $11)
          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ",
         message_columns!()
@@ -44,6 +48,9 @@ pub async fn insert_outgoing(
     .bind(message.created_at_unix_ms)
     .bind(&message.envelope)
     .bind(message.idempotency_key.as_deref())
+    .bind(message.reply_to)
+    .bind(message.act.as_ref().map(|act| act.target))
+    .bind(message.act.as_ref().map(|act| act.kind.name()))
     .fetch_optional(pool)
     .await?;
     Ok(row.as_ref().map(message_from_row).transpose()?)
@@ -234,6 +241,9 @@ pub struct Incoming {
     /// A record that named the same sender was refused since this sender's
     /// previous chat in the batch: a receipt range must not span the gap.
     pub after_refused: bool,
+    pub reply_to: Option<Uuid>,
+    /// A reaction, edit or deletion (the body is then the act's).
+    pub act: Option<Act>,
 }
 
 /// What storing a batch did to each message.
@@ -269,14 +279,23 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     let partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
     let offsets: Vec<i64> = batch.iter().map(|m| m.offset).collect();
     let digests: Vec<&[u8]> = batch.iter().map(|m| m.digest.as_slice()).collect();
+    let replies: Vec<Option<Uuid>> = batch.iter().map(|m| m.reply_to).collect();
+    let targets: Vec<Option<Uuid>> = batch
+        .iter()
+        .map(|m| m.act.as_ref().map(|act| act.target))
+        .collect();
+    let acts: Vec<Option<&str>> = batch
+        .iter()
+        .map(|m| m.act.as_ref().map(|act| act.kind.name()))
+        .collect();
     // One statement for the batch, in order (WITH ORDINALITY keeps it in
     // `seq`); a message id already stored is left as it is. The
     // conversations' rows are not touched (see `insert_outgoing`).
     let rows = sqlx::query(concat!(
-        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest)
-         SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest
-         FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[])
-              WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, position)
+        "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest, reply_to, act_target, act)
+         SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest, reply_to, act_target, act
+         FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[], $10::uuid[], $11::uuid[], $12::text[])
+              WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, reply_to, act_target, act, position)
          ORDER BY position
          ON CONFLICT (id) DO NOTHING
          RETURNING ",
@@ -291,6 +310,9 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     .bind(&partitions)
     .bind(&offsets)
     .bind(&digests)
+    .bind(&replies)
+    .bind(&targets)
+    .bind(&acts)
     .fetch_all(pool)
     .await?;
     for row in &rows {

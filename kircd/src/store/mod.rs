@@ -99,7 +99,7 @@ macro_rules! state_rank {
 
 macro_rules! message_columns {
     () => {
-        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct, transfer_id, channel_seq, line, line_target"
+        "id, seq, conversation_id, sender, outgoing, action, body, (extract(epoch from created_at) * 1000)::bigint AS created_ms, state, coalesce(source_partition = -1, FALSE) AS direct, transfer_id, channel_seq, line, line_target, reply_to, edited, deleted"
     };
 }
 
@@ -127,6 +127,16 @@ pub struct Message {
     pub channel_seq: Option<u64>,
     /// A channel's line that is not a message (a join, a kick...).
     pub line: Option<Line>,
+    /// A reply: the message it answers.
+    pub reply_to: Option<Uuid>,
+    /// What the reply shows of it, once it is stored ([`decorate`]).
+    pub quote: Option<Quote>,
+    /// The body is an edit's text.
+    pub edited: bool,
+    /// Deleted by its sender: the body is empty.
+    pub deleted: bool,
+    /// Filled in by [`decorate`].
+    pub reactions: Vec<ReactionCount>,
 }
 
 fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
@@ -150,6 +160,11 @@ fn message_from_row(row: &sqlx::postgres::PgRow) -> Result<Message, sqlx::Error>
             .try_get::<Option<i64>, _>("channel_seq")?
             .and_then(|seq| u64::try_from(seq).ok()),
         line: line_from_row(row)?,
+        reply_to: row.try_get("reply_to")?,
+        quote: None,
+        edited: row.try_get("edited")?,
+        deleted: row.try_get("deleted")?,
+        reactions: Vec::new(),
     })
 }
 
@@ -157,6 +172,7 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+mod acts;
 mod channel_log;
 mod channels;
 mod contacts;
@@ -168,6 +184,7 @@ mod messages;
 mod quarantine;
 mod transfers;
 
+pub use acts::*;
 pub use channel_log::*;
 pub use channels::*;
 pub use contacts::*;

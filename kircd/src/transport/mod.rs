@@ -38,11 +38,20 @@ pub enum Lane {
     Control,
 }
 
+/// Whether records of `kind` are chat as far as transport goes: a row of
+/// the sender's messages, delivered, stored by the chat sink, acknowledged
+/// by receipts and copied over the direct path. A reaction, edit or
+/// deletion is, so that it takes the same path as the messages it acts on.
+pub fn carries_chat(kind: wire::Kind) -> bool {
+    matches!(kind, wire::Kind::Chat | wire::Kind::MessageAct)
+}
+
 impl Lane {
     /// The lane of a wire kind.
     pub fn of(kind: wire::Kind) -> Lane {
         match kind {
             wire::Kind::Chat
+            | wire::Kind::MessageAct
             | wire::Kind::ChannelPost
             | wire::Kind::ChannelRelay
             | wire::Kind::ChannelCommand

@@ -84,8 +84,9 @@ pub trait ControlHandler: Send + Sync {
 pub struct ChatOutcome {
     /// Already stored, and the same record again: not an attack.
     pub redelivered: u64,
-    /// Already stored under another sender or other bytes: replays.
-    pub replayed: Vec<Uuid>,
+    /// Refused by the sink: replays (already stored under another sender
+    /// or other bytes) and acts on messages their sender may not act on.
+    pub refused: Vec<(Uuid, Rejection)>,
 }
 
 /// Takes the chat messages of a batch, in order.

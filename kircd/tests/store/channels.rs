@@ -171,6 +171,8 @@ fn item<'a>(channel: &StoredChannel, sender: ActorId, body: &'a str, seq: u64) -
         post: None,
         outbox_key: None,
         idempotency_key: None,
+        reply_to: None,
+        act: None,
     }
 }
 

@@ -9,6 +9,7 @@ use kircd::store::{self, ContactState, Incoming, MessageState, ProfileColumns};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod acts;
 mod channels;
 
 async fn database(name: &str) -> PgPool {
@@ -72,6 +73,8 @@ fn incoming(id: Uuid, conversation: Uuid, sender: ActorId, offset: i64, digest: 
         offset,
         digest: [digest; 32],
         after_refused: false,
+        reply_to: None,
+        act: None,
     }
 }
 
@@ -330,6 +333,8 @@ async fn a_sent_message_moves_through_its_states_by_updates_in_place() {
             created_at_unix_ms: 1,
             envelope: vec![1, 2, 3],
             idempotency_key: None,
+            reply_to: None,
+            act: None,
         },
     )
     .await
@@ -382,6 +387,8 @@ async fn sent(pool: &PgPool, me: ActorId, conversation: Uuid) -> Uuid {
             created_at_unix_ms: 1,
             envelope: vec![1],
             idempotency_key: None,
+            reply_to: None,
+            act: None,
         },
     )
     .await

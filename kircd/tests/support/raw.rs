@@ -43,17 +43,24 @@ impl RawSender {
     /// Sends one chat message; returns the broker's timestamp of the record
     /// (its append time on kircd's inboxes).
     pub async fn chat(&self, text: &str) -> i64 {
+        let payload = wire::ChatPayload {
+            text: text.to_owned(),
+            ..wire::ChatPayload::default()
+        };
+        self.send(wire::Kind::Chat, &payload).await.1
+    }
+
+    /// Sends `payload` as a record of `kind`; returns its message id and the
+    /// broker's timestamp of the record.
+    pub async fn send(&self, kind: wire::Kind, payload: &wire::ChatPayload) -> (uuid::Uuid, i64) {
+        let id = envelope::new_message_id();
         let bytes = envelope::seal(
             &self.keys,
             self.to,
             &self.pair,
-            wire::Kind::Chat,
-            envelope::new_message_id(),
-            &wire::ChatPayload {
-                text: text.to_owned(),
-                action: false,
-            }
-            .encode_to_vec(),
+            kind,
+            id,
+            &payload.encode_to_vec(),
         );
         let delivery = self
             .producer
@@ -65,6 +72,6 @@ impl RawSender {
             )
             .await
             .unwrap();
-        delivery.timestamp.to_millis().unwrap()
+        (id, delivery.timestamp.to_millis().unwrap())
     }
 }

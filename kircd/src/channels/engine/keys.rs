@@ -9,7 +9,7 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use super::owner::created_at;
-use super::{Handled, Running, nothing};
+use super::{Handled, Running, nothing, opened_content};
 use crate::channels::sessions::Opened;
 use crate::crypto::envelope::{self, PairKey, Rejection};
 use crate::crypto::group::{self, InboundSession};
@@ -142,7 +142,7 @@ impl Running {
             else {
                 continue;
             };
-            let Ok(chat) = wire::ChatPayload::decode(plaintext.as_slice()) else {
+            let Some(content) = opened_content(&plaintext) else {
                 continue;
             };
             let item = ChannelItem {
@@ -150,8 +150,8 @@ impl Running {
                 channel_id: channel,
                 sender: author,
                 outgoing: author == me,
-                action: chat.action,
-                body: &chat.text,
+                action: content.action,
+                body: content.body(),
                 created_at_unix_ms: created_at(post_id),
                 channel_seq: Some(seq),
                 line: None,
@@ -159,9 +159,11 @@ impl Running {
                 post: None,
                 outbox_key: None,
                 idempotency_key: None,
+                reply_to: content.reply_to,
+                act: content.act.clone(),
             };
             let stored = store::insert_channel_item(&self.engine.pool, &item).await?;
-            self.publish(stored.as_ref());
+            self.publish(post_id, stored, content.act.as_ref()).await?;
         }
         store::drop_waiting(&self.engine.pool, channel, &done).await
     }

@@ -9,7 +9,9 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use super::owner::{OwnCopy, StepOf, created_at};
-use super::{Act, Channel, ChannelError, Handled, Running, line, nothing, now_ms};
+use super::{
+    Act, Channel, ChannelError, Content, Handled, Running, line, nothing, now_ms, opened_content,
+};
 use crate::channels::relay::{Accepted, ChannelView, Step};
 use crate::channels::rules::Request;
 use crate::channels::sender::Then;
@@ -149,8 +151,7 @@ impl Running {
     pub(super) async fn send(
         &mut self,
         reference: &str,
-        text: &str,
-        action: bool,
+        content: Content,
         idempotency_key: &str,
     ) -> Result<Message, ChannelError> {
         let id = self.resolve(reference)?;
@@ -162,7 +163,11 @@ impl Running {
         if let Some(key) = &key
             && let Some(sent) = store::outgoing_by_key(&self.engine.pool, key).await?
         {
-            if sent.conversation_id != id || sent.body != text || sent.action != action {
+            if sent.conversation_id != id
+                || sent.body != content.text
+                || sent.action != content.action
+                || sent.reply_to != content.reply_to
+            {
                 return Err(ChannelError::InvalidArgument(String::from(
                     "this idempotency key was used for another message; choose a new key for each message",
                 )));
@@ -177,10 +182,17 @@ impl Running {
             held.view.roster.clone().apply(self.me, &Request::Post)?;
         }
         let shares = self.ensure_session(id).await?;
-        let chat = wire::ChatPayload {
-            text: text.to_owned(),
-            action,
-        };
+        if let Some(answered) = content.reply_to
+            && store::act_targets(&self.engine.pool, &[answered])
+                .await?
+                .get(&answered)
+                .is_none_or(|target| target.conversation_id != id || !target.actable)
+        {
+            return Err(ChannelError::InvalidArgument(format!(
+                "no message {answered} in this channel to reply to"
+            )));
+        }
+        let chat = content.to_payload();
         let me = self.me;
         let held = self
             .channels
@@ -212,11 +224,13 @@ impl Running {
                     id: post_id,
                     sender: me,
                     outgoing: true,
-                    action,
-                    body: text.to_owned(),
+                    action: content.action,
+                    body: content.body().to_owned(),
                     created_at_unix_ms: created_at(post_id),
                     line: None,
                     idempotency_key: key.clone(),
+                    reply_to: content.reply_to,
+                    act: content.act.clone(),
                 }),
             };
             let (message, _) = self.step(id, step).await?;
@@ -228,8 +242,8 @@ impl Running {
             channel_id: id,
             sender: me,
             outgoing: true,
-            action,
-            body: text,
+            action: content.action,
+            body: content.body(),
             created_at_unix_ms: created_at(post_id),
             channel_seq: None,
             line: None,
@@ -237,11 +251,14 @@ impl Running {
             post: Some(&encoded),
             outbox_key: Some(envelope::conversation_id(me, owner)),
             idempotency_key: key.as_deref(),
+            reply_to: content.reply_to,
+            act: content.act.clone(),
         };
         let message = store::insert_channel_item(&self.engine.pool, &item)
             .await?
             .ok_or(ChannelError::Stopping)?;
-        self.publish(Some(&message));
+        self.publish(post_id, Some(message.clone()), content.act.as_ref())
+            .await?;
         let mut records = shares;
         records.push((
             owner,
@@ -374,6 +391,8 @@ impl Running {
             post: None,
             outbox_key: None,
             idempotency_key: None,
+            reply_to: None,
+            act: None,
         };
         let stored = store::apply_relayed(
             &self.engine.pool,
@@ -382,7 +401,7 @@ impl Running {
         )
         .await?;
         self.announce(id);
-        self.publish(stored.as_ref());
+        self.publish(item.id, stored, None).await?;
         Ok((Ok(()), nothing()))
     }
 
@@ -413,11 +432,8 @@ impl Running {
                     .sessions
                     .decrypt(post.author, &post.session_id, &post.ciphertext)
                 {
-                    Ok(Opened::Plaintext(plaintext)) => {
-                        wire::ChatPayload::decode(plaintext.as_slice())
-                            .ok()
-                            .map(|chat| (post.post_id, post.author, chat.text, chat.action, None))
-                    }
+                    Ok(Opened::Plaintext(plaintext)) => opened_content(&plaintext)
+                        .map(|content| (post.post_id, post.author, content, None)),
                     Ok(Opened::Unknown) => {
                         waiting = Some(post.clone());
                         None
@@ -431,20 +447,26 @@ impl Running {
             Step::Event(event) => Some((
                 Self::line_id(id, accepted.seq),
                 event.actor,
-                event.text.clone(),
-                false,
+                Content {
+                    text: event.text.clone(),
+                    action: false,
+                    reply_to: None,
+                    act: None,
+                },
                 line(event.kind, event.target),
             )),
         };
         let channel_item = item
             .as_ref()
-            .map(|(item_id, sender, body, action, line)| ChannelItem {
+            .map(|(item_id, sender, content, line)| ChannelItem {
                 id: *item_id,
                 channel_id: id,
                 sender: *sender,
                 outgoing: *sender == me,
-                action: *action,
-                body,
+                action: content.action,
+                body: content.body(),
+                reply_to: content.reply_to,
+                act: content.act.clone(),
                 created_at_unix_ms: if line.is_some() {
                     now_ms()
                 } else {
@@ -469,7 +491,9 @@ impl Running {
         if changed {
             self.announce(id);
         }
-        self.publish(stored.as_ref());
+        if let Some(item) = &channel_item {
+            self.publish(item.id, stored, item.act.as_ref()).await?;
+        }
         if let Some(post_id) = placed
             && let Some(message) =
                 store::place_own_post(&self.engine.pool, id, post_id, accepted.seq).await?

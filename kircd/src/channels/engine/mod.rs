@@ -6,6 +6,7 @@
 //! answered with a receiver that resolves once what it caused is in the
 //! outbox, so that the inbox stores the record's offset only then.
 
+mod acts;
 mod keys;
 mod member;
 mod owner;
@@ -27,6 +28,7 @@ use super::sessions::Sessions;
 use crate::backends::supervise::Backoff;
 use crate::book::{ContactBook, NotLoaded};
 use crate::contacts::{Contacts, ContactsError, OwnProfile};
+use crate::content::{Act as MessageAct, ActKind, Content};
 use crate::crypto::envelope::{self, PairKey, Rejection};
 use crate::crypto::group::PickleKey;
 use crate::crypto::identity::{ActorId, Identity};
@@ -120,9 +122,13 @@ pub enum Command {
     },
     Send {
         channel: String,
-        text: String,
-        action: bool,
+        content: Content,
         idempotency_key: String,
+        reply: Reply<Message>,
+    },
+    ActOn {
+        target: Box<Message>,
+        kind: ActKind,
         reply: Reply<Message>,
     },
     /// A contact joined one of our channels through its invite.
@@ -266,13 +272,19 @@ impl Running {
             }
             Command::Send {
                 channel,
-                text,
-                action,
+                content,
                 idempotency_key,
                 reply,
             } => {
-                let sent = self.send(&channel, &text, action, &idempotency_key).await;
+                let sent = self.send(&channel, content, &idempotency_key).await;
                 let _ = reply.send(sent);
+            }
+            Command::ActOn {
+                target,
+                kind,
+                reply,
+            } => {
+                let _ = reply.send(self.act_on(&target, kind).await);
             }
             Command::Joined {
                 channel,
@@ -445,11 +457,39 @@ impl Running {
         }
     }
 
-    fn publish(&self, message: Option<&Message>) {
-        if let Some(message) = message {
-            self.engine.hub.message_added(message);
-        }
+    /// Tells the clients of a message or line stored now (`stored`), or
+    /// already (a step repeated after a crash), and of what an act among
+    /// them changed; a message may be the target of acts that came first.
+    async fn publish(
+        &self,
+        id: Uuid,
+        stored: Option<Message>,
+        act: Option<&MessageAct>,
+    ) -> Result<(), StoreError> {
+        let acts: HashMap<Uuid, &MessageAct> = act.map(|act| (id, act)).into_iter().collect();
+        let messages: &[Uuid] = if act.is_some() {
+            &[]
+        } else {
+            std::slice::from_ref(&id)
+        };
+        crate::messaging::publish_stored(
+            &self.engine.pool,
+            &self.engine.hub,
+            stored.into_iter().collect(),
+            &acts,
+            messages,
+        )
+        .await
     }
+}
+
+/// What a post's plaintext says, if it is a payload that passes the
+/// checks (a member's post is anyone's bytes until then).
+fn opened_content(plaintext: &[u8]) -> Option<Content> {
+    use prost::Message as _;
+    wire::ChatPayload::decode(plaintext)
+        .ok()
+        .and_then(|chat| Content::from_payload(chat).ok())
 }
 
 /// The line kind of a relayed event.

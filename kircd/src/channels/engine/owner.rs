@@ -7,7 +7,10 @@ use prost::Message as _;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{Channel, ChannelError, Running, event_of, line, nothing, now_ms, request_of};
+use super::{
+    Channel, ChannelError, MessageAct, Running, event_of, line, nothing, now_ms, opened_content,
+    request_of,
+};
 use crate::channels::relay::ChannelView;
 use crate::channels::rules::{Refusal, Request, check_name};
 use crate::channels::sender::Then;
@@ -40,6 +43,9 @@ pub(super) struct OwnCopy {
     pub line: Option<store::Line>,
     /// An own post's idempotency key.
     pub idempotency_key: Option<String>,
+    pub reply_to: Option<Uuid>,
+    /// A reaction, edit or deletion (the body is then the act's).
+    pub act: Option<MessageAct>,
 }
 
 impl Running {
@@ -168,6 +174,8 @@ impl Running {
                 created_at_unix_ms: now_ms(),
                 line: line(wire::ChannelEventKind::Join, None),
                 idempotency_key: None,
+                reply_to: None,
+                act: None,
             }),
         };
         let (_, mut flushed) = self.step(channel, join).await?;
@@ -259,6 +267,8 @@ impl Running {
             post: None,
             outbox_key: None,
             idempotency_key: own.idempotency_key.as_deref(),
+            reply_to: own.reply_to,
+            act: own.act.clone(),
         });
         let stored = store::save_step(
             &self.engine.pool,
@@ -277,7 +287,15 @@ impl Running {
         if step.changed {
             self.announce(channel);
         }
-        self.publish(message.as_ref());
+        if let Some(own) = &step.own
+            && let Err(err) = self
+                .publish(own.id, message.clone(), own.act.as_ref())
+                .await
+        {
+            // The step stands; what its act changes shows with the next
+            // change to the message or the next page read.
+            tracing::warn!(error = %err, "cannot apply a channel message's act");
+        }
         let flushed = self.fan_out(&stored_step);
         Ok((message, flushed))
     }
@@ -394,18 +412,18 @@ impl Running {
             .sessions
             .decrypt(sender, &post.session_id, &post.ciphertext)
         {
-            Ok(Opened::Plaintext(plaintext)) => wire::ChatPayload::decode(plaintext.as_slice())
-                .ok()
-                .map(|chat| OwnCopy {
-                    id: post_id,
-                    sender,
-                    outgoing: false,
-                    action: chat.action,
-                    body: chat.text,
-                    created_at_unix_ms: created_at(post_id),
-                    line: None,
-                    idempotency_key: None,
-                }),
+            Ok(Opened::Plaintext(plaintext)) => opened_content(&plaintext).map(|content| OwnCopy {
+                id: post_id,
+                sender,
+                outgoing: false,
+                action: content.action,
+                body: content.body().to_owned(),
+                created_at_unix_ms: created_at(post_id),
+                line: None,
+                idempotency_key: None,
+                reply_to: content.reply_to,
+                act: content.act,
+            }),
             // The owner reads it once the author's session arrives; it
             // relays it now.
             Ok(Opened::Unknown) | Err(_) => None,
@@ -507,6 +525,8 @@ impl Running {
                 created_at_unix_ms: now_ms(),
                 line: line(kind, target),
                 idempotency_key: None,
+                reply_to: None,
+                act: None,
             }),
         };
         let (_, flushed) = self.step(channel, step).await?;

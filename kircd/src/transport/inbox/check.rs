@@ -11,12 +11,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::book::{Contact, ContactBook};
+use crate::content::Content;
 use crate::crypto::envelope::{self, Header, Rejection};
 use crate::crypto::identity::ActorId;
 use crate::crypto::profile::verify_profile;
 use crate::store::{ContactState, Incoming};
-use crate::transport::Lane;
 use crate::transport::router::{Opening, Sender};
+use crate::transport::{Lane, carries_chat};
 
 /// A record of an own inbox, or of a contact's data channel, as the checks
 /// see it.
@@ -33,13 +34,10 @@ pub struct Record<'a> {
     pub via: Option<ActorId>,
 }
 
-/// What a data channel may carry: chat (its fast copy), typing and
-/// presence. Everything else takes Kafka alone.
+/// What a data channel may carry: chat and acts on it (their fast copy),
+/// typing and presence. Everything else takes Kafka alone.
 pub fn carried_directly(kind: wire::Kind) -> bool {
-    matches!(
-        kind,
-        wire::Kind::Chat | wire::Kind::Typing | wire::Kind::Presence
-    )
+    carries_chat(kind) || matches!(kind, wire::Kind::Typing | wire::Kind::Presence)
 }
 
 /// What one record turned out to be.
@@ -195,7 +193,7 @@ fn prepare(record: &Record<'_>, book: &ContactBook) -> Prepared {
     }
     // Every kind but chat goes to its handler, whichever lane it came on
     // (channel records take the data lane for its retention).
-    if header.kind != wire::Kind::Chat {
+    if !carries_chat(header.kind) {
         return Prepared::Done(Ok(Checked::Control(header, envelope)));
     }
     match sender_contact(book, &header) {
@@ -213,14 +211,24 @@ fn finish_chat(
 ) -> Result<Checked, Rejected> {
     let payload = envelope::open(envelope, header, &contact.pair)
         .map_err(|rejection| Rejected::of(rejection, header))?;
-    let chat = wire::ChatPayload::decode(payload.as_slice())
-        .map_err(|_| Rejected::of(Rejection::Undecryptable, header))?;
+    let content = wire::ChatPayload::decode(payload.as_slice())
+        .ok()
+        .and_then(|chat| Content::from_payload(chat).ok())
+        .ok_or_else(|| Rejected::of(Rejection::Undecryptable, header))?;
+    // An act travels as its own kind, so that a kircd that predates acts
+    // refuses it; chat that carries one, or an act that carries none, is
+    // neither.
+    if content.kind() != header.kind {
+        return Err(Rejected::of(Rejection::Malformed, header));
+    }
     Ok(Checked::Chat(Incoming {
         id: header.message_id,
         conversation_id: contact.conversation_id,
         sender: header.sender,
-        action: chat.action,
-        body: chat.text,
+        action: content.action,
+        body: content.body().to_owned(),
+        reply_to: content.reply_to,
+        act: content.act,
         created_at_unix_ms: header.created_at_unix_ms(),
         partition: record.partition,
         offset: record.offset,

@@ -63,6 +63,7 @@ fn chat(text: &str) -> Vec<u8> {
     wire::ChatPayload {
         text: text.into(),
         action: true,
+        ..wire::ChatPayload::default()
     }
     .encode_to_vec()
 }

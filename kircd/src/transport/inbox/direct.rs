@@ -75,7 +75,9 @@ pub(super) async fn run(
 /// that do not decode as an envelope go to the Kafka loop, which refuses
 /// them.
 fn is_chat(bytes: &[u8]) -> bool {
-    wire::Envelope::decode(bytes).is_ok_and(|envelope| envelope.kind == wire::Kind::Chat as i32)
+    wire::Envelope::decode(bytes).is_ok_and(|envelope| {
+        wire::Kind::try_from(envelope.kind).is_ok_and(crate::transport::carries_chat)
+    })
 }
 
 #[cfg(test)]

@@ -457,12 +457,12 @@ impl Inbox {
             .await
             .map_err(BatchError::Handler)?;
         let mut redelivered = stored.redelivered;
-        for id in &stored.replayed {
+        for (id, rejection) in &stored.refused {
             if let Some(&(record, sender)) = chat_records.get(id) {
                 rejected.push((
                     record,
                     Rejected {
-                        rejection: Rejection::Replay,
+                        rejection: *rejection,
                         sender: Some(sender),
                         message_id: Some(*id),
                     },

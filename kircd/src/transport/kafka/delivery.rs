@@ -179,11 +179,12 @@ async fn deliver(
         tracing::error!("skipping an outbox record without a recipient");
         return true;
     };
-    // Only a chat message has a row whose delivery is recorded; channel
-    // records share its lane, not its bookkeeping.
-    let chat = (lane == Lane::Data && envelope.kind == wire::Kind::Chat as i32)
-        .then(|| Uuid::from_slice(&envelope.message_id).ok())
-        .flatten();
+    // Only chat has a row whose delivery is recorded; channel records share
+    // its lane, not its bookkeeping.
+    let chat = (lane == Lane::Data
+        && wire::Kind::try_from(envelope.kind).is_ok_and(crate::transport::carries_chat))
+    .then(|| Uuid::from_slice(&envelope.message_id).ok())
+    .flatten();
     if let Some(id) = chat {
         hops::mark("delivery.fetched", id);
     }
