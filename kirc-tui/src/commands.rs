@@ -58,6 +58,31 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "moderated mode on or off: only operators speak (operators)",
     ),
     (
+        "reply",
+        "<text>",
+        "answer the selected message (alt-up selects), or the newest from them",
+    ),
+    (
+        "react",
+        "<emoji>",
+        "react to the selected message, or the newest from them; again takes it back",
+    ),
+    (
+        "edit",
+        "[text]",
+        "change your selected (or newest) message; without text, edit it in the input line",
+    ),
+    (
+        "delete",
+        "",
+        "delete your selected (or newest) message for everyone",
+    ),
+    (
+        "versions",
+        "",
+        "the texts the selected (or newest) message had",
+    ),
+    (
         "accept",
         "[contact]",
         "accept a message request (the open one if none is named)",
@@ -139,6 +164,11 @@ pub enum Command {
         reason: String,
     },
     Moderate(bool),
+    Reply(String),
+    React(String),
+    Edit(Option<String>),
+    Delete,
+    Versions,
     Accept(Option<String>),
     Block(Option<String>),
     Unblock(String),
@@ -264,6 +294,17 @@ pub fn parse(line: &str) -> Line {
             "-m" => Command::Moderate(false),
             _ => return usage("mode"),
         },
+        "reply" => match arg() {
+            Some(text) => Command::Reply(text),
+            None => return usage("reply"),
+        },
+        "react" => match arg() {
+            Some(emoji) => Command::React(emoji),
+            None => return usage("react"),
+        },
+        "edit" => Command::Edit(arg()),
+        "delete" => Command::Delete,
+        "versions" => Command::Versions,
         "accept" => Command::Accept(arg()),
         "block" => Command::Block(arg()),
         "unblock" => match arg() {

@@ -147,7 +147,13 @@ pub async fn execute(
         if !throttle.lets_through(&effect) {
             continue;
         }
-        if let Effect::Send { to, text, action } = effect {
+        if let Effect::Send {
+            to,
+            text,
+            action,
+            reply_to,
+        } = effect
+        {
             let request = pb::SendMessageRequest {
                 to,
                 text,
@@ -155,7 +161,7 @@ pub async fn execute(
                 // One key per typed message: every retry of it names the
                 // same message, so a call cut short is never sent twice.
                 idempotency_key: uuid::Uuid::now_v7().to_string(),
-                reply_to: String::new(),
+                reply_to: reply_to.unwrap_or_default(),
             };
             if send(&socket, &mut client, &messages, request)
                 .await
@@ -358,6 +364,45 @@ async fn run_effect(
         }
         // `execute` sends messages itself, with retries.
         Effect::Send { .. } => None,
+        Effect::React {
+            message_id,
+            emoji,
+            remove,
+        } => {
+            client
+                .react(pb::ReactRequest {
+                    message_id,
+                    emoji,
+                    remove,
+                })
+                .await?;
+            None
+        }
+        Effect::Edit { message_id, text } => {
+            client
+                .edit_message(pb::EditMessageRequest { message_id, text })
+                .await?;
+            None
+        }
+        Effect::Delete(message_id) => {
+            client
+                .delete_message(pb::MessageRequest { message_id })
+                .await?;
+            Some(Msg::Done(String::from("deleted for everyone")))
+        }
+        Effect::Versions(message_id) => {
+            let versions = client
+                .get_message_versions(pb::MessageRequest {
+                    message_id: message_id.clone(),
+                })
+                .await?
+                .into_inner()
+                .versions;
+            Some(Msg::Versions {
+                message_id,
+                versions,
+            })
+        }
         Effect::MarkRead {
             conversation,
             up_to,
@@ -545,7 +590,8 @@ async fn run_effect(
             None
         }
         // Terminal output: the main loop handles it.
-        Effect::Notify { .. } => None,
+        // The main loop carries these out itself, on the terminal.
+        Effect::Notify { .. } | Effect::Copy(_) => None,
     })
 }
 

@@ -14,6 +14,8 @@ pub enum Action {
     ScrollDown,
     ScrollTop,
     ScrollBottom,
+    SelectPrevious,
+    SelectNext,
     Complete,
     Help,
     Quit,
@@ -56,6 +58,18 @@ pub const ACTIONS: &[(Action, &str, &[&str], &str)] = &[
         "scroll_bottom",
         &["end"],
         "to the newest message",
+    ),
+    (
+        Action::SelectPrevious,
+        "select_previous",
+        &["alt-up"],
+        "select the message above (the keys for it are below)",
+    ),
+    (
+        Action::SelectNext,
+        "select_next",
+        &["alt-down"],
+        "select the message below",
     ),
     (
         Action::Complete,

@@ -12,5 +12,6 @@ pub mod keys;
 pub mod layout;
 pub mod settings;
 pub mod state;
+pub mod terminal;
 pub mod ui;
 pub mod update;

@@ -152,6 +152,14 @@ async fn main() -> anyhow::Result<()> {
         for effect in update(&mut state, msg) {
             match effect {
                 Effect::Notify { title, body } => notify(state.notify, &title, &body),
+                Effect::Copy(text) => {
+                    if let Err(err) = kirc_tui::terminal::copy(&mut std::io::stdout(), &text) {
+                        update(
+                            &mut state,
+                            Msg::Failed(format!("cannot write to the terminal: {err}")),
+                        );
+                    }
+                }
                 other => {
                     if effects.send(other).await.is_err() {
                         break;

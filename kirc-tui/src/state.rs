@@ -72,7 +72,10 @@ impl Scrollback {
 /// A panel over the conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
-    Help,
+    /// Every command and key, from line `scroll` on.
+    Help {
+        scroll: usize,
+    },
     Invite {
         token: String,
         expires_at_unix_ms: i64,
@@ -89,6 +92,11 @@ pub enum Overlay {
     /// Every transfer the daemon shows, most recent first.
     Transfers {
         selected: usize,
+    },
+    /// The texts a message had, oldest first (none once deleted).
+    Versions {
+        message_id: String,
+        versions: Vec<pb::MessageVersion>,
     },
 }
 
@@ -153,7 +161,23 @@ pub struct State {
     pub typing_until: HashMap<String, i64>,
     /// The time of the last tick, for the typing deadlines.
     pub now_unix_ms: i64,
+    /// The message under the message cursor (an id of the open
+    /// conversation): what the message keys act on.
+    pub selected: Option<String>,
+    /// What the input line's text will be: a reply, an edit, a reaction.
+    pub compose: Option<Compose>,
     pub quit: bool,
+}
+
+/// The input line writes something other than a new message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compose {
+    /// A reply to the message with this id.
+    Reply(String),
+    /// New text for our message with this id.
+    Edit(String),
+    /// A reaction (the line is the emoji) to the message with this id.
+    React(String),
 }
 
 impl State {
@@ -183,8 +207,19 @@ impl State {
             drafts: HashMap::new(),
             typing_until: HashMap::new(),
             now_unix_ms: 0,
+            selected: None,
+            compose: None,
             quit: false,
         }
+    }
+
+    /// A loaded message of the open conversation.
+    pub fn open_message(&self, id: &str) -> Option<&pb::ChatMessage> {
+        self.scrollbacks
+            .get(self.open.as_deref()?)?
+            .messages
+            .iter()
+            .find(|message| message.id == id)
     }
 
     /// The open conversation as the daemon describes it.

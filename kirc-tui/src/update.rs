@@ -11,9 +11,11 @@ use crate::state::{Completion, Link, Notice, Overlay, Scrollback, State};
 
 mod channels;
 mod keys;
+mod messages;
 mod scroll;
 
 use keys::*;
+pub use messages::SELECTED_KEYS;
 use scroll::*;
 
 /// How long a typing indicator shows without news from the daemon.
@@ -48,6 +50,11 @@ pub enum Msg {
     },
     /// The session kept in the daemon: open conversation and drafts.
     Session(pb::Session),
+    /// The texts a message had, oldest first.
+    Versions {
+        message_id: String,
+        versions: Vec<pb::MessageVersion>,
+    },
     /// The clock, for typing deadlines (Unix ms).
     Tick(i64),
     /// A command finished; the text is shown in the status line.
@@ -74,7 +81,23 @@ pub enum Effect {
         to: String,
         text: String,
         action: bool,
+        /// A reply: the id of the message it answers.
+        reply_to: Option<String>,
     },
+    React {
+        message_id: String,
+        emoji: String,
+        remove: bool,
+    },
+    Edit {
+        message_id: String,
+        text: String,
+    },
+    Delete(String),
+    Versions(String),
+    /// Put text on the clipboard (OSC 52, which works over SSH and in
+    /// tmux); carried out by the main loop, on the terminal.
+    Copy(String),
     MarkRead {
         conversation: String,
         up_to: String,
@@ -207,6 +230,15 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 state.input.set(&draft);
             }
         }
+        Msg::Versions {
+            message_id,
+            versions,
+        } => {
+            state.overlay = Some(Overlay::Versions {
+                message_id,
+                versions,
+            });
+        }
         Msg::Tick(now) => {
             state.now_unix_ms = now;
             state.typing_until.retain(|_, until| *until > now);
@@ -307,6 +339,7 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                 scrollback.merge(vec![message]);
             }
         }
+        Some(Kind::MessageUpdated(message)) => messages::replace(state, message),
         Some(Kind::MessageStateChanged(changed)) => {
             if let Some(scrollback) = state.scrollbacks.get_mut(&changed.conversation_id)
                 && let Some(message) = scrollback

@@ -6,34 +6,13 @@
 
 use std::time::Duration;
 
-use kirc_testkit::{Actor, Daemon, Tmux, bin, invite_to};
-
-const WAIT: Duration = Duration::from_secs(30);
+use kirc_testkit::{Actor, Daemon, Tmux, invite_to, listed};
 
 fn tui(actor: &Actor) -> Tmux {
-    Tmux::start(
-        &format!(
-            "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent {} --socket {}",
-            bin("kirc-tui").display(),
-            actor.socket.display()
-        ),
-        110,
-        30,
-    )
+    Tmux::kirc_tui(actor, "", 110, 30)
 }
 
-/// Whether the conversation list (left of the bar) shows `name`.
-fn listed(screen: &str, name: &str) -> bool {
-    screen
-        .lines()
-        .filter_map(|line| line.split_once('│'))
-        .any(|(list, _)| list.contains(name))
-}
-
-fn type_line(pane: &Tmux, text: &str) {
-    pane.send_keys(&["-l", text]);
-    pane.send_keys(&["Enter"]);
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn three_tuis_in_one_channel_see_what_each_says_and_the_kick() {
@@ -49,7 +28,7 @@ async fn three_tuis_in_one_channel_see_what_each_says_and_the_kick() {
             .await;
     }
 
-    type_line(&alice_tui, "/create #tui where the tests talk");
+    alice_tui.type_line("/create #tui where the tests talk");
     alice_tui
         .wait_for("#tui in alice's list", WAIT, |screen| {
             listed(screen, "#tui")
@@ -57,21 +36,21 @@ async fn three_tuis_in_one_channel_see_what_each_says_and_the_kick() {
         .await;
     let token = invite_to(&alice_daemon, "#tui").await;
     for pane in [&bob_tui, &carol_tui] {
-        type_line(pane, &format!("/join {token}"));
+        pane.type_line(&format!("/join {token}"));
     }
     for pane in [&bob_tui, &carol_tui] {
         pane.wait_for("#tui in the list", WAIT, |screen| listed(screen, "#tui"))
             .await;
-        type_line(pane, "/join #tui");
+        pane.type_line("/join #tui");
         pane.wait_for("inside #tui", WAIT, |screen| {
             screen.contains("where the tests talk") && screen.contains("/3 here")
         })
         .await;
     }
 
-    type_line(&alice_tui, "/join #tui");
-    type_line(&alice_tui, "hello channel");
-    type_line(&bob_tui, "hi from bob");
+    alice_tui.type_line("/join #tui");
+    alice_tui.type_line("hello channel");
+    bob_tui.type_line("hi from bob");
     for pane in [&alice_tui, &bob_tui, &carol_tui] {
         pane.wait_for("both messages", WAIT, |screen| {
             screen.contains("alice hello channel") && screen.contains("bob hi from bob")
@@ -79,7 +58,7 @@ async fn three_tuis_in_one_channel_see_what_each_says_and_the_kick() {
         .await;
     }
 
-    type_line(&alice_tui, "/kick carol spam");
+    alice_tui.type_line("/kick carol spam");
     bob_tui
         .wait_for("the kick as a line", WAIT, |screen| {
             screen.contains("alice removed carol (spam)") && screen.contains("/2 here")
@@ -90,7 +69,7 @@ async fn three_tuis_in_one_channel_see_what_each_says_and_the_kick() {
             screen.contains("you are no longer in this channel")
         })
         .await;
-    type_line(&carol_tui, "still here?");
+    carol_tui.type_line("still here?");
     carol_tui
         .wait_for("carol refused", WAIT, |screen| {
             screen.contains("you are not in #tui")

@@ -6,20 +6,12 @@
 
 use std::time::Duration;
 
-use kirc_testkit::{Actor, Daemon, Tmux, befriend, bin};
+use kirc_testkit::{Actor, Daemon, Tmux, befriend};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn tui(actor: &Actor, extra: &str) -> Tmux {
-    Tmux::start(
-        &format!(
-            "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent {} --socket {} {extra}",
-            bin("kirc-tui").display(),
-            actor.socket.display()
-        ),
-        110,
-        30,
-    )
+    Tmux::kirc_tui(actor, extra, 110, 30)
 }
 
 /// The conversation list's line for `name`, e.g. "1   alice      1".

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kirc_testkit::{Actor, Daemon, Tmux, befriend, bin};
+use kirc_testkit::{Actor, Daemon, Tmux, befriend};
 
 /// Each step is a few hops on loopback (the offer over Kafka, 20 MB over
 /// the channel); this bounds a stuck one.
@@ -14,15 +14,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// `actor`'s kirc-tui with the conversation with `peer` open.
 fn tui(actor: &Actor, peer: &str) -> Tmux {
-    Tmux::start(
-        &format!(
-            "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent {} --socket {} --open {peer}",
-            bin("kirc-tui").display(),
-            actor.socket.display(),
-        ),
-        120,
-        30,
-    )
+    Tmux::kirc_tui(actor, &format!("--open {peer}"), 120, 30)
 }
 
 async fn actor(name: &str) -> Actor {

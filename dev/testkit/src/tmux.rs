@@ -47,6 +47,26 @@ impl Tmux {
         tmux
     }
 
+    /// `actor`'s kirc-tui in a `width`×`height` pane, in UTC and without a
+    /// tui.toml, with `args` after its socket.
+    pub fn kirc_tui(actor: &Actor, args: &str, width: u16, height: u16) -> Tmux {
+        Tmux::start(
+            &format!(
+                "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent {} --socket {} {args}",
+                bin("kirc-tui").display(),
+                actor.socket.display()
+            ),
+            width,
+            height,
+        )
+    }
+
+    /// Types `text` and Enter.
+    pub fn type_line(&self, text: &str) {
+        self.send_keys(&["-l", text]);
+        self.send_keys(&["Enter"]);
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("tmux")
             .arg("-L")
@@ -127,4 +147,13 @@ impl Drop for Tmux {
             .args(["-L", &self.server, "kill-server"])
             .output();
     }
+}
+
+/// Whether kirc-tui's conversation list (left of the bar) on `screen`
+/// shows `name`.
+pub fn listed(screen: &str, name: &str) -> bool {
+    screen
+        .lines()
+        .filter_map(|line| line.split_once('│'))
+        .any(|(list, _)| list.contains(name))
 }

@@ -168,6 +168,7 @@ fn channel_commands_ask_the_daemon_for_the_open_channel() {
                 to: CHANNEL.into(),
                 text: "hello all".into(),
                 action: false,
+                reply_to: None,
             },
         ),
         (

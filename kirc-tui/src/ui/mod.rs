@@ -22,7 +22,7 @@ use unicode_width::UnicodeWidthStr;
 
 pub use crate::layout::{Areas, areas, sanitize};
 use crate::layout::{colour_of, format_time, truncate};
-use crate::state::{Link, State};
+use crate::state::{Compose, Link, State};
 
 pub fn render(frame: &mut Frame<'_>, state: &State) {
     let areas = areas(frame.area(), state);
@@ -360,8 +360,24 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
     );
 }
 
+/// The input line's prompt: what Enter will do with the line.
+fn prompt(state: &State) -> String {
+    match &state.compose {
+        None => String::from("> "),
+        Some(Compose::Reply(id)) => {
+            let to = state.open_message(id).map_or_else(String::new, |message| {
+                truncate(&sanitize(&state.name_of(&message.sender)), 12)
+            });
+            format!("↳ reply to {to} > ")
+        }
+        Some(Compose::Edit(_)) => String::from("edit > "),
+        Some(Compose::React(_)) => String::from("react with > "),
+    }
+}
+
 fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
-    const PROMPT: &str = "> ";
+    let prompt = prompt(state);
+    let prompt_width = prompt.width();
     // Newlines from a paste are shown, not executed.
     let shown: String = state
         .input
@@ -371,7 +387,7 @@ fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
         .collect();
     let shown = sanitize(&shown);
     let before_cursor: String = shown.chars().take(state.input.cursor()).collect();
-    let room = usize::from(area.width).saturating_sub(PROMPT.len() + 1);
+    let room = usize::from(area.width).saturating_sub(prompt_width + 1);
     // Scroll the line so the cursor stays in view.
     let mut skip = 0;
     while before_cursor.chars().skip(skip).collect::<String>().width() > room {
@@ -382,14 +398,14 @@ fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let cursor_column = before_cursor.chars().skip(skip).collect::<String>().width();
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(PROMPT, Style::new().bold()),
+            Span::styled(prompt, Style::new().bold()),
             Span::raw(visible),
         ])),
         area,
     );
     if state.overlay.is_none() && area.width > 0 && area.height > 0 {
         let x = area.x
-            + u16::try_from(PROMPT.len() + cursor_column)
+            + u16::try_from(prompt_width + cursor_column)
                 .unwrap_or(u16::MAX)
                 .min(area.width - 1);
         frame.set_cursor_position(Position::new(x, area.y));
@@ -491,5 +507,7 @@ fn status_line(state: &State) -> Line<'static> {
 
 #[cfg(test)]
 mod channel_tests;
+#[cfg(test)]
+mod message_tests;
 #[cfg(test)]
 mod tests;

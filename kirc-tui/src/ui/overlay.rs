@@ -1,5 +1,5 @@
 //! Panels drawn over the conversation: help, invite (with its QR code),
-//! search results, contacts, whois, transfers.
+//! search results, contacts, whois, transfers, a message's versions.
 
 use kirc_proto::v1::ContactState;
 use qrcode::QrCode;
@@ -26,18 +26,44 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn panel(frame: &mut Frame<'_>, area: Rect, title: &str, lines: Vec<Line<'static>>, width: u16) {
-    let height = u16::try_from(lines.len())
-        .unwrap_or(u16::MAX)
-        .saturating_add(2);
+    scrolled_panel(frame, area, title, lines, width, None);
+}
+
+/// A panel whose lines may not all fit: from line `scroll` on (the value
+/// kept in the state is clamped here, where the height is known).
+fn scrolled_panel(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line<'static>>,
+    width: u16,
+    scroll: Option<usize>,
+) {
+    let inner_width = usize::from(width.min(area.width).saturating_sub(2)).max(1);
+    // Rows the lines take once wrapped at the panel's width.
+    let rows: usize = lines
+        .iter()
+        .map(|line| line.width().div_ceil(inner_width).max(1))
+        .sum();
+    let fits = usize::from(area.height.saturating_sub(2));
+    let overflow = rows > fits;
+    let height = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
     let area = centered(area, width, height);
     frame.render_widget(Clear, area);
+    let bottom = if scroll.is_some() && overflow {
+        " ↑↓ PgUp PgDn scroll · Esc closes "
+    } else {
+        " Esc closes "
+    };
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(format!(" {title} "))
-        .title_bottom(" Esc closes ");
+        .title_bottom(bottom);
+    let offset = scroll.unwrap_or(0).min(rows.saturating_sub(fits));
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(offset).unwrap_or(u16::MAX), 0))
             .block(block),
         area,
     );
@@ -45,7 +71,7 @@ fn panel(frame: &mut Frame<'_>, area: Rect, title: &str, lines: Vec<Line<'static
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overlay) {
     match overlay {
-        Overlay::Help => help(frame, area, state),
+        Overlay::Help { scroll } => help(frame, area, state, *scroll),
         Overlay::Invite {
             token,
             expires_at_unix_ms,
@@ -58,10 +84,41 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
         Overlay::Contacts => contacts(frame, area, state),
         Overlay::Whois { actor_id } => whois(frame, area, state, actor_id),
         Overlay::Transfers { selected } => transfers(frame, area, state, *selected),
+        Overlay::Versions { versions, .. } => message_versions(frame, area, state, versions),
     }
 }
 
-fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
+fn message_versions(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    state: &State,
+    versions: &[kirc_proto::v1::MessageVersion],
+) {
+    let lines = if versions.is_empty() {
+        vec![Line::from("deleted: no text is kept".dim())]
+    } else {
+        versions
+            .iter()
+            .enumerate()
+            .map(|(index, version)| {
+                let label = if index == 0 { "sent" } else { "edited" };
+                Line::from(vec![
+                    Span::styled(
+                        format!(
+                            "{label:<7}{} ",
+                            format_time(state, version.at_unix_ms, "%Y-%m-%d %H:%M")
+                        ),
+                        Style::new().dim(),
+                    ),
+                    Span::raw(sanitize(&version.text)),
+                ])
+            })
+            .collect()
+    };
+    panel(frame, area, "Versions", lines, 90);
+}
+
+fn help(frame: &mut Frame<'_>, area: Rect, state: &State, scroll: usize) {
     let mut lines = vec![Line::from("Commands".bold())];
     for (name, args, doc) in COMMANDS {
         lines.push(Line::from(vec![
@@ -84,6 +141,13 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
         ),
         Span::raw("open conversation 1 … 9"),
     ]));
+    let selected: Vec<String> = crate::update::SELECTED_KEYS
+        .iter()
+        .map(|(key, doc)| format!("{key} {doc}"))
+        .collect();
+    lines.push(Line::from(
+        format!("  a selected message: {}", selected.join(" · ")).dim(),
+    ));
     let editing: Vec<String> = EDITING_KEYS
         .iter()
         .map(|(key, doc)| format!("{key} {doc}"))
@@ -110,7 +174,7 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State) {
     lines.push(Line::from(
         "  //text sends a line that starts with a slash".dim(),
     ));
-    panel(frame, area, "Help", lines, 100);
+    scrolled_panel(frame, area, "Help", lines, 100, Some(scroll));
 }
 
 fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires_at_unix_ms: i64) {

@@ -327,8 +327,15 @@ fn whois_with_a_direct_path() {
 #[test]
 fn help() {
     let mut state = connected(healthy());
-    state.overlay = Some(Overlay::Help);
+    state.overlay = Some(Overlay::Help { scroll: 0 });
     insta::assert_snapshot!(draw(&state, 110, 56).backend());
+}
+
+#[test]
+fn help_scrolled_to_its_end() {
+    let mut state = connected(healthy());
+    state.overlay = Some(Overlay::Help { scroll: 1000 });
+    insta::assert_snapshot!(draw(&state, 110, 30).backend());
 }
 
 #[test]
@@ -457,7 +464,7 @@ fn tiny_and_odd_sizes_never_panic() {
     ] {
         draw(&state, width, height);
         for overlay in [
-            Overlay::Help,
+            Overlay::Help { scroll: 0 },
             Overlay::Contacts,
             Overlay::Invite {
                 token: "kirc1:abc".into(),

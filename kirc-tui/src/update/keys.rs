@@ -40,6 +40,13 @@ pub(super) fn edit_or_act(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
     if state.overlay.is_some() && overlay_key(state, key, effects) {
         return;
     }
+    if state.selected.is_some() && state.keymap.action(&key).is_none() {
+        if messages::selected_key(state, key, effects) {
+            return;
+        }
+        // Any other key leaves the message cursor and does what it does.
+        state.selected = None;
+    }
     if let Some(action) = state.keymap.action(&key) {
         on_action(state, action, effects);
         return;
@@ -68,6 +75,8 @@ pub(super) fn edit_or_act(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
         KeyCode::Backspace => state.input.backspace(),
         KeyCode::Delete => state.input.delete(),
         KeyCode::Enter => submit(state, effects),
+        // A reply, edit or reaction being written is given up first.
+        KeyCode::Esc if state.compose.take().is_some() => {}
         KeyCode::Esc => state.notice = None,
         _ => {}
     }
@@ -109,6 +118,23 @@ pub(super) fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
             }
             _ => {}
         }
+    }
+    if let Some(Overlay::Help { scroll }) = &mut state.overlay {
+        let page = usize::from(state.screen.1.saturating_sub(4)).max(1);
+        match key.code {
+            KeyCode::Up => *scroll = scroll.saturating_sub(1),
+            KeyCode::Down => *scroll += 1,
+            KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+            KeyCode::PageDown => *scroll += page,
+            KeyCode::Home => *scroll = 0,
+            _ => return false,
+        }
+        // No further than the help's lines go (a command or key per line,
+        // and the few lines around them), so that Up after many Downs
+        // moves at once; the renderer stops at the last screenful.
+        let lines = commands::COMMANDS.len() + state.keymap.described.len() + 16;
+        *scroll = (*scroll).min(lines);
+        return true;
     }
     if let Some(Overlay::Transfers { selected }) = &mut state.overlay {
         let count = state.view.transfers.len();
@@ -163,8 +189,10 @@ pub(super) fn on_action(state: &mut State, action: Action, effects: &mut Vec<Eff
         Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => {
             scroll(state, action, effects)
         }
+        Action::SelectPrevious => messages::select(state, true),
+        Action::SelectNext => messages::select(state, false),
         Action::Complete => complete(state),
-        Action::Help => state.overlay = Some(Overlay::Help),
+        Action::Help => state.overlay = Some(Overlay::Help { scroll: 0 }),
         Action::Quit => state.quit = true,
     }
 }
@@ -224,6 +252,9 @@ pub(super) fn submit(state: &mut State, effects: &mut Vec<Effect>) {
     if line.trim().is_empty() {
         return;
     }
+    if messages::submit_compose(state, &line, effects) {
+        return;
+    }
     // A line that was questioned and is entered again goes out as text.
     if state.confirm.as_deref() == Some(line.as_str()) {
         state.confirm = None;
@@ -255,11 +286,23 @@ pub(super) fn submit(state: &mut State, effects: &mut Vec<Effect>) {
 }
 
 pub(super) fn send_text(state: &mut State, text: String, action: bool, effects: &mut Vec<Effect>) {
+    send_text_replying(state, text, action, None, effects);
+}
+
+/// Sends text to the open conversation, as a reply to `reply_to` if given.
+pub(super) fn send_text_replying(
+    state: &mut State,
+    text: String,
+    action: bool,
+    reply_to: Option<String>,
+    effects: &mut Vec<Effect>,
+) {
     if let Some(channel) = channels::open_channel(state).map(|channel| channel.id.clone()) {
         effects.push(Effect::Send {
             to: channel,
             text,
             action,
+            reply_to,
         });
         return;
     }
@@ -275,6 +318,7 @@ pub(super) fn send_text(state: &mut State, text: String, action: bool, effects: 
         to: peer.actor_id,
         text,
         action,
+        reply_to,
     });
 }
 
@@ -308,6 +352,7 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
                             to: id,
                             text,
                             action: false,
+                            reply_to: None,
                         });
                     }
                 }
@@ -322,6 +367,7 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
                         to: contact.actor_id,
                         text,
                         action: false,
+                        reply_to: None,
                     });
                 }
             }
@@ -341,6 +387,11 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         | Command::Names
         | Command::Act { .. }
         | Command::Moderate(_) => channels::run(state, command, effects),
+        Command::Reply(_)
+        | Command::React(_)
+        | Command::Edit(_)
+        | Command::Delete
+        | Command::Versions => messages::run_command(state, command, effects),
         Command::Accept(name) => match contact_ref(state, name.as_deref()) {
             Some(contact) => effects.push(Effect::Accept(contact)),
             None => notice(
@@ -398,7 +449,7 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         Command::Close => {
             state.open = None;
         }
-        Command::Help => state.overlay = Some(Overlay::Help),
+        Command::Help => state.overlay = Some(Overlay::Help { scroll: 0 }),
         Command::Quit => state.quit = true,
     }
 }

@@ -29,7 +29,8 @@ fn text_goes_to_the_open_conversation_and_commands_run() {
             Effect::Send {
                 to: BOB.into(),
                 text: "hi bob".into(),
-                action: false
+                action: false,
+                reply_to: None,
             }
         ]
     );
@@ -39,7 +40,8 @@ fn text_goes_to_the_open_conversation_and_commands_run() {
         vec![Effect::Send {
             to: BOB.into(),
             text: "waves".into(),
-            action: true
+            action: true,
+            reply_to: None,
         }]
     );
     assert_eq!(type_line(&mut state, "/invite"), vec![Effect::CreateInvite]);
@@ -56,7 +58,7 @@ fn text_goes_to_the_open_conversation_and_commands_run() {
         vec![Effect::Search("zebra".into())]
     );
     type_line(&mut state, "/help");
-    assert_eq!(state.overlay, Some(Overlay::Help));
+    assert_eq!(state.overlay, Some(Overlay::Help { scroll: 0 }));
     update(&mut state, key(KeyCode::Esc));
     assert_eq!(state.overlay, None);
     type_line(&mut state, "/quit");
@@ -82,7 +84,8 @@ fn a_mistyped_command_is_questioned_and_sent_only_when_confirmed() {
         vec![Effect::Send {
             to: BOB.into(),
             text: "/mgs bob hi".into(),
-            action: false
+            action: false,
+            reply_to: None,
         }]
     );
 }
@@ -104,7 +107,8 @@ fn a_multi_line_paste_is_one_message() {
         vec![Effect::Send {
             to: BOB.into(),
             text: "line one\nline two\nline three".into(),
-            action: false
+            action: false,
+            reply_to: None,
         }]
     );
 }

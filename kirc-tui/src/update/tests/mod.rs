@@ -147,6 +147,7 @@ fn open_bob(state: &mut State, messages: Vec<pb::ChatMessage>) -> Vec<Effect> {
 }
 
 mod input;
+mod messages;
 mod scroll;
 mod transfers;
 

@@ -4,14 +4,14 @@
 //! and both agree to the row. Its length is the price of that one source:
 //! the areas, the wrapping and the scrollback's rows must not drift apart.
 
-use jiff::Timestamp;
-use kirc_proto::v1::{self as pb, MessageState};
 use ratatui::layout::{Constraint, Layout as Split, Rect};
-use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use ratatui::text::Line;
 
 use crate::state::{Link, Position, Scrollback, State};
+
+mod lines;
+
+pub use lines::*;
 
 /// The conversation list is shown when the terminal is at least this wide.
 const LIST_MIN_WIDTH: u16 = 60;
@@ -93,91 +93,6 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     }
 }
 
-/// Text from peers, made safe to draw: control characters (escape sequences
-/// among them) and bidirectional overrides become visible placeholders, so a
-/// message can neither move the cursor nor reorder the screen.
-pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\t' => ' ',
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
-            c if c.is_control() => '\u{FFFD}',
-            c => c,
-        })
-        .collect()
-}
-
-pub fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
-    match Timestamp::from_millisecond(unix_ms) {
-        Ok(timestamp) if unix_ms > 0 => timestamp
-            .to_zoned_datetime(state.time_zone.clone())
-            .strftime(format)
-            .to_string(),
-        _ => String::from("—"),
-    }
-}
-
-/// A stable colour per actor, so a name looks the same everywhere.
-pub fn colour_of(actor_id: &str) -> Color {
-    const PALETTE: [Color; 10] = [
-        Color::Cyan,
-        Color::Magenta,
-        Color::Yellow,
-        Color::Green,
-        Color::Blue,
-        Color::LightRed,
-        Color::LightCyan,
-        Color::LightMagenta,
-        Color::LightGreen,
-        Color::LightBlue,
-    ];
-    // FNV-1a: stable across runs and machines, unlike std's hasher.
-    let hash = actor_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
-}
-
-/// Cuts `text` to at most `width` columns, with an ellipsis if cut.
-pub fn truncate(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_owned();
-    }
-    let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + c.to_string().width() + 1 > width {
-            break;
-        }
-        out.push(c);
-    }
-    if width > 0 {
-        out.push('…');
-    }
-    out
-}
-
-/// Width of the time column ("12:34 ").
-const TIME_WIDTH: usize = 6;
-/// Names are padded or cut to this many columns.
-const NAME_WIDTH: usize = 10;
-
-/// The mark after a received message whose first copy came over the direct
-/// path (WebRTC) rather than through Kafka.
-pub const DIRECT_MARK: (&str, Color) = ("⇄", Color::Cyan);
-
-/// The mark after one of our own messages, by delivery state.
-pub fn delivery_mark(state: i32) -> (&'static str, Color) {
-    match MessageState::try_from(state).unwrap_or(MessageState::Unspecified) {
-        MessageState::Pending | MessageState::Unspecified => ("·", Color::DarkGray),
-        MessageState::Queued => ("○", Color::DarkGray),
-        MessageState::Delivered => ("◐", Color::Gray),
-        MessageState::Received => ("●", Color::Gray),
-        MessageState::Read => ("✔", Color::Green),
-    }
-}
-
 /// Rows of the scrollback area for the current screen size.
 pub fn scrollback_rows(state: &State) -> u16 {
     let (columns, rows) = state.screen;
@@ -187,196 +102,6 @@ pub fn scrollback_rows(state: &State) -> u16 {
 pub(crate) fn scrollback_width(state: &State) -> usize {
     let (columns, rows) = state.screen;
     usize::from(areas(Rect::new(0, 0, columns, rows), state).body.width)
-}
-
-/// Splits `text` into pieces of at most `width` columns, at spaces where it
-/// can; newlines start new pieces.
-pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
-    let mut pieces = Vec::new();
-    for paragraph in text.split('\n') {
-        let mut line = String::new();
-        let mut line_width = 0;
-        let mut last_space: Option<usize> = None;
-        for c in paragraph.chars() {
-            let c_width = c.width().unwrap_or(0);
-            if c == ' ' && line_width + c_width > width {
-                // The line is full exactly at a space: break there.
-                pieces.push(std::mem::take(&mut line));
-                line_width = 0;
-                last_space = None;
-                continue;
-            }
-            if line_width + c_width > width && !line.is_empty() {
-                match last_space {
-                    Some(at) if at > 0 => {
-                        let rest = line.split_off(at);
-                        pieces.push(line.trim_end().to_owned());
-                        line = rest.trim_start().to_owned();
-                    }
-                    _ => pieces.push(std::mem::take(&mut line)),
-                }
-                line_width = line.width();
-                last_space = None;
-            }
-            if c == ' ' {
-                last_space = Some(line.len());
-            }
-            line.push(c);
-            line_width += c_width;
-        }
-        pieces.push(line);
-    }
-    pieces
-}
-
-/// What a channel's line says happened, in words.
-pub(crate) fn line_text(state: &State, message: &pb::ChatMessage) -> String {
-    use pb::ChannelLine as L;
-    let actor = sanitize(&state.name_of(&message.sender));
-    let target = sanitize(&state.name_of(&message.line_target));
-    let reason = if message.body.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", sanitize(&message.body))
-    };
-    match message.line() {
-        L::None => String::new(),
-        L::Create => format!("{actor} created the channel"),
-        L::Join => format!("{actor} joined"),
-        L::Part if message.line_target.is_empty() => format!("{actor} left{reason}"),
-        L::Part => format!("{actor} did not let {target} in{reason}"),
-        L::Kick => format!("{actor} removed {target}{reason}"),
-        L::Ban => format!("{actor} banned {target}{reason}"),
-        L::Unban => format!("{actor} lifted the ban on {target}"),
-        L::Op => format!("{actor} made {target} an operator"),
-        L::Deop => format!("{actor} took {target}'s operator status"),
-        L::Topic => format!("{actor} set the topic: {}", sanitize(&message.body)),
-        L::Moderated => format!("{actor} made the channel moderated: only operators speak"),
-        L::Unmoderated => format!("{actor} lifted moderation"),
-    }
-}
-
-/// The lines of one message, in display order.
-pub(crate) fn message_lines(
-    state: &State,
-    message: &pb::ChatMessage,
-    width: usize,
-) -> Vec<Line<'static>> {
-    let time = format_time(state, message.created_at_unix_ms, "%H:%M");
-    if message.line != pb::ChannelLine::None as i32 {
-        let indent = TIME_WIDTH + 3;
-        let pieces = wrap(
-            &line_text(state, message),
-            width.saturating_sub(indent).max(1),
-        );
-        return pieces
-            .into_iter()
-            .enumerate()
-            .map(|(index, piece)| {
-                let lead = if index == 0 {
-                    format!("{time:<TIME_WIDTH$}── ")
-                } else {
-                    " ".repeat(indent)
-                };
-                Line::from(vec![
-                    Span::styled(lead, Style::new().dim()),
-                    Span::styled(piece, Style::new().fg(Color::Cyan).dim()),
-                ])
-            })
-            .collect();
-    }
-    let name = sanitize(&state.name_of(&message.sender));
-    let colour = colour_of(&message.sender);
-    let body = sanitize_keep_newlines(&message.body);
-    let mark = if message.outgoing {
-        Some(delivery_mark(message.state))
-    } else {
-        message.direct.then_some(DIRECT_MARK)
-    };
-    let mark_width = mark.map_or(0, |(symbol, _)| symbol.width() + 1);
-    let (head, head_width) = if message.action {
-        let head = format!("* {name} ");
-        let width = head.width();
-        (
-            vec![Span::styled(
-                head,
-                Style::new().fg(colour).add_modifier(Modifier::ITALIC),
-            )],
-            width,
-        )
-    } else {
-        let shown = truncate(&name, NAME_WIDTH);
-        let padded = format!("{shown:>NAME_WIDTH$} ");
-        let width = padded.width();
-        (
-            vec![Span::styled(padded, Style::new().fg(colour).bold())],
-            width,
-        )
-    };
-    let indent = TIME_WIDTH + head_width;
-    let text_width = width.saturating_sub(indent + mark_width).max(1);
-    let pieces = wrap(&body, text_width);
-    let last = pieces.len().saturating_sub(1);
-    let text_style = if message.action {
-        Style::new().add_modifier(Modifier::ITALIC)
-    } else {
-        Style::new()
-    };
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(index, piece)| {
-            let mut spans = if index == 0 {
-                let mut spans = vec![Span::styled(
-                    format!("{time:<TIME_WIDTH$}"),
-                    Style::new().dim(),
-                )];
-                spans.extend(head.clone());
-                spans
-            } else {
-                vec![Span::raw(" ".repeat(indent))]
-            };
-            spans.push(Span::styled(piece, text_style));
-            if index == last
-                && let Some((symbol, colour)) = mark
-            {
-                spans.push(Span::styled(format!(" {symbol}"), Style::new().fg(colour)));
-            }
-            Line::from(spans)
-        })
-        .collect()
-}
-
-/// Like `sanitize`, but multi-line messages keep their lines.
-pub(crate) fn sanitize_keep_newlines(text: &str) -> String {
-    text.split('\n')
-        .map(sanitize)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-pub(crate) fn day_line(state: &State, unix_ms: i64, width: usize) -> Line<'static> {
-    let day = format_time(state, unix_ms, "%A %d %B %Y");
-    let label = format!(" {day} ");
-    let side = width.saturating_sub(label.width()) / 2;
-    Line::from(Span::styled(
-        format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
-        Style::new().dim(),
-    ))
-}
-
-pub(crate) fn marker_line(width: usize) -> Line<'static> {
-    let label = " new ";
-    let side = width.saturating_sub(label.len()) / 2;
-    Line::from(Span::styled(
-        format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
-        Style::new().fg(Color::Red),
-    ))
-}
-
-pub(crate) fn day_of(state: &State, unix_ms: i64) -> String {
-    format_time(state, unix_ms, "%Y-%m-%d")
 }
 
 /// What laying out one conversation needs, gathered once per frame or
@@ -576,6 +301,40 @@ pub fn scroll_down(state: &State, conversation: &str, rows: usize) -> Option<Pos
     layout.down(layout.scrollback.position?, rows)
 }
 
+/// Where the view goes so that message `id` is on screen: `Some` of the
+/// new position (`Some(None)`: the newest), or `None` if it is on screen
+/// already or not loaded.
+pub fn position_showing(state: &State, conversation: &str, id: &str) -> Option<Option<Position>> {
+    let layout = Layout::current(state, conversation)?;
+    let index = layout
+        .scrollback
+        .messages
+        .iter()
+        .position(|message| message.id == id)?;
+    let top = layout
+        .scrollback
+        .position
+        .unwrap_or_else(|| layout.top_of_bottom());
+    let top_index = layout.index_of(top.seq);
+    if index < top_index || (index == top_index && top.row > 0) {
+        // Above the view: it becomes the top row.
+        return Some(Some(layout.position_at(index, 0)));
+    }
+    let mut start = 0;
+    let mut skip = top.row;
+    for before in top_index..index {
+        start += layout.block(before).len() - skip;
+        skip = 0;
+    }
+    let height = layout.block(index).len();
+    if start + height <= layout.height {
+        return None;
+    }
+    // Below the view: its last row becomes the bottom one.
+    let new_top = layout.up(layout.position_at(index, height), layout.height);
+    Some(layout.rows_from(new_top).map(|_| new_top))
+}
+
 /// The view at the oldest loaded message.
 pub fn scroll_top(state: &State, conversation: &str) -> Option<Position> {
     let layout = Layout::current(state, conversation)?;
@@ -602,21 +361,4 @@ pub fn scrollback_lines(state: &State, conversation: &str) -> usize {
             .map(|index| layout.block(index).len())
             .sum()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wraps_at_spaces_and_hard_breaks_long_words() {
-        assert_eq!(
-            wrap("hello brave new world", 11),
-            vec!["hello brave", "new world"]
-        );
-        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
-        assert_eq!(wrap("one\ntwo", 10), vec!["one", "two"]);
-        // Wide characters count two columns.
-        assert_eq!(wrap("日本語テキスト", 6), vec!["日本語", "テキス", "ト"]);
-    }
 }

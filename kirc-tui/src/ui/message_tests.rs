@@ -1,0 +1,73 @@
+//! Snapshots of messages acted on: a reply with its quote, reactions (ours
+//! in bold), an edited message, a deleted one, the message cursor, and the
+//! input line's prompt while a reply is written.
+
+use kirc_proto::v1 as pb;
+
+use super::tests::{BOB, ME, connected, draw, healthy, message};
+use crate::state::{Compose, Scrollback, State};
+
+fn with_acts_open(mut state: State) -> State {
+    use pb::MessageState::{Read, Received};
+    let question = message(1, BOB, "shall we move the meetup to thursday?", 0, Received);
+    let mut answer = message(2, ME, "thursday works", 1, Read);
+    answer.reply_to = question.id.clone();
+    answer.quote = Some(pb::Quote {
+        sender: BOB.into(),
+        excerpt: question.body.clone(),
+        deleted: false,
+    });
+    let mut question = question;
+    question.reactions = vec![
+        pb::ReactionCount {
+            emoji: "👍".into(),
+            count: 2,
+            mine: true,
+        },
+        pb::ReactionCount {
+            emoji: "🎉".into(),
+            count: 1,
+            mine: false,
+        },
+    ];
+    let mut edited = message(3, BOB, "see you at 7 (not 6)", 2, Received);
+    edited.edited = true;
+    let mut deleted = message(4, BOB, "", 3, Received);
+    deleted.deleted = true;
+    let mut to_deleted = message(5, ME, "what did you say?", 4, Read);
+    to_deleted.reply_to = deleted.id.clone();
+    to_deleted.quote = Some(pb::Quote {
+        sender: BOB.into(),
+        excerpt: String::new(),
+        deleted: true,
+    });
+    state.open = Some("conv-bob".into());
+    state.scrollbacks.insert(
+        "conv-bob".into(),
+        Scrollback {
+            messages: vec![question, answer, edited, deleted, to_deleted],
+            more_before: false,
+            reaches_newest: true,
+            loading: false,
+            position: None,
+        },
+    );
+    state
+}
+
+#[test]
+fn replies_reactions_edits_and_deletions() {
+    let state = with_acts_open(connected(healthy()));
+    insta::assert_snapshot!(draw(&state, 90, 16).backend());
+}
+
+#[test]
+fn the_message_cursor_and_a_reply_being_written() {
+    let mut state = with_acts_open(connected(healthy()));
+    state.selected = Some("m3".into());
+    insta::assert_snapshot!("cursor", draw(&state, 90, 16).backend());
+    state.selected = None;
+    state.compose = Some(Compose::Reply("m3".into()));
+    state.input.insert_str("great");
+    insta::assert_snapshot!("replying", draw(&state, 90, 16).backend());
+}

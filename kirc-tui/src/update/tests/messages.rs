@@ -1,0 +1,214 @@
+//! The message cursor and what its keys and the message commands ask of
+//! the daemon; a message the daemon changed.
+
+use super::*;
+use crate::state::Compose;
+
+fn alt(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::ALT))
+}
+
+fn char_key(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+/// bob's conversation with bob's m1, our m2, bob's m3 (the newest).
+fn with_three() -> State {
+    let mut state = state();
+    let mut mine = message("m2", "conv-bob", ME, 2, "mine");
+    mine.outgoing = true;
+    open_bob(
+        &mut state,
+        vec![
+            message("m1", "conv-bob", BOB, 1, "first"),
+            mine,
+            message("m3", "conv-bob", BOB, 3, "third"),
+        ],
+    );
+    state
+}
+
+#[test]
+fn alt_up_and_down_walk_the_message_cursor_from_the_newest_and_out() {
+    let mut state = with_three();
+    let walk: Vec<Option<String>> = [
+        alt(KeyCode::Up),
+        alt(KeyCode::Up),
+        key(KeyCode::Up),
+        key(KeyCode::Up),
+        key(KeyCode::Down),
+        alt(KeyCode::Down),
+        alt(KeyCode::Down),
+    ]
+    .into_iter()
+    .map(|msg| {
+        update(&mut state, msg);
+        state.selected.clone()
+    })
+    .collect();
+    let ids = |ids: &[Option<&str>]| -> Vec<Option<String>> {
+        ids.iter().map(|id| id.map(String::from)).collect()
+    };
+    assert_eq!(
+        walk,
+        ids(&[
+            Some("m3"),
+            Some("m2"),
+            Some("m1"),
+            Some("m1"),
+            Some("m2"),
+            Some("m3"),
+            None
+        ])
+    );
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, key(KeyCode::Esc));
+    assert_eq!(state.selected, None);
+}
+
+#[test]
+fn a_selected_message_is_replied_to_reacted_to_copied_and_its_versions_shown() {
+    let mut state = with_three();
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, char_key('r'));
+    assert_eq!(state.compose, Some(Compose::Reply("m3".into())));
+    assert_eq!(
+        type_line(&mut state, "yes"),
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "yes".into(),
+            action: false,
+            reply_to: Some("m3".into()),
+        }]
+    );
+    assert_eq!(state.compose, None, "one reply, then plain messages again");
+
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, char_key('+'));
+    assert_eq!(
+        type_line(&mut state, "👍"),
+        vec![Effect::React {
+            message_id: "m3".into(),
+            emoji: "👍".into(),
+            remove: false,
+        }]
+    );
+
+    update(&mut state, alt(KeyCode::Up));
+    assert_eq!(
+        update(&mut state, char_key('y')),
+        vec![Effect::Copy("third".into())]
+    );
+    assert!(
+        state
+            .notice
+            .as_ref()
+            .is_some_and(|notice| notice.text.contains("copied"))
+    );
+    assert_eq!(
+        update(&mut state, char_key('v')),
+        vec![Effect::Versions("m3".into())]
+    );
+}
+
+#[test]
+fn only_our_own_message_is_edited_or_deleted_and_a_deletion_asks_first() {
+    let mut state = with_three();
+    update(&mut state, alt(KeyCode::Up));
+    assert!(update(&mut state, char_key('e')).is_empty());
+    assert!(state.notice.as_ref().is_some_and(|notice| notice.error));
+    assert_eq!(state.compose, None);
+
+    update(&mut state, key(KeyCode::Up));
+    assert_eq!(state.selected.as_deref(), Some("m2"));
+    update(&mut state, char_key('e'));
+    assert_eq!(state.compose, Some(Compose::Edit("m2".into())));
+    assert_eq!(state.input.text(), "mine", "the text to change");
+    update(&mut state, ctrl('u'));
+    assert_eq!(
+        type_line(&mut state, "mine, better"),
+        vec![Effect::Edit {
+            message_id: "m2".into(),
+            text: "mine, better".into(),
+        }]
+    );
+
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, key(KeyCode::Up));
+    assert!(update(&mut state, char_key('d')).is_empty(), "asks first");
+    assert_eq!(
+        update(&mut state, char_key('d')),
+        vec![Effect::Delete("m2".into())]
+    );
+}
+
+#[test]
+fn the_commands_act_on_the_newest_message_of_the_right_side() {
+    let mut state = with_three();
+    assert_eq!(
+        type_line(&mut state, "/react 🎉"),
+        vec![Effect::React {
+            message_id: "m3".into(),
+            emoji: "🎉".into(),
+            remove: false,
+        }]
+    );
+    assert_eq!(
+        type_line(&mut state, "/edit fixed"),
+        vec![Effect::Edit {
+            message_id: "m2".into(),
+            text: "fixed".into(),
+        }]
+    );
+    assert_eq!(
+        type_line(&mut state, "/delete"),
+        vec![Effect::Delete("m2".into())]
+    );
+    assert_eq!(
+        type_line(&mut state, "/reply sure"),
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "sure".into(),
+            action: false,
+            reply_to: Some("m3".into()),
+        }]
+    );
+    // /edit without text puts the message in the line to change it.
+    assert!(type_line(&mut state, "/edit").is_empty());
+    assert_eq!(state.input.text(), "mine");
+    assert_eq!(state.compose, Some(Compose::Edit("m2".into())));
+    update(&mut state, key(KeyCode::Esc));
+    assert_eq!(state.compose, None, "Esc gives the edit up");
+}
+
+#[test]
+fn our_own_reaction_with_the_same_emoji_is_taken_back() {
+    let mut state = with_three();
+    let mut reacted = message("m3", "conv-bob", BOB, 3, "third");
+    reacted.reactions = vec![pb::ReactionCount {
+        emoji: "👍".into(),
+        count: 2,
+        mine: true,
+    }];
+    update(&mut state, event(2, Kind::MessageUpdated(reacted)));
+    assert_eq!(
+        type_line(&mut state, "/react 👍"),
+        vec![Effect::React {
+            message_id: "m3".into(),
+            emoji: "👍".into(),
+            remove: true,
+        }]
+    );
+}
+
+#[test]
+fn an_updated_message_replaces_the_held_one_without_a_notification() {
+    let mut state = with_three();
+    let mut edited = message("m1", "conv-bob", BOB, 1, "first, edited");
+    edited.edited = true;
+    let effects = update(&mut state, event(2, Kind::MessageUpdated(edited)));
+    assert!(effects.is_empty(), "{effects:?}");
+    let held = state.open_message("m1").unwrap();
+    assert_eq!((held.body.as_str(), held.edited), ("first, edited", true));
+    assert_eq!(state.scrollbacks["conv-bob"].messages.len(), 3);
+}
