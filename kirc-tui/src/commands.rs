@@ -82,6 +82,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "the texts the selected (or newest) message had",
     ),
+    ("readall", "", "mark every conversation read"),
     (
         "accept",
         "[contact]",
@@ -169,6 +170,7 @@ pub enum Command {
     Edit(Option<String>),
     Delete,
     Versions,
+    ReadAll,
     Accept(Option<String>),
     Block(Option<String>),
     Unblock(String),
@@ -305,6 +307,7 @@ pub fn parse(line: &str) -> Line {
         "edit" => Command::Edit(arg()),
         "delete" => Command::Delete,
         "versions" => Command::Versions,
+        "readall" => Command::ReadAll,
         "accept" => Command::Accept(arg()),
         "block" => Command::Block(arg()),
         "unblock" => match arg() {

@@ -420,10 +420,7 @@ async fn run_effect(
                 .add_contact(pb::AddContactRequest { token })
                 .await?
                 .into_inner();
-            Some(Msg::Done(format!(
-                "added {}; they will confirm when their daemon has your request",
-                contact.display_name
-            )))
+            Some(Msg::Added(contact))
         }
         Effect::CreateInvite => Some(Msg::Invite(
             client

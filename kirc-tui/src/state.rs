@@ -104,6 +104,10 @@ pub enum Overlay {
 pub struct Notice {
     pub text: String,
     pub error: bool,
+    /// A notice about a contact that waits for its confirmation: it goes
+    /// once the contact (this actor id) has accepted us, when it is no
+    /// longer true.
+    pub until_confirmed: Option<String>,
 }
 
 /// Tab completion in progress: the word's start and the candidates cycled.

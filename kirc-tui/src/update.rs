@@ -59,6 +59,8 @@ pub enum Msg {
     Tick(i64),
     /// A command finished; the text is shown in the status line.
     Done(String),
+    /// A contact was added from its invite (and may not have confirmed yet).
+    Added(pb::Contact),
     Failed(String),
 }
 
@@ -243,8 +245,23 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.now_unix_ms = now;
             state.typing_until.retain(|_, until| *until > now);
         }
-        Msg::Done(text) => state.notice = Some(Notice { text, error: false }),
-        Msg::Failed(text) => state.notice = Some(Notice { text, error: true }),
+        Msg::Done(text) => notice(state, text, false),
+        Msg::Failed(text) => notice(state, text, true),
+        Msg::Added(contact) => {
+            let waiting = !contact.peer_accepted;
+            state.notice = Some(Notice {
+                text: if waiting {
+                    format!(
+                        "added {}; they will confirm when their daemon has your request",
+                        contact.display_name
+                    )
+                } else {
+                    format!("added {}", contact.display_name)
+                },
+                error: false,
+                until_confirmed: waiting.then_some(contact.actor_id),
+            });
+        }
     }
     effects.extend(mark_read(state));
     effects
@@ -254,6 +271,7 @@ fn notice(state: &mut State, text: impl Into<String>, error: bool) {
     state.notice = Some(Notice {
         text: text.into(),
         error,
+        until_confirmed: None,
     });
 }
 
@@ -340,6 +358,19 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
             }
         }
         Some(Kind::MessageUpdated(message)) => messages::replace(state, message),
+        // "They will confirm" is no longer true once they did.
+        Some(Kind::ContactChanged(contact))
+            if contact.peer_accepted
+                && state.notice.as_ref().is_some_and(|notice| {
+                    notice.until_confirmed.as_deref() == Some(&contact.actor_id)
+                }) =>
+        {
+            notice(
+                state,
+                format!("{} confirmed: you can talk", contact.display_name),
+                false,
+            );
+        }
         Some(Kind::MessageStateChanged(changed)) => {
             if let Some(scrollback) = state.scrollbacks.get_mut(&changed.conversation_id)
                 && let Some(message) = scrollback

@@ -194,6 +194,7 @@ fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires
     let mut lines = vec![
         Line::from(what),
         Line::from(how_long.dim()),
+        Line::from("y copies the token to the clipboard, without the box around it.".dim()),
         Line::default(),
     ];
     lines.push(Line::from(Span::styled(

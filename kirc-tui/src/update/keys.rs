@@ -74,6 +74,9 @@ pub(super) fn edit_or_act(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
         KeyCode::Down => state.input.history_forward(),
         KeyCode::Backspace => state.input.backspace(),
         KeyCode::Delete => state.input.delete(),
+        // A new line in the message (most terminals send alt-enter for it;
+        // Enter alone sends).
+        KeyCode::Enter if alt => state.input.insert('\n'),
         KeyCode::Enter => submit(state, effects),
         // A reply, edit or reaction being written is given up first.
         KeyCode::Esc if state.compose.take().is_some() => {}
@@ -118,6 +121,14 @@ pub(super) fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
             }
             _ => {}
         }
+    }
+    if let Some(Overlay::Invite { token, .. }) = &state.overlay {
+        if key.code == KeyCode::Char('y') {
+            effects.push(Effect::Copy(token.clone()));
+            notice(state, "copied the invite token to the clipboard", false);
+            return true;
+        }
+        return false;
     }
     if let Some(Overlay::Help { scroll }) = &mut state.overlay {
         let page = usize::from(state.screen.1.saturating_sub(4)).max(1);
@@ -189,12 +200,47 @@ pub(super) fn on_action(state: &mut State, action: Action, effects: &mut Vec<Eff
         Action::ScrollUp | Action::ScrollDown | Action::ScrollTop | Action::ScrollBottom => {
             scroll(state, action, effects)
         }
+        Action::NextUnread => {
+            let found = next_conversation(state, |conversation| conversation.unread > 0);
+            match found {
+                Some(id) => open(state, &id, effects),
+                None => notice(state, "nothing unread", false),
+            }
+        }
+        Action::NextMention => {
+            let found = next_conversation(state, |conversation| {
+                state.mentions.contains(&conversation.id)
+            });
+            match found {
+                Some(id) => open(state, &id, effects),
+                None => notice(state, "no unread mention", false),
+            }
+        }
         Action::SelectPrevious => messages::select(state, true),
         Action::SelectNext => messages::select(state, false),
         Action::Complete => complete(state),
         Action::Help => state.overlay = Some(Overlay::Help { scroll: 0 }),
         Action::Quit => state.quit = true,
     }
+}
+
+/// The first conversation after the open one (in list order, wrapping
+/// round) that `wanted` accepts.
+fn next_conversation(state: &State, wanted: impl Fn(&pb::Conversation) -> bool) -> Option<String> {
+    let conversations = &state.view.conversations;
+    let start = state
+        .open
+        .as_ref()
+        .and_then(|open| {
+            conversations
+                .iter()
+                .position(|conversation| &conversation.id == open)
+        })
+        .map_or(0, |index| index + 1);
+    (0..conversations.len())
+        .map(|offset| &conversations[(start + offset) % conversations.len()])
+        .find(|conversation| state.open.as_ref() != Some(&conversation.id) && wanted(conversation))
+        .map(|conversation| conversation.id.clone())
 }
 
 /// Tab: completes a command name (first word after `/`) or a contact name;
@@ -387,6 +433,19 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         | Command::Names
         | Command::Act { .. }
         | Command::Moderate(_) => channels::run(state, command, effects),
+        Command::ReadAll => {
+            for conversation in &state.view.conversations {
+                if conversation.unread > 0
+                    && let Some(last) = &conversation.last_message
+                {
+                    effects.push(Effect::MarkRead {
+                        conversation: conversation.id.clone(),
+                        up_to: last.id.clone(),
+                    });
+                }
+            }
+            state.mentions.clear();
+        }
         Command::Reply(_)
         | Command::React(_)
         | Command::Edit(_)

@@ -212,3 +212,83 @@ fn an_updated_message_replaces_the_held_one_without_a_notification() {
     assert_eq!((held.body.as_str(), held.edited), ("first, edited", true));
     assert_eq!(state.scrollbacks["conv-bob"].messages.len(), 3);
 }
+
+#[test]
+fn y_copies_the_invite_token_and_alt_enter_starts_a_new_line() {
+    let mut state = with_three();
+    update(
+        &mut state,
+        Msg::Invite(pb::CreateInviteResponse {
+            token: "kirc1:abc".into(),
+            expires_at_unix_ms: 1,
+        }),
+    );
+    assert_eq!(
+        update(&mut state, char_key('y')),
+        vec![Effect::Copy("kirc1:abc".into())]
+    );
+    update(&mut state, key(KeyCode::Esc));
+    update(&mut state, char_key('a'));
+    update(&mut state, alt(KeyCode::Enter));
+    update(&mut state, char_key('b'));
+    assert_eq!(state.input.text(), "a\nb");
+    assert_eq!(
+        update(&mut state, key(KeyCode::Enter)),
+        vec![Effect::Send {
+            to: BOB.into(),
+            text: "a\nb".into(),
+            action: false,
+            reply_to: None,
+        }]
+    );
+}
+
+#[test]
+fn alt_u_and_alt_m_go_to_the_next_unread_and_mention_and_readall_marks_every_one() {
+    let mut state = with_three();
+    let mut to_carol = message("c1", "conv-carol", CAROL, 10, "hey alice!");
+    to_carol.outgoing = false;
+    update(&mut state, event(2, Kind::MessageAdded(to_carol)));
+    assert!(state.mentions.contains("conv-carol"));
+    update(&mut state, alt(KeyCode::Char('m')));
+    assert_eq!(state.open.as_deref(), Some("conv-carol"));
+    update(&mut state, alt(KeyCode::Char('u')));
+    assert_eq!(
+        state.open.as_deref(),
+        Some("conv-carol"),
+        "nothing else is unread: it stays"
+    );
+    assert!(
+        state
+            .notice
+            .as_ref()
+            .is_some_and(|notice| notice.text == "nothing unread")
+    );
+}
+
+#[test]
+fn the_notice_that_a_contact_will_confirm_goes_once_they_do() {
+    let mut state = state();
+    let mut dave = contact(
+        "dddddddddddddddddddddddddddddddd",
+        "dave",
+        "conv-dave",
+        ContactState::Accepted,
+    );
+    dave.peer_accepted = false;
+    update(&mut state, Msg::Added(dave.clone()));
+    assert!(
+        state
+            .notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("they will confirm")
+    );
+    dave.peer_accepted = true;
+    update(&mut state, event(2, Kind::ContactChanged(dave)));
+    assert_eq!(
+        state.notice.as_ref().unwrap().text,
+        "dave confirmed: you can talk"
+    );
+}
