@@ -82,6 +82,12 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "",
         "the texts the selected (or newest) message had",
     ),
+    (
+        "links",
+        "",
+        "the open conversation's links, newest first: Enter opens, y copies",
+    ),
+    ("open", "<n>", "open link n of /links (1 is the newest)"),
     ("readall", "", "mark every conversation read"),
     (
         "accept",
@@ -171,6 +177,8 @@ pub enum Command {
     Delete,
     Versions,
     ReadAll,
+    Links,
+    Open(usize),
     Accept(Option<String>),
     Block(Option<String>),
     Unblock(String),
@@ -308,6 +316,11 @@ pub fn parse(line: &str) -> Line {
         "delete" => Command::Delete,
         "versions" => Command::Versions,
         "readall" => Command::ReadAll,
+        "links" | "urls" => Command::Links,
+        "open" => match args.parse() {
+            Ok(number) if number > 0 => Command::Open(number),
+            _ => return usage("open"),
+        },
         "accept" => Command::Accept(arg()),
         "block" => Command::Block(arg()),
         "unblock" => match arg() {

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod input;
 pub mod keys;
 pub mod layout;
+pub mod links;
 pub mod settings;
 pub mod state;
 pub mod terminal;

@@ -113,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let time_zone = jiff::tz::TimeZone::system();
     let mut state = State::new(socket.display().to_string(), time_zone);
     state.keymap = tui_config.keymap;
+    let opener = tui_config.opener;
     state.notify = tui_config.notify;
     state.pending_open = cli.open;
     state.session = cli.session;
@@ -152,6 +153,11 @@ async fn main() -> anyhow::Result<()> {
         for effect in update(&mut state, msg) {
             match effect {
                 Effect::Notify { title, body } => notify(state.notify, &title, &body),
+                Effect::OpenLink(url) => {
+                    if let Err(err) = kirc_tui::terminal::open_link(&url, opener.as_deref()) {
+                        update(&mut state, Msg::Failed(format!("cannot open {url}: {err}")));
+                    }
+                }
                 Effect::Copy(text) => {
                     if let Err(err) = kirc_tui::terminal::copy(&mut std::io::stdout(), &text) {
                         update(

@@ -124,11 +124,15 @@ impl Default for NotifyConfig {
     }
 }
 
-/// kirc-tui's own settings (`tui.toml`): key bindings and notifications.
+/// kirc-tui's own settings (`tui.toml`): key bindings, notifications,
+/// links.
 #[derive(Debug, Clone, Default)]
 pub struct TuiConfig {
     pub keymap: crate::keys::Keymap,
     pub notify: NotifyConfig,
+    /// `[links] opener`: the program links are opened with (the URL is
+    /// its last argument); unset, `$BROWSER`, else the system's opener.
+    pub opener: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,9 +228,23 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
                     }
                 }
             }
+            "links" => {
+                for (key, value) in body {
+                    match (key.as_str(), value) {
+                        ("opener", toml::Value::String(opener)) if !opener.trim().is_empty() => {
+                            config.opener = Some(opener.clone());
+                        }
+                        _ => {
+                            return Err(invalid(format!(
+                                "[links] {key}: unknown or of the wrong type; the key is opener (a program, e.g. \"firefox\")"
+                            )));
+                        }
+                    }
+                }
+            }
             other => {
                 return Err(invalid(format!(
-                    "unknown section [{other}]; the sections are [keys] and [notify]"
+                    "unknown section [{other}]; the sections are [keys], [notify] and [links]"
                 )));
             }
         }
@@ -265,6 +283,14 @@ mod tui_config_tests {
             err.contains("bound to both next_conversation and help"),
             "{err}"
         );
+        std::fs::write(&path, "[links]\nopener = \"firefox --new-tab\"\n").unwrap();
+        assert_eq!(
+            load_tui_config(&path).unwrap().opener.as_deref(),
+            Some("firefox --new-tab")
+        );
+        std::fs::write(&path, "[links]\nopener = 3\n").unwrap();
+        let err = load_tui_config(&path).unwrap_err().to_string();
+        assert!(err.contains("[links] opener"), "{err}");
         std::fs::write(&path, "[colours]\nx = 1\n").unwrap();
         let err = load_tui_config(&path).unwrap_err().to_string();
         assert!(err.contains("unknown section [colours]"), "{err}");

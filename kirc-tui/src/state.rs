@@ -93,6 +93,10 @@ pub enum Overlay {
     Transfers {
         selected: usize,
     },
+    /// The open conversation's links, newest first.
+    Links {
+        selected: usize,
+    },
     /// The texts a message had, oldest first (none once deleted).
     Versions {
         message_id: String,

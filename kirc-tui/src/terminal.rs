@@ -1,8 +1,9 @@
-//! What kirc-tui writes to the terminal besides the screen: text for the
-//! clipboard (OSC 52, which reaches the local clipboard over SSH, and
-//! through tmux with `set -g set-clipboard on`).
+//! What kirc-tui does outside its screen: text for the clipboard (OSC 52,
+//! which reaches the local clipboard over SSH, and through tmux with
+//! `set -g set-clipboard on`), and links opened in a browser.
 
 use std::io::Write;
+use std::process::{Child, Command, Stdio};
 
 use crossterm::clipboard::CopyToClipboard;
 
@@ -11,9 +12,81 @@ pub fn copy(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     crossterm::execute!(out, CopyToClipboard::to_clipboard_from(text))
 }
 
+/// Opens a link with `opener` (tui.toml's `[links] opener`), else
+/// `$BROWSER`, else the system's opener; only web links (see
+/// `links::openable`). The program runs on its own, its output away from
+/// the screen.
+pub fn open_link(url: &str, opener: Option<&str>) -> std::io::Result<()> {
+    let browser = std::env::var("BROWSER")
+        .ok()
+        .filter(|browser| !browser.trim().is_empty());
+    match opener.map(str::to_owned).or(browser) {
+        Some(program) => {
+            let mut child = spawn_opener(url, &program)?;
+            // Reaped when it ends, so that it leaves no zombie behind.
+            std::thread::spawn(move || child.wait());
+            Ok(())
+        }
+        None if crate::links::openable(url) => open::that_detached(url),
+        None => Err(not_web(url)),
+    }
+}
+
+fn not_web(url: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{url} is not a web link"),
+    )
+}
+
+/// Starts `program` (words split at spaces; `%s`, if present, is where the
+/// URL goes, else it is the last argument) on `url`.
+fn spawn_opener(url: &str, program: &str) -> std::io::Result<Child> {
+    if !crate::links::openable(url) {
+        return Err(not_web(url));
+    }
+    let mut words = program.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let mut args: Vec<String> = words.map(|word| word.replace("%s", url)).collect();
+    if !program.contains("%s") {
+        args.push(url.to_owned());
+    }
+    Command::new(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_opener_gets_the_link_and_only_web_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen");
+        let script = dir.path().join("opener");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s %s' \"$1\" \"$2\" > {}\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = format!("{} --new-tab", script.display());
+        let mut child = spawn_opener("https://example.com/x", &program).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            "--new-tab https://example.com/x"
+        );
+        assert!(spawn_opener("file:///etc/passwd", &program).is_err());
+    }
 
     #[test]
     fn a_copy_is_one_osc_52_sequence_with_the_text_in_base64() {

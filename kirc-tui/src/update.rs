@@ -100,6 +100,9 @@ pub enum Effect {
     /// Put text on the clipboard (OSC 52, which works over SSH and in
     /// tmux); carried out by the main loop, on the terminal.
     Copy(String),
+    /// Open a web link with the configured opener; carried out by the main
+    /// loop.
+    OpenLink(String),
     MarkRead {
         conversation: String,
         up_to: String,

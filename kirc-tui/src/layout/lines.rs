@@ -11,6 +11,31 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::state::State;
 
+/// One row of the scrollback: what it shows, and the links on it (drawn
+/// as terminal hyperlinks over the cells they cover).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    pub line: Line<'static>,
+    pub links: Vec<RowLink>,
+}
+
+/// A link's cells on a row: from `column`, `width` columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowLink {
+    pub column: usize,
+    pub width: usize,
+    pub url: String,
+}
+
+impl From<Line<'static>> for Row {
+    fn from(line: Line<'static>) -> Self {
+        Row {
+            line,
+            links: Vec::new(),
+        }
+    }
+}
+
 /// Text from peers, made safe to draw: control characters (escape sequences
 /// among them) and bidirectional overrides become visible placeholders, so a
 /// message can neither move the cursor nor reorder the screen.
@@ -99,29 +124,65 @@ pub fn delivery_mark(state: i32) -> (&'static str, Color) {
 /// Splits `text` into pieces of at most `width` columns, at spaces where it
 /// can; newlines start new pieces.
 pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    wrap_at(text, width)
+        .into_iter()
+        .map(|piece| piece.text)
+        .collect()
+}
+
+/// A wrapped piece of a text and where it starts in it (bytes), so that
+/// what was found in the text (links) can be found in the pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub text: String,
+    pub start: usize,
+}
+
+/// [`wrap`], keeping each piece's place in `text`.
+pub(crate) fn wrap_at(text: &str, width: usize) -> Vec<Piece> {
     let width = width.max(1);
     let mut pieces = Vec::new();
+    let mut paragraph_start = 0;
     for paragraph in text.split('\n') {
         let mut line = String::new();
+        let mut line_start = paragraph_start;
         let mut line_width = 0;
         let mut last_space: Option<usize> = None;
-        for c in paragraph.chars() {
+        for (at, c) in paragraph.char_indices() {
             let c_width = c.width().unwrap_or(0);
             if c == ' ' && line_width + c_width > width {
                 // The line is full exactly at a space: break there.
-                pieces.push(std::mem::take(&mut line));
+                pieces.push(Piece {
+                    text: std::mem::take(&mut line),
+                    start: line_start,
+                });
+                line_start = paragraph_start + at + 1;
                 line_width = 0;
                 last_space = None;
                 continue;
             }
             if line_width + c_width > width && !line.is_empty() {
                 match last_space {
-                    Some(at) if at > 0 => {
-                        let rest = line.split_off(at);
-                        pieces.push(line.trim_end().to_owned());
-                        line = rest.trim_start().to_owned();
+                    Some(space) if space > 0 => {
+                        let rest = line.split_off(space);
+                        let kept = rest.trim_start();
+                        let skipped = rest.len() - kept.len();
+                        pieces.push(Piece {
+                            text: line.trim_end().to_owned(),
+                            start: line_start,
+                        });
+                        line_start += space + skipped;
+                        line = kept.to_owned();
                     }
-                    _ => pieces.push(std::mem::take(&mut line)),
+                    _ => {
+                        let taken = std::mem::take(&mut line);
+                        let taken_len = taken.len();
+                        pieces.push(Piece {
+                            text: taken,
+                            start: line_start,
+                        });
+                        line_start += taken_len;
+                    }
                 }
                 line_width = line.width();
                 last_space = None;
@@ -132,7 +193,11 @@ pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
             line.push(c);
             line_width += c_width;
         }
-        pieces.push(line);
+        pieces.push(Piece {
+            text: line,
+            start: line_start,
+        });
+        paragraph_start += paragraph.len() + 1;
     }
     pieces
 }
@@ -165,11 +230,7 @@ pub(crate) fn line_text(state: &State, message: &pb::ChatMessage) -> String {
 }
 
 /// The lines of one message, in display order.
-pub(crate) fn message_lines(
-    state: &State,
-    message: &pb::ChatMessage,
-    width: usize,
-) -> Vec<Line<'static>> {
+pub(crate) fn message_lines(state: &State, message: &pb::ChatMessage, width: usize) -> Vec<Row> {
     let time = format_time(state, message.created_at_unix_ms, "%H:%M");
     if message.line != pb::ChannelLine::None as i32 {
         let indent = TIME_WIDTH + 3;
@@ -186,10 +247,10 @@ pub(crate) fn message_lines(
                 } else {
                     " ".repeat(indent)
                 };
-                Line::from(vec![
+                Row::from(Line::from(vec![
                     Span::styled(lead, Style::new().dim()),
                     Span::styled(piece, Style::new().fg(Color::Cyan).dim()),
-                ])
+                ]))
             })
             .collect();
     }
@@ -242,7 +303,12 @@ pub(crate) fn message_lines(
     } else {
         (sanitize_keep_newlines(&message.body), Style::new())
     };
-    let pieces = wrap(&body, text_width);
+    let pieces = wrap_at(&body, text_width);
+    let links = if message.deleted {
+        Vec::new()
+    } else {
+        crate::links::find(&body)
+    };
     let last = pieces.len().saturating_sub(1);
     let selected = state.selected.as_deref() == Some(message.id.as_str());
     let time_column = if selected {
@@ -250,9 +316,9 @@ pub(crate) fn message_lines(
     } else {
         format!("{time:<TIME_WIDTH$}")
     };
-    let mut lines = Vec::with_capacity(pieces.len() + 2);
+    let mut rows = Vec::with_capacity(pieces.len() + 2);
     if !message.reply_to.is_empty() {
-        lines.push(quote_line(state, message, indent, width));
+        rows.push(Row::from(quote_line(state, message, indent, width)));
     }
     for (index, piece) in pieces.into_iter().enumerate() {
         let mut spans = if index == 0 {
@@ -262,7 +328,15 @@ pub(crate) fn message_lines(
         } else {
             vec![Span::raw(" ".repeat(indent))]
         };
-        spans.push(Span::styled(piece, text_style));
+        let mut row_links = Vec::new();
+        spans.extend(linked_spans(
+            &body,
+            &piece,
+            &links,
+            text_style,
+            indent,
+            &mut row_links,
+        ));
         if index == last {
             if edited_width > 0 {
                 spans.push(Span::styled(EDITED, Style::new().dim()));
@@ -271,18 +345,68 @@ pub(crate) fn message_lines(
                 spans.push(Span::styled(format!(" {symbol}"), Style::new().fg(colour)));
             }
         }
-        lines.push(Line::from(spans));
+        rows.push(Row {
+            line: Line::from(spans),
+            links: row_links,
+        });
     }
     if !message.reactions.is_empty() && !message.deleted {
-        lines.push(reactions_line(message, indent, width));
+        rows.push(Row::from(reactions_line(message, indent, width)));
     }
     if selected {
-        for line in &mut lines {
-            *line = std::mem::take(line).patch_style(Style::new().bg(SELECTED_BACKGROUND));
+        for row in &mut rows {
+            row.line =
+                std::mem::take(&mut row.line).patch_style(Style::new().bg(SELECTED_BACKGROUND));
         }
     }
-    lines
+    rows
 }
+
+/// The spans of one wrapped piece of `body`, its links underlined; each
+/// link's cells go to `row_links` (the piece starts at column `column`).
+fn linked_spans(
+    body: &str,
+    piece: &Piece,
+    links: &[(std::ops::Range<usize>, String)],
+    style: Style,
+    column: usize,
+    row_links: &mut Vec<RowLink>,
+) -> Vec<Span<'static>> {
+    let end = piece.start + piece.text.len();
+    let mut spans = Vec::new();
+    let mut cursor = piece.start;
+    let mut column = column;
+    for (range, url) in links {
+        let from = range.start.max(piece.start);
+        let to = range.end.min(end);
+        if from >= to {
+            continue;
+        }
+        if from > cursor {
+            let plain = &body[cursor..from];
+            column += plain.width();
+            spans.push(Span::styled(plain.to_owned(), style));
+        }
+        let shown = &body[from..to];
+        row_links.push(RowLink {
+            column,
+            width: shown.width(),
+            url: url.clone(),
+        });
+        column += shown.width();
+        spans.push(Span::styled(
+            shown.to_owned(),
+            style.fg(LINK_COLOUR).add_modifier(Modifier::UNDERLINED),
+        ));
+        cursor = to;
+    }
+    if cursor < end {
+        spans.push(Span::styled(body[cursor..end].to_owned(), style));
+    }
+    spans
+}
+
+const LINK_COLOUR: Color = Color::Blue;
 
 /// What an edited message says after its text.
 const EDITED: &str = " (edited)";
@@ -348,23 +472,23 @@ pub(crate) fn sanitize_keep_newlines(text: &str) -> String {
         .join("\n")
 }
 
-pub(crate) fn day_line(state: &State, unix_ms: i64, width: usize) -> Line<'static> {
+pub(crate) fn day_line(state: &State, unix_ms: i64, width: usize) -> Row {
     let day = format_time(state, unix_ms, "%A %d %B %Y");
     let label = format!(" {day} ");
     let side = width.saturating_sub(label.width()) / 2;
-    Line::from(Span::styled(
+    Row::from(Line::from(Span::styled(
         format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
         Style::new().dim(),
-    ))
+    )))
 }
 
-pub(crate) fn marker_line(width: usize) -> Line<'static> {
+pub(crate) fn marker_line(width: usize) -> Row {
     let label = " new ";
     let side = width.saturating_sub(label.len()) / 2;
-    Line::from(Span::styled(
+    Row::from(Line::from(Span::styled(
         format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
         Style::new().fg(Color::Red),
-    ))
+    )))
 }
 
 pub(crate) fn day_of(state: &State, unix_ms: i64) -> String {
@@ -385,5 +509,24 @@ mod tests {
         assert_eq!(wrap("one\ntwo", 10), vec!["one", "two"]);
         // Wide characters count two columns.
         assert_eq!(wrap("日本語テキスト", 6), vec!["日本語", "テキス", "ト"]);
+    }
+
+    #[test]
+    fn every_piece_knows_where_it_starts_in_the_text() {
+        for (text, width) in [
+            ("hello brave new world", 11),
+            ("abcdefghij", 4),
+            ("one\ntwo  three four", 5),
+            ("a  b   c    d", 3),
+            ("日本語 テキスト です", 6),
+            ("see https://example.com/a/long/path now", 12),
+        ] {
+            for piece in wrap_at(text, width) {
+                assert!(
+                    text[piece.start..].starts_with(&piece.text),
+                    "{text:?} at {width}: {piece:?}"
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! the areas, the wrapping and the scrollback's rows must not drift apart.
 
 use ratatui::layout::{Constraint, Layout as Split, Rect};
-use ratatui::text::Line;
 
 use crate::state::{Link, Position, Scrollback, State};
 
@@ -154,7 +153,7 @@ impl<'a> Layout<'a> {
 
     /// The rows drawn for message `index`: its day separator and read
     /// marker (if any), then its wrapped lines.
-    pub(crate) fn block(&self, index: usize) -> Vec<Line<'static>> {
+    pub(crate) fn block(&self, index: usize) -> Vec<Row> {
         let messages = &self.scrollback.messages;
         let message = &messages[index];
         let mut rows = Vec::new();
@@ -193,7 +192,7 @@ impl<'a> Layout<'a> {
     }
 
     /// The newest `want` rows, newest first.
-    pub(crate) fn rows_from_bottom(&self, want: usize) -> Vec<Line<'static>> {
+    pub(crate) fn rows_from_bottom(&self, want: usize) -> Vec<Row> {
         let mut rows = Vec::new();
         for index in (0..self.len()).rev() {
             let mut block = self.block(index);
@@ -208,7 +207,7 @@ impl<'a> Layout<'a> {
 
     /// `height` rows from `position` down, or None if fewer are left (the
     /// view then shows the newest instead).
-    pub(crate) fn rows_from(&self, position: Position) -> Option<Vec<Line<'static>>> {
+    pub(crate) fn rows_from(&self, position: Position) -> Option<Vec<Row>> {
         let mut rows = Vec::new();
         let mut index = self.index_of(position.seq);
         let mut skip = position.row;

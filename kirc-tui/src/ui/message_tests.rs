@@ -71,3 +71,74 @@ fn the_message_cursor_and_a_reply_being_written() {
     state.input.insert_str("great");
     insta::assert_snapshot!("replying", draw(&state, 90, 16).backend());
 }
+
+#[test]
+fn links_are_underlined_and_written_as_terminal_hyperlinks_even_when_wrapped() {
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::layout::Rect;
+    use ratatui::{Terminal, TerminalOptions, Viewport};
+
+    let mut state = connected(healthy());
+    let long =
+        "https://example.com/a/rather/long/path/that/cannot/fit/on/one/row/of/the/scrollback";
+    let messages = vec![
+        message(
+            1,
+            BOB,
+            "docs at https://docs.rs/ratatui then lunch",
+            0,
+            pb::MessageState::Received,
+        ),
+        message(
+            2,
+            BOB,
+            &format!("and {long}"),
+            1,
+            pb::MessageState::Received,
+        ),
+        message(
+            3,
+            BOB,
+            "not this: file:///etc/passwd",
+            2,
+            pb::MessageState::Received,
+        ),
+    ];
+    state.open = Some("conv-bob".into());
+    state.scrollbacks.insert(
+        "conv-bob".into(),
+        Scrollback {
+            messages,
+            more_before: false,
+            reaches_newest: true,
+            loading: false,
+            position: None,
+        },
+    );
+    update_size(&mut state, 90, 16);
+    let mut written = Vec::new();
+    {
+        let mut terminal = Terminal::with_options(
+            CrosstermBackend::new(&mut written),
+            TerminalOptions {
+                viewport: Viewport::Fixed(Rect::new(0, 0, 90, 16)),
+            },
+        )
+        .unwrap();
+        terminal.draw(|frame| super::render(frame, &state)).unwrap();
+    }
+    let written = String::from_utf8_lossy(&written);
+    let opened = |url: &str| written.matches(&format!("\x1b]8;;{url}\x1b\\")).count();
+    assert_eq!(opened("https://docs.rs/ratatui"), 1);
+    assert_eq!(opened(long), 2, "the wrapped link is a link on both rows");
+    assert_eq!(
+        written.matches("\x1b]8;;\x1b\\").count(),
+        3,
+        "each opened link is closed"
+    );
+    assert!(!written.contains("\x1b]8;;file:"));
+}
+
+fn update_size(state: &mut State, columns: u16, rows: u16) {
+    crate::update::update(state, crate::update::Msg::Resize(columns, rows));
+}

@@ -1,5 +1,6 @@
 //! Panels drawn over the conversation: help, invite (with its QR code),
-//! search results, contacts, whois, transfers, a message's versions.
+//! search results, contacts, whois, transfers, a conversation's links, a
+//! message's versions.
 
 use kirc_proto::v1::ContactState;
 use qrcode::QrCode;
@@ -85,7 +86,40 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State, overlay: &Overla
         Overlay::Whois { actor_id } => whois(frame, area, state, actor_id),
         Overlay::Transfers { selected } => transfers(frame, area, state, *selected),
         Overlay::Versions { versions, .. } => message_versions(frame, area, state, versions),
+        Overlay::Links { selected } => links(frame, area, state, *selected),
     }
+}
+
+fn links(frame: &mut Frame<'_>, area: Rect, state: &State, selected: usize) {
+    let urls = state
+        .open
+        .as_deref()
+        .map(|open| crate::links::of_conversation(state, open))
+        .unwrap_or_default();
+    let width = usize::from(area.width.saturating_sub(10));
+    let lines = urls
+        .iter()
+        .enumerate()
+        .map(|(index, url)| {
+            let style = if index == selected {
+                Style::new().reversed()
+            } else {
+                Style::new()
+            };
+            Line::from(vec![
+                Span::styled(format!("{:>3} ", index + 1), Style::new().dim()),
+                Span::styled(truncate(url, width), style.fg(Color::Blue)),
+            ])
+        })
+        .collect();
+    scrolled_panel(
+        frame,
+        area,
+        "Links · Enter opens · y copies",
+        lines,
+        area.width,
+        Some(selected.saturating_sub(usize::from(area.height.saturating_sub(4)))),
+    );
 }
 
 fn message_versions(

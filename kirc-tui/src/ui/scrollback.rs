@@ -5,13 +5,18 @@
 //! scrolled-back view) and stops once the screen is full, so a long history
 //! costs no more per frame than a short one.
 
+use std::num::NonZeroU16;
+
 use ratatui::Frame;
+use ratatui::buffer::{Buffer, CellDiffOption};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::layout::Layout;
+use unicode_width::UnicodeWidthStr;
+
+use crate::layout::{Layout, Row, RowLink};
 use crate::state::State;
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
@@ -40,19 +45,19 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
         .scrollback
         .position
         .and_then(|position| layout.rows_from(position));
-    let shown: Vec<Line<'static>> = match scrolled {
+    let shown: Vec<Row> = match scrolled {
         Some(mut rows) => {
             // Scrolled back: say so, and how to return.
             if let Some(last) = rows.last_mut() {
-                *last = Line::from(Span::styled(
+                *last = Row::from(Line::from(Span::styled(
                     "  ↓ newer messages below · End returns",
                     Style::new().fg(Color::Yellow),
-                ));
+                )));
             }
             if layout.scrollback.loading
                 && let Some(first) = rows.first_mut()
             {
-                *first = Line::from("  loading older messages…".dim());
+                *first = Row::from(Line::from("  loading older messages…".dim()));
             }
             rows
         }
@@ -61,10 +66,74 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
             rows.truncate(layout.height);
             rows.reverse();
             // Short histories sit at the bottom, next to the input line.
-            let mut padded = vec![Line::default(); layout.height.saturating_sub(rows.len())];
+            let mut padded = vec![Row::default(); layout.height.saturating_sub(rows.len())];
             padded.extend(rows);
             padded
         }
     };
-    frame.render_widget(Paragraph::new(shown), area);
+    let links: Vec<(u16, Vec<RowLink>)> = shown
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| !row.links.is_empty())
+        .map(|(at, row)| (u16::try_from(at).unwrap_or(u16::MAX), row.links.clone()))
+        .collect();
+    let lines: Vec<Line<'static>> = shown.into_iter().map(|row| row.line).collect();
+    frame.render_widget(Paragraph::new(lines), area);
+    let buffer = frame.buffer_mut();
+    for (row, row_links) in links {
+        for link in row_links {
+            hyperlink(buffer, area, row, &link);
+        }
+    }
+}
+
+/// Makes the cells of `link` on row `row` of `area` a terminal hyperlink
+/// (OSC 8): the opening sequence goes into its first cell, the closing one
+/// into its last, each cell keeping its width (terminals without OSC 8
+/// ignore the sequences). A URL wrapped over two rows is a link on each.
+fn hyperlink(buffer: &mut Buffer, area: Rect, row: u16, link: &RowLink) {
+    if !crate::links::openable(&link.url) || row >= area.height {
+        return;
+    }
+    let y = area.y + row;
+    let start = u16::try_from(link.column).unwrap_or(u16::MAX);
+    let end = u16::try_from(link.column + link.width)
+        .unwrap_or(u16::MAX)
+        .min(area.width);
+    if start >= end {
+        return;
+    }
+    // The cells that hold a symbol: a wide character's second cell is
+    // blank and must stay so.
+    let cells: Vec<u16> = (start..end)
+        .filter(|x| {
+            buffer
+                .cell((area.x + x, y))
+                .is_some_and(|cell| !cell.symbol().is_empty())
+        })
+        .collect();
+    let (Some(&first), Some(&last)) = (cells.first(), cells.last()) else {
+        return;
+    };
+    let open = format!("\x1b]8;;{}\x1b\\", link.url);
+    let close = "\x1b]8;;\x1b\\";
+    for x in [first, last] {
+        let Some(cell) = buffer.cell_mut((area.x + x, y)) else {
+            continue;
+        };
+        let symbol = cell.symbol().to_owned();
+        let Some(width) = NonZeroU16::new(u16::try_from(symbol.width()).unwrap_or(1).max(1)) else {
+            continue;
+        };
+        let mut wrapped = String::new();
+        if x == first {
+            wrapped.push_str(&open);
+        }
+        wrapped.push_str(&symbol);
+        if x == last {
+            wrapped.push_str(close);
+        }
+        cell.set_symbol(&wrapped)
+            .set_diff_option(CellDiffOption::ForcedWidth(width));
+    }
 }

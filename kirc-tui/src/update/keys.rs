@@ -147,6 +147,35 @@ pub(super) fn overlay_key(state: &mut State, key: KeyEvent, effects: &mut Vec<Ef
         *scroll = (*scroll).min(lines);
         return true;
     }
+    if let Some(Overlay::Links { selected }) = state.overlay {
+        let links = state
+            .open
+            .as_deref()
+            .map(|open| crate::links::of_conversation(state, open))
+            .unwrap_or_default();
+        let moved = |selected: usize| Some(Overlay::Links { selected });
+        match key.code {
+            KeyCode::Up => state.overlay = moved(selected.saturating_sub(1)),
+            KeyCode::Down => {
+                state.overlay = moved((selected + 1).min(links.len().saturating_sub(1)));
+            }
+            KeyCode::Enter | KeyCode::Char('y') => {
+                let Some(url) = links.get(selected).cloned() else {
+                    return true;
+                };
+                if key.code == KeyCode::Enter {
+                    state.overlay = None;
+                    notice(state, format!("opening {url}"), false);
+                    effects.push(Effect::OpenLink(url));
+                } else {
+                    notice(state, "copied the link to the clipboard", false);
+                    effects.push(Effect::Copy(url));
+                }
+            }
+            _ => return false,
+        }
+        return true;
+    }
     if let Some(Overlay::Transfers { selected }) = &mut state.overlay {
         let count = state.view.transfers.len();
         match key.code {
@@ -433,6 +462,30 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         | Command::Names
         | Command::Act { .. }
         | Command::Moderate(_) => channels::run(state, command, effects),
+        Command::Links => match state.open.as_deref() {
+            Some(open) if !crate::links::of_conversation(state, open).is_empty() => {
+                state.overlay = Some(Overlay::Links { selected: 0 });
+            }
+            _ => notice(state, "no links in this conversation", false),
+        },
+        Command::Open(number) => {
+            let links = state
+                .open
+                .as_deref()
+                .map(|open| crate::links::of_conversation(state, open))
+                .unwrap_or_default();
+            match links.get(number - 1) {
+                Some(url) => {
+                    effects.push(Effect::OpenLink(url.clone()));
+                    notice(state, format!("opening {url}"), false);
+                }
+                None => notice(
+                    state,
+                    format!("there is no link {number} here; /links lists them"),
+                    true,
+                ),
+            }
+        }
         Command::ReadAll => {
             for conversation in &state.view.conversations {
                 if conversation.unread > 0

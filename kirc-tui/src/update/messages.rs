@@ -12,6 +12,7 @@ pub const SELECTED_KEYS: &[(&str, &str)] = &[
     ("e", "edit your message"),
     ("d d", "delete your message for everyone"),
     ("y", "copy its text"),
+    ("o", "open its link"),
     ("v", "its versions"),
     ("esc", "leave the message cursor"),
 ];
@@ -137,6 +138,21 @@ pub(super) fn selected_key(state: &mut State, key: KeyEvent, effects: &mut Vec<E
             }
         }
         KeyCode::Char('v') => effects.push(Effect::Versions(id)),
+        KeyCode::Char('o') => {
+            let links = crate::links::of_message(&message);
+            match links.first() {
+                None => notice(state, "this message has no link", true),
+                Some(url) => {
+                    effects.push(Effect::OpenLink(url.clone()));
+                    let more = if links.len() > 1 {
+                        format!(" (the first of {}; /links lists them)", links.len())
+                    } else {
+                        String::new()
+                    };
+                    notice(state, format!("opening {url}{more}"), false);
+                }
+            }
+        }
         _ => return false,
     }
     true

@@ -292,3 +292,48 @@ fn the_notice_that_a_contact_will_confirm_goes_once_they_do() {
         "dave confirmed: you can talk"
     );
 }
+
+#[test]
+fn links_open_by_number_from_the_list_and_from_the_selected_message() {
+    let mut state = state();
+    open_bob(
+        &mut state,
+        vec![
+            message("m1", "conv-bob", BOB, 1, "old https://old.example"),
+            message(
+                "m2",
+                "conv-bob",
+                BOB,
+                2,
+                "two: https://a.example and https://b.example",
+            ),
+        ],
+    );
+    // Newest first: m2's two, then m1's.
+    assert_eq!(
+        type_line(&mut state, "/open 3"),
+        vec![Effect::OpenLink("https://old.example".into())]
+    );
+    assert!(type_line(&mut state, "/open 4").is_empty());
+    assert!(state.notice.as_ref().is_some_and(|notice| notice.error));
+
+    type_line(&mut state, "/links");
+    assert_eq!(state.overlay, Some(Overlay::Links { selected: 0 }));
+    update(&mut state, key(KeyCode::Down));
+    assert_eq!(
+        update(&mut state, char_key('y')),
+        vec![Effect::Copy("https://b.example".into())]
+    );
+    assert_eq!(
+        update(&mut state, key(KeyCode::Enter)),
+        vec![Effect::OpenLink("https://b.example".into())]
+    );
+    assert_eq!(state.overlay, None);
+
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, alt(KeyCode::Up));
+    assert_eq!(
+        update(&mut state, char_key('o')),
+        vec![Effect::OpenLink("https://old.example".into())]
+    );
+}
