@@ -113,16 +113,9 @@ fn state_with_history(count: usize) -> State {
         })
         .collect();
     state.open = Some("conv".into());
-    state.scrollbacks.insert(
-        "conv".into(),
-        Scrollback {
-            messages,
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
-    );
+    state
+        .scrollbacks
+        .insert("conv".into(), Scrollback::whole(messages));
     state
 }
 

@@ -54,6 +54,18 @@ pub struct Position {
 }
 
 impl Scrollback {
+    /// A whole conversation's history, from its first message to its
+    /// newest, following the newest.
+    pub fn whole(messages: Vec<pb::ChatMessage>) -> Self {
+        Scrollback {
+            messages,
+            more_before: false,
+            reaches_newest: true,
+            loading: false,
+            position: None,
+        }
+    }
+
     /// Adds a page; messages already held are not added twice.
     pub fn merge(&mut self, page: Vec<pb::ChatMessage>) {
         let known: HashSet<String> = self

@@ -110,16 +110,9 @@ fn with_channel_open(mut state: State) -> State {
         conversation.last_read_seq = 8;
     }
     state.open = Some(CHANNEL.into());
-    state.scrollbacks.insert(
-        CHANNEL.into(),
-        Scrollback {
-            messages,
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
-    );
+    state
+        .scrollbacks
+        .insert(CHANNEL.into(), Scrollback::whole(messages));
     state.now_unix_ms = T0;
     state
 }

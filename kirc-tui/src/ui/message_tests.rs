@@ -44,13 +44,7 @@ fn with_acts_open(mut state: State) -> State {
     state.open = Some("conv-bob".into());
     state.scrollbacks.insert(
         "conv-bob".into(),
-        Scrollback {
-            messages: vec![question, answer, edited, deleted, to_deleted],
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
+        Scrollback::whole(vec![question, answer, edited, deleted, to_deleted]),
     );
     state
 }
@@ -105,16 +99,9 @@ fn links_are_underlined_and_written_as_terminal_hyperlinks_even_when_wrapped() {
         ),
     ];
     state.open = Some("conv-bob".into());
-    state.scrollbacks.insert(
-        "conv-bob".into(),
-        Scrollback {
-            messages,
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
-    );
+    state
+        .scrollbacks
+        .insert("conv-bob".into(), Scrollback::whole(messages));
     update_size(&mut state, 90, 16);
     let mut written = Vec::new();
     {

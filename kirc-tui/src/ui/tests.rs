@@ -209,16 +209,9 @@ fn with_bob_open(mut state: State) -> State {
     action.action = true;
     messages.push(action);
     state.open = Some("conv-bob".into());
-    state.scrollbacks.insert(
-        "conv-bob".into(),
-        Scrollback {
-            messages,
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
-    );
+    state
+        .scrollbacks
+        .insert("conv-bob".into(), Scrollback::whole(messages));
     state.input.insert_str("typing a rep");
     // bob's indicator is fresh.
     state.typing_until.insert(BOB.into(), T0 + 10_000);
@@ -292,16 +285,9 @@ fn message_request() {
         pb::MessageState::Received,
     );
     request.conversation_id = "conv-carol".into();
-    state.scrollbacks.insert(
-        "conv-carol".into(),
-        Scrollback {
-            messages: vec![request],
-            more_before: false,
-            reaches_newest: true,
-            loading: false,
-            position: None,
-        },
-    );
+    state
+        .scrollbacks
+        .insert("conv-carol".into(), Scrollback::whole(vec![request]));
     state.overlay = Some(Overlay::Contacts);
     insta::assert_snapshot!(draw(&state, 100, 16).backend());
 }
