@@ -97,6 +97,11 @@ impl DaemonView {
                 }
             }
             Some(Kind::ChannelChanged(changed)) => self.change_channel(changed),
+            Some(Kind::ConversationMuted(muted)) => {
+                if let Some(conversation) = self.conversation_mut(&muted.conversation_id) {
+                    conversation.muted = muted.muted;
+                }
+            }
             Some(Kind::ShuttingDown(_)) | None => {}
         }
     }

@@ -90,6 +90,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("open", "<n>", "open link n of /links (1 is the newest)"),
     ("readall", "", "mark every conversation read"),
     (
+        "mute",
+        "",
+        "no notifications from the open conversation (its count stays)",
+    ),
+    (
+        "unmute",
+        "",
+        "notifications from the open conversation again",
+    ),
+    (
         "accept",
         "[contact]",
         "accept a message request (the open one if none is named)",
@@ -177,6 +187,7 @@ pub enum Command {
     Delete,
     Versions,
     ReadAll,
+    Mute(bool),
     Links,
     Open(usize),
     Accept(Option<String>),
@@ -316,6 +327,8 @@ pub fn parse(line: &str) -> Line {
         "delete" => Command::Delete,
         "versions" => Command::Versions,
         "readall" => Command::ReadAll,
+        "mute" => Command::Mute(true),
+        "unmute" => Command::Mute(false),
         "links" | "urls" => Command::Links,
         "open" => match args.parse() {
             Ok(number) if number > 0 => Command::Open(number),

@@ -390,6 +390,22 @@ async fn run_effect(
                 .await?;
             Some(Msg::Done(String::from("deleted for everyone")))
         }
+        Effect::SetMuted {
+            conversation,
+            muted,
+        } => {
+            client
+                .set_muted(pb::SetMutedRequest {
+                    conversation_id: conversation,
+                    muted,
+                })
+                .await?;
+            Some(Msg::Done(String::from(if muted {
+                "muted: no notifications from it, its count stays"
+            } else {
+                "unmuted"
+            })))
+        }
         Effect::Versions(message_id) => {
             let versions = client
                 .get_message_versions(pb::MessageRequest {

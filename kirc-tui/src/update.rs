@@ -103,6 +103,10 @@ pub enum Effect {
     /// Open a web link with the configured opener; carried out by the main
     /// loop.
     OpenLink(String),
+    SetMuted {
+        conversation: String,
+        muted: bool,
+    },
     MarkRead {
         conversation: String,
         up_to: String,
@@ -341,7 +345,11 @@ fn on_event(state: &mut State, event: pb::Event, effects: &mut Vec<Effect>) {
                     .and_then(|known| known.channel.as_ref())
                     .map(|channel| channel.name.clone());
                 let on_screen = state.open.as_deref() == Some(conversation.as_str());
-                if (!state.focused || !on_screen) && (channel.is_none() || mentioned) {
+                let muted = state
+                    .view
+                    .conversation(&conversation)
+                    .is_some_and(|known| known.muted);
+                if (!state.focused || !on_screen) && (channel.is_none() || mentioned) && !muted {
                     let sender = state.name_of(&message.sender);
                     effects.push(Effect::Notify {
                         title: match channel {

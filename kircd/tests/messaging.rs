@@ -385,3 +385,46 @@ async fn expired_tampered_and_malformed_tokens_are_refused_with_a_clear_error() 
     );
     let _ = Watcher::subscribe(&daemon.socket, 0, 0).await;
 }
+
+#[tokio::test]
+async fn a_muted_conversation_is_muted_for_every_client_and_after_a_restart() {
+    let mut pair = contacts().await;
+    let conversation = send(&pair.alice_daemon, &pair.bob.actor_id, "hi")
+        .await
+        .conversation_id;
+    let mut other_client = pair.alice_daemon.watch().await;
+    pair.alice_daemon
+        .client()
+        .await
+        .set_muted(pb::SetMutedRequest {
+            conversation_id: conversation.clone(),
+            muted: true,
+        })
+        .await
+        .unwrap();
+    let muted = |view: &kirc_proto::DaemonView| {
+        view.conversation(&conversation)
+            .is_some_and(|listed| listed.muted)
+    };
+    other_client
+        .wait_for("the mute at another client", WAIT, muted)
+        .await;
+    let unknown = pair
+        .alice_daemon
+        .client()
+        .await
+        .set_muted(pb::SetMutedRequest {
+            conversation_id: uuid::Uuid::now_v7().to_string(),
+            muted: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+
+    assert!(pair.alice_daemon.stop().await.success());
+    pair.alice_daemon = Daemon::start(&pair.alice).await;
+    let mut after = pair.alice_daemon.watch().await;
+    after
+        .wait_for("still muted after a restart", WAIT, muted)
+        .await;
+}

@@ -109,7 +109,7 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
 }
 
 /// One conversation in the list: its number (alt-1 … alt-9), a mark (a
-/// request, blocked, a mention), a presence dot for a contact, the name in
+/// request, blocked, a mention, muted), a presence dot for a contact, the name in
 /// `style` (bold while unread, reversed when open), and the unread count
 /// at the right edge.
 #[allow(clippy::too_many_arguments)]
@@ -133,12 +133,24 @@ fn list_row(
     } else {
         String::from(" ")
     };
+    // A muted conversation says so where nothing else is marked, and its
+    // count does not call for attention.
+    let mark = if conversation.muted && mark == " " {
+        MUTED_MARK
+    } else {
+        mark
+    };
+    let unread_style = if conversation.muted {
+        Style::new().dim()
+    } else {
+        Style::new().fg(Color::Yellow).bold()
+    };
     let width = usize::from(width);
     let dot_width = dot.map_or(0, |(dot, _)| dot.width() + 1);
     let used = number.width() + 1 + mark.width() + 1 + dot_width + unread.width();
     let name = truncate(&name, width.saturating_sub(used + 1));
     let padding = width.saturating_sub(used + name.width());
-    if conversation.unread > 0 {
+    if conversation.unread > 0 && !conversation.muted {
         style = style.add_modifier(Modifier::BOLD);
     }
     if state.open.as_deref() == Some(conversation.id.as_str()) {
@@ -154,10 +166,13 @@ fn list_row(
     spans.extend([
         Span::styled(name, style),
         Span::raw(" ".repeat(padding)),
-        Span::styled(unread, Style::new().fg(Color::Yellow).bold()),
+        Span::styled(unread, unread_style),
     ]);
     Line::from(spans)
 }
+
+/// The list's mark of a muted conversation.
+pub const MUTED_MARK: &str = "~";
 
 /// A contact's presence as a dot: online, away, offline, or unknown (while
 /// the daemon's Valkey is away, or never heard).

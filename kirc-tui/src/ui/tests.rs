@@ -318,6 +318,14 @@ fn help() {
 }
 
 #[test]
+fn a_muted_conversation_in_the_list() {
+    let mut state = connected(healthy());
+    state.view.conversations[0].muted = true;
+    state.view.conversations[0].unread = 3;
+    insta::assert_snapshot!(draw(&state, 60, 6).backend());
+}
+
+#[test]
 fn help_scrolled_to_its_end() {
     let mut state = connected(healthy());
     state.overlay = Some(Overlay::Help { scroll: 1000 });

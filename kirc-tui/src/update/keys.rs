@@ -462,6 +462,13 @@ pub(super) fn run(state: &mut State, command: Command, effects: &mut Vec<Effect>
         | Command::Names
         | Command::Act { .. }
         | Command::Moderate(_) => channels::run(state, command, effects),
+        Command::Mute(muted) => match state.open.clone() {
+            Some(conversation) => effects.push(Effect::SetMuted {
+                conversation,
+                muted,
+            }),
+            None => notice(state, "open a conversation first", true),
+        },
         Command::Links => match state.open.as_deref() {
             Some(open) if !crate::links::of_conversation(state, open).is_empty() => {
                 state.overlay = Some(Overlay::Links { selected: 0 });

@@ -98,6 +98,10 @@ pub fn event_json(event: &pb::Event, unread: u64) -> String {
                 "outgoing": message.outgoing,
             }),
         ),
+        Some(Kind::ConversationMuted(muted)) => (
+            "conversation_muted",
+            serde_json::json!({ "conversation": muted.conversation_id, "muted": muted.muted }),
+        ),
         Some(Kind::MessageUpdated(message)) => (
             "message_updated",
             serde_json::json!({

@@ -326,6 +326,19 @@ impl Daemon for DaemonService {
             .await
     }
 
+    async fn set_muted(
+        &self,
+        request: Request<pb::SetMutedRequest>,
+    ) -> Result<Response<pb::SetMutedResponse>, Status> {
+        let request = request.into_inner();
+        self.services
+            .messaging
+            .set_muted(&request.conversation_id, request.muted)
+            .await
+            .map_err(messaging_status)?;
+        Ok(Response::new(pb::SetMutedResponse {}))
+    }
+
     async fn get_message_versions(
         &self,
         request: Request<pb::MessageRequest>,

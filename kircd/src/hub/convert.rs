@@ -191,6 +191,7 @@ pub fn conversation(
             .channel
             .as_ref()
             .map(|channel| channel_info(channel, me.map(|(id, _)| id))),
+        muted: summary.muted,
     }
 }
 

@@ -480,6 +480,14 @@ impl Hub {
         self.publish_event(Kind::ContactChanged(convert::contact(contact)));
     }
 
+    /// A conversation was muted or unmuted.
+    pub fn conversation_muted(&self, conversation: Uuid, muted: bool) {
+        self.publish_event(Kind::ConversationMuted(pb::ConversationMuted {
+            conversation_id: conversation.to_string(),
+            muted,
+        }));
+    }
+
     /// A conversation's read marker moved.
     pub fn read_marker_moved(&self, conversation: Uuid, last_read_seq: u64, unread: u64) {
         self.publish_event(Kind::ReadMarkerMoved(pb::ReadMarkerMoved {

@@ -97,4 +97,20 @@ impl Messaging {
         }
         Ok(marker)
     }
+
+    /// Mutes or unmutes a conversation, for every client.
+    pub async fn set_muted(
+        &self,
+        conversation_id: &str,
+        muted: bool,
+    ) -> Result<(), MessagingError> {
+        let conversation = parse_uuid(conversation_id, "conversation_id")?;
+        if !store::set_muted(&self.pool, conversation, muted).await? {
+            return Err(MessagingError::UnknownConversation(
+                conversation.to_string(),
+            ));
+        }
+        self.hub.conversation_muted(conversation, muted);
+        Ok(())
+    }
 }

@@ -40,6 +40,7 @@ pub struct ConversationSummary {
     pub last_message: Option<Message>,
     /// Kind `Channel`: the channel.
     pub channel: Option<super::StoredChannel>,
+    pub muted: bool,
 }
 
 /// Makes sure the one-to-one conversation `id` of `me` and `peer` exists,
@@ -74,7 +75,7 @@ pub(super) async fn ensure_direct(
 /// message, not two).
 pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, StoreError> {
     let rows = sqlx::query(concat!(
-        "SELECT c.id AS conv_id, c.kind,
+        "SELECT c.id AS conv_id, c.kind, c.muted,
                 greatest((extract(epoch from c.last_activity_at) * 1000)::bigint, last.created_ms) AS activity_ms,
                 (SELECT array_agg(m.actor_id ORDER BY m.joined_at, m.actor_id) FROM conversation_members m
                     WHERE m.conversation_id = c.id) AS members,
@@ -112,6 +113,7 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
                 None => None,
             },
             channel: None,
+            muted: row.try_get("muted")?,
         });
     }
     if result
@@ -126,6 +128,16 @@ pub async fn conversations(pool: &PgPool) -> Result<Vec<ConversationSummary>, St
         }
     }
     Ok(result)
+}
+
+/// Mutes or unmutes a conversation; false if there is no such one.
+pub async fn set_muted(pool: &PgPool, conversation: Uuid, muted: bool) -> Result<bool, StoreError> {
+    let updated = sqlx::query("UPDATE conversations SET muted = $2 WHERE id = $1")
+        .bind(conversation)
+        .bind(muted)
+        .execute(pool)
+        .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// The seq of message `id` in `conversation`, if it is one of its messages.

@@ -337,3 +337,47 @@ fn links_open_by_number_from_the_list_and_from_the_selected_message() {
         vec![Effect::OpenLink("https://old.example".into())]
     );
 }
+
+#[test]
+fn a_muted_conversation_counts_but_never_notifies() {
+    let mut state = state();
+    update(&mut state, Msg::Focus(false));
+    assert_eq!(
+        type_line(&mut state, "/msg carol")
+            .into_iter()
+            .filter(|effect| matches!(effect, Effect::LoadHistory { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        type_line(&mut state, "/mute"),
+        vec![Effect::SetMuted {
+            conversation: "conv-carol".into(),
+            muted: true,
+        }]
+    );
+    update(
+        &mut state,
+        event(
+            2,
+            Kind::ConversationMuted(pb::ConversationMuted {
+                conversation_id: "conv-bob".into(),
+                muted: true,
+            }),
+        ),
+    );
+    let effects = update(
+        &mut state,
+        event(
+            3,
+            Kind::MessageAdded(message("m9", "conv-bob", BOB, 9, "hello alice")),
+        ),
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Notify { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(state.view.conversation("conv-bob").unwrap().unread, 1);
+}
