@@ -1,6 +1,9 @@
 //! The input line: a readline-style editor over a `String`, with a history.
-//! Positions are in chars, never in bytes, so multi-byte text (emoji, RTL,
-//! combining marks) is edited whole.
+//! Positions are in chars, never in bytes, and the cursor moves and deletes
+//! by grapheme clusters, so multi-byte text (an emoji made of several code
+//! points, a letter and its combining mark) is edited whole.
+
+use unicode_segmentation::UnicodeSegmentation;
 
 /// How many sent lines the history keeps.
 const HISTORY_LIMIT: usize = 500;
@@ -21,6 +24,18 @@ fn byte_index(text: &str, chars: usize) -> usize {
     text.char_indices()
         .nth(chars)
         .map_or(text.len(), |(index, _)| index)
+}
+
+/// The char positions where graphemes of `text` start, and its length.
+fn boundaries(text: &str) -> Vec<usize> {
+    let mut at = 0;
+    let mut starts = Vec::new();
+    for grapheme in text.graphemes(true) {
+        starts.push(at);
+        at += grapheme.chars().count();
+    }
+    starts.push(at);
+    starts
 }
 
 fn is_word(c: char) -> bool {
@@ -64,27 +79,45 @@ impl Input {
         self.browsing = None;
     }
 
+    /// The grapheme boundary before the cursor.
+    fn previous(&self) -> usize {
+        boundaries(&self.text)
+            .into_iter()
+            .take_while(|at| *at < self.cursor)
+            .last()
+            .unwrap_or(0)
+    }
+
+    /// The grapheme boundary after the cursor.
+    fn next(&self) -> usize {
+        boundaries(&self.text)
+            .into_iter()
+            .find(|at| *at > self.cursor)
+            .unwrap_or(self.cursor)
+    }
+
     pub fn backspace(&mut self) {
-        if self.cursor > 0 {
-            self.cursor -= 1;
-            let at = byte_index(&self.text, self.cursor);
-            self.text.remove(at);
+        let to = self.cursor;
+        let from = self.previous();
+        if from < to {
+            self.remove_range(from, to);
         }
     }
 
     pub fn delete(&mut self) {
-        if self.cursor < self.len() {
-            let at = byte_index(&self.text, self.cursor);
-            self.text.remove(at);
+        let from = self.cursor;
+        let to = self.next();
+        if from < to {
+            self.remove_range(from, to);
         }
     }
 
     pub fn left(&mut self) {
-        self.cursor = self.cursor.saturating_sub(1);
+        self.cursor = self.previous();
     }
 
     pub fn right(&mut self) {
-        self.cursor = (self.cursor + 1).min(self.len());
+        self.cursor = self.next();
     }
 
     pub fn home(&mut self) {
@@ -223,6 +256,25 @@ mod tests {
         let mut input = Input::default();
         input.insert_str(text);
         input
+    }
+
+    #[test]
+    fn emoji_sequences_and_combining_marks_move_and_go_whole() {
+        // A family (ZWJ), a heart with its emoji variation selector, a flag,
+        // a thumb with a skin tone, an e with a combining accent.
+        let mut input = typed("a👨‍👩‍👧‍👦❤️🇫🇷👍🏽e\u{301}");
+        input.backspace();
+        assert_eq!(input.text(), "a👨‍👩‍👧‍👦❤️🇫🇷👍🏽");
+        input.left();
+        input.left();
+        input.backspace();
+        assert_eq!(input.text(), "a👨‍👩‍👧‍👦🇫🇷👍🏽");
+        input.home();
+        input.right();
+        input.delete();
+        assert_eq!(input.text(), "a🇫🇷👍🏽");
+        input.insert('!');
+        assert_eq!(input.text(), "a!🇫🇷👍🏽");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use kirc_proto::v1::{self as pb, MessageState};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 use crate::state::State;
 
@@ -83,17 +84,21 @@ pub fn colour_of(actor_id: &str) -> Color {
     PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
 }
 
-/// Cuts `text` to at most `width` columns, with an ellipsis if cut.
+/// Cuts `text` to at most `width` columns, with an ellipsis if cut; never
+/// inside a grapheme (an emoji sequence stays whole or goes).
 pub fn truncate(text: &str, width: usize) -> String {
     if text.width() <= width {
         return text.to_owned();
     }
     let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + c.to_string().width() + 1 > width {
+    let mut used = 0;
+    for grapheme in text.graphemes(true) {
+        let grapheme_width = grapheme.width();
+        if used + grapheme_width + 1 > width {
             break;
         }
-        out.push(c);
+        out.push_str(grapheme);
+        used += grapheme_width;
     }
     if width > 0 {
         out.push('…');
@@ -148,9 +153,9 @@ pub(crate) fn wrap_at(text: &str, width: usize) -> Vec<Piece> {
         let mut line_start = paragraph_start;
         let mut line_width = 0;
         let mut last_space: Option<usize> = None;
-        for (at, c) in paragraph.char_indices() {
-            let c_width = c.width().unwrap_or(0);
-            if c == ' ' && line_width + c_width > width {
+        for (at, grapheme) in paragraph.grapheme_indices(true) {
+            let g_width = grapheme.width();
+            if grapheme == " " && line_width + g_width > width {
                 // The line is full exactly at a space: break there.
                 pieces.push(Piece {
                     text: std::mem::take(&mut line),
@@ -161,7 +166,7 @@ pub(crate) fn wrap_at(text: &str, width: usize) -> Vec<Piece> {
                 last_space = None;
                 continue;
             }
-            if line_width + c_width > width && !line.is_empty() {
+            if line_width + g_width > width && !line.is_empty() {
                 match last_space {
                     Some(space) if space > 0 => {
                         let rest = line.split_off(space);
@@ -187,11 +192,11 @@ pub(crate) fn wrap_at(text: &str, width: usize) -> Vec<Piece> {
                 line_width = line.width();
                 last_space = None;
             }
-            if c == ' ' {
+            if grapheme == " " {
                 last_space = Some(line.len());
             }
-            line.push(c);
-            line_width += c_width;
+            line.push_str(grapheme);
+            line_width += g_width;
         }
         pieces.push(Piece {
             text: line,
@@ -509,6 +514,16 @@ mod tests {
         assert_eq!(wrap("one\ntwo", 10), vec!["one", "two"]);
         // Wide characters count two columns.
         assert_eq!(wrap("日本語テキスト", 6), vec!["日本語", "テキス", "ト"]);
+        // An emoji sequence is one grapheme two columns wide, never split.
+        assert_eq!(wrap("👨‍👩‍👧‍👦👨‍👩‍👧‍👦👨‍👩‍👧‍👦", 4), vec!["👨‍👩‍👧‍👦👨‍👩‍👧‍👦", "👨‍👩‍👧‍👦"]);
+        assert_eq!(wrap("❤️❤️❤️", 5), vec!["❤️❤️", "❤️"]);
+    }
+
+    #[test]
+    fn truncation_counts_and_keeps_graphemes() {
+        assert_eq!(truncate("🇫🇷🇫🇷🇫🇷", 5), "🇫🇷🇫🇷…");
+        assert_eq!(truncate("ab👍🏽", 4), "ab👍🏽");
+        assert_eq!(truncate("ab👍🏽c", 4), "ab…");
     }
 
     #[test]

@@ -129,3 +129,29 @@ fn links_are_underlined_and_written_as_terminal_hyperlinks_even_when_wrapped() {
 fn update_size(state: &mut State, columns: u16, rows: u16) {
     crate::update::update(state, crate::update::Msg::Resize(columns, rows));
 }
+
+#[test]
+fn emoji_sequences_take_their_width_in_messages_names_and_reactions() {
+    let mut state = connected(healthy());
+    state.view.contacts[0].display_name = "👨‍👩‍👧 fam".into();
+    if let Some(peer) = &mut state.view.conversations[0].peer {
+        peer.display_name = "👨‍👩‍👧 fam".into();
+    }
+    let mut hearts = message(
+        1,
+        BOB,
+        "❤️❤️❤️ a heart with its selector is two columns, and so is 👨‍👩‍👧‍👦 a family, 🇫🇷 a flag and 👍🏽 a thumb",
+        0,
+        pb::MessageState::Received,
+    );
+    hearts.reactions = vec![pb::ReactionCount {
+        emoji: "👩‍💻".into(),
+        count: 1,
+        mine: true,
+    }];
+    state.open = Some("conv-bob".into());
+    state
+        .scrollbacks
+        .insert("conv-bob".into(), Scrollback::whole(vec![hearts]));
+    insta::assert_snapshot!(draw(&state, 60, 9).backend());
+}

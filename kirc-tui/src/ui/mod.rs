@@ -18,6 +18,7 @@ use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 pub use crate::layout::{Areas, areas, sanitize};
@@ -427,14 +428,16 @@ fn render_input(frame: &mut Frame<'_>, area: Rect, state: &State) {
     }
 }
 
-/// Cuts to `width` columns without an ellipsis.
+/// Cuts to `width` columns without an ellipsis, never inside a grapheme.
 fn truncate_plain(text: &str, width: usize) -> String {
     let mut out = String::new();
-    for c in text.chars() {
-        if out.width() + c.to_string().width() > width {
+    let mut used = 0;
+    for grapheme in text.graphemes(true) {
+        used += grapheme.width();
+        if used > width {
             break;
         }
-        out.push(c);
+        out.push_str(grapheme);
     }
     out
 }
