@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use crossterm::event::{
-    DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange, Event,
-    EventStream,
+    DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
+    EnableFocusChange, EnableMouseCapture, Event, EventStream,
 };
 use futures::StreamExt;
 use kirc_tui::settings::{self, Desktop, NotifyConfig};
@@ -45,19 +45,29 @@ struct Cli {
 /// Puts the terminal in raw mode on the alternate screen with focus and
 /// bracketed-paste reporting, and puts it back when dropped: on return, on
 /// error, and on panic (ratatui's hook restores raw mode and the screen).
-struct TerminalGuard(ratatui::DefaultTerminal);
+struct TerminalGuard {
+    terminal: ratatui::DefaultTerminal,
+    mouse: bool,
+}
 
 impl TerminalGuard {
-    fn enter() -> anyhow::Result<Self> {
+    fn enter(mouse: bool) -> anyhow::Result<Self> {
         let terminal = ratatui::try_init().context("cannot set up the terminal")?;
         crossterm::execute!(std::io::stdout(), EnableFocusChange, EnableBracketedPaste)
             .context("cannot enable focus and paste reporting")?;
-        Ok(TerminalGuard(terminal))
+        if mouse {
+            crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+                .context("cannot enable mouse reporting")?;
+        }
+        Ok(TerminalGuard { terminal, mouse })
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        if self.mouse {
+            let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        }
         let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste, DisableFocusChange);
         ratatui::restore();
     }
@@ -125,20 +135,23 @@ async fn main() -> anyhow::Result<()> {
     let link = tokio::spawn(connection::run(socket.clone(), messages.clone()));
     let executor = tokio::spawn(connection::execute(socket.clone(), effects_inbox, messages));
 
-    let mut terminal = TerminalGuard::enter()?;
-    let size = terminal.0.size().context("cannot read the terminal size")?;
+    let mut terminal = TerminalGuard::enter(tui_config.mouse)?;
+    let size = terminal
+        .terminal
+        .size()
+        .context("cannot read the terminal size")?;
     update(&mut state, Msg::Resize(size.width, size.height));
     let mut keys = EventStream::new();
     while !state.quit {
-        terminal.0.draw(|frame| ui::render(frame, &state))?;
+        terminal.terminal.draw(|frame| ui::render(frame, &state))?;
         let msg = tokio::select! {
             input = keys.next() => match input {
                 Some(Ok(Event::Key(key))) => Msg::Key(key),
+                Some(Ok(Event::Mouse(mouse))) => Msg::Mouse(mouse),
                 Some(Ok(Event::Paste(text))) => Msg::Paste(text),
                 Some(Ok(Event::FocusGained)) => Msg::Focus(true),
                 Some(Ok(Event::FocusLost)) => Msg::Focus(false),
                 Some(Ok(Event::Resize(columns, rows))) => Msg::Resize(columns, rows),
-                Some(Ok(_)) => continue,
                 Some(Err(err)) => return Err(err).context("reading the terminal failed"),
                 None => break,
             },

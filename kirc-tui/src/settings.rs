@@ -133,6 +133,9 @@ pub struct TuiConfig {
     /// `[links] opener`: the program links are opened with (the URL is
     /// its last argument); unset, `$BROWSER`, else the system's opener.
     pub opener: Option<String>,
+    /// `[mouse] enabled`: the wheel scrolls and a click opens a
+    /// conversation (the terminal's own selection then takes Shift).
+    pub mouse: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,9 +245,21 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
                     }
                 }
             }
+            "mouse" => {
+                for (key, value) in body {
+                    match (key.as_str(), value) {
+                        ("enabled", toml::Value::Boolean(enabled)) => config.mouse = *enabled,
+                        _ => {
+                            return Err(invalid(format!(
+                                "[mouse] {key}: unknown or of the wrong type; the key is enabled (true/false)"
+                            )));
+                        }
+                    }
+                }
+            }
             other => {
                 return Err(invalid(format!(
-                    "unknown section [{other}]; the sections are [keys], [notify] and [links]"
+                    "unknown section [{other}]; the sections are [keys], [notify], [links] and [mouse]"
                 )));
             }
         }
@@ -291,6 +306,11 @@ mod tui_config_tests {
         std::fs::write(&path, "[links]\nopener = 3\n").unwrap();
         let err = load_tui_config(&path).unwrap_err().to_string();
         assert!(err.contains("[links] opener"), "{err}");
+        std::fs::write(&path, "[mouse]\nenabled = true\n").unwrap();
+        assert!(load_tui_config(&path).unwrap().mouse);
+        std::fs::write(&path, "[mouse]\nenabled = \"yes\"\n").unwrap();
+        let err = load_tui_config(&path).unwrap_err().to_string();
+        assert!(err.contains("[mouse] enabled"), "{err}");
         std::fs::write(&path, "[colours]\nx = 1\n").unwrap();
         let err = load_tui_config(&path).unwrap_err().to_string();
         assert!(err.contains("unknown section [colours]"), "{err}");

@@ -2,7 +2,9 @@
 //! the main loop carries out the returned effects and feeds their results
 //! back as messages.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use kirc_proto::v1::{self as pb, event::Kind};
 
 use crate::commands::{self, Command, Line};
@@ -31,6 +33,8 @@ const PREFETCH_LINES: usize = 50;
 #[derive(Debug, Clone)]
 pub enum Msg {
     Key(KeyEvent),
+    /// A mouse event (only with `[mouse] enabled` in tui.toml).
+    Mouse(MouseEvent),
     Paste(String),
     Focus(bool),
     /// The terminal's size, in columns and rows.
@@ -165,6 +169,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     let mut effects = Vec::new();
     match msg {
         Msg::Key(key) => on_key(state, key, &mut effects),
+        Msg::Mouse(mouse) => on_mouse(state, mouse, &mut effects),
         Msg::Paste(text) => {
             // A paste is text in the line, never lines sent one by one.
             state
@@ -272,6 +277,46 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
     }
     effects.extend(mark_read(state));
     effects
+}
+
+/// Rows the wheel scrolls per step.
+const WHEEL_ROWS: usize = 3;
+
+/// The wheel scrolls the conversation; a click on the list opens the
+/// conversation clicked.
+fn on_mouse(state: &mut State, mouse: MouseEvent, effects: &mut Vec<Effect>) {
+    let (columns, rows) = state.screen;
+    let areas = crate::layout::areas(ratatui::layout::Rect::new(0, 0, columns, rows), state);
+    let at = ratatui::layout::Position::new(mouse.column, mouse.row);
+    match mouse.kind {
+        MouseEventKind::ScrollUp | MouseEventKind::ScrollDown if areas.body.contains(at) => {
+            if state.overlay.is_some() {
+                return;
+            }
+            let Some(conversation) = state.open.clone() else {
+                return;
+            };
+            let position = if mouse.kind == MouseEventKind::ScrollUp {
+                crate::layout::scroll_up(state, &conversation, WHEEL_ROWS)
+            } else {
+                crate::layout::scroll_down(state, &conversation, WHEEL_ROWS)
+            };
+            move_view(state, &conversation, position, WHEEL_ROWS, effects);
+        }
+        MouseEventKind::Down(MouseButton::Left) => {
+            let Some(list) = areas.list.filter(|list| list.contains(at)) else {
+                return;
+            };
+            let row = usize::from(mouse.row - list.y);
+            if let Some(id) = crate::layout::listed(state)
+                .get(row)
+                .map(|(_, conversation)| conversation.id.clone())
+            {
+                open(state, &id, effects);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn notice(state: &mut State, text: impl Into<String>, error: bool) {

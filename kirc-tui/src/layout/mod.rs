@@ -92,6 +92,19 @@ pub fn areas(area: Rect, state: &State) -> Areas {
     }
 }
 
+/// The conversations the list shows, top to bottom, with their index in
+/// the daemon's order (what alt-1 … alt-9 count): channels, and one-to-one
+/// chats with a contact.
+pub fn listed(state: &State) -> Vec<(usize, &kirc_proto::v1::Conversation)> {
+    state
+        .view
+        .conversations
+        .iter()
+        .enumerate()
+        .filter(|(_, conversation)| conversation.channel.is_some() || conversation.peer.is_some())
+        .collect()
+}
+
 /// Rows of the scrollback area for the current screen size.
 pub fn scrollback_rows(state: &State) -> u16 {
     let (columns, rows) = state.screen;
@@ -264,9 +277,15 @@ impl<'a> Layout<'a> {
                 return None;
             }
         }
-        let position = self.position_at(index, row);
-        // A position whose view would run past the newest is the newest.
-        self.rows_from(position).map(|_| position)
+        self.before_newest(self.position_at(index, row))
+    }
+
+    /// `position`, or `None` (the newest view, which follows what
+    /// arrives) if a view from there would reach the newest row.
+    pub(crate) fn before_newest(&self, position: Position) -> Option<Position> {
+        let bottom = self.top_of_bottom();
+        let place = |at: Position| (self.index_of(at.seq), at.row);
+        (place(position) < place(bottom)).then_some(position)
     }
 
     /// Rows above `position` in what is loaded, counted up to `limit`.
@@ -331,7 +350,7 @@ pub fn position_showing(state: &State, conversation: &str, id: &str) -> Option<O
     }
     // Below the view: its last row becomes the bottom one.
     let new_top = layout.up(layout.position_at(index, height), layout.height);
-    Some(layout.rows_from(new_top).map(|_| new_top))
+    Some(layout.before_newest(new_top))
 }
 
 /// The view at the oldest loaded message.

@@ -71,7 +71,7 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
-    for (index, conversation) in state.view.conversations.iter().enumerate() {
+    for (index, conversation) in crate::layout::listed(state) {
         if let Some(channel) = &conversation.channel {
             lines.push(channel::entry(
                 state,

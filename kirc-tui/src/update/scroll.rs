@@ -13,7 +13,21 @@ pub(super) fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect
         Action::ScrollTop => crate::layout::scroll_top(state, &conversation),
         _ => None,
     };
-    let Some(scrollback) = state.scrollbacks.get_mut(&conversation) else {
+    move_view(state, &conversation, position, page, effects);
+}
+
+/// Puts the view of `conversation` at `position` (`None`: the newest), and
+/// asks for what it will need: the present again after an old search
+/// result, the page before once within `margin` rows of the top of what is
+/// loaded.
+pub(super) fn move_view(
+    state: &mut State,
+    conversation: &str,
+    position: Option<crate::state::Position>,
+    margin: usize,
+    effects: &mut Vec<Effect>,
+) {
+    let Some(scrollback) = state.scrollbacks.get_mut(conversation) else {
         return;
     };
     scrollback.position = position;
@@ -21,7 +35,7 @@ pub(super) fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect
         // Back from an old search result to the present.
         scrollback.messages.clear();
         scrollback.loading = false;
-        effects.extend(load(state, &conversation, Anchor::Latest));
+        effects.extend(load(state, conversation, Anchor::Latest));
         return;
     }
     // Near the top of what is loaded: fetch the page before it.
@@ -31,9 +45,9 @@ pub(super) fn scroll(state: &mut State, action: Action, effects: &mut Vec<Effect
         .first()
         .map(|message| message.id.clone());
     if more_before
-        && crate::layout::near_top(state, &conversation, PREFETCH_LINES + page)
+        && crate::layout::near_top(state, conversation, PREFETCH_LINES + margin)
         && let Some(first) = first
     {
-        effects.extend(load(state, &conversation, Anchor::Before(first)));
+        effects.extend(load(state, conversation, Anchor::Before(first)));
     }
 }

@@ -381,3 +381,63 @@ fn a_muted_conversation_counts_but_never_notifies() {
     );
     assert_eq!(state.view.conversation("conv-bob").unwrap().unread, 1);
 }
+
+fn mouse(kind: MouseEventKind, column: u16, row: u16) -> Msg {
+    Msg::Mouse(MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
+#[test]
+fn the_wheel_scrolls_the_conversation_and_a_click_opens_one_from_the_list() {
+    let mut state = state();
+    update(&mut state, Msg::Resize(80, 10));
+    let messages: Vec<pb::ChatMessage> = (1..=30)
+        .map(|seq| {
+            message(
+                &format!("m{seq}"),
+                "conv-bob",
+                BOB,
+                seq,
+                &format!("line {seq}"),
+            )
+        })
+        .collect();
+    open_bob(&mut state, messages);
+    assert_eq!(state.scrollbacks["conv-bob"].position, None);
+    // The scrollback is right of the 24-column list.
+    update(&mut state, mouse(MouseEventKind::ScrollUp, 40, 4));
+    let up = state.scrollbacks["conv-bob"]
+        .position
+        .expect("scrolled back");
+    update(&mut state, mouse(MouseEventKind::ScrollUp, 40, 4));
+    let further = state.scrollbacks["conv-bob"].position.unwrap();
+    assert!(
+        further.seq < up.seq || further.row < up.row,
+        "{up:?} then {further:?}"
+    );
+    update(&mut state, mouse(MouseEventKind::ScrollDown, 40, 4));
+    update(&mut state, mouse(MouseEventKind::ScrollDown, 40, 4));
+    assert_eq!(
+        state.scrollbacks["conv-bob"].position, None,
+        "back at the newest"
+    );
+
+    // The wheel over the list scrolls nothing; a click on its second row
+    // opens carol's request.
+    update(&mut state, mouse(MouseEventKind::ScrollUp, 3, 4));
+    assert_eq!(state.scrollbacks["conv-bob"].position, None);
+    let effects = update(
+        &mut state,
+        mouse(MouseEventKind::Down(MouseButton::Left), 5, 1),
+    );
+    assert_eq!(state.open.as_deref(), Some("conv-carol"));
+    assert!(
+        effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::LoadHistory { .. }))
+    );
+}
