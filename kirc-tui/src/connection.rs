@@ -604,7 +604,7 @@ async fn run_effect(
         }
         // Terminal output: the main loop handles it.
         // The main loop carries these out itself, on the terminal.
-        Effect::Notify { .. } | Effect::Copy(_) | Effect::OpenLink(_) => None,
+        Effect::Notify { .. } | Effect::Copy(_) | Effect::OpenLink(_) | Effect::Editor(_) => None,
     })
 }
 

@@ -18,6 +18,7 @@ pub enum Action {
     NextMention,
     SelectPrevious,
     SelectNext,
+    Editor,
     Complete,
     Help,
     Quit,
@@ -84,6 +85,12 @@ pub const ACTIONS: &[(Action, &str, &[&str], &str)] = &[
         "select_next",
         &["alt-down"],
         "select the message below",
+    ),
+    (
+        Action::Editor,
+        "editor",
+        &["ctrl-x"],
+        "write the message in $EDITOR",
     ),
     (
         Action::Complete,

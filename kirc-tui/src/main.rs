@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use crossterm::cursor::Show;
 use crossterm::event::{
     DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
     EnableFocusChange, EnableMouseCapture, Event, EventStream,
+};
+use crossterm::terminal::{
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use futures::StreamExt;
 use kirc_tui::settings::{self, Desktop, NotifyConfig};
@@ -60,6 +64,43 @@ impl TerminalGuard {
                 .context("cannot enable mouse reporting")?;
         }
         Ok(TerminalGuard { terminal, mouse })
+    }
+}
+
+impl TerminalGuard {
+    /// Gives the terminal back as it was (for an editor), runs `run`, and
+    /// takes it again.
+    fn suspended<T>(&mut self, run: impl FnOnce() -> T) -> anyhow::Result<T> {
+        let mut out = std::io::stdout();
+        if self.mouse {
+            crossterm::execute!(out, DisableMouseCapture)?;
+        }
+        crossterm::execute!(
+            out,
+            DisableBracketedPaste,
+            DisableFocusChange,
+            LeaveAlternateScreen,
+            Show
+        )?;
+        disable_raw_mode()?;
+        let result = run();
+        enable_raw_mode()?;
+        crossterm::execute!(
+            out,
+            EnterAlternateScreen,
+            EnableFocusChange,
+            EnableBracketedPaste
+        )?;
+        if self.mouse {
+            crossterm::execute!(out, EnableMouseCapture)?;
+        }
+        // The screen was the editor's: everything is drawn again. Drawing
+        // an empty frame makes the next one differ from it everywhere
+        // (Terminal::clear would ask the terminal where its cursor is, and
+        // an answer that comes late is typed into the input line).
+        crossterm::execute!(out, Clear(ClearType::All))?;
+        self.terminal.draw(|_| {})?;
+        Ok(result)
     }
 }
 
@@ -170,6 +211,17 @@ async fn main() -> anyhow::Result<()> {
                     if let Err(err) = kirc_tui::terminal::open_link(&url, opener.as_deref()) {
                         update(&mut state, Msg::Failed(format!("cannot open {url}: {err}")));
                     }
+                }
+                Effect::Editor(draft) => {
+                    // The editor reads the terminal: this stream must not
+                    // (a new one reads nothing until it is polled).
+                    drop(std::mem::replace(&mut keys, EventStream::new()));
+                    let msg =
+                        match terminal.suspended(|| kirc_tui::terminal::edit_in_editor(&draft))? {
+                            Ok(text) => Msg::Composed(text),
+                            Err(err) => Msg::Failed(format!("the editor: {err}")),
+                        };
+                    update(&mut state, msg);
                 }
                 Effect::Copy(text) => {
                     if let Err(err) = kirc_tui::terminal::copy(&mut std::io::stdout(), &text) {

@@ -65,6 +65,8 @@ pub enum Msg {
     Done(String),
     /// A contact was added from its invite (and may not have confirmed yet).
     Added(pb::Contact),
+    /// The draft as the editor left it.
+    Composed(String),
     Failed(String),
 }
 
@@ -111,6 +113,9 @@ pub enum Effect {
         conversation: String,
         muted: bool,
     },
+    /// Hand the terminal to `$EDITOR` with this draft; the main loop does,
+    /// and the text comes back as `Msg::Composed`.
+    Editor(String),
     MarkRead {
         conversation: String,
         up_to: String,
@@ -259,6 +264,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Done(text) => notice(state, text, false),
         Msg::Failed(text) => notice(state, text, true),
+        Msg::Composed(text) => state.input.set(&text),
         Msg::Added(contact) => {
             let waiting = !contact.peer_accepted;
             state.notice = Some(Notice {

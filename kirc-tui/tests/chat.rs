@@ -235,3 +235,37 @@ async fn a_message_sent_while_kircd_restarts_is_retried_and_arrives_once() {
     assert_eq!(at_alice.len(), 1);
     alice_tui.send_keys(&["C-c"]);
 }
+
+#[tokio::test]
+async fn ctrl_x_writes_the_message_in_the_editor_and_brings_it_back() {
+    let alice = Actor::new("alice").await;
+    let _alice_daemon = Daemon::start(&alice).await;
+    // An "editor" that writes on the draft as a person would, then quits.
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf ' and more\\nsecond line\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pane = Tmux::start(
+        &format!(
+            "env TZ=UTC KIRC_TUI_CONFIG=/nonexistent VISUAL= EDITOR={} {} --socket {}",
+            editor.display(),
+            kirc_testkit::bin("kirc-tui").display(),
+            alice.socket.display()
+        ),
+        80,
+        20,
+    );
+    pane.wait_for("connected", WAIT, |screen| screen.contains(" connected "))
+        .await;
+    pane.send_keys(&["-l", "draft"]);
+    pane.send_keys(&["C-x"]);
+    pane.wait_for("the edited draft in the input line", WAIT, |screen| {
+        screen.contains("> draft and more↵second line")
+    })
+    .await;
+    assert!(pane.screen().contains(" connected "), "the screen is back");
+}

@@ -245,6 +245,7 @@ pub(super) fn on_action(state: &mut State, action: Action, effects: &mut Vec<Eff
                 None => notice(state, "no unread mention", false),
             }
         }
+        Action::Editor => effects.push(Effect::Editor(state.input.text().to_owned())),
         Action::SelectPrevious => messages::select(state, true),
         Action::SelectNext => messages::select(state, false),
         Action::Complete => complete(state),

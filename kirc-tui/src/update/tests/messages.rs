@@ -441,3 +441,17 @@ fn the_wheel_scrolls_the_conversation_and_a_click_opens_one_from_the_list() {
             .any(|effect| matches!(effect, Effect::LoadHistory { .. }))
     );
 }
+
+#[test]
+fn ctrl_x_hands_the_draft_to_the_editor_and_takes_back_what_it_wrote() {
+    let mut state = with_three();
+    for c in "draft".chars() {
+        update(&mut state, char_key(c));
+    }
+    assert_eq!(
+        update(&mut state, ctrl('x')),
+        vec![Effect::Editor("draft".into())]
+    );
+    update(&mut state, Msg::Composed("draft, longer\nand on".into()));
+    assert_eq!(state.input.text(), "draft, longer\nand on");
+}
