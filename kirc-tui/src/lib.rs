@@ -14,5 +14,6 @@ pub mod links;
 pub mod settings;
 pub mod state;
 pub mod terminal;
+pub mod theme;
 pub mod ui;
 pub mod update;

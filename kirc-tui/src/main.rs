@@ -166,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
     state.keymap = tui_config.keymap;
     let opener = tui_config.opener;
     state.notify = tui_config.notify;
+    state.theme = tui_config.theme;
     state.pending_open = cli.open;
     state.session = cli.session;
 

@@ -136,6 +136,7 @@ pub struct TuiConfig {
     /// `[mouse] enabled`: the wheel scrolls and a click opens a
     /// conversation (the terminal's own selection then takes Shift).
     pub mouse: bool,
+    pub theme: crate::theme::Theme,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +246,7 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
                     }
                 }
             }
+            "theme" => config.theme = crate::theme::Theme::from_config(body).map_err(invalid)?,
             "mouse" => {
                 for (key, value) in body {
                     match (key.as_str(), value) {
@@ -259,7 +261,7 @@ pub fn load_tui_config(path: &Path) -> Result<TuiConfig, TuiConfigError> {
             }
             other => {
                 return Err(invalid(format!(
-                    "unknown section [{other}]; the sections are [keys], [notify], [links] and [mouse]"
+                    "unknown section [{other}]; the sections are [keys], [notify], [links], [mouse] and [theme]"
                 )));
             }
         }

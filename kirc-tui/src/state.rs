@@ -146,6 +146,7 @@ pub struct State {
     pub time_zone: TimeZone,
     pub keymap: Keymap,
     pub notify: NotifyConfig,
+    pub theme: crate::theme::Theme,
     /// Whether the terminal has focus (from focus events; assumed at start).
     pub focused: bool,
     /// The conversation on screen.
@@ -210,6 +211,7 @@ impl State {
             time_zone,
             keymap: Keymap::default(),
             notify: NotifyConfig::default(),
+            theme: crate::theme::Theme::default(),
             focused: true,
             open: None,
             scrollbacks: HashMap::new(),

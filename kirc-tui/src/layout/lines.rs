@@ -11,6 +11,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use crate::state::State;
+use crate::theme::Theme;
 
 /// One row of the scrollback: what it shows, and the links on it (drawn
 /// as terminal hyperlinks over the cells they cover).
@@ -61,29 +62,6 @@ pub fn format_time(state: &State, unix_ms: i64, format: &str) -> String {
     }
 }
 
-/// A stable colour per actor, so a name looks the same everywhere.
-pub fn colour_of(actor_id: &str) -> Color {
-    const PALETTE: [Color; 10] = [
-        Color::Cyan,
-        Color::Magenta,
-        Color::Yellow,
-        Color::Green,
-        Color::Blue,
-        Color::LightRed,
-        Color::LightCyan,
-        Color::LightMagenta,
-        Color::LightGreen,
-        Color::LightBlue,
-    ];
-    // FNV-1a: stable across runs and machines, unlike std's hasher.
-    let hash = actor_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    PALETTE[usize::try_from(hash % PALETTE.len() as u64).unwrap_or(0)]
-}
-
 /// Cuts `text` to at most `width` columns, with an ellipsis if cut; never
 /// inside a grapheme (an emoji sequence stays whole or goes).
 pub fn truncate(text: &str, width: usize) -> String {
@@ -113,16 +91,16 @@ const NAME_WIDTH: usize = 10;
 
 /// The mark after a received message whose first copy came over the direct
 /// path (WebRTC) rather than through Kafka.
-pub const DIRECT_MARK: (&str, Color) = ("⇄", Color::Cyan);
+pub const DIRECT_MARK: &str = "⇄";
 
 /// The mark after one of our own messages, by delivery state.
-pub fn delivery_mark(state: i32) -> (&'static str, Color) {
+pub fn delivery_mark(theme: &Theme, state: i32) -> (&'static str, Color) {
     match MessageState::try_from(state).unwrap_or(MessageState::Unspecified) {
-        MessageState::Pending | MessageState::Unspecified => ("·", Color::DarkGray),
-        MessageState::Queued => ("○", Color::DarkGray),
-        MessageState::Delivered => ("◐", Color::Gray),
-        MessageState::Received => ("●", Color::Gray),
-        MessageState::Read => ("✔", Color::Green),
+        MessageState::Pending | MessageState::Unspecified => ("·", theme.quiet),
+        MessageState::Queued => ("○", theme.quiet),
+        MessageState::Delivered => ("◐", theme.soft),
+        MessageState::Received => ("●", theme.soft),
+        MessageState::Read => ("✔", theme.good),
     }
 }
 
@@ -254,17 +232,17 @@ pub(crate) fn message_lines(state: &State, message: &pb::ChatMessage, width: usi
                 };
                 Row::from(Line::from(vec![
                     Span::styled(lead, Style::new().dim()),
-                    Span::styled(piece, Style::new().fg(Color::Cyan).dim()),
+                    Span::styled(piece, Style::new().fg(state.theme.accent).dim()),
                 ]))
             })
             .collect();
     }
     let name = sanitize(&state.name_of(&message.sender));
-    let colour = colour_of(&message.sender);
+    let colour = state.theme.name_colour(&message.sender);
     let mark = if message.outgoing {
-        Some(delivery_mark(message.state))
+        Some(delivery_mark(&state.theme, message.state))
     } else {
-        message.direct.then_some(DIRECT_MARK)
+        message.direct.then_some((DIRECT_MARK, state.theme.accent))
     };
     let mark_width = mark.map_or(0, |(symbol, _)| symbol.width() + 1);
     let (head, head_width) = if message.action {
@@ -339,6 +317,7 @@ pub(crate) fn message_lines(state: &State, message: &pb::ChatMessage, width: usi
             &piece,
             &links,
             text_style,
+            state.theme.link,
             indent,
             &mut row_links,
         ));
@@ -356,12 +335,12 @@ pub(crate) fn message_lines(state: &State, message: &pb::ChatMessage, width: usi
         });
     }
     if !message.reactions.is_empty() && !message.deleted {
-        rows.push(Row::from(reactions_line(message, indent, width)));
+        rows.push(Row::from(reactions_line(state, message, indent, width)));
     }
     if selected {
         for row in &mut rows {
             row.line =
-                std::mem::take(&mut row.line).patch_style(Style::new().bg(SELECTED_BACKGROUND));
+                std::mem::take(&mut row.line).patch_style(Style::new().bg(state.theme.selection));
         }
     }
     rows
@@ -374,6 +353,7 @@ fn linked_spans(
     piece: &Piece,
     links: &[(std::ops::Range<usize>, String)],
     style: Style,
+    link_colour: Color,
     column: usize,
     row_links: &mut Vec<RowLink>,
 ) -> Vec<Span<'static>> {
@@ -401,7 +381,7 @@ fn linked_spans(
         column += shown.width();
         spans.push(Span::styled(
             shown.to_owned(),
-            style.fg(LINK_COLOUR).add_modifier(Modifier::UNDERLINED),
+            style.fg(link_colour).add_modifier(Modifier::UNDERLINED),
         ));
         cursor = to;
     }
@@ -411,8 +391,6 @@ fn linked_spans(
     spans
 }
 
-const LINK_COLOUR: Color = Color::Blue;
-
 /// What an edited message says after its text.
 const EDITED: &str = " (edited)";
 /// What shows instead of a deleted message's text.
@@ -420,7 +398,6 @@ const DELETED: &str = "message deleted";
 /// Marks the selected message, after its time (a terminal without colours
 /// still shows which one it is).
 const SELECTED: &str = "▌";
-const SELECTED_BACKGROUND: Color = Color::Indexed(236);
 
 /// The row above a reply: whom it answers and the start of what they said.
 fn quote_line(
@@ -447,7 +424,12 @@ fn quote_line(
 
 /// The row under a message with reactions: each emoji and its count, this
 /// actor's own in bold.
-fn reactions_line(message: &pb::ChatMessage, indent: usize, width: usize) -> Line<'static> {
+fn reactions_line(
+    state: &State,
+    message: &pb::ChatMessage,
+    indent: usize,
+    width: usize,
+) -> Line<'static> {
     let mut spans = vec![Span::raw(" ".repeat(indent))];
     let mut used = indent;
     for reaction in &message.reactions {
@@ -458,7 +440,7 @@ fn reactions_line(message: &pb::ChatMessage, indent: usize, width: usize) -> Lin
             break;
         }
         let style = if reaction.mine {
-            Style::new().fg(Color::Yellow).bold()
+            Style::new().fg(state.theme.attention).bold()
         } else {
             Style::new().dim()
         };
@@ -487,12 +469,12 @@ pub(crate) fn day_line(state: &State, unix_ms: i64, width: usize) -> Row {
     )))
 }
 
-pub(crate) fn marker_line(width: usize) -> Row {
+pub(crate) fn marker_line(theme: &Theme, width: usize) -> Row {
     let label = " new ";
     let side = width.saturating_sub(label.len()) / 2;
     Row::from(Line::from(Span::styled(
         format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
-        Style::new().fg(Color::Red),
+        Style::new().fg(theme.bad),
     )))
 }
 

@@ -181,7 +181,7 @@ impl<'a> Layout<'a> {
             rows.push(day_line(self.state, message.created_at_unix_ms, self.width));
         }
         if self.first_unread == Some(index) && index > 0 {
-            rows.push(marker_line(self.width));
+            rows.push(marker_line(&self.state.theme, self.width));
         }
         rows.extend(message_lines(self.state, message, self.width));
         rows

@@ -4,12 +4,12 @@
 use kirc_proto::v1::{ChannelMembership, ChannelRole, PresenceState};
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{list_row, presence_dot};
-use crate::layout::{colour_of, sanitize, truncate};
+use crate::layout::{sanitize, truncate};
 use crate::state::State;
 
 /// A channel in the conversation list: `#name`, dim once left, with its
@@ -26,7 +26,7 @@ pub(super) fn entry(
         _ if state.mentions.contains(&conversation.id) => "@",
         _ => " ",
     };
-    let mut style = Style::new().fg(Color::Cyan);
+    let mut style = Style::new().fg(state.theme.accent);
     if channel.membership() != ChannelMembership::Joined {
         style = style.add_modifier(Modifier::DIM);
     }
@@ -74,8 +74,8 @@ pub(super) fn render_members(frame: &mut Frame<'_>, area: Rect, state: &State) {
         .map(|member| {
             let (dot, colour) = if member.own {
                 match own_presence {
-                    Some(PresenceState::Away) => ("●", Color::Yellow),
-                    _ => ("●", Color::Green),
+                    Some(PresenceState::Away) => ("●", state.theme.attention),
+                    _ => ("●", state.theme.good),
                 }
             } else {
                 presence_dot(state, &member.actor_id)
@@ -87,10 +87,10 @@ pub(super) fn render_members(frame: &mut Frame<'_>, area: Rect, state: &State) {
             let room = usize::from(inner.width).saturating_sub(4);
             Line::from(vec![
                 Span::styled(format!("{dot} "), Style::new().fg(colour)),
-                Span::styled(mark, Style::new().fg(Color::Yellow)),
+                Span::styled(mark, Style::new().fg(state.theme.attention)),
                 Span::styled(
                     truncate(&sanitize(&member.display_name), room),
-                    Style::new().fg(colour_of(&member.actor_id)),
+                    Style::new().fg(state.theme.name_colour(&member.actor_id)),
                 ),
             ])
         })
@@ -114,10 +114,12 @@ pub(super) fn title(state: &State, channel: &kirc_proto::v1::ChannelInfo) -> Lin
         })
         .count();
     let (what, colour) = match channel.membership() {
-        ChannelMembership::Joining => ("waiting for the owner to let you in", Color::Yellow),
-        ChannelMembership::Left => ("you are no longer in this channel", Color::Red),
-        _ if channel.moderated => ("moderated: only operators speak", Color::Yellow),
-        _ => ("", Color::Green),
+        ChannelMembership::Joining => {
+            ("waiting for the owner to let you in", state.theme.attention)
+        }
+        ChannelMembership::Left => ("you are no longer in this channel", state.theme.bad),
+        _ if channel.moderated => ("moderated: only operators speak", state.theme.attention),
+        _ => ("", state.theme.good),
     };
     let topic = if channel.topic.is_empty() {
         String::new()
@@ -134,7 +136,7 @@ pub(super) fn title(state: &State, channel: &kirc_proto::v1::ChannelInfo) -> Lin
     Line::from(vec![
         Span::styled(
             format!(" {} ", sanitize(&channel.name)),
-            Style::new().bold().reversed().fg(Color::Cyan),
+            Style::new().bold().reversed().fg(state.theme.accent),
         ),
         Span::styled(what, Style::new().fg(colour)),
         Span::styled(

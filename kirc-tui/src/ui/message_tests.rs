@@ -155,3 +155,30 @@ fn emoji_sequences_take_their_width_in_messages_names_and_reactions() {
         .insert("conv-bob".into(), Scrollback::whole(vec![hearts]));
     insta::assert_snapshot!(draw(&state, 60, 9).backend());
 }
+
+#[test]
+fn a_theme_colours_the_names_links_counts_and_selection() {
+    let mut state = connected(healthy());
+    state.theme = crate::theme::Theme::from_config(
+        &"attention = \"#ff8800\"\nlink = \"lightgreen\"\nselection = \"17\"\nnames = [\"#112233\"]\n"
+            .parse()
+            .unwrap(),
+    )
+    .unwrap();
+    state.view.conversations[0].unread = 2;
+    state.open = Some("conv-bob".into());
+    state.scrollbacks.insert(
+        "conv-bob".into(),
+        Scrollback::whole(vec![message(
+            1,
+            BOB,
+            "https://kirc.example",
+            0,
+            pb::MessageState::Received,
+        )]),
+    );
+    state.selected = Some("m1".into());
+    // The buffer's debug form lists every style run: the colours are the
+    // theme's.
+    insta::assert_debug_snapshot!(draw(&state, 70, 5).backend().buffer());
+}

@@ -22,8 +22,9 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 pub use crate::layout::{Areas, areas, sanitize};
-use crate::layout::{colour_of, format_time, truncate};
+use crate::layout::{format_time, truncate};
 use crate::state::{Compose, Link, State};
+use crate::theme::Theme;
 
 pub fn render(frame: &mut Frame<'_>, state: &State) {
     let areas = areas(frame.area(), state);
@@ -34,7 +35,7 @@ pub fn render(frame: &mut Frame<'_>, state: &State) {
         };
         frame.render_widget(
             Paragraph::new(why)
-                .style(Style::new().fg(Color::Red))
+                .style(Style::new().fg(state.theme.bad))
                 .wrap(Wrap { trim: true }),
             areas.banner,
         );
@@ -98,7 +99,7 @@ fn render_list(frame: &mut Frame<'_>, area: Rect, state: &State) {
             mark,
             Some(presence_dot(state, &peer.actor_id)),
             sanitize(&peer.display_name),
-            Style::new().fg(colour_of(&peer.actor_id)),
+            Style::new().fg(state.theme.name_colour(&peer.actor_id)),
             inner.width,
         ));
     }
@@ -144,7 +145,7 @@ fn list_row(
     let unread_style = if conversation.muted {
         Style::new().dim()
     } else {
-        Style::new().fg(Color::Yellow).bold()
+        Style::new().fg(state.theme.attention).bold()
     };
     let width = usize::from(width);
     let dot_width = dot.map_or(0, |(dot, _)| dot.width() + 1);
@@ -159,7 +160,7 @@ fn list_row(
     }
     let mut spans = vec![
         Span::styled(format!("{number} "), Style::new().dim()),
-        Span::styled(format!("{mark} "), Style::new().fg(Color::Yellow)),
+        Span::styled(format!("{mark} "), Style::new().fg(state.theme.attention)),
     ];
     if let Some((dot, colour)) = dot {
         spans.push(Span::styled(format!("{dot} "), Style::new().fg(colour)));
@@ -183,10 +184,10 @@ pub(crate) fn presence_dot(state: &State, actor_id: &str) -> (&'static str, Colo
         .presence_of(actor_id)
         .map(kirc_proto::v1::PeerPresence::state);
     match presence {
-        Some(PresenceState::Online) => ("●", Color::Green),
-        Some(PresenceState::Away) => ("●", Color::Yellow),
-        Some(PresenceState::Offline) => ("○", Color::DarkGray),
-        _ => ("◌", Color::DarkGray),
+        Some(PresenceState::Online) => ("●", state.theme.good),
+        Some(PresenceState::Away) => ("●", state.theme.attention),
+        Some(PresenceState::Offline) => ("○", state.theme.quiet),
+        _ => ("◌", state.theme.quiet),
     }
 }
 
@@ -216,10 +217,10 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
         String::new()
     };
     let (what, colour) = match peer.state() {
-        ContactState::Request => ("message request: /accept or /block", Color::Yellow),
-        ContactState::Blocked => ("blocked: /unblock to talk again", Color::Red),
-        _ if !peer.peer_accepted => ("waiting for them to accept", Color::Yellow),
-        _ => ("contact", Color::Green),
+        ContactState::Request => ("message request: /accept or /block", state.theme.attention),
+        ContactState::Blocked => ("blocked: /unblock to talk again", state.theme.bad),
+        _ if !peer.peer_accepted => ("waiting for them to accept", state.theme.attention),
+        _ => ("contact", state.theme.good),
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
@@ -230,7 +231,7 @@ fn render_title(frame: &mut Frame<'_>, area: Rect, state: &State) {
             ),
             Span::styled(presence_text, Style::new().dim()),
             Span::styled(format!(" {what}"), Style::new().fg(colour)),
-            Span::styled(typing, Style::new().fg(Color::Cyan).italic()),
+            Span::styled(typing, Style::new().fg(state.theme.accent).italic()),
             Span::styled(format!("  {}", peer.fingerprint), Style::new().dim()),
         ])),
         area,
@@ -264,14 +265,16 @@ fn backend_name(backend: Backend) -> &'static str {
     }
 }
 
-fn state_span(backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
+fn state_span(theme: &Theme, backend: &BackendStatus, stale: bool) -> [Span<'static>; 2] {
     let (dot, word, color) = match backend.state() {
-        BackendState::Up => ("●", "up", Color::Green),
-        BackendState::Down => ("●", "down", Color::Red),
-        BackendState::Connecting | BackendState::Unspecified => ("○", "connecting", Color::Yellow),
+        BackendState::Up => ("●", "up", theme.good),
+        BackendState::Down => ("●", "down", theme.bad),
+        BackendState::Connecting | BackendState::Unspecified => {
+            ("○", "connecting", theme.attention)
+        }
     };
     // What was last known from a daemon that is gone is shown, but greyed.
-    let color = if stale { Color::DarkGray } else { color };
+    let color = if stale { theme.quiet } else { color };
     [
         Span::styled(format!(" {dot} "), Style::new().fg(color)),
         Span::styled(
@@ -301,7 +304,7 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
     };
     let mut lines = Vec::new();
     for backend in &status.backends {
-        let [dot, word] = state_span(backend, stale);
+        let [dot, word] = state_span(&state.theme, backend, stale);
         lines.push(Line::from(vec![
             dot,
             Span::styled(
@@ -314,7 +317,7 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
         if backend.state() == BackendState::Down {
             lines.push(Line::from(vec![
                 Span::raw("   "),
-                Span::styled(backend.last_error.clone(), Style::new().fg(Color::Red)),
+                Span::styled(backend.last_error.clone(), Style::new().fg(state.theme.bad)),
             ]));
             lines.push(Line::from(
                 format!(
@@ -335,7 +338,7 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
         let detail = if topic.present {
             Span::raw(format!("{} partitions", topic.partitions))
         } else {
-            Span::styled("missing", Style::new().fg(Color::Red).bold())
+            Span::styled("missing", Style::new().fg(state.theme.bad).bold())
         };
         lines.push(Line::from(vec![
             Span::raw(format!("   {:<9} ", topic.role)),
@@ -350,7 +353,7 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
                 " rejected inbound records: {}",
                 kirc_proto::rejection_summary(&status.rejected)
             ),
-            Style::new().fg(Color::Yellow),
+            Style::new().fg(state.theme.attention),
         )));
     }
     if status.refused_connections > 0 {
@@ -360,7 +363,7 @@ fn render_home(frame: &mut Frame<'_>, area: Rect, state: &State) {
                 " {} connection(s) from other users refused",
                 status.refused_connections
             ),
-            Style::new().fg(Color::Yellow),
+            Style::new().fg(state.theme.attention),
         )));
     }
     lines.push(Line::default());
@@ -446,11 +449,11 @@ fn status_line(state: &State) -> Line<'static> {
     let mut spans = match &state.link {
         Link::Connected => vec![Span::styled(
             " connected ",
-            Style::new().fg(Color::Black).bg(Color::Green),
+            Style::new().fg(Color::Black).bg(state.theme.good),
         )],
         Link::Connecting { attempt } => vec![Span::styled(
             format!(" connecting ({attempt}) "),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
+            Style::new().fg(Color::Black).bg(state.theme.attention),
         )],
         Link::Disconnected {
             since_unix_ms,
@@ -460,7 +463,7 @@ fn status_line(state: &State) -> Line<'static> {
         } => vec![
             Span::styled(
                 " DISCONNECTED ",
-                Style::new().fg(Color::White).bg(Color::Red).bold(),
+                Style::new().fg(Color::White).bg(state.theme.bad).bold(),
             ),
             Span::raw(format!(
                 " since {} · retry {attempt} in {}",
@@ -473,10 +476,10 @@ fn status_line(state: &State) -> Line<'static> {
         let stale = state.link != Link::Connected;
         for backend in &status.backends {
             let colour = match (stale, backend.state()) {
-                (true, _) => Color::DarkGray,
-                (_, BackendState::Up) => Color::Green,
-                (_, BackendState::Down) => Color::Red,
-                _ => Color::Yellow,
+                (true, _) => state.theme.quiet,
+                (_, BackendState::Up) => state.theme.good,
+                (_, BackendState::Down) => state.theme.bad,
+                _ => state.theme.attention,
             };
             let short = match backend.backend() {
                 Backend::Kafka => "kafka",
@@ -490,9 +493,9 @@ fn status_line(state: &State) -> Line<'static> {
     if let Some(status) = &state.view.status {
         if let Some(presence) = &status.presence {
             let (word, colour) = match presence.state() {
-                PresenceState::Online => ("online", Color::Green),
-                PresenceState::Away => ("away", Color::Yellow),
-                _ => ("offline", Color::DarkGray),
+                PresenceState::Online => ("online", state.theme.good),
+                PresenceState::Away => ("away", state.theme.attention),
+                _ => ("offline", state.theme.quiet),
             };
             spans.push(Span::styled(format!("  {word}"), Style::new().fg(colour)));
             if !presence.text.is_empty() {
@@ -514,9 +517,9 @@ fn status_line(state: &State) -> Line<'static> {
     }
     if let Some(notice) = &state.notice {
         let style = if notice.error {
-            Style::new().fg(Color::Red)
+            Style::new().fg(state.theme.bad)
         } else {
-            Style::new().fg(Color::Cyan)
+            Style::new().fg(state.theme.accent)
         };
         spans.push(Span::styled(format!("  {}", sanitize(&notice.text)), style));
     }

@@ -7,13 +7,13 @@ use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
-use ratatui::style::{Color, Style, Stylize};
+use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
 use crate::commands::COMMANDS;
 use crate::keys::EDITING_KEYS;
-use crate::layout::{colour_of, delivery_mark, format_time, sanitize, truncate};
+use crate::layout::{delivery_mark, format_time, sanitize, truncate};
 use crate::state::{Overlay, State};
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -108,7 +108,7 @@ fn links(frame: &mut Frame<'_>, area: Rect, state: &State, selected: usize) {
             };
             Line::from(vec![
                 Span::styled(format!("{:>3} ", index + 1), Style::new().dim()),
-                Span::styled(truncate(url, width), style.fg(Color::Blue)),
+                Span::styled(truncate(url, width), style.fg(state.theme.link)),
             ])
         })
         .collect();
@@ -156,7 +156,10 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State, scroll: usize) {
     let mut lines = vec![Line::from("Commands".bold())];
     for (name, args, doc) in COMMANDS {
         lines.push(Line::from(vec![
-            Span::styled(format!("  /{name} {args}"), Style::new().fg(Color::Cyan)),
+            Span::styled(
+                format!("  /{name} {args}"),
+                Style::new().fg(state.theme.accent),
+            ),
             Span::raw(format!(" — {doc}")),
         ]));
     }
@@ -164,14 +167,14 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State, scroll: usize) {
     lines.push(Line::from("Keys".bold()));
     for (keys, doc) in &state.keymap.described {
         lines.push(Line::from(vec![
-            Span::styled(format!("  {keys:<16}"), Style::new().fg(Color::Cyan)),
+            Span::styled(format!("  {keys:<16}"), Style::new().fg(state.theme.accent)),
             Span::raw(*doc),
         ]));
     }
     lines.push(Line::from(vec![
         Span::styled(
             format!("  {:<16}", "alt-1 … alt-9"),
-            Style::new().fg(Color::Cyan),
+            Style::new().fg(state.theme.accent),
         ),
         Span::raw("open conversation 1 … 9"),
     ]));
@@ -198,12 +201,12 @@ fn help(frame: &mut Frame<'_>, area: Rect, state: &State, scroll: usize) {
         ("read", 5),
     ]
     .iter()
-    .map(|(name, state)| format!("{} {name}", delivery_mark(*state).0))
+    .map(|(name, delivery)| format!("{} {name}", delivery_mark(&state.theme, *delivery).0))
     .collect();
     lines.push(Line::from(format!("  your messages: {}", marks.join("  "))));
     lines.push(Line::from(format!(
         "  their messages: {} came over the direct path first (else Kafka)",
-        crate::layout::DIRECT_MARK.0
+        crate::layout::DIRECT_MARK
     )));
     lines.push(Line::from(
         "  //text sends a line that starts with a slash".dim(),
@@ -233,7 +236,7 @@ fn invite(frame: &mut Frame<'_>, area: Rect, state: &State, token: &str, expires
     ];
     lines.push(Line::from(Span::styled(
         token.to_owned(),
-        Style::new().fg(Color::Cyan),
+        Style::new().fg(state.theme.accent),
     )));
     // The QR code needs its full size to scan; show it only where it fits.
     if let Ok(code) = QrCode::new(token.as_bytes()) {
@@ -297,7 +300,10 @@ fn search(
         }
         lines.push(Line::from(vec![
             Span::styled(format!("{when} "), style.dim()),
-            Span::styled(format!("{name}: "), style.fg(colour_of(&message.sender))),
+            Span::styled(
+                format!("{name}: "),
+                style.fg(state.theme.name_colour(&message.sender)),
+            ),
             Span::styled(text, style),
         ]));
     }
@@ -317,7 +323,9 @@ fn contacts(frame: &mut Frame<'_>, area: Rect, state: &State) {
         let line = Line::from(vec![
             Span::styled(
                 format!("  {:<16}", truncate(&sanitize(&contact.display_name), 16)),
-                Style::new().fg(colour_of(&contact.actor_id)).bold(),
+                Style::new()
+                    .fg(state.theme.name_colour(&contact.actor_id))
+                    .bold(),
             ),
             Span::raw(format!(" {what}")),
         ]);

@@ -10,7 +10,7 @@ use std::num::NonZeroU16;
 use ratatui::Frame;
 use ratatui::buffer::{Buffer, CellDiffOption};
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Style, Stylize};
+use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
@@ -51,7 +51,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &State) {
             if let Some(last) = rows.last_mut() {
                 *last = Row::from(Line::from(Span::styled(
                     "  ↓ newer messages below · End returns",
-                    Style::new().fg(Color::Yellow),
+                    Style::new().fg(state.theme.attention),
                 )));
             }
             if layout.scrollback.loading
@@ -103,21 +103,28 @@ fn hyperlink(buffer: &mut Buffer, area: Rect, row: u16, link: &RowLink) {
     if start >= end {
         return;
     }
-    // The cells that hold a symbol: a wide character's second cell is
-    // blank and must stay so.
-    let cells: Vec<u16> = (start..end)
-        .filter(|x| {
-            buffer
-                .cell((area.x + x, y))
-                .is_some_and(|cell| !cell.symbol().is_empty())
-        })
-        .collect();
+    // The cells that start a symbol: a wide character's second cell is
+    // hidden behind it, and a sequence written there would never be sent.
+    let mut cells = Vec::new();
+    let mut x = start;
+    while x < end {
+        cells.push(x);
+        let width = buffer
+            .cell((area.x + x, y))
+            .map_or(1, |cell| cell.symbol().width().max(1));
+        x = x.saturating_add(u16::try_from(width).unwrap_or(1));
+    }
     let (Some(&first), Some(&last)) = (cells.first(), cells.last()) else {
         return;
     };
     let open = format!("\x1b]8;;{}\x1b\\", link.url);
     let close = "\x1b]8;;\x1b\\";
-    for x in [first, last] {
+    let ends = if first == last {
+        vec![first]
+    } else {
+        vec![first, last]
+    };
+    for x in ends {
         let Some(cell) = buffer.cell_mut((area.x + x, y)) else {
             continue;
         };
@@ -135,5 +142,64 @@ fn hyperlink(buffer: &mut Buffer, area: Rect, row: u16, link: &RowLink) {
         }
         cell.set_symbol(&wrapped)
             .set_diff_option(CellDiffOption::ForcedWidth(width));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbols(buffer: &Buffer, y: u16) -> Vec<String> {
+        (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_hyperlink_opens_in_its_first_cell_and_closes_in_its_last_even_when_they_are_one() {
+        let area = Rect::new(0, 0, 8, 2);
+        let mut buffer = Buffer::with_lines(["ab日c    ", "e       "]);
+        let url = "https://x.example";
+        hyperlink(
+            &mut buffer,
+            area,
+            0,
+            &RowLink {
+                column: 1,
+                width: 4,
+                url: url.into(),
+            },
+        );
+        hyperlink(
+            &mut buffer,
+            area,
+            1,
+            &RowLink {
+                column: 0,
+                width: 1,
+                url: url.into(),
+            },
+        );
+        let open = format!("\x1b]8;;{url}\x1b\\");
+        let close = "\x1b]8;;\x1b\\";
+        // The wide character's second cell is left alone.
+        assert_eq!(
+            symbols(&buffer, 0)[..5],
+            ["a", &format!("{open}b"), "日", " ", &format!("c{close}")]
+        );
+        assert_eq!(symbols(&buffer, 1)[0], format!("{open}e{close}"));
+        // Not a web link: left alone.
+        let mut plain = Buffer::with_lines(["x"]);
+        hyperlink(
+            &mut plain,
+            Rect::new(0, 0, 1, 1),
+            0,
+            &RowLink {
+                column: 0,
+                width: 1,
+                url: "file:///etc/passwd".into(),
+            },
+        );
+        assert_eq!(plain[(0, 0)].symbol(), "x");
     }
 }

@@ -8,12 +8,13 @@ use kirc_proto::human_bytes;
 use kirc_proto::v1::{self as pb, TransferState};
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::layout::{colour_of, sanitize, truncate};
+use crate::layout::{sanitize, truncate};
 use crate::state::State;
+use crate::theme::Theme;
 
 /// Cells of the progress bar.
 const BAR_CELLS: usize = 20;
@@ -43,13 +44,13 @@ pub fn line(state: &State, transfer: &pb::Transfer, with_contact: bool) -> Line<
     let contact = sanitize(&state.name_of(&transfer.contact_id));
     let mut spans = vec![Span::styled(
         format!(" {arrow} "),
-        Style::new().fg(Color::Cyan).bold(),
+        Style::new().fg(state.theme.accent).bold(),
     )];
     if with_contact {
         spans.push(Span::raw(format!("{towards} ")));
         spans.push(Span::styled(
             format!("{} ", truncate(&contact, 16)),
-            Style::new().fg(colour_of(&transfer.contact_id)),
+            Style::new().fg(state.theme.name_colour(&transfer.contact_id)),
         ));
     }
     spans.push(Span::styled(
@@ -57,7 +58,7 @@ pub fn line(state: &State, transfer: &pb::Transfer, with_contact: bool) -> Line<
         Style::new().bold(),
     ));
     spans.push(Span::raw(format!(" ({}) ", size(transfer))));
-    spans.extend(standing(transfer, &contact));
+    spans.extend(standing(&state.theme, transfer, &contact));
     Line::from(spans)
 }
 
@@ -85,7 +86,7 @@ fn size(transfer: &pb::Transfer) -> String {
 }
 
 /// Where the transfer stands, after its name.
-fn standing(transfer: &pb::Transfer, contact: &str) -> Vec<Span<'static>> {
+fn standing(theme: &Theme, transfer: &pb::Transfer, contact: &str) -> Vec<Span<'static>> {
     let reason = || sanitize(&transfer.reason);
     match transfer.state() {
         TransferState::Offered if transfer.outgoing => vec![Span::styled(
@@ -94,17 +95,17 @@ fn standing(transfer: &pb::Transfer, contact: &str) -> Vec<Span<'static>> {
         )],
         TransferState::Offered => vec![Span::styled(
             format!("{contact} offers it: /accept-file or /refuse-file"),
-            Style::new().fg(Color::Yellow),
+            Style::new().fg(theme.attention),
         )],
         TransferState::Moving => {
             let mut spans = vec![
-                Span::styled(bar(transfer), Style::new().fg(Color::Green)),
+                Span::styled(bar(transfer), Style::new().fg(theme.good)),
                 Span::raw(format!(" {:>3} % ", percent(transfer))),
             ];
             if transfer.waiting {
                 spans.push(Span::styled(
                     format!("waiting for a direct path to {contact}"),
-                    Style::new().fg(Color::Yellow),
+                    Style::new().fg(theme.attention),
                 ));
             } else {
                 spans.push(Span::raw(human_bytes(transfer.done_bytes)));
@@ -121,7 +122,7 @@ fn standing(transfer: &pb::Transfer, contact: &str) -> Vec<Span<'static>> {
             }
             spans
         }
-        TransferState::Complete => vec![Span::styled("complete", Style::new().fg(Color::Green))],
+        TransferState::Complete => vec![Span::styled("complete", Style::new().fg(theme.good))],
         // The daemon's reason says who: "refused by bob", "cancelled by
         // you".
         TransferState::Refused | TransferState::Cancelled => {
@@ -137,12 +138,12 @@ fn standing(transfer: &pb::Transfer, contact: &str) -> Vec<Span<'static>> {
                 } else {
                     said
                 },
-                Style::new().fg(Color::Red),
+                Style::new().fg(theme.bad),
             )]
         }
         TransferState::Failed => vec![Span::styled(
             format!("failed: {}", reason()),
-            Style::new().fg(Color::Red).bold(),
+            Style::new().fg(theme.bad).bold(),
         )],
         TransferState::Unspecified => vec![Span::raw("?")],
     }
