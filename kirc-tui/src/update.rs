@@ -196,7 +196,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             page,
             anchor,
         } => {
-            let scrollback = state.scrollbacks.entry(conversation).or_default();
+            let scrollback = state.scrollbacks.entry(conversation.clone()).or_default();
             scrollback.loading = false;
             match anchor {
                 Anchor::Latest => {
@@ -208,7 +208,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                     scrollback.merge(page.messages);
                     scrollback.more_before = page.more_before;
                 }
-                Anchor::Around(_) => {
+                Anchor::Around(around) => {
                     *scrollback = Scrollback {
                         messages: page.messages,
                         more_before: page.more_before,
@@ -216,6 +216,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                         loading: false,
                         position: None,
                     };
+                    // A jump to a message (a reply's original): it is the
+                    // selected one, on screen.
+                    if state.selected.as_deref() == Some(around.as_str()) {
+                        messages::keep_in_view(state, &conversation);
+                    }
                 }
             }
         }

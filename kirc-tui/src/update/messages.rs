@@ -14,6 +14,7 @@ pub const SELECTED_KEYS: &[(&str, &str)] = &[
     ("y", "copy its text"),
     ("o", "open its link"),
     ("v", "its versions"),
+    ("g", "go to the message it answers"),
     ("esc", "leave the message cursor"),
 ];
 
@@ -65,8 +66,22 @@ pub(super) fn select(state: &mut State, older: bool) {
     keep_in_view(state, &open);
 }
 
+/// Selects message `id` of `conversation` and shows it: at once if it is
+/// loaded, else once the page around it arrives.
+fn go_to(state: &mut State, conversation: &str, id: &str, effects: &mut Vec<Effect>) {
+    state.selected = Some(id.to_owned());
+    if state.open_message(id).is_some() {
+        keep_in_view(state, conversation);
+        return;
+    }
+    if let Some(scrollback) = state.scrollbacks.get_mut(conversation) {
+        scrollback.loading = false;
+    }
+    effects.extend(load(state, conversation, Anchor::Around(id.to_owned())));
+}
+
 /// Scrolls so that the selected message is on screen.
-fn keep_in_view(state: &mut State, conversation: &str) {
+pub(super) fn keep_in_view(state: &mut State, conversation: &str) {
     let Some(selected) = state.selected.clone() else {
         return;
     };
@@ -138,6 +153,9 @@ pub(super) fn selected_key(state: &mut State, key: KeyEvent, effects: &mut Vec<E
             }
         }
         KeyCode::Char('v') => effects.push(Effect::Versions(id)),
+        KeyCode::Char('g') if !message.reply_to.is_empty() => {
+            go_to(state, &message.conversation_id, &message.reply_to, effects);
+        }
         KeyCode::Char('o') => {
             let links = crate::links::of_message(&message);
             match links.first() {

@@ -455,3 +455,45 @@ fn ctrl_x_hands_the_draft_to_the_editor_and_takes_back_what_it_wrote() {
     update(&mut state, Msg::Composed("draft, longer\nand on".into()));
     assert_eq!(state.input.text(), "draft, longer\nand on");
 }
+
+#[test]
+fn g_on_a_reply_goes_to_the_message_it_answers_loaded_or_not() {
+    let mut state = state();
+    let mut reply = message("m5", "conv-bob", BOB, 5, "yes to that");
+    reply.reply_to = "m1".into();
+    let mut old_reply = message("m6", "conv-bob", BOB, 6, "and to this");
+    old_reply.reply_to = "m0".into();
+    open_bob(
+        &mut state,
+        vec![message("m1", "conv-bob", BOB, 1, "first"), reply, old_reply],
+    );
+    update(&mut state, alt(KeyCode::Up));
+    update(&mut state, key(KeyCode::Up));
+    assert_eq!(state.selected.as_deref(), Some("m5"));
+    assert!(update(&mut state, char_key('g')).is_empty(), "m1 is loaded");
+    assert_eq!(state.selected.as_deref(), Some("m1"));
+
+    update(&mut state, key(KeyCode::Esc));
+    update(&mut state, alt(KeyCode::Up));
+    assert_eq!(
+        update(&mut state, char_key('g')),
+        vec![Effect::LoadHistory {
+            conversation: "conv-bob".into(),
+            anchor: Anchor::Around("m0".into()),
+        }]
+    );
+    update(
+        &mut state,
+        Msg::History {
+            conversation: "conv-bob".into(),
+            page: pb::GetHistoryResponse {
+                messages: vec![message("m0", "conv-bob", BOB, 0, "long ago")],
+                more_before: false,
+                more_after: true,
+            },
+            anchor: Anchor::Around("m0".into()),
+        },
+    );
+    assert_eq!(state.selected.as_deref(), Some("m0"));
+    assert!(state.open_message("m0").is_some());
+}
