@@ -160,6 +160,7 @@ async fn relay_rate(
     let mut members = streams(&daemons[1..]).await;
     let mut client = daemons[0].client().await;
     let start = Instant::now();
+    let started_unix_ms = kirc_proto::unix_ms(std::time::SystemTime::now());
     let sending = async {
         for index in 0..burst {
             client
@@ -180,23 +181,28 @@ async fn relay_rate(
     let ((), arrived) = tokio::join!(sending, arrivals);
     let elapsed = arrived.into_iter().max().unwrap() - start;
     let owner = &actors[0];
+    // The burst's copies: the relays the owner's kircd wrote since it
+    // began (by their create time, this machine's clock).
     let relays: Vec<usize> = read_all(
         &owner.stack.kafka,
         &format!("{}data-out", owner.topic_prefix),
     )
     .iter()
+    .filter(|record| record.timestamp_ms >= started_unix_ms)
     .filter(|record| {
         wire::Envelope::decode(record.value.as_slice())
             .is_ok_and(|envelope| envelope.kind == wire::Kind::ChannelRelay as i32)
     })
     .map(|record| record.key.len() + record.value.len())
     .collect();
-    // The burst's copies are the last relays of the outbox (nothing else
-    // was relayed meanwhile); the joins before them carry the roster and
-    // are larger.
-    let copies = burst * (daemons.len() - 1);
-    let burst_relays = &relays[relays.len().saturating_sub(copies)..];
-    let bytes = burst_relays.iter().sum::<usize>() as f64 / burst_relays.len().max(1) as f64;
+    let expected = burst * (daemons.len() - 1);
+    if relays.len() != expected {
+        eprintln!(
+            "{} relays written during the burst, {expected} expected",
+            relays.len()
+        );
+    }
+    let bytes = relays.iter().sum::<usize>() as f64 / relays.len().max(1) as f64;
     (burst as f64 / elapsed.as_secs_f64(), bytes)
 }
 

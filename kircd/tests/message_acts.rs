@@ -390,3 +390,122 @@ async fn a_contact_cannot_edit_or_delete_anothers_message_nor_replay_an_old_edit
         ["mine", "second", "third"]
     );
 }
+
+/// Waits for a `MessageUpdated` event of message `id` for which `done`
+/// holds: what a client sees change.
+async fn wait_updated(
+    watch: &mut kirc_testkit::Watcher,
+    id: &str,
+    what: &str,
+    done: impl Fn(&pb::ChatMessage) -> bool,
+) -> pb::ChatMessage {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = watch
+            .next(left)
+            .await
+            .unwrap_or_else(|| panic!("no update: {what}"));
+        if let Some(Kind::MessageUpdated(message)) = event.kind
+            && message.id == id
+            && done(&message)
+        {
+            return message;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_act_or_a_reply_that_comes_before_its_message_waits_for_it_even_across_a_restart() {
+    let alice = Actor::new("alice").await;
+    let bob = Actor::new("bob").await;
+    let mut alice_daemon = Daemon::start(&alice).await;
+    let bob_daemon = Daemon::start(&bob).await;
+    befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
+    let conversation = send(&alice_daemon, &bob.actor_id, "hello")
+        .await
+        .conversation_id;
+    let as_bob = RawSender::new(&bob, &alice);
+    // Ids made now, messages sent later: what acts on them comes first.
+    let late = kircd::crypto::envelope::new_message_id();
+    let later = kircd::crypto::envelope::new_message_id();
+    let text = |text: &str| wire::ChatPayload {
+        text: text.into(),
+        ..wire::ChatPayload::default()
+    };
+    let edit_of = |target: uuid::Uuid, text: &str| wire::ChatPayload {
+        act: Some(wire::MessageAct {
+            target: target.as_bytes().to_vec(),
+            what: Some(wire::message_act::What::Edit(wire::Edit {
+                text: text.into(),
+            })),
+        }),
+        ..wire::ChatPayload::default()
+    };
+    as_bob
+        .send(
+            wire::Kind::MessageAct,
+            &edit_of(late, "the late one, edited"),
+        )
+        .await;
+    let reply = wire::ChatPayload {
+        reply_to: later.as_bytes().to_vec(),
+        ..text("answering what is still on its way")
+    };
+    let (reply_id, _) = as_bob.send(wire::Kind::Chat, &reply).await;
+    let reply_id = reply_id.to_string();
+    let shown = wait_message(
+        &alice_daemon,
+        &conversation,
+        &reply_id,
+        "the early reply",
+        |message| message.quote.is_none(),
+    )
+    .await;
+    assert_eq!(shown.reply_to, later.to_string());
+
+    let mut watch = alice_daemon.watch().await;
+    as_bob
+        .send_as(late, wire::Kind::Chat, &text("the late one"))
+        .await;
+    let edited = wait_updated(
+        &mut watch,
+        &late.to_string(),
+        "the early edit applied",
+        |message| message.edited,
+    )
+    .await;
+    assert_eq!(edited.body, "the late one, edited");
+
+    // What waits is kept across a restart.
+    as_bob
+        .send(
+            wire::Kind::MessageAct,
+            &edit_of(later, "the later one, edited"),
+        )
+        .await;
+    // A message behind it on the same partition: once it is stored, so is
+    // the edit before it.
+    let (marker, _) = as_bob
+        .send(wire::Kind::Chat, &text("behind the edit"))
+        .await;
+    wait_message(
+        &alice_daemon,
+        &conversation,
+        &marker.to_string(),
+        "the second edit stored",
+        |_| true,
+    )
+    .await;
+    assert!(alice_daemon.stop().await.success());
+    alice_daemon = Daemon::start(&alice).await;
+    let mut watch = alice_daemon.watch().await;
+    as_bob
+        .send_as(later, wire::Kind::Chat, &text("the later one"))
+        .await;
+    let quoted = wait_updated(&mut watch, &reply_id, "the reply's quote", |message| {
+        message.quote.is_some()
+    })
+    .await;
+    assert_eq!(quoted.quote.unwrap().excerpt, "the later one, edited");
+}

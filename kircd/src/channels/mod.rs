@@ -48,6 +48,8 @@ pub struct Parts {
     pub hub: Arc<Hub>,
     pub outbound: Arc<Outbound>,
     pub config: ChannelsConfig,
+    /// The messages stored acts and replies wait for (messaging's).
+    pub awaited: Arc<crate::messaging::Awaited>,
 }
 
 impl Channels {
@@ -74,6 +76,7 @@ impl Channels {
             hub: parts.hub,
             queue,
             config: parts.config,
+            awaited: parts.awaited,
         };
         let (commands, received) = mpsc::channel(64);
         let tasks = vec![

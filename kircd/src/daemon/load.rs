@@ -73,6 +73,7 @@ impl Loader {
         self.rejections
             .set_quarantine(store::quarantine_fill(&self.pool).await?);
         self.hub.set_inbox(self.rejections.figures());
+        self.messaging.load_awaited().await?;
         let conversations = store::conversations(&self.pool).await?;
         self.hub.load_view(&contacts, &conversations);
         self.book.set_loaded();

@@ -201,6 +201,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             contacts: Arc::clone(&contacts),
             hub: Arc::clone(&hub),
             outbound: Arc::clone(&outbound),
+            awaited: messaging.awaited(),
             config: ChannelsConfig {
                 capacity: config.messaging.channel_max_members,
                 invite_ttl: config.messaging.invite_ttl,

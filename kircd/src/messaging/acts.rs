@@ -71,41 +71,138 @@ pub fn check_own_act(target: &Message, kind: &ActKind) -> Result<(), MessagingEr
     .map_err(|err| MessagingError::InvalidArgument(err.to_string()))
 }
 
-/// Publishes what storing a batch did: `added` (what it stored now) as
-/// added messages, with their reply quotes; and as updated, the messages
-/// that the batch's `acts` (by their ids) or its `messages` (the ids of
-/// its messages that are not acts) changed: an act may have come before
-/// its message. Every act and message of the batch is applied, stored now
-/// or before, so that a batch stored again after a failure here finishes
+/// More awaited messages than this, and every stored message is looked up
+/// instead (acts and replies on messages that never come, by the
+/// hundred thousand, cost a query per batch rather than memory).
+const MAX_AWAITED: usize = 100_000;
+
+/// The messages that stored acts and replies wait for (not arrived yet),
+/// so that a stored batch looks in the database only for those of its
+/// messages that something waits for: nearly always none.
+#[derive(Debug, Default)]
+pub struct Awaited {
+    ids: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    /// Past [`MAX_AWAITED`]: every message is taken as awaited.
+    overflowed: std::sync::atomic::AtomicBool,
+}
+
+impl Awaited {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fills it from the database (at start).
+    pub async fn load(&self, pool: &sqlx::PgPool) -> Result<(), StoreError> {
+        let ids = store::awaited_messages(pool).await?;
+        self.lock().clear();
+        self.add(ids);
+        Ok(())
+    }
+
+    fn add(&self, ids: impl IntoIterator<Item = Uuid>) {
+        let mut awaited = self.lock();
+        awaited.extend(ids);
+        if awaited.len() > MAX_AWAITED
+            && !self
+                .overflowed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                awaited = awaited.len(),
+                "acts and replies wait for very many messages that have not come; every stored message is now checked for them"
+            );
+        }
+    }
+
+    /// Those of `arrived` something waits for, no longer awaited.
+    fn take(&self, arrived: &[Uuid]) -> Vec<Uuid> {
+        if self.overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+            return arrived.to_vec();
+        }
+        let mut awaited = self.lock();
+        arrived
+            .iter()
+            .filter(|id| awaited.remove(id))
+            .copied()
+            .collect()
+    }
+}
+
+/// What a stored batch was: the messages stored now (`added`), every act
+/// of the batch by its id (stored now or before), and the ids of its
+/// messages that are not acts.
+pub struct StoredBatch<'a> {
+    pub added: Vec<Message>,
+    pub acts: &'a HashMap<Uuid, &'a Act>,
+    pub messages: &'a [Uuid],
+}
+
+/// Publishes what storing a batch did: the messages stored now as added,
+/// with their reply quotes; and as updated, the messages that the batch's
+/// acts, or its messages' arrival, changed (an act or a reply may come
+/// before its message). Every act of the batch is applied, stored now or
+/// before, so that a batch stored again after a failure here finishes
 /// what the first attempt began.
 pub async fn publish_stored(
     pool: &sqlx::PgPool,
     hub: &Hub,
-    added: Vec<Message>,
-    acts: &HashMap<Uuid, &Act>,
-    messages: &[Uuid],
+    awaited: &Awaited,
+    batch: StoredBatch<'_>,
 ) -> Result<(), StoreError> {
-    let mut shown: Vec<Message> = added
+    let mut shown: Vec<Message> = batch
+        .added
         .into_iter()
-        .filter(|message| !acts.contains_key(&message.id))
+        .filter(|message| !batch.acts.contains_key(&message.id))
         .collect();
     if shown.iter().any(|message| message.reply_to.is_some()) {
         store::decorate(pool, &mut shown).await?;
+        // A reply to what has not arrived waits for it.
+        awaited.add(
+            shown
+                .iter()
+                .filter(|message| message.reply_to.is_some() && message.quote.is_none())
+                .filter_map(|message| message.reply_to),
+        );
     }
     for message in &shown {
         hub.message_added(message);
     }
-    let mut targets: Vec<Uuid> = acts.values().map(|act| act.target).collect();
-    let reacted: Vec<Uuid> = acts
+    let mut targets: Vec<Uuid> = batch.acts.values().map(|act| act.target).collect();
+    if !targets.is_empty() {
+        let stored = store::stored_of(pool, &targets).await?;
+        awaited.add(
+            targets
+                .iter()
+                .copied()
+                .filter(|target| !stored.contains(target)),
+        );
+    }
+    let reacted: Vec<Uuid> = batch
+        .acts
         .values()
         .filter(|act| matches!(act.kind, ActKind::React(_) | ActKind::Unreact(_)))
         .map(|act| act.target)
         .collect();
-    targets.extend_from_slice(messages);
-    for message in store::apply_acts(pool, &targets, &reacted).await? {
-        hub.message_updated(&message);
+    let arrived = awaited.take(batch.messages);
+    targets.extend(arrived.iter().copied());
+    if targets.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    match store::apply_acts(pool, &targets, &reacted).await {
+        Ok(updated) => {
+            for message in updated {
+                hub.message_updated(&message);
+            }
+            Ok(())
+        }
+        Err(err) => {
+            // The batch is stored again; what waited for these still does.
+            awaited.add(arrived);
+            Err(err)
+        }
+    }
 }
 
 impl Messaging {

@@ -27,7 +27,7 @@ pub use receipts::{ChatStore, ReceiptHandler, ReceiptRangeHandler};
 pub(crate) use send::idempotency_key_of;
 
 pub use crate::content::MAX_TEXT_BYTES;
-pub use acts::{MAX_WAITING_ACTS, check_own_act, publish_stored, refusal};
+pub use acts::{Awaited, MAX_WAITING_ACTS, StoredBatch, check_own_act, publish_stored, refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {
@@ -70,6 +70,9 @@ pub struct Messaging {
     queued_writes: TaskTracker,
     /// The sent messages whose place those writes have not written yet.
     placing: Arc<placing::Placing>,
+    /// The messages stored acts and replies wait for (shared with the
+    /// channels).
+    awaited: Arc<Awaited>,
 }
 
 impl Messaging {
@@ -91,7 +94,18 @@ impl Messaging {
             kafka_only: Mutex::new(order::KafkaOnly::default()),
             queued_writes: TaskTracker::new(),
             placing: Arc::default(),
+            awaited: Arc::default(),
         })
+    }
+
+    /// The messages stored acts and replies wait for, for the channels.
+    pub fn awaited(&self) -> Arc<Awaited> {
+        Arc::clone(&self.awaited)
+    }
+
+    /// Reads which messages stored acts and replies wait for (at start).
+    pub async fn load_awaited(&self) -> Result<(), StoreError> {
+        self.awaited.load(&self.pool).await
     }
 
     fn kafka_only(&self) -> std::sync::MutexGuard<'_, order::KafkaOnly> {

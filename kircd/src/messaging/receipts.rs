@@ -179,9 +179,12 @@ impl ChatSink for ChatStore {
             super::publish_stored(
                 &messaging.pool,
                 &messaging.hub,
-                stored.added,
-                &acts,
-                &messages,
+                &messaging.awaited,
+                super::StoredBatch {
+                    added: stored.added,
+                    acts: &acts,
+                    messages: &messages,
+                },
             )
             .await?;
             let senders: HashSet<ActorId> = chats.iter().map(|chat| chat.sender).collect();

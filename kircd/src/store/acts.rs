@@ -73,6 +73,34 @@ pub async fn act_targets(
     Ok(facts)
 }
 
+/// The messages that stored acts and replies wait for: not stored yet.
+pub async fn awaited_messages(pool: &PgPool) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.act_target FROM messages a
+         WHERE a.act_target IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM messages t WHERE t.id = a.act_target)
+         UNION
+         SELECT r.reply_to FROM messages r
+         WHERE r.reply_to IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM messages t WHERE t.id = r.reply_to)",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Which of `ids` are stored messages.
+pub async fn stored_of(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT id FROM messages WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// How many acts of `conversation` wait for a message that has not arrived.
 pub async fn waiting_acts(pool: &PgPool, conversation: Uuid) -> Result<u64, StoreError> {
     let waiting: i64 = sqlx::query_scalar(

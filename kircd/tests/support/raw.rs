@@ -53,7 +53,17 @@ impl RawSender {
     /// Sends `payload` as a record of `kind`; returns its message id and the
     /// broker's timestamp of the record.
     pub async fn send(&self, kind: wire::Kind, payload: &wire::ChatPayload) -> (uuid::Uuid, i64) {
-        let id = envelope::new_message_id();
+        self.send_as(envelope::new_message_id(), kind, payload)
+            .await
+    }
+
+    /// [`RawSender::send`] under message id `id`.
+    pub async fn send_as(
+        &self,
+        id: uuid::Uuid,
+        kind: wire::Kind,
+        payload: &wire::ChatPayload,
+    ) -> (uuid::Uuid, i64) {
         let bytes = envelope::seal(
             &self.keys,
             self.to,

@@ -163,6 +163,8 @@ pub struct Engine {
     pub hub: Arc<Hub>,
     pub queue: Queue,
     pub config: ChannelsConfig,
+    /// The messages stored acts and replies wait for (messaging's).
+    pub awaited: Arc<crate::messaging::Awaited>,
 }
 
 /// The engine's state once loaded.
@@ -475,9 +477,12 @@ impl Running {
         crate::messaging::publish_stored(
             &self.engine.pool,
             &self.engine.hub,
-            stored.into_iter().collect(),
-            &acts,
-            messages,
+            &self.engine.awaited,
+            crate::messaging::StoredBatch {
+                added: stored.into_iter().collect(),
+                acts: &acts,
+                messages,
+            },
         )
         .await
     }
