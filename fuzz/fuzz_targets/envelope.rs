@@ -37,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let payload = payload.as_slice();
     match header.kind {
-        wire::Kind::Chat => drop(wire::ChatPayload::decode(payload)),
+        // Chat and acts on it: the checks every payload passes.
+        wire::Kind::Chat | wire::Kind::MessageAct => {
+            if let Ok(chat) = wire::ChatPayload::decode(payload) {
+                let _ = kircd::content::Content::from_payload(chat);
+            }
+        }
         wire::Kind::ContactAccepted => {
             if let Ok(accepted) = wire::ContactAccepted::decode(payload)
                 && let Some(signed) = &accepted.profile
