@@ -1,7 +1,8 @@
 //! The gRPC handlers. They stay thin: each turns a request into a call on a
 //! subsystem (or a read of the hub) and the answer into a response. It is
 //! long because tonic's trait is one `impl` with a method per RPC; the
-//! channels' handlers live in `channels.rs` and are called from here.
+//! channels' handlers live in `channels.rs`, those acting on a message in
+//! `acts.rs`, and are called from here.
 
 use std::pin::Pin;
 use std::sync::Arc;

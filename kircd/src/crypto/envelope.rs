@@ -1,4 +1,6 @@
-//! Sealing and opening envelopes (`kirc.wire.v1.Envelope`).
+//! Sealing and opening envelopes (`kirc.wire.v1.Envelope`). Past 600 lines
+//! only with its tests (from `mod tests` on): the property tests of the
+//! round trips sit beside the code they pin.
 //!
 //! Sealing: the payload is encrypted with a libsodium-style box
 //! (crypto_box's `ChaChaBox`: X25519 between the sender's and the recipient's

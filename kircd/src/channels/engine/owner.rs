@@ -1,6 +1,8 @@
 //! Owning a channel: creating it, inviting, taking members in, and making
 //! each step of its order (a post, or an event the rules allowed) and
-//! fanning it out to every member.
+//! fanning it out to every member. One file for the owner's side of the
+//! engine: its steps share the order (`step`) and the fan-out, which a
+//! split would only pass back and forth.
 
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
