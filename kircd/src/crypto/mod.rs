@@ -5,3 +5,4 @@ pub mod envelope;
 pub mod group;
 pub mod identity;
 pub mod profile;
+pub mod signatures;
