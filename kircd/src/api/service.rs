@@ -51,6 +51,7 @@ pub(super) fn store_status(err: &StoreError, message: String) -> Status {
     match err {
         StoreError::Database(_) => Status::unavailable(message),
         StoreError::ForeignDatabase { .. } => Status::failed_precondition(message),
+        StoreError::UnknownConversation => Status::internal(message),
     }
 }
 

@@ -272,6 +272,9 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     }
     let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
     let conversations: Vec<Uuid> = batch.iter().map(|m| m.conversation_id).collect();
+    let mut named_conversations = conversations.clone();
+    named_conversations.sort_unstable();
+    named_conversations.dedup();
     let senders: Vec<Vec<u8>> = batch.iter().map(|m| m.sender.as_bytes().to_vec()).collect();
     let actions: Vec<bool> = batch.iter().map(|m| m.action).collect();
     let bodies: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
@@ -290,12 +293,17 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
         .collect();
     // One statement for the batch, in order (WITH ORDINALITY keeps it in
     // `seq`); a message id already stored is left as it is. The
-    // conversations' rows are not touched (see `insert_outgoing`).
+    // conversations' rows are not touched (see `insert_outgoing`), only
+    // looked up, once each: if one does not exist, nothing is inserted and
+    // the batch fails below, as it did when this was a foreign key
+    // (migration 0014 says why it is not).
     let rows = sqlx::query(concat!(
         "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest, reply_to, act_target, act)
          SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest, reply_to, act_target, act
          FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[], $10::uuid[], $11::uuid[], $12::text[])
               WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, reply_to, act_target, act, position)
+         WHERE NOT EXISTS (SELECT 1 FROM unnest($13::uuid[]) AS named(id)
+                           WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = named.id))
          ORDER BY position
          ON CONFLICT (id) DO NOTHING
          RETURNING ",
@@ -313,6 +321,7 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     .bind(&replies)
     .bind(&targets)
     .bind(&acts)
+    .bind(&named_conversations)
     .fetch_all(pool)
     .await?;
     for row in &rows {
@@ -337,6 +346,11 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
         for row in &known {
             let id: Uuid = row.try_get("id")?;
             known_by_id.insert(id, row);
+        }
+        // Neither inserted nor stored before: the batch named a
+        // conversation that does not exist, and nothing was inserted.
+        if others.iter().any(|m| !known_by_id.contains_key(&m.id)) {
+            return Err(StoreError::UnknownConversation);
         }
         for message in others {
             let same_record = known_by_id.get(&message.id).is_some_and(|row| {

@@ -18,6 +18,10 @@ pub enum StoreError {
         "this database belongs to actor {stored}, not to this identity ({ours})\n  fix: give each actor a database of its own (postgres.url)"
     )]
     ForeignDatabase { stored: String, ours: String },
+    /// A bug, not bad input: the inbox names a conversation from its
+    /// contact book, which is loaded from the conversations' rows.
+    #[error("a batch of received messages names a conversation that is not in the database")]
+    UnknownConversation,
 }
 
 /// Where a contact stands with us.

@@ -160,6 +160,36 @@ async fn a_message_id_is_stored_once_and_a_copy_is_told_from_a_replay() {
 }
 
 #[tokio::test]
+async fn a_batch_naming_an_unknown_conversation_stores_nothing_and_fails() {
+    // What the foreign key did before migration 0014: the batch is refused
+    // as a whole, so the inbox stores none of it and tries again.
+    let pool = database("store_unknown_conversation").await;
+    let me = identity(1).id();
+    let alice = identity(2);
+    save(&pool, me, &alice, "alice", 1, ContactState::Accepted).await;
+    let chat = conversation(me, alice.id());
+    let nowhere = Uuid::now_v7();
+    let err = store::insert_incoming(
+        &pool,
+        &[
+            incoming(Uuid::now_v7(), chat, alice.id(), 1, 1),
+            incoming(Uuid::now_v7(), nowhere, alice.id(), 2, 2),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, store::StoreError::UnknownConversation),
+        "{err}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
 async fn the_read_marker_only_moves_forward_and_says_where_it_was() {
     let pool = database("store_read").await;
     let me = identity(1).id();
