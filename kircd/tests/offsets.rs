@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kirc_testkit::kafka::{At, delete_group, move_offsets};
+use kirc_testkit::kafka::{At, committed, delete_group, move_offsets};
 use kirc_testkit::{Actor, Daemon, befriend, history_all};
 
 #[path = "support/raw.rs"]
@@ -76,4 +76,16 @@ async fn an_upgrade_starts_where_the_former_groups_left_off() {
         "{:?}",
         status.rejected
     );
+    // The former groups were asked once: every partition's start is now the
+    // own group's, including those that never had a record, so that the
+    // next start asks them no more.
+    for role in ["data-in", "data-out", "rpc-in", "rpc-out"] {
+        let offsets = committed(
+            kafka,
+            &format!("kircd.{}.topics", bob.actor_id),
+            &format!("{}{role}", bob.topic_prefix),
+        );
+        assert!(!offsets.is_empty());
+        assert!(offsets.iter().all(Option::is_some), "{role}: {offsets:?}");
+    }
 }

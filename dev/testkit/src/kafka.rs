@@ -161,6 +161,38 @@ pub fn move_offsets(bootstrap: &str, group: &str, topic: &str, at: At) {
         .expect("the offsets committed");
 }
 
+/// What `group` committed in each partition of `topic`, in partition order:
+/// `None` where it committed nothing.
+pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer for the group");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let mut partitions = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        partitions.add_partition(topic, partition.id());
+    }
+    let committed = consumer
+        .committed_offsets(partitions, timeout)
+        .expect("the committed offsets");
+    let mut offsets: Vec<(i32, Option<i64>)> = committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => (element.partition(), Some(offset)),
+            _ => (element.partition(), None),
+        })
+        .collect();
+    offsets.sort_unstable();
+    offsets.into_iter().map(|(_, offset)| offset).collect()
+}
+
 /// Deletes consumer `group` and its committed offsets; it must have no
 /// members.
 pub async fn delete_group(bootstrap: &str, group: &str) {

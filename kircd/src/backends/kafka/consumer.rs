@@ -180,6 +180,7 @@ pub fn open(config: &KafkaConfig, actor: ActorId) -> Result<Opened, KafkaError> 
             }
         }
     }
+    let asked_former_groups = !missing.is_empty();
     for (reader, partitions) in missing {
         for element in former_offsets(config, actor, reader, partitions)?.elements() {
             let start = match element.offset() {
@@ -188,6 +189,9 @@ pub fn open(config: &KafkaConfig, actor: ActorId) -> Result<Opened, KafkaError> 
             };
             starts.add_partition_offset(element.topic(), element.partition(), start)?;
         }
+    }
+    if asked_former_groups {
+        keep_starts(&consumer, &starts);
     }
     // Split first: a partition's queue is then its records' only way out,
     // from the first fetch on (librdkafka keeps a queue the application
@@ -212,6 +216,32 @@ pub fn open(config: &KafkaConfig, actor: ActorId) -> Result<Opened, KafkaError> 
     }
     consumer.assign(&starts)?;
     Ok((consumer, queues))
+}
+
+/// Commits where each partition starts to the own group, so that the next
+/// start finds every partition there and asks no former group: asking takes
+/// a client per group and a few round trips, 0.3-0.5 s at every start before
+/// the first record was read (a partition that never had a record is in no
+/// group's offsets). A partition that starts at the beginning is kept at 0,
+/// which the `earliest` reset turns into its first record, as `Beginning`
+/// does. If the commit fails, the next start asks again.
+fn keep_starts(consumer: &StreamConsumer<KafkaContext>, starts: &TopicPartitionList) {
+    let mut kept = TopicPartitionList::new();
+    for element in starts.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        };
+        if let Err(err) =
+            kept.add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))
+        {
+            tracing::warn!(error = %err, "cannot keep a partition's start");
+            return;
+        }
+    }
+    if let Err(err) = consumer.commit(&kept, CommitMode::Sync) {
+        tracing::warn!(error = %err, "cannot keep where each partition starts; the next start asks the former groups again");
+    }
 }
 
 /// What `reader`'s former group committed for `partitions`.
