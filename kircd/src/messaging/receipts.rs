@@ -163,7 +163,9 @@ impl ChatSink for ChatStore {
                 admitted = admit(chats, &refused_acts);
                 &admitted
             };
+            let started = std::time::Instant::now();
             let stored = store::insert_incoming(&messaging.pool, batch).await?;
+            let inserted = started.elapsed();
             for message in &stored.added {
                 hops::mark("stored", message.id);
             }
@@ -187,6 +189,7 @@ impl ChatSink for ChatStore {
                 },
             )
             .await?;
+            let published = started.elapsed();
             let senders: HashSet<ActorId> = chats.iter().map(|chat| chat.sender).collect();
             for sender in senders {
                 messaging.outbound.touch_direct(sender);
@@ -208,6 +211,13 @@ impl ChatSink for ChatStore {
                         .await?;
                 }
             }
+            tracing::debug!(
+                messages = batch.len(),
+                insert_ms = inserted.as_secs_f64() * 1e3,
+                publish_ms = (published - inserted).as_secs_f64() * 1e3,
+                receipts_ms = (started.elapsed() - published).as_secs_f64() * 1e3,
+                "chat stored"
+            );
             let mut refused: Vec<(Uuid, Rejection)> = stored
                 .replayed
                 .into_iter()
