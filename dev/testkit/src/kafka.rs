@@ -136,24 +136,15 @@ pub enum At {
 /// commits to `kircd.<actor>.topics` that way; with kircd stopped, moving
 /// them to the start is what a crash before any commit leaves behind.
 pub fn move_offsets(bootstrap: &str, group: &str, topic: &str, at: At) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a consumer for the group");
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("topic metadata");
+    let consumer = group_client(bootstrap, group);
     let mut offsets = TopicPartitionList::new();
-    for partition in metadata.topics()[0].partitions() {
+    for partition in partitions_of(&consumer, topic) {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition.id(), timeout)
+            .fetch_watermarks(topic, partition, GROUP_TIMEOUT)
             .expect("watermarks");
         let offset = if at == At::Start { low } else { high };
         offsets
-            .add_partition_offset(topic, partition.id(), Offset::Offset(offset))
+            .add_partition_offset(topic, partition, Offset::Offset(offset))
             .unwrap();
     }
     consumer
@@ -164,22 +155,13 @@ pub fn move_offsets(bootstrap: &str, group: &str, topic: &str, at: At) {
 /// What `group` committed in each partition of `topic`, in partition order:
 /// `None` where it committed nothing.
 pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<Option<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a consumer for the group");
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("topic metadata");
+    let consumer = group_client(bootstrap, group);
     let mut partitions = TopicPartitionList::new();
-    for partition in metadata.topics()[0].partitions() {
-        partitions.add_partition(topic, partition.id());
+    for partition in partitions_of(&consumer, topic) {
+        partitions.add_partition(topic, partition);
     }
     let committed = consumer
-        .committed_offsets(partitions, timeout)
+        .committed_offsets(partitions, GROUP_TIMEOUT)
         .expect("the committed offsets");
     let mut offsets: Vec<(i32, Option<i64>)> = committed
         .elements()
@@ -191,6 +173,30 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<Option<i64>> 
         .collect();
     offsets.sort_unstable();
     offsets.into_iter().map(|(_, offset)| offset).collect()
+}
+
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client that reads and commits `group`'s offsets without joining it.
+fn group_client(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer for the group")
+}
+
+/// The ids of `topic`'s partitions.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), GROUP_TIMEOUT)
+        .expect("topic metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|partition| partition.id())
+        .collect()
 }
 
 /// Deletes consumer `group` and its committed offsets; it must have no

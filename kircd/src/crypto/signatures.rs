@@ -21,7 +21,7 @@ use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, VerifyingKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
 
@@ -54,13 +54,12 @@ pub fn verify_batch(batch: &[Signed<'_>]) -> bool {
     let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::new();
     let mut key_index: HashMap<[u8; 32], usize> = HashMap::new();
     for (signed, weight) in batch.iter().zip(weights.chunks_exact(16)) {
-        let Ok(signature) = <[u8; 64]>::try_from(signed.signature) else {
+        let Ok(signature) = Signature::from_slice(signed.signature) else {
             return false;
         };
-        let (mut r_bytes, mut s_bytes) = ([0u8; 32], [0u8; 32]);
-        r_bytes.copy_from_slice(&signature[..32]);
-        s_bytes.copy_from_slice(&signature[32..]);
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+        let r_bytes = *signature.r_bytes();
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes()))
+        else {
             return false;
         };
         if signed.key.is_weak() {
@@ -199,7 +198,7 @@ mod tests {
         let signers = keys(3);
         let items = signed_by(&signers, 50);
         for (message, signature, key) in &items {
-            let signature = ed25519_dalek::Signature::from_bytes(signature);
+            let signature = Signature::from_bytes(signature);
             assert!(key.verify_strict(message, &signature).is_ok());
         }
         assert!(verify_batch(&batch(&items)));
