@@ -296,14 +296,19 @@ pub async fn insert_incoming(pool: &PgPool, batch: &[Incoming]) -> Result<Stored
     // conversations' rows are not touched (see `insert_outgoing`), only
     // looked up, once each: if one does not exist, nothing is inserted and
     // the batch fails below, as it did when this was a foreign key
-    // (migration 0014 says why it is not).
+    // (migration 0014 says why it is not). The guard counts the named
+    // conversations found through the primary key (`$13` holds each once)
+    // rather than anti-joining them: PostgreSQL then takes a generic plan
+    // after its first five executions (an index scan whatever the table's
+    // size) instead of planning every single-message batch again, which
+    // cost more than executing it (0.11–0.14 ms of planning against
+    // 0.08 ms of execution; 0.035 ms planning with the generic plan).
     let rows = sqlx::query(concat!(
         "INSERT INTO messages (id, conversation_id, sender, outgoing, action, body, created_at, state, source_partition, source_offset, digest, reply_to, act_target, act)
          SELECT id, conversation_id, sender, FALSE, action, body, to_timestamp(created / 1000.0), 'received', part, off, digest, reply_to, act_target, act
          FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bool[], $5::text[], $6::bigint[], $7::int[], $8::bigint[], $9::bytea[], $10::uuid[], $11::uuid[], $12::text[])
               WITH ORDINALITY AS batch(id, conversation_id, sender, action, body, created, part, off, digest, reply_to, act_target, act, position)
-         WHERE NOT EXISTS (SELECT 1 FROM unnest($13::uuid[]) AS named(id)
-                           WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = named.id))
+         WHERE (SELECT count(*) FROM conversations c WHERE c.id = ANY($13::uuid[])) = cardinality($13::uuid[])
          ORDER BY position
          ON CONFLICT (id) DO NOTHING
          RETURNING ",

@@ -1,5 +1,6 @@
 //! Storing a batch of received messages: each id once, a copy told from a
-//! replay, and a batch whose conversation is missing refused whole.
+//! replay, a batch whose conversation is missing refused whole, and the
+//! statement planned once rather than for every batch.
 
 use kircd::store::{self, ContactState};
 use uuid::Uuid;
@@ -74,4 +75,37 @@ async fn a_batch_naming_an_unknown_conversation_stores_nothing_and_fails() {
         .await
         .unwrap();
     assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn single_message_batches_stop_being_planned_again() {
+    // Most batches on a quiet day hold one message, and planning the
+    // batch statement anew each time cost more than running it. After
+    // PostgreSQL's five custom plans it must settle on the generic one,
+    // which it only does while the generic plan costs no more than a
+    // custom one (an index lookup of the named conversations).
+    let setup = database("store_generic_plan").await;
+    let me = identity(1).id();
+    let alice = identity(2);
+    save(&setup, me, &alice, "alice", 1, ContactState::Accepted).await;
+    let chat = conversation(me, alice.id());
+    // One connection, so that every batch and the question below use the
+    // same prepared statement.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*setup.connect_options()).clone())
+        .await
+        .unwrap();
+    for offset in 0..8 {
+        let batch = [incoming(Uuid::now_v7(), chat, alice.id(), offset, 1)];
+        store::insert_incoming(&pool, &batch).await.unwrap();
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'INSERT INTO messages%unnest%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(generic >= 3, "generic {generic}, custom {custom}");
 }
