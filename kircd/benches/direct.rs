@@ -159,7 +159,7 @@ async fn main() {
 
     let text = "a typical chat line of about sixty bytes, give or take a few";
     // The sealed envelope of such a line is about 220 bytes.
-    let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220).await);
+    let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220, None).await);
     let channel = summarize(raw_channel_latency(messages, 220).await);
     let (direct_samples, direct_back_to_back) =
         both_pacings((&alice_daemon, &bob_daemon), &bob.actor_id, messages, text).await;
@@ -167,7 +167,7 @@ async fn main() {
     // The direct path's floor, measured in the same run: the call and the
     // event (one socket round trip), two one-row commits (alice's and
     // bob's), one message over a channel.
-    let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor).await);
+    let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor, None).await);
     let call = summarize(get_status_round_trips(&alice_daemon, 0, messages).await);
     let floor = call.p50 + commit.p50 * 2 + channel.p50;
     let direct = summarize(latencies(&direct_samples));

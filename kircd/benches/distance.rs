@@ -194,7 +194,7 @@ async fn main() {
 
     let text = "a typical chat line of about sixty bytes, give or take a few";
     common::until_rates_are_counted_here().await;
-    let raw = summarize(raw_latency(&distance.kafka.addr.to_string(), messages, 220).await);
+    let raw = summarize(raw_latency(&distance.kafka.addr.to_string(), messages, 220, None).await);
     // The call alone: each returns once the message is in alice's own
     // data-out, as the TUI sees it.
     let mut client = alice_daemon.client().await;

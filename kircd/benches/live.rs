@@ -132,7 +132,7 @@ async fn main() {
         .await;
         presence.push(start.elapsed());
     }
-    let raw = summarize(raw_latency(&alice.stack.kafka, SAMPLES, RAW_RECORD_BYTES).await);
+    let raw = summarize(raw_latency(&alice.stack.kafka, SAMPLES, RAW_RECORD_BYTES, None).await);
     assert!(bob_daemon.stop().await.success());
     assert!(alice_daemon.stop().await.success());
 

@@ -84,8 +84,13 @@ pub fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
 }
 
 /// Raw produce → consume latency of `count` records of `size` bytes, one at
-/// a time.
-pub async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Duration> {
+/// a time: back to back, or one every `rhythm` (see [`Rhythm`]).
+pub async fn raw_latency(
+    bootstrap: &str,
+    count: usize,
+    size: usize,
+    rhythm: Option<Duration>,
+) -> Vec<Duration> {
     let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
     fresh_topic(bootstrap, &topic).await;
     let producer: FutureProducer = client(bootstrap).create().unwrap();
@@ -101,7 +106,9 @@ pub async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Dura
         .unwrap();
     consumer.recv().await.unwrap();
     let mut samples = Vec::with_capacity(count);
+    let mut rhythm = Rhythm::new(rhythm);
     for index in 0..count {
+        rhythm.wait().await;
         let key = index.to_string();
         let start = Instant::now();
         producer
@@ -120,6 +127,32 @@ pub async fn raw_latency(bootstrap: &str, count: usize, size: usize) -> Vec<Dura
         samples.push(start.elapsed());
     }
     samples
+}
+
+/// Paces a floor's samples: back to back (`None`), or each starting
+/// `rhythm` after the one before, as the settled path's messages did (its
+/// [`KafkaPath::spacing`]). On this VM the floor's own parts take twice as
+/// long once the machine has sat idle between them (a one-row commit 0.21
+/// ms back to back, 0.45 ms with 3 ms between commits), so a path measured
+/// with pauses is compared with a floor measured with the same pauses.
+pub struct Rhythm {
+    every: Option<Duration>,
+    last: Option<Instant>,
+}
+
+impl Rhythm {
+    pub fn new(every: Option<Duration>) -> Self {
+        Rhythm { every, last: None }
+    }
+
+    /// Returns when the next sample is due, and starts counting for the
+    /// one after.
+    pub async fn wait(&mut self) {
+        if let (Some(every), Some(last)) = (self.every, self.last) {
+            tokio::time::sleep_until((last + every).into()).await;
+        }
+        self.last = Some(Instant::now());
+    }
 }
 
 /// One message of [`send_latency`].
@@ -282,6 +315,8 @@ pub struct KafkaPath {
     pub hops: Vec<(String, Duration)>,
     /// How many messages had every timing mark.
     pub with_every_mark: usize,
+    /// The median time from one message's call to the next one's.
+    pub spacing: Duration,
 }
 
 /// `count` messages from `from`'s daemon to `to` (whose daemon is `to_daemon`),
@@ -306,7 +341,20 @@ pub async fn kafka_path(
         latency: summarize(latencies(&samples)),
         hops,
         with_every_mark,
+        spacing: spacing(&samples),
     }
+}
+
+/// The median time from one sample's start to the next one's.
+pub fn spacing(samples: &[Sample]) -> Duration {
+    let gaps: Vec<Duration> = samples
+        .windows(2)
+        .filter_map(|pair| pair[1].started.duration_since(pair[0].started).ok())
+        .collect();
+    if gaps.is_empty() {
+        return Duration::ZERO;
+    }
+    summarize(gaps).p50
 }
 
 /// Where the time of `samples` went: for each hop of `hops` (timing marks

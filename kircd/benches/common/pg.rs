@@ -15,11 +15,13 @@ pub enum CommitRow {
     Message,
 }
 
-/// Durable commits on `actor`'s database, one at a time, of `row`.
+/// Durable commits on `actor`'s database, one at a time, of `row`: back
+/// to back, or one every `rhythm` ([`super::Rhythm`]).
 pub async fn pg_commits(
     actor: &kirc_testkit::Actor,
     count: usize,
     row: CommitRow,
+    rhythm: Option<Duration>,
 ) -> Vec<Duration> {
     use sqlx::Connection as _;
     let url = format!("{}/{}", actor.stack.postgres, actor.database);
@@ -42,7 +44,9 @@ pub async fn pg_commits(
     let envelope = vec![7u8; 220];
     let conversation = uuid::Uuid::now_v7();
     let mut samples = Vec::with_capacity(count);
+    let mut rhythm = super::Rhythm::new(rhythm);
     for _ in 0..count {
+        rhythm.wait().await;
         let id = uuid::Uuid::now_v7();
         let start = Instant::now();
         let query = sqlx::query(insert)
