@@ -121,7 +121,7 @@ async fn main() {
     // Round trips: the raw socket first, then GetStatus, in this process.
     let scratch = tempfile::tempdir().unwrap();
     let raw = summarize(raw_socket_round_trips(scratch.path()).await);
-    let rpc = summarize(get_status_round_trips(&daemon, RTT_WARMUP, RTT_SAMPLES).await);
+    let rpc = summarize(get_status_round_trips(&daemon, RTT_WARMUP, RTT_SAMPLES, None).await);
 
     // Idle: all backends up, no client, default probe interval.
     let bytes_before = produced_bytes(&daemon).await;

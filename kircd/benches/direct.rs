@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use common::idle::idle;
 use common::pg::{CommitRow, pg_commits};
 use common::{
-    KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
-    hop_breakdown, latencies, ms, raw_latency, send_latency, summarize, wait_connected,
+    KAFKA_HOPS, PEER_EVENT, Pacing, Rhythm, Sample, connected, count, get_status_round_trips,
+    hop_breakdown, latencies, ms, raw_latency, send_latency, spacing, summarize, wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::peers::link::LinkEvent;
@@ -68,12 +68,15 @@ async fn actor(name: &str, direct: bool) -> Actor {
 }
 
 /// One-way latency of `count` messages of `size` bytes over a data channel
-/// between two connections in this process, one message at a time.
-async fn raw_channel_latency(count: usize, size: usize) -> Vec<Duration> {
+/// between two connections in this process, one message at a time: back to
+/// back, or one every `rhythm` ([`Rhythm`]).
+async fn raw_channel_latency(count: usize, size: usize, rhythm: Option<Duration>) -> Vec<Duration> {
     let mut pairs = links::Pairs::connect(1).await;
     let payload = vec![b'x'; size];
     let mut samples = Vec::with_capacity(count);
+    let mut rhythm = Rhythm::new(rhythm);
     for _ in 0..count {
+        rhythm.wait().await;
         let sent = Instant::now();
         pairs.links[0].0.send(&payload).await.unwrap();
         loop {
@@ -160,7 +163,7 @@ async fn main() {
     let text = "a typical chat line of about sixty bytes, give or take a few";
     // The sealed envelope of such a line is about 220 bytes.
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, 220, None).await);
-    let channel = summarize(raw_channel_latency(messages, 220).await);
+    let channel = summarize(raw_channel_latency(messages, 220, None).await);
     let (direct_samples, direct_back_to_back) =
         both_pacings((&alice_daemon, &bob_daemon), &bob.actor_id, messages, text).await;
     let first_direct = direct_samples.iter().filter(|sample| sample.direct).count();
@@ -168,8 +171,17 @@ async fn main() {
     // event (one socket round trip), two one-row commits (alice's and
     // bob's), one message over a channel.
     let commit = summarize(pg_commits(&alice, messages, CommitRow::Floor, None).await);
-    let call = summarize(get_status_round_trips(&alice_daemon, 0, messages).await);
+    let call = summarize(get_status_round_trips(&alice_daemon, 0, messages, None).await);
     let floor = call.p50 + commit.p50 * 2 + channel.p50;
+    // The same floor at the settled path's pace: its parts are slower after
+    // an idle gap, as the settled messages' are.
+    let every = spacing(&direct_samples);
+    let pace = Some(every);
+    let commit_paced = summarize(pg_commits(&alice, messages, CommitRow::Floor, pace).await);
+    let call_paced = summarize(get_status_round_trips(&alice_daemon, 0, messages, pace).await);
+    let channel_paced = summarize(raw_channel_latency(messages, 220, pace).await);
+    let raw_paced = summarize(raw_latency(&alice.stack.kafka, messages, 220, pace).await);
+    let floor_paced = call_paced.p50 + commit_paced.p50 * 2 + channel_paced.p50;
     let direct = summarize(latencies(&direct_samples));
     let (kafka_samples, kafka_back_to_back) = both_pacings(
         (&carol_daemon, &dave_daemon),
@@ -286,6 +298,24 @@ async fn main() {
     println!(
         "| direct path ÷ its floor (p50) | {:.2}× | — | — |",
         direct.p50.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "| at the settled path's pace (a sample every {}): raw rdkafka produce → consume | {} | {} | — |",
+        ms(every),
+        ms(raw_paced.p50),
+        ms(raw_paced.p99)
+    );
+    println!(
+        "| at that pace: the floor (GetStatus {} + two commits {} each + the raw channel {}) | {} | — | {:.2}× |",
+        ms(call_paced.p50),
+        ms(commit_paced.p50),
+        ms(channel_paced.p50),
+        ms(floor_paced),
+        floor_paced.as_secs_f64() / raw_paced.p50.as_secs_f64()
+    );
+    println!(
+        "| direct path settled ÷ its floor at its pace (p50) | {:.2}× | — | — |",
+        direct.p50.as_secs_f64() / floor_paced.as_secs_f64()
     );
     print_hops("direct path", &direct_samples, direct_hops);
     print_hops("Kafka path", &kafka_samples, kafka_hops);

@@ -419,15 +419,19 @@ pub fn hop_breakdown(
 }
 
 /// Round trips of the cheapest call on the socket (GetStatus): `samples`
-/// of them, after `warmup` that are not kept.
+/// of them, after `warmup` that are not kept; back to back, or one every
+/// `rhythm` ([`Rhythm`]).
 pub async fn get_status_round_trips(
     daemon: &kirc_testkit::Daemon,
     warmup: usize,
     samples: usize,
+    rhythm: Option<Duration>,
 ) -> Vec<Duration> {
     let mut client = daemon.client().await;
     let mut kept = Vec::with_capacity(samples);
+    let mut rhythm = Rhythm::new(rhythm);
     for round in 0..warmup + samples {
+        rhythm.wait().await;
         let start = Instant::now();
         client
             .get_status(kirc_proto::v1::GetStatusRequest {})
