@@ -196,6 +196,7 @@ pub async fn kafka_clients_alone(actor: &kirc_testkit::Actor, secs: u64) -> Idle
         &config.kafka,
         me,
         kircd::backends::traffic::Budgets::new(config.messaging.budget_bytes_per_second),
+        kircd::transport::kafka::handoff::channel().0,
     )
     .expect("the outbox producer");
     // kircd polls the consumer all the time, which serves its events; its

@@ -295,13 +295,14 @@ pub const PEER_EVENT: &str = "event on the peer's stream";
 
 /// The timing marks a message passes on the Kafka path, in order: alice's
 /// call and write, her own data-out's acknowledgement (the call answers
-/// then; QUEUED is written beside the delivery), her delivery worker's fetch and the produce to bob's data-in
-/// acknowledged, bob's fetch, his checks, his write.
+/// then; QUEUED is written beside the delivery), her delivery worker taking
+/// the record (handed over by the send path, or fetched), the produce to
+/// bob's data-in acknowledged, bob's fetch, his checks, his write.
 pub const KAFKA_HOPS: &[&str] = &[
     "send.called",
     "send.stored",
     "send.acked",
-    "delivery.fetched",
+    "delivery.taken",
     "delivery.produced",
     "kafka.arrived",
     "kafka.checked",

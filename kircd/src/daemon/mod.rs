@@ -51,7 +51,7 @@ use crate::transport::Lane;
 use crate::transport::direct::FileChannels;
 use crate::transport::inbox::{Inbox, Limits, RateCounts};
 use crate::transport::kafka::keep_warm::{self, HeartbeatHandler};
-use crate::transport::kafka::{Outbox, PeerProducers, delivery};
+use crate::transport::kafka::{Outbox, PeerProducers, delivery, handoff};
 use crate::transport::marks::Marks;
 use crate::transport::outbound::Outbound;
 use crate::transport::rejections::Rejections;
@@ -110,7 +110,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The backends, each under its supervisor.
     let client_id = format!("kircd-{}", config.actor_name);
     let budgets = Budgets::new(config.messaging.budget_bytes_per_second);
-    let outbox = Outbox::new(&config.kafka, identity.id(), budgets.clone())
+    let (hand_over, handed) = handoff::channel();
+    let outbox = Outbox::new(&config.kafka, identity.id(), budgets.clone(), hand_over)
         .context("cannot create the outbox producer")?;
     let cluster = Cluster::on_client(outbox.client(), &config.kafka, &client_id);
     let pg_options = postgres::connect_options(&config.postgres)?;
@@ -344,11 +345,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .task(tokio::spawn(delivery::run(
                 delivery.clone(),
                 Lane::Data,
+                handed.data,
                 stop.clone(),
             )))
             .task(tokio::spawn(delivery::run(
                 delivery,
                 Lane::Control,
+                handed.control,
                 stop.clone(),
             )))
             .task(tokio::spawn(keep_warm::run(

@@ -79,6 +79,9 @@ impl Reader {
 pub struct PartitionQueue {
     pub topic: String,
     pub partition: i32,
+    /// The offset it was assigned from, when the group had one committed:
+    /// every record below it was handled before.
+    pub start: Option<i64>,
     pub queue: StreamPartitionQueue<KafkaContext>,
 }
 
@@ -211,6 +214,10 @@ pub fn open(config: &KafkaConfig, actor: ActorId) -> Result<Opened, KafkaError> 
         queues.entry(*reader).or_default().push(PartitionQueue {
             topic: element.topic().to_owned(),
             partition: element.partition(),
+            start: match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            },
             queue,
         });
     }

@@ -240,6 +240,16 @@ impl Feed {
         self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len().max(1)
     }
 
+    /// Where each partition's records start, by topic and partition, for
+    /// the partitions the group had committed offsets for.
+    pub fn starts(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.queues.iter().filter_map(|queue| {
+            queue
+                .start
+                .map(|start| (queue.topic.as_str(), queue.partition, start))
+        })
+    }
+
     /// Marks a record's offset as done: committed in the background.
     pub fn store_offset(&self, topic: &str, partition: i32, offset: i64) -> Result<(), KafkaError> {
         self.consumer.store_offset(topic, partition, offset)

@@ -1,11 +1,14 @@
 //! The delivery workers: one per outbox topic (`data-out`, `rpc-out`). Each
 //! consumes its topic and hands every envelope to the [`Transport`] for the
-//! recipient, retrying with capped backoff until it succeeds. The outbox
-//! offset is stored only after the transport succeeded (and, for chat,
-//! after the message was marked delivered), so a crash re-delivers rather
-//! than loses. Records are handled one at a time per partition, which keeps
-//! each conversation's order (the record key is the conversation id). The
-//! recipient is looked up in the contact book on every attempt, so a
+//! recipient, retrying with capped backoff until it succeeds. A record the
+//! send path hands over as the outbox acknowledges it (`handoff.rs`) is
+//! handed on without waiting for the consumer to fetch it, when it is the
+//! next of its partition; its fetched copy is then only acknowledged. The
+//! outbox offset is stored only after the transport succeeded (and, for
+//! chat, after the message was marked delivered), so a crash re-delivers
+//! rather than loses. Records are handled one at a time per partition, which
+//! keeps each conversation's order (the record key is the conversation id).
+//! The recipient is looked up in the contact book on every attempt, so a
 //! corrected profile takes effect without a restart.
 
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::handoff::{Handed, Progress};
 use crate::backends::hops;
 use crate::backends::kafka::consumer::Reader;
 use crate::backends::kafka::{Feed, OwnTopics};
@@ -69,8 +73,14 @@ fn reader(lane: Lane) -> Reader {
 }
 
 /// Delivers the own outbox of `lane` until cancelled, claiming its feed
-/// again if librdkafka declares the consumer dead.
-pub async fn run(delivery: Delivery, lane: Lane, cancel: CancellationToken) {
+/// again if librdkafka declares the consumer dead; `handed` brings the
+/// records the send path handed over.
+pub async fn run(
+    delivery: Delivery,
+    lane: Lane,
+    mut handed: tokio::sync::mpsc::Receiver<Handed>,
+    cancel: CancellationToken,
+) {
     let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
     loop {
         let feed = tokio::select! {
@@ -86,7 +96,7 @@ pub async fn run(delivery: Delivery, lane: Lane, cancel: CancellationToken) {
                 }
             },
         };
-        let fatal = consume(&delivery, &feed, lane, &cancel).await;
+        let fatal = consume(&delivery, &feed, lane, &mut handed, &cancel).await;
         delivery.topics.release(feed).await;
         let Some(reason) = fatal else {
             break;
@@ -111,38 +121,66 @@ async fn consume(
     delivery: &Delivery,
     feed: &Feed,
     lane: Lane,
+    handed: &mut tokio::sync::mpsc::Receiver<Handed>,
     cancel: &CancellationToken,
 ) -> Option<String> {
+    let mut progress = Progress::starting_at(
+        feed.starts()
+            .map(|(_, partition, offset)| (partition, offset)),
+    );
     loop {
-        let received = tokio::select! {
+        let record = tokio::select! {
             () = cancel.cancelled() => return None,
             () = feed.failed() => return Some(feed.fatal().unwrap_or_default()),
-            received = feed.recv() => received,
-        };
-        let record = match received {
-            Ok(record) => record,
-            Err(err) => {
-                if let Some(reason) = feed.fatal() {
-                    return Some(reason);
+            Some(record) = handed.recv() => {
+                if !progress.is_next(record.partition, record.offset) {
+                    // Fetched and handed on already, or behind one that is
+                    // not: the consumer brings it in its turn.
+                    continue;
                 }
-                // librdkafka reconnects by itself; the health supervisor
-                // reports the outage.
-                tracing::debug!(error = %err, ?lane, "delivery consumer error");
-                continue;
+                progress.took_handed(record.partition, record.offset);
+                tracing::debug!(?lane, partition = record.partition, offset = record.offset, "handing on a record the send path handed over");
+                Next {
+                    topic: record.topic,
+                    partition: record.partition,
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                }
             }
+            received = feed.recv() => match received {
+                Ok(record) => {
+                    let (partition, offset) = (record.partition(), record.offset());
+                    if progress.fetched(partition, offset) {
+                        store_offset(feed, lane, record.topic(), partition, offset);
+                        continue;
+                    }
+                    Next {
+                        topic: record.topic().to_owned(),
+                        partition,
+                        offset,
+                        key: record.key().unwrap_or_default().to_vec(),
+                        value: record.payload().unwrap_or_default().to_vec(),
+                    }
+                }
+                Err(err) => {
+                    if let Some(reason) = feed.fatal() {
+                        return Some(reason);
+                    }
+                    // librdkafka reconnects by itself; the health supervisor
+                    // reports the outage.
+                    tracing::debug!(error = %err, ?lane, "delivery consumer error");
+                    continue;
+                }
+            },
         };
-        let (partition, offset) = (record.partition(), record.offset());
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
-        let (key, value) = (
-            record.key().unwrap_or_default(),
-            record.payload().unwrap_or_default(),
-        );
         if !deliver(
             delivery,
             lane,
-            (partition, offset),
-            key,
-            value,
+            (record.partition, record.offset),
+            &record.key,
+            &record.value,
             &mut backoff,
             cancel,
         )
@@ -152,9 +190,23 @@ async fn consume(
             // again at the next start.
             return None;
         }
-        if let Err(err) = feed.store_offset(record.topic(), partition, offset) {
-            tracing::warn!(error = %err, ?lane, partition, offset, "could not store the delivery offset");
-        }
+        progress.passed(record.partition, record.offset);
+        store_offset(feed, lane, &record.topic, record.partition, record.offset);
+    }
+}
+
+/// The record a worker hands on next, handed over or fetched.
+struct Next {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+fn store_offset(feed: &Feed, lane: Lane, topic: &str, partition: i32, offset: i64) {
+    if let Err(err) = feed.store_offset(topic, partition, offset) {
+        tracing::warn!(error = %err, ?lane, partition, offset, "could not store the delivery offset");
     }
 }
 
@@ -186,7 +238,7 @@ async fn deliver(
     .then(|| Uuid::from_slice(&envelope.message_id).ok())
     .flatten();
     if let Some(id) = chat {
-        hops::mark("delivery.fetched", id);
+        hops::mark("delivery.taken", id);
     }
     // Until the contact book is loaded every recipient would look like a
     // stranger, and a record for a stranger is skipped for good.

@@ -3,6 +3,7 @@
 //! delivery workers between them, and the keep-warm heartbeat.
 
 pub mod delivery;
+pub mod handoff;
 pub mod keep_warm;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub struct Outbox {
     cluster: String,
     budgets: Budgets,
     topics: TopicNames,
+    hand_over: handoff::HandOver,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -41,7 +43,14 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub fn new(config: &KafkaConfig, actor: ActorId, budgets: Budgets) -> Result<Self, KafkaError> {
+    /// The outbox of `actor`'s cluster, handing what it produced to the
+    /// delivery workers through `hand_over`.
+    pub fn new(
+        config: &KafkaConfig,
+        actor: ActorId,
+        budgets: Budgets,
+        hand_over: handoff::HandOver,
+    ) -> Result<Self, KafkaError> {
         let mut settings = client_config(config, &format!("kircd-{actor}-outbox"));
         producer_settings(&mut settings);
         Ok(Outbox {
@@ -49,6 +58,7 @@ impl Outbox {
             cluster: config.bootstrap_servers.clone(),
             budgets,
             topics: config.topics.clone(),
+            hand_over,
         })
     }
 
@@ -68,14 +78,28 @@ impl Outbox {
     }
 
     /// Produces one record to the own outbox of `lane`, paced by the own
-    /// cluster's budget, and waits for the broker's acknowledgement.
+    /// cluster's budget, and waits for the broker's acknowledgement; then
+    /// hands it to the lane's delivery worker, which need not wait for its
+    /// consumer to fetch it.
     pub async fn produce(
         &self,
         lane: Lane,
         key: &[u8],
         value: &[u8],
     ) -> Result<Delivered, TransportError> {
-        self.produce_to(self.topic(lane), lane, key, value).await
+        let topic = self.topic(lane);
+        let (partition, offset) = self.produce_to(topic, lane, key, value).await?;
+        self.hand_over.hand(
+            lane,
+            handoff::Handed {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+        );
+        Ok((partition, offset))
     }
 
     /// Produces one record to the own rpc-in, where the own inbox reads it.
