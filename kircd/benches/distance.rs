@@ -233,6 +233,7 @@ async fn main() {
         messages,
         text,
         Pacing::Settled,
+        None,
     )
     .await;
     let (path_hops, to_event) = (path.hops, path.latency);

@@ -91,42 +91,119 @@ pub async fn raw_latency(
     size: usize,
     rhythm: Option<Duration>,
 ) -> Vec<Duration> {
-    let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
-    fresh_topic(bootstrap, &topic).await;
-    let producer: FutureProducer = client(bootstrap).create().unwrap();
-    let consumer = consumer(bootstrap, &topic);
-    let payload = vec![b'x'; size];
-    // Warm up until the consumer has its partitions.
-    producer
-        .send(
-            FutureRecord::to(&topic).key("warm").payload(&payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    consumer.recv().await.unwrap();
+    let mut hop = RawHop::new(bootstrap, size).await;
     let mut samples = Vec::with_capacity(count);
     let mut rhythm = Rhythm::new(rhythm);
-    for index in 0..count {
+    for _ in 0..count {
         rhythm.wait().await;
-        let key = index.to_string();
-        let start = Instant::now();
+        samples.push(hop.sample().await);
+    }
+    samples
+}
+
+/// A plain rdkafka producer and consumer of a fresh topic, to time one
+/// record's produce → consume at a time.
+pub struct RawHop {
+    producer: FutureProducer,
+    consumer: StreamConsumer,
+    topic: String,
+    payload: Vec<u8>,
+    sent: usize,
+}
+
+impl RawHop {
+    /// Records of `size` bytes on a fresh topic, once the consumer has its
+    /// partitions.
+    pub async fn new(bootstrap: &str, size: usize) -> Self {
+        let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
+        fresh_topic(bootstrap, &topic).await;
+        let producer: FutureProducer = client(bootstrap).create().unwrap();
+        let consumer = consumer(bootstrap, &topic);
+        let payload = vec![b'x'; size];
         producer
             .send(
-                FutureRecord::to(&topic).key(&key).payload(&payload),
+                FutureRecord::to(&topic).key("warm").payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        consumer.recv().await.unwrap();
+        RawHop {
+            producer,
+            consumer,
+            topic,
+            payload,
+            sent: 0,
+        }
+    }
+
+    /// One record produced and consumed back, timed.
+    pub async fn sample(&mut self) -> Duration {
+        self.sent += 1;
+        let key = self.sent.to_string();
+        let start = Instant::now();
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(&key)
+                    .payload(&self.payload),
                 Duration::from_secs(5),
             )
             .await
             .unwrap();
         loop {
-            let message = consumer.recv().await.unwrap();
+            let message = self.consumer.recv().await.unwrap();
             if message.key() == Some(key.as_bytes()) {
                 break;
             }
         }
-        samples.push(start.elapsed());
+        start.elapsed()
     }
-    samples
+}
+
+/// The floor's parts timed between the settled path's messages: after each
+/// message settles, a raw hop starts as the next message would have, and a
+/// one-row commit as long after it as the message took to settle; the next
+/// message waits as long again. Each part then finds the machine as idle as
+/// a message does, at the same minutes of the run, so that the ratio does
+/// not follow what the VM does in one half of the run and not the other.
+pub struct FloorBetween {
+    hop: RawHop,
+    commit: pg::Commits,
+    pub hops: Vec<Duration>,
+    pub commits: Vec<Duration>,
+    /// How long each message took from its call until it settled: the
+    /// pause before each part.
+    pub settled: Vec<Duration>,
+}
+
+impl FloorBetween {
+    pub async fn new(actor: &kirc_testkit::Actor, record_size: usize) -> Self {
+        FloorBetween {
+            hop: RawHop::new(&actor.stack.kafka, record_size).await,
+            commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
+            hops: Vec::new(),
+            commits: Vec::new(),
+            settled: Vec::new(),
+        }
+    }
+
+    /// Times one of each part after a message that took `settled` from its
+    /// call until it settled.
+    async fn after_message(&mut self, settled: Duration) {
+        self.settled.push(settled);
+        let start = Instant::now();
+        self.hops.push(self.hop.sample().await);
+        tokio::time::sleep_until((start + settled).into()).await;
+        let start = Instant::now();
+        self.commits.push(self.commit.sample().await);
+        tokio::time::sleep_until((start + settled).into()).await;
+    }
+
+    /// Drops the commits' table.
+    pub async fn finish(self) {
+        self.commit.finish().await;
+    }
 }
 
 /// Paces a floor's samples: back to back (`None`), or each starting
@@ -188,6 +265,20 @@ pub async fn send_latency(
     count: usize,
     text: &str,
     pacing: Pacing,
+) -> Vec<Sample> {
+    send_latency_between(alice, bob, to, count, text, pacing, None).await
+}
+
+/// [`send_latency`], with the floor's parts timed between settled messages
+/// when `floor` is given.
+pub async fn send_latency_between(
+    alice: &kirc_testkit::Daemon,
+    bob: &kirc_testkit::Daemon,
+    to: &str,
+    count: usize,
+    text: &str,
+    pacing: Pacing,
+    mut floor: Option<&mut FloorBetween>,
 ) -> Vec<Sample> {
     use futures::StreamExt;
     use kirc_proto::v1::{self as pb, event::Kind};
@@ -253,6 +344,9 @@ pub async fn send_latency(
                 {
                     break;
                 }
+            }
+            if let Some(floor) = floor.as_deref_mut() {
+                floor.after_message(start.elapsed()).await;
             }
         }
         samples.push(Sample {
@@ -321,7 +415,8 @@ pub struct KafkaPath {
 }
 
 /// `count` messages from `from`'s daemon to `to` (whose daemon is `to_daemon`),
-/// paced by `pacing`, as a [`KafkaPath`]; both daemons must log the hops
+/// paced by `pacing`, as a [`KafkaPath`], with `floor`'s parts timed
+/// between the messages if given; both daemons must log the hops
 /// ([`HOPS_LOG`]).
 pub async fn kafka_path(
     from: &kirc_testkit::Daemon,
@@ -330,8 +425,9 @@ pub async fn kafka_path(
     count: usize,
     text: &str,
     pacing: Pacing,
+    floor: Option<&mut FloorBetween>,
 ) -> KafkaPath {
-    let samples = send_latency(from, to_daemon, to, count, text, pacing).await;
+    let samples = send_latency_between(from, to_daemon, to, count, text, pacing, floor).await;
     let (hops, with_every_mark) = hop_breakdown(
         &samples,
         &[from.stderr(), to_daemon.stderr()],

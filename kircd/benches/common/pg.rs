@@ -23,52 +23,91 @@ pub async fn pg_commits(
     row: CommitRow,
     rhythm: Option<Duration>,
 ) -> Vec<Duration> {
-    use sqlx::Connection as _;
-    let url = format!("{}/{}", actor.stack.postgres, actor.database);
-    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-    let (create, insert) = match row {
-        CommitRow::Floor => (
-            "CREATE TABLE bench_floor (id uuid PRIMARY KEY, body text NOT NULL,
-             envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-            "INSERT INTO bench_floor (id, body, envelope) VALUES ($1, $2, $3)",
-        ),
-        CommitRow::Message => (
-            "CREATE TABLE bench_floor (LIKE messages INCLUDING ALL)",
-            "INSERT INTO bench_floor (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
-             VALUES ($1, $4, $5, TRUE, FALSE, $2, now(), 'pending', $3, $6)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        ),
-    };
-    sqlx::query(create).execute(&mut connection).await.unwrap();
-    let envelope = vec![7u8; 220];
-    let conversation = uuid::Uuid::now_v7();
+    let mut commits = Commits::new(actor, row).await;
     let mut samples = Vec::with_capacity(count);
     let mut rhythm = super::Rhythm::new(rhythm);
     for _ in 0..count {
         rhythm.wait().await;
+        samples.push(commits.sample().await);
+    }
+    commits.finish().await;
+    samples
+}
+
+/// A table of its own on an actor's database, to time durable one-row
+/// commits of `row` into.
+pub struct Commits {
+    connection: sqlx::PgConnection,
+    row: CommitRow,
+    table: String,
+    envelope: Vec<u8>,
+    conversation: uuid::Uuid,
+}
+
+impl Commits {
+    pub async fn new(actor: &kirc_testkit::Actor, row: CommitRow) -> Self {
+        use sqlx::Connection as _;
+        let url = format!("{}/{}", actor.stack.postgres, actor.database);
+        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+        let table = format!("bench_floor_{}", uuid::Uuid::now_v7().simple());
+        let create = match row {
+            CommitRow::Floor => format!(
+                "CREATE TABLE {table} (id uuid PRIMARY KEY, body text NOT NULL,
+                 envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+            ),
+            CommitRow::Message => format!("CREATE TABLE {table} (LIKE messages INCLUDING ALL)"),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        Commits {
+            connection,
+            row,
+            table,
+            envelope: vec![7u8; 220],
+            conversation: uuid::Uuid::now_v7(),
+        }
+    }
+
+    /// One durable commit of one row, timed.
+    pub async fn sample(&mut self) -> Duration {
+        let table = &self.table;
+        // The table's name is ours, made of a UUID's hex digits.
+        let insert = match self.row {
+            CommitRow::Floor => format!("INSERT INTO {table} (id, body, envelope) VALUES ($1, $2, $3)"),
+            CommitRow::Message => format!(
+                "INSERT INTO {table} (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
+                 VALUES ($1, $4, $5, TRUE, FALSE, $2, now(), 'pending', $3, $6)
+                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                 RETURNING id"
+            ),
+        };
         let id = uuid::Uuid::now_v7();
         let start = Instant::now();
-        let query = sqlx::query(insert)
+        let query = sqlx::query(sqlx::AssertSqlSafe(insert))
             .bind(id)
             .bind("a typical chat line of about sixty bytes, give or take a few")
-            .bind(&envelope);
-        match row {
-            CommitRow::Floor => query.execute(&mut connection).await.map(drop),
+            .bind(&self.envelope);
+        match self.row {
+            CommitRow::Floor => query.execute(&mut self.connection).await.map(drop),
             CommitRow::Message => query
-                .bind(conversation)
+                .bind(self.conversation)
                 .bind([1u8; 32].as_slice())
                 .bind(id.to_string())
-                .fetch_one(&mut connection)
+                .fetch_one(&mut self.connection)
                 .await
                 .map(drop),
         }
         .unwrap();
-        samples.push(start.elapsed());
+        start.elapsed()
     }
-    sqlx::query("DROP TABLE bench_floor")
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    samples
+
+    /// Drops the table.
+    pub async fn finish(mut self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {}", self.table)))
+            .execute(&mut self.connection)
+            .await
+            .unwrap();
+    }
 }
