@@ -19,6 +19,8 @@
 //!
 //! Run with `dev/bench`. `KIRC_BENCH_MESSAGES`, `KIRC_BENCH_INGEST` and
 //! `KIRC_BENCH_JUNK` change the counts (default 1,000, 100,000 and 50,000);
+//! `KIRC_BENCH_PAUSE_MS` the pause before each settled message and each of
+//! the floor's parts timed between them (default 5);
 //! `KIRC_BENCH_PERF=<folder>` records a whole-machine profile of each ingest
 //! there (`perf report -i <folder>/ingest-<budget>.data --sort comm`);
 //! `KIRC_BENCH_BOB_LOG` and `KIRC_BENCH_JUNK_LOG` (a log filter such as
@@ -117,11 +119,10 @@ async fn main() {
     // previous one settled), as a message typed by a person does; the
     // back-to-back figure above also pays the previous message's receipt
     // and commits running beside it on the same two cores. The floor's
-    // parts are timed between these messages, each after the same pause:
-    // a part that finds the machine idle is slower on this VM (twice as
-    // slow after 3 ms), and timed in a window of its own it would follow
-    // what the VM did in that window.
-    let mut between = FloorBetween::new(&alice, record_size).await;
+    // parts are timed between these messages, each part and each message
+    // after the same pause (`KIRC_BENCH_PAUSE_MS`).
+    let pause = Duration::from_millis(count("KIRC_BENCH_PAUSE_MS", 5) as u64);
+    let mut between = FloorBetween::new(&alice, record_size, pause).await;
     let settled = kafka_path(
         &alice_daemon,
         &bob_daemon,
@@ -139,7 +140,6 @@ async fn main() {
     let path_floor = raw.p50 * 2 + commit.p50 * 2;
     let raw_between = summarize(between.hops.clone());
     let commit_between = summarize(between.commits.clone());
-    let pause = summarize(between.settled.clone());
     between.finish().await;
     let floor_between = raw_between.p50 * 2 + commit_between.p50 * 2;
 
@@ -269,8 +269,8 @@ async fn main() {
         ms(commit.p50),
     );
     println!(
-        "the floor between the settled messages (after each, a raw hop, then a one-row commit, each starting as long after the one before as the message took to settle: {} p50): two raw hops ({} p50 each) + two one-row commits ({} p50 each) = {}",
-        ms(pause.p50),
+        "the floor between the settled messages (a raw hop and a one-row commit after each, every part and every message {} after the one before ended): two raw hops ({} p50 each) + two one-row commits ({} p50 each) = {}",
+        ms(pause),
         ms(raw_between.p50),
         ms(commit_between.p50),
         ms(floor_between),

@@ -161,43 +161,45 @@ impl RawHop {
     }
 }
 
-/// The floor's parts timed between the settled path's messages: after each
-/// message settles, a raw hop starts as the next message would have, and a
-/// one-row commit as long after it as the message took to settle; the next
-/// message waits as long again. Each part then finds the machine as idle as
-/// a message does, at the same minutes of the run, so that the ratio does
-/// not follow what the VM does in one half of the run and not the other.
+/// The floor's parts timed between the settled path's messages: after a
+/// message settles, the same pause, a raw hop, the same pause, a one-row
+/// commit, the same pause, and the next message. Each part and each message
+/// then starts after the same idle pause, at the same minutes of the run:
+/// on this VM a part that finds the machine idle is slower (the floor twice
+/// as slow after 3 ms), and the ratio must follow neither the pause nor
+/// what the VM did in a window of the run the other side did not see.
 pub struct FloorBetween {
     hop: RawHop,
     commit: pg::Commits,
+    pause: Duration,
     pub hops: Vec<Duration>,
     pub commits: Vec<Duration>,
-    /// How long each message took from its call until it settled: the
-    /// pause before each part.
-    pub settled: Vec<Duration>,
 }
 
 impl FloorBetween {
-    pub async fn new(actor: &kirc_testkit::Actor, record_size: usize) -> Self {
+    pub async fn new(actor: &kirc_testkit::Actor, record_size: usize, pause: Duration) -> Self {
         FloorBetween {
             hop: RawHop::new(&actor.stack.kafka, record_size).await,
             commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
+            pause,
             hops: Vec::new(),
             commits: Vec::new(),
-            settled: Vec::new(),
         }
     }
 
-    /// Times one of each part after a message that took `settled` from its
-    /// call until it settled.
-    async fn after_message(&mut self, settled: Duration) {
-        self.settled.push(settled);
-        let start = Instant::now();
+    /// The pause before each part and each message.
+    pub fn pause(&self) -> Duration {
+        self.pause
+    }
+
+    /// Times one of each part after a message settled, each after the
+    /// pause, and pauses again before the next message.
+    async fn after_message(&mut self) {
+        tokio::time::sleep(self.pause).await;
         self.hops.push(self.hop.sample().await);
-        tokio::time::sleep_until((start + settled).into()).await;
-        let start = Instant::now();
+        tokio::time::sleep(self.pause).await;
         self.commits.push(self.commit.sample().await);
-        tokio::time::sleep_until((start + settled).into()).await;
+        tokio::time::sleep(self.pause).await;
     }
 
     /// Drops the commits' table.
@@ -346,7 +348,7 @@ pub async fn send_latency_between(
                 }
             }
             if let Some(floor) = floor.as_deref_mut() {
-                floor.after_message(start.elapsed()).await;
+                floor.after_message().await;
             }
         }
         samples.push(Sample {
