@@ -21,8 +21,11 @@ use tokio::sync::mpsc;
 use crate::transport::Lane;
 
 /// How many acknowledged records may wait for a busy worker; beyond that
-/// they come through the consumer.
-const WAITING: usize = 256;
+/// they come through the consumer. A worker that keeps up takes each at
+/// once; one retrying an unreachable contact holds at most this many
+/// copies of envelopes of at most 64 KiB (`MAX_ENVELOPE_BYTES`): 4 MiB per
+/// lane at worst.
+const WAITING: usize = 64;
 
 /// A record the own outbox acknowledged, at its place.
 #[derive(Debug)]
