@@ -37,11 +37,12 @@ mod links;
 
 use std::time::{Duration, Instant};
 
+use common::floor::{Rhythm, raw_latency};
 use common::idle::idle;
 use common::pg::{CommitRow, pg_commits};
 use common::{
-    KAFKA_HOPS, PEER_EVENT, Pacing, Rhythm, Sample, connected, count, get_status_round_trips,
-    hop_breakdown, latencies, ms, raw_latency, send_latency, spacing, summarize, wait_connected,
+    KAFKA_HOPS, PEER_EVENT, Pacing, Sample, connected, count, get_status_round_trips,
+    hop_breakdown, latencies, ms, send_latency, spacing, summarize, wait_connected,
 };
 use kirc_testkit::{Actor, Daemon, befriend};
 use kircd::peers::link::LinkEvent;

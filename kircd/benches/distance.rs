@@ -36,10 +36,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::floor::raw_latency;
 use common::relay::{self, Relay};
 use common::{
     HOPS_LOG, Pacing, Sample, count, fill_inbox, hop_breakdown, kafka_path, latencies, ms,
-    raw_latency, summarize, wait_added,
+    summarize, wait_added,
 };
 use kirc_proto::v1 as pb;
 use kirc_testkit::{Actor, Daemon, befriend};

@@ -20,7 +20,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ms, raw_latency, summarize};
+use common::floor::raw_latency;
+use common::{ms, summarize};
 use futures::StreamExt;
 use kirc_proto::v1::{self as pb, PresenceState, event::Kind};
 use kirc_testkit::{Actor, Daemon, Watcher, befriend};

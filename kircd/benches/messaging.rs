@@ -37,12 +37,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::floor::{FloorBetween, raw_latency};
 use common::idle::Profile;
 use common::pg::{CommitRow, pg_commits};
 use common::proc::{CpuUse, cpu_snapshot};
 use common::{
-    FloorBetween, HOPS_LOG, Pacing, bulk_producer, consumer, count, fill_inbox, kafka_path, ms,
-    raw_latency, summarize, wait_added,
+    HOPS_LOG, Pacing, bulk_producer, consumer, count, fill_inbox, kafka_path, ms, summarize,
+    wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};

@@ -1,8 +1,10 @@
-//! What the benchmarks share: percentiles, and the raw rdkafka produce →
-//! consume baseline that kircd's latency figures are compared against.
+//! What the benchmarks share: percentiles, kircd's message paths timed and
+//! split into hops, and the socket's round trips; the floors they are
+//! compared against are in `floor.rs` (Kafka, pacing) and `pg.rs`.
 // Each benchmark uses a part of this module.
 #![allow(dead_code)]
 
+pub mod floor;
 pub mod idle;
 pub mod pg;
 pub mod proc;
@@ -11,11 +13,12 @@ pub mod relay;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use floor::{FloorBetween, Rhythm};
 
 /// A count from the environment, or `default`.
 pub fn count(var: &str, default: usize) -> usize {
@@ -81,157 +84,6 @@ pub fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     consumer
-}
-
-/// Raw produce → consume latency of `count` records of `size` bytes, one at
-/// a time: back to back, or one every `rhythm` (see [`Rhythm`]).
-pub async fn raw_latency(
-    bootstrap: &str,
-    count: usize,
-    size: usize,
-    rhythm: Option<Duration>,
-) -> Vec<Duration> {
-    let mut hop = RawHop::new(bootstrap, size).await;
-    let mut samples = Vec::with_capacity(count);
-    let mut rhythm = Rhythm::new(rhythm);
-    for _ in 0..count {
-        rhythm.wait().await;
-        samples.push(hop.sample().await);
-    }
-    samples
-}
-
-/// A plain rdkafka producer and consumer of a fresh topic, to time one
-/// record's produce → consume at a time.
-pub struct RawHop {
-    producer: FutureProducer,
-    consumer: StreamConsumer,
-    topic: String,
-    payload: Vec<u8>,
-    sent: usize,
-}
-
-impl RawHop {
-    /// Records of `size` bytes on a fresh topic, once the consumer has its
-    /// partitions.
-    pub async fn new(bootstrap: &str, size: usize) -> Self {
-        let topic = format!("bench.raw.{}", uuid::Uuid::now_v7());
-        fresh_topic(bootstrap, &topic).await;
-        let producer: FutureProducer = client(bootstrap).create().unwrap();
-        let consumer = consumer(bootstrap, &topic);
-        let payload = vec![b'x'; size];
-        producer
-            .send(
-                FutureRecord::to(&topic).key("warm").payload(&payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        consumer.recv().await.unwrap();
-        RawHop {
-            producer,
-            consumer,
-            topic,
-            payload,
-            sent: 0,
-        }
-    }
-
-    /// One record produced and consumed back, timed.
-    pub async fn sample(&mut self) -> Duration {
-        self.sent += 1;
-        let key = self.sent.to_string();
-        let start = Instant::now();
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&key)
-                    .payload(&self.payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        loop {
-            let message = self.consumer.recv().await.unwrap();
-            if message.key() == Some(key.as_bytes()) {
-                break;
-            }
-        }
-        start.elapsed()
-    }
-}
-
-/// The floor's parts timed between the settled path's messages: after a
-/// message settles, the same pause, a raw hop, the same pause, a one-row
-/// commit, the same pause, and the next message. Each part and each message
-/// then starts after the same idle pause, at the same minutes of the run:
-/// on this VM a part that finds the machine idle is slower (the floor twice
-/// as slow after 3 ms), and the ratio must follow neither the pause nor
-/// what the VM did in a window of the run the other side did not see.
-pub struct FloorBetween {
-    hop: RawHop,
-    commit: pg::Commits,
-    pause: Duration,
-    pub hops: Vec<Duration>,
-    pub commits: Vec<Duration>,
-}
-
-impl FloorBetween {
-    pub async fn new(actor: &kirc_testkit::Actor, record_size: usize, pause: Duration) -> Self {
-        FloorBetween {
-            hop: RawHop::new(&actor.stack.kafka, record_size).await,
-            commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
-            pause,
-            hops: Vec::new(),
-            commits: Vec::new(),
-        }
-    }
-
-    /// The pause before each part and each message.
-    pub fn pause(&self) -> Duration {
-        self.pause
-    }
-
-    /// Times one of each part after a message settled, each after the
-    /// pause, and pauses again before the next message.
-    async fn after_message(&mut self) {
-        tokio::time::sleep(self.pause).await;
-        self.hops.push(self.hop.sample().await);
-        tokio::time::sleep(self.pause).await;
-        self.commits.push(self.commit.sample().await);
-        tokio::time::sleep(self.pause).await;
-    }
-
-    /// Drops the commits' table.
-    pub async fn finish(self) {
-        self.commit.finish().await;
-    }
-}
-
-/// Paces a floor's samples: back to back (`None`), or each starting
-/// `rhythm` after the one before, as the settled path's messages did (its
-/// [`KafkaPath::spacing`]). On this VM the floor's own parts take twice as
-/// long once the machine has sat idle between them (a one-row commit 0.21
-/// ms back to back, 0.45 ms with 3 ms between commits), so a path measured
-/// with pauses is compared with a floor measured with the same pauses.
-pub struct Rhythm {
-    every: Option<Duration>,
-    last: Option<Instant>,
-}
-
-impl Rhythm {
-    pub fn new(every: Option<Duration>) -> Self {
-        Rhythm { every, last: None }
-    }
-
-    /// Returns when the next sample is due, and starts counting for the
-    /// one after.
-    pub async fn wait(&mut self) {
-        if let (Some(every), Some(last)) = (self.every, self.last) {
-            tokio::time::sleep_until((last + every).into()).await;
-        }
-        self.last = Some(Instant::now());
-    }
 }
 
 /// One message of [`send_latency`].

@@ -16,7 +16,7 @@ pub enum CommitRow {
 }
 
 /// Durable commits on `actor`'s database, one at a time, of `row`: back
-/// to back, or one every `rhythm` ([`super::Rhythm`]).
+/// to back, or one every `rhythm` ([`super::floor::Rhythm`]).
 pub async fn pg_commits(
     actor: &kirc_testkit::Actor,
     count: usize,
@@ -25,7 +25,7 @@ pub async fn pg_commits(
 ) -> Vec<Duration> {
     let mut commits = Commits::new(actor, row).await;
     let mut samples = Vec::with_capacity(count);
-    let mut rhythm = super::Rhythm::new(rhythm);
+    let mut rhythm = super::floor::Rhythm::new(rhythm);
     for _ in 0..count {
         rhythm.wait().await;
         samples.push(commits.sample().await);
