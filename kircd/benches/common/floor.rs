@@ -90,7 +90,8 @@ impl RawHop {
 
 /// The floor's parts timed between the settled path's messages: after a
 /// message settles, the same pause, a raw hop, the same pause, a one-row
-/// commit, the same pause, and the next message. Each part and each message
+/// commit, the same pause, a round trip on the sending daemon's socket, the
+/// same pause, and the next message. Each part and each message
 /// then starts after the same idle pause, at the same minutes of the run:
 /// on this VM a part that finds the machine idle is slower (the floor twice
 /// as slow after 3 ms), and the ratio must follow neither the pause nor
@@ -98,19 +99,32 @@ impl RawHop {
 pub struct FloorBetween {
     hop: RawHop,
     commit: pg::Commits,
+    socket: kirc_proto::DaemonClient,
     pause: Duration,
     pub hops: Vec<Duration>,
     pub commits: Vec<Duration>,
+    /// Round trips of the cheapest call on the sending daemon's socket
+    /// (GetStatus): what the path's call in and event out cost at least,
+    /// which the floor of raw clients leaves out.
+    pub calls: Vec<Duration>,
 }
 
 impl FloorBetween {
-    pub async fn new(actor: &kirc_testkit::Actor, record_size: usize, pause: Duration) -> Self {
+    /// The parts on `actor`'s stack and `daemon`'s socket.
+    pub async fn new(
+        actor: &kirc_testkit::Actor,
+        daemon: &kirc_testkit::Daemon,
+        record_size: usize,
+        pause: Duration,
+    ) -> Self {
         FloorBetween {
             hop: RawHop::new(&actor.stack.kafka, record_size).await,
             commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
+            socket: daemon.client().await,
             pause,
             hops: Vec::new(),
             commits: Vec::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -126,6 +140,13 @@ impl FloorBetween {
         self.hops.push(self.hop.sample().await);
         tokio::time::sleep(self.pause).await;
         self.commits.push(self.commit.sample().await);
+        tokio::time::sleep(self.pause).await;
+        let start = Instant::now();
+        self.socket
+            .get_status(kirc_proto::v1::GetStatusRequest {})
+            .await
+            .unwrap();
+        self.calls.push(start.elapsed());
         tokio::time::sleep(self.pause).await;
     }
 
