@@ -40,6 +40,7 @@ pub struct Commits {
     connection: sqlx::PgConnection,
     row: CommitRow,
     table: String,
+    insert: String,
     envelope: Vec<u8>,
     conversation: uuid::Uuid,
 }
@@ -49,13 +50,25 @@ impl Commits {
         use sqlx::Connection as _;
         let url = format!("{}/{}", actor.stack.postgres, actor.database);
         let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+        // The table's name is ours, made of a UUID's hex digits.
         let table = format!("bench_floor_{}", uuid::Uuid::now_v7().simple());
-        let create = match row {
-            CommitRow::Floor => format!(
-                "CREATE TABLE {table} (id uuid PRIMARY KEY, body text NOT NULL,
-                 envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        let (create, insert) = match row {
+            CommitRow::Floor => (
+                format!(
+                    "CREATE TABLE {table} (id uuid PRIMARY KEY, body text NOT NULL,
+                     envelope bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+                ),
+                format!("INSERT INTO {table} (id, body, envelope) VALUES ($1, $2, $3)"),
             ),
-            CommitRow::Message => format!("CREATE TABLE {table} (LIKE messages INCLUDING ALL)"),
+            CommitRow::Message => (
+                format!("CREATE TABLE {table} (LIKE messages INCLUDING ALL)"),
+                format!(
+                    "INSERT INTO {table} (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
+                     VALUES ($1, $4, $5, TRUE, FALSE, $2, now(), 'pending', $3, $6)
+                     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                     RETURNING id"
+                ),
+            ),
         };
         sqlx::query(sqlx::AssertSqlSafe(create))
             .execute(&mut connection)
@@ -65,6 +78,7 @@ impl Commits {
             connection,
             row,
             table,
+            insert,
             envelope: vec![7u8; 220],
             conversation: uuid::Uuid::now_v7(),
         }
@@ -72,20 +86,9 @@ impl Commits {
 
     /// One durable commit of one row, timed.
     pub async fn sample(&mut self) -> Duration {
-        let table = &self.table;
-        // The table's name is ours, made of a UUID's hex digits.
-        let insert = match self.row {
-            CommitRow::Floor => format!("INSERT INTO {table} (id, body, envelope) VALUES ($1, $2, $3)"),
-            CommitRow::Message => format!(
-                "INSERT INTO {table} (id, conversation_id, sender, outgoing, action, body, created_at, state, envelope, idempotency_key)
-                 VALUES ($1, $4, $5, TRUE, FALSE, $2, now(), 'pending', $3, $6)
-                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                 RETURNING id"
-            ),
-        };
         let id = uuid::Uuid::now_v7();
         let start = Instant::now();
-        let query = sqlx::query(sqlx::AssertSqlSafe(insert))
+        let query = sqlx::query(sqlx::AssertSqlSafe(self.insert.as_str()))
             .bind(id)
             .bind("a typical chat line of about sixty bytes, give or take a few")
             .bind(&self.envelope);

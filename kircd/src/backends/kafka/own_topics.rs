@@ -240,14 +240,12 @@ impl Feed {
         self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len().max(1)
     }
 
-    /// Where each partition's records start, by topic and partition, for
-    /// the partitions the group had committed offsets for.
-    pub fn starts(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.queues.iter().filter_map(|queue| {
-            queue
-                .start
-                .map(|start| (queue.topic.as_str(), queue.partition, start))
-        })
+    /// Where each partition's records start (partition, offset), for the
+    /// partitions the group had committed offsets for.
+    pub fn starts(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.queues
+            .iter()
+            .filter_map(|queue| queue.start.map(|start| (queue.partition, start)))
     }
 
     /// Marks a record's offset as done: committed in the background.

@@ -124,10 +124,7 @@ async fn consume(
     handed: &mut tokio::sync::mpsc::Receiver<Handed>,
     cancel: &CancellationToken,
 ) -> Option<String> {
-    let mut progress = Progress::starting_at(
-        feed.starts()
-            .map(|(_, partition, offset)| (partition, offset)),
-    );
+    let mut progress = Progress::starting_at(feed.starts());
     loop {
         let record = tokio::select! {
             () = cancel.cancelled() => return None,
@@ -140,13 +137,7 @@ async fn consume(
                 }
                 progress.took_handed(record.partition, record.offset);
                 tracing::debug!(?lane, partition = record.partition, offset = record.offset, "handing on a record the send path handed over");
-                Next {
-                    topic: record.topic,
-                    partition: record.partition,
-                    offset: record.offset,
-                    key: record.key,
-                    value: record.value,
-                }
+                Next::Handed(record)
             }
             received = feed.recv() => match received {
                 Ok(record) => {
@@ -155,13 +146,7 @@ async fn consume(
                         store_offset(feed, lane, record.topic(), partition, offset);
                         continue;
                     }
-                    Next {
-                        topic: record.topic().to_owned(),
-                        partition,
-                        offset,
-                        key: record.key().unwrap_or_default().to_vec(),
-                        value: record.payload().unwrap_or_default().to_vec(),
-                    }
+                    Next::Fetched(record)
                 }
                 Err(err) => {
                     if let Some(reason) = feed.fatal() {
@@ -175,12 +160,13 @@ async fn consume(
             },
         };
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
+        let (topic, partition, offset, key, value) = record.parts();
         if !deliver(
             delivery,
             lane,
-            (record.partition, record.offset),
-            &record.key,
-            &record.value,
+            (partition, offset),
+            key,
+            value,
             &mut backoff,
             cancel,
         )
@@ -190,18 +176,38 @@ async fn consume(
             // again at the next start.
             return None;
         }
-        progress.passed(record.partition, record.offset);
-        store_offset(feed, lane, &record.topic, record.partition, record.offset);
+        progress.passed(partition, offset);
+        store_offset(feed, lane, topic, partition, offset);
     }
 }
 
-/// The record a worker hands on next, handed over or fetched.
-struct Next {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    key: Vec<u8>,
-    value: Vec<u8>,
+/// The record a worker hands on next: handed over by the send path, or
+/// fetched by the consumer.
+enum Next {
+    Handed(Handed),
+    Fetched(rdkafka::message::OwnedMessage),
+}
+
+impl Next {
+    /// Its topic, partition, offset, key and value.
+    fn parts(&self) -> (&str, i32, i64, &[u8], &[u8]) {
+        match self {
+            Next::Handed(record) => (
+                &record.topic,
+                record.partition,
+                record.offset,
+                &record.key,
+                &record.value,
+            ),
+            Next::Fetched(record) => (
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                record.key().unwrap_or_default(),
+                record.payload().unwrap_or_default(),
+            ),
+        }
+    }
 }
 
 fn store_offset(feed: &Feed, lane: Lane, topic: &str, partition: i32, offset: i64) {

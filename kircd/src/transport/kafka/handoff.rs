@@ -2,8 +2,9 @@
 //! outbox has acknowledged is also handed straight to its lane's delivery
 //! worker, which hands it on to the contact at once when it is the next
 //! record of its partition, instead of waiting for its consumer to fetch it
-//! back from the broker (a fetch on every message's way: 0.25 ms p50 on the
-//! development machine, a round trip to the cluster on Aiven). The fetched
+//! back from the broker (0.25 ms p50 on every message's way on the
+//! development machine; at a distance the fetched record and the
+//! acknowledgement arrive together, and it saves nothing). The fetched
 //! copy then only stores its offset.
 //!
 //! Nothing else about delivery changes: the worker still hands on one record
