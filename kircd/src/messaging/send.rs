@@ -147,17 +147,20 @@ impl Messaging {
             self.outbound
                 .enqueue(Lane::Data, conversation, &outgoing.envelope)
         );
-        let (partition, offset) = produced?;
+        let ((partition, offset), first_attempt) = produced?;
         hops::mark("send.acked", message.id);
         // The record is durable in data-out now, which is what QUEUED means:
         // the call answers at once, and the message's place and state are
-        // written behind it (a round trip less on every send). Should kircd
-        // stop before that write, the message is still PENDING at the next
-        // start, which produces it again; the contact stores an id once.
+        // written behind it (a round trip less on every send), once the
+        // delivery worker's first attempt to hand it on is over (a commit
+        // beside that produce slows it). Should kircd stop before that
+        // write, the message is still PENDING at the next start, which
+        // produces it again; the contact stores an id once.
         let pool = self.pool.clone();
         let hub = Arc::clone(&self.hub);
         let id = message.id;
         self.queued_writes.spawn(async move {
+            first_attempt.over().await;
             if let Err(err) = record_queued(&pool, &hub, id, partition, offset).await {
                 tracing::warn!(error = %err, message_id = %id, "cannot record a sent message as queued; it is produced again at the next start");
             }
@@ -212,7 +215,7 @@ impl Messaging {
         envelope: &[u8],
     ) -> Result<(), MessagingError> {
         let _placement = self.placing.begin(id);
-        let (partition, offset) = self
+        let ((partition, offset), _) = self
             .outbound
             .enqueue(Lane::Data, conversation, envelope)
             .await?;

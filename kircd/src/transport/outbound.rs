@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::direct::DirectPath;
 use super::kafka::Outbox;
+use super::kafka::handoff::FirstAttempt;
 use super::{Lane, TransportError};
 use crate::backends::kafka::Delivered;
 use crate::book::Contact;
@@ -122,13 +123,14 @@ impl Outbound {
 
     /// Puts a sealed envelope (or one sealed earlier and stored) into the
     /// own outbox of its lane; returns where it landed once the broker
-    /// acknowledged it.
+    /// acknowledged it, and the wait for the delivery worker's first
+    /// attempt to hand it on.
     pub async fn enqueue(
         &self,
         lane: Lane,
         conversation: Uuid,
         bytes: &[u8],
-    ) -> Result<Delivered, TransportError> {
+    ) -> Result<(Delivered, FirstAttempt), TransportError> {
         self.outbox
             .produce(lane, conversation.as_bytes(), bytes)
             .await

@@ -14,10 +14,17 @@
 //! and does not know where a partition stands) is left to the consumer,
 //! which brings every record in any case. The hand-over is lossy on
 //! purpose: a full queue drops it, and so does a worker that stopped.
+//!
+//! The writes the sender makes behind a message (its QUEUED state, the
+//! place of the copy handed on) wait until the worker's first attempt to
+//! hand the message on is over ([`FirstAttempt`]): on the two cores of the
+//! development machine a commit beside the produce to the contact slowed
+//! that produce from 0.60 to 1.07 ms p50, on every message's way.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::transport::Lane;
 
@@ -36,6 +43,37 @@ pub struct Handed {
     pub offset: i64,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    /// Dropped once the worker's first attempt to hand the record on is
+    /// over, or with the record when the worker does not take it.
+    pub first_attempt: Option<oneshot::Sender<()>>,
+}
+
+/// How long the writes behind a message wait for its first attempt at
+/// most. An acknowledgement takes well under a millisecond on loopback and
+/// a round trip at a distance (where the produce waits on the network, not
+/// on the cores); an attempt still going after this is failing, and a
+/// receipt from any contact waits for the copy's place to be written, so
+/// the writes go ahead then.
+pub const FIRST_ATTEMPT_AT_MOST: Duration = Duration::from_millis(50);
+
+/// The wait of the writes behind one message for the worker's first
+/// attempt to hand it on.
+#[derive(Debug)]
+pub struct FirstAttempt(oneshot::Receiver<()>);
+
+impl FirstAttempt {
+    /// A wait and the sender whose drop ends it.
+    pub fn new() -> (oneshot::Sender<()>, Self) {
+        let (over, wait) = oneshot::channel();
+        (over, FirstAttempt(wait))
+    }
+
+    /// Until the first attempt is over (at once when the worker did not
+    /// take the record), and [`FIRST_ATTEMPT_AT_MOST`] at the latest.
+    pub async fn over(self) {
+        // Either end is the signal: the worker sends nothing, it drops.
+        let _ = tokio::time::timeout(FIRST_ATTEMPT_AT_MOST, self.0).await;
+    }
 }
 
 /// The send path's end: where the outbox hands what it produced.
@@ -272,6 +310,7 @@ mod tests {
                     offset,
                     key: Vec::new(),
                     value: Vec::new(),
+                    first_attempt: None,
                 },
             );
         }
@@ -289,6 +328,7 @@ mod tests {
                 offset: 0,
                 key: Vec::new(),
                 value: Vec::new(),
+                first_attempt: None,
             },
         );
     }

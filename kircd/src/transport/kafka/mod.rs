@@ -80,15 +80,18 @@ impl Outbox {
     /// Produces one record to the own outbox of `lane`, paced by the own
     /// cluster's budget, and waits for the broker's acknowledgement; then
     /// hands it to the lane's delivery worker, which need not wait for its
-    /// consumer to fetch it.
+    /// consumer to fetch it. Returns where it lies, and the wait for the
+    /// worker's first attempt to hand it on, which writes behind the
+    /// record keep to.
     pub async fn produce(
         &self,
         lane: Lane,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Delivered, TransportError> {
+    ) -> Result<(Delivered, handoff::FirstAttempt), TransportError> {
         let topic = self.topic(lane);
         let (partition, offset) = self.produce_to(topic, lane, key, value).await?;
+        let (first_attempt_over, first_attempt) = handoff::FirstAttempt::new();
         self.hand_over.hand(
             lane,
             handoff::Handed {
@@ -97,9 +100,10 @@ impl Outbox {
                 offset,
                 key: key.to_vec(),
                 value: value.to_vec(),
+                first_attempt: Some(first_attempt_over),
             },
         );
-        Ok((partition, offset))
+        Ok(((partition, offset), first_attempt))
     }
 
     /// Produces one record to the own rpc-in, where the own inbox reads it.

@@ -17,10 +17,11 @@ use std::time::Duration;
 use kirc_proto::wire::v1 as wire;
 use prost::Message as _;
 use rdkafka::Message;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::handoff::{Handed, Progress};
+use super::handoff::{FirstAttempt, Handed, Progress};
 use crate::backends::hops;
 use crate::backends::kafka::consumer::Reader;
 use crate::backends::kafka::{Feed, OwnTopics};
@@ -160,13 +161,18 @@ async fn consume(
             },
         };
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
+        let mut record = record;
+        let sender_waits = record.sender_waits();
         let (topic, partition, offset, key, value) = record.parts();
         if !deliver(
             delivery,
             lane,
-            (partition, offset),
-            key,
-            value,
+            Record {
+                place: (partition, offset),
+                key,
+                value,
+            },
+            sender_waits,
             &mut backoff,
             cancel,
         )
@@ -189,6 +195,15 @@ enum Next {
 }
 
 impl Next {
+    /// The sender's wait for the first attempt, if it handed the record
+    /// over.
+    fn sender_waits(&mut self) -> Option<oneshot::Sender<()>> {
+        match self {
+            Next::Handed(record) => record.first_attempt.take(),
+            Next::Fetched(_) => None,
+        }
+    }
+
     /// Its topic, partition, offset, key and value.
     fn parts(&self) -> (&str, i32, i64, &[u8], &[u8]) {
         match self {
@@ -216,14 +231,22 @@ fn store_offset(feed: &Feed, lane: Lane, topic: &str, partition: i32, offset: i6
     }
 }
 
-/// Delivers one record from `place` (partition, offset) of the own outbox,
-/// retrying until it is done or the worker is cancelled (then false).
+/// One record of the own outbox: its place (partition, offset), key and
+/// value.
+struct Record<'a> {
+    place: (i32, i64),
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+/// Delivers one record of the own outbox, retrying until it is done or the
+/// worker is cancelled (then false). `sender_waits` is dropped once the
+/// first attempt is over, like the wait of the copy's own write.
 async fn deliver(
     delivery: &Delivery,
     lane: Lane,
-    place: (i32, i64),
-    key: &[u8],
-    value: &[u8],
+    Record { place, key, value }: Record<'_>,
+    sender_waits: Option<oneshot::Sender<()>>,
     backoff: &mut Backoff,
     cancel: &CancellationToken,
 ) -> bool {
@@ -252,15 +275,18 @@ async fn deliver(
         () = cancel.cancelled() => return false,
         () = delivery.book.wait_loaded() => {}
     }
-    // The copy's place is written beside the handing on, not before it (it
-    // would add a commit to every message's way), and registered first, so
-    // that the recipient's receipt, which cannot come before the handing
-    // on, waits for it.
+    // The copy's place is written behind the handing on, not before it (it
+    // would add a commit to every message's way), once the first attempt is
+    // over (beside the produce it slows it), and registered first, so that
+    // the recipient's receipt, which cannot come before the handing on,
+    // waits for it.
+    let (copy_waits, first_attempt) = FirstAttempt::new();
     let copy_kept = async {
         let Some(id) = chat else {
             return true;
         };
         let _handing_on = delivery.delivered.handing_on(id);
+        first_attempt.over().await;
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
         while let Err(err) = delivery.delivered.record_copy(id, place.0, place.1).await {
             tracing::warn!(error = %err, "cannot record where a sent message lies; retrying");
@@ -271,7 +297,17 @@ async fn deliver(
         true
     };
     let handed_on = async {
-        let handed_on = hand_on(delivery, lane, recipient, key, value, backoff, cancel).await;
+        let waiting = [Some(copy_waits), sender_waits];
+        let handed_on = hand_on(
+            delivery,
+            lane,
+            recipient,
+            (key, value),
+            waiting,
+            backoff,
+            cancel,
+        )
+        .await;
         if let (true, Some(id)) = (handed_on, chat) {
             hops::mark("delivery.produced", id);
         }
@@ -292,15 +328,16 @@ async fn deliver(
     true
 }
 
-/// Hands a record to the transport for `recipient`, retrying until it is
-/// taken or the worker is cancelled (then false). A record for an actor
-/// that is no longer a contact is dropped (true).
+/// Hands a record (key, value) to the transport for `recipient`, retrying
+/// until it is taken or the worker is cancelled (then false), and drops
+/// `waiting` once the first attempt is over. A record for an actor that is
+/// no longer a contact is dropped (true).
 async fn hand_on(
     delivery: &Delivery,
     lane: Lane,
     recipient: ActorId,
-    key: &[u8],
-    value: &[u8],
+    (key, value): (&[u8], &[u8]),
+    mut waiting: [Option<oneshot::Sender<()>>; 2],
     backoff: &mut Backoff,
     cancel: &CancellationToken,
 ) -> bool {
@@ -310,7 +347,10 @@ async fn hand_on(
             tracing::warn!(%recipient, "dropping an outbox record for an actor that is no longer a contact");
             return true;
         };
-        match delivery.transport.deliver(&contact, lane, key, value).await {
+        let attempt = delivery.transport.deliver(&contact, lane, key, value).await;
+        // Dropping the senders ends the waits of the writes behind it.
+        drop(std::mem::take(&mut waiting));
+        match attempt {
             Ok(()) => return true,
             Err(err) => {
                 failures += 1;
@@ -336,251 +376,4 @@ async fn sleep_or_cancel(delay: Duration, cancel: &CancellationToken) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use futures::FutureExt;
-
-    use super::*;
-    use crate::book::{Contact, ContactBook};
-    use crate::config::{KafkaConfig, KafkaSecurity, TopicNames};
-    use crate::store::ContactState;
-    use crate::testing::{book, contact, identity};
-    use crate::transport::TransportError;
-
-    /// A transport that fails `failures` times, then takes everything.
-    #[derive(Default)]
-    struct Flaky {
-        failures: AtomicUsize,
-        delivered: Mutex<Vec<(ActorId, Lane, Vec<u8>)>>,
-        forgotten: AtomicUsize,
-    }
-
-    impl Transport for Flaky {
-        fn deliver<'a>(
-            &'a self,
-            contact: &'a Contact,
-            lane: Lane,
-            _key: &'a [u8],
-            envelope: &'a [u8],
-        ) -> futures::future::BoxFuture<'a, Result<(), TransportError>> {
-            async move {
-                if self.failures.load(Ordering::SeqCst) > 0 {
-                    self.failures.fetch_sub(1, Ordering::SeqCst);
-                    return Err(TransportError::Peer(String::from("unreachable")));
-                }
-                self.delivered
-                    .lock()
-                    .unwrap()
-                    .push((contact.actor_id, lane, envelope.to_vec()));
-                Ok(())
-            }
-            .boxed()
-        }
-
-        fn forget(&self, _contact: &Contact) {
-            self.forgotten.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// The messages marked delivered, and the copies kept.
-    #[derive(Default)]
-    struct Marked(Mutex<Vec<Uuid>>, Mutex<Vec<(Uuid, i32, i64)>>);
-
-    impl Delivered for Marked {
-        fn handing_on(&self, _message: Uuid) -> Box<dyn Send> {
-            Box::new(())
-        }
-
-        fn record_copy(
-            &self,
-            message: Uuid,
-            partition: i32,
-            offset: i64,
-        ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
-            self.1.lock().unwrap().push((message, partition, offset));
-            async { Ok(()) }.boxed()
-        }
-
-        fn delivered(
-            &self,
-            message: Uuid,
-        ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
-            self.0.lock().unwrap().push(message);
-            async { Ok(()) }.boxed()
-        }
-    }
-
-    struct World {
-        delivery: Delivery,
-        flaky: Arc<Flaky>,
-        marked: Arc<Marked>,
-        /// An envelope of ours to alice, and its id.
-        to_alice: (Vec<u8>, Uuid),
-        /// One to an actor who is not a contact.
-        to_stranger: Vec<u8>,
-    }
-
-    fn world(failures: usize) -> World {
-        let (me, alice, stranger) = (identity(1), identity(2), identity(3));
-        let book = Arc::new(book(&me, &[(&alice, "alice", ContactState::Accepted)]));
-        let to = contact(&book, &alice);
-        let id = crate::crypto::envelope::new_message_id();
-        let sealed =
-            crate::crypto::envelope::seal(&me, alice.id(), &to.pair, wire::Kind::Chat, id, b"hi");
-        let to_stranger = crate::crypto::envelope::seal(
-            &me,
-            stranger.id(),
-            &to.pair,
-            wire::Kind::Chat,
-            crate::crypto::envelope::new_message_id(),
-            b"hi",
-        );
-        let flaky = Arc::new(Flaky {
-            failures: AtomicUsize::new(failures),
-            ..Flaky::default()
-        });
-        let marked = Arc::new(Marked::default());
-        let kafka = KafkaConfig {
-            bootstrap_servers: String::from("127.0.0.1:1"),
-            security: KafkaSecurity::Plaintext,
-            topics: TopicNames {
-                data_in: String::from("data-in"),
-                data_out: String::from("data-out"),
-                rpc_in: String::from("rpc-in"),
-                rpc_out: String::from("rpc-out"),
-            },
-            create_topics: false,
-            partitions: 1,
-            replication_factor: 1,
-        };
-        let delivery = Delivery {
-            topics: Arc::new(OwnTopics::new(kafka, me.id())),
-            health: HealthConfig {
-                probe_interval: Duration::from_secs(1),
-                probe_timeout: Duration::from_secs(1),
-                retry_initial: Duration::from_millis(1),
-                retry_max: Duration::from_millis(4),
-            },
-            book,
-            transport: Arc::clone(&flaky) as Arc<dyn Transport>,
-            delivered: Arc::clone(&marked) as Arc<dyn Delivered>,
-        };
-        World {
-            delivery,
-            flaky,
-            marked,
-            to_alice: (sealed, id),
-            to_stranger,
-        }
-    }
-
-    async fn run(world: &World, lane: Lane, envelope: &[u8], cancel: &CancellationToken) -> bool {
-        let mut backoff = Backoff::new(
-            world.delivery.health.retry_initial,
-            world.delivery.health.retry_max,
-        );
-        deliver(
-            &world.delivery,
-            lane,
-            (0, 7),
-            b"key",
-            envelope,
-            &mut backoff,
-            cancel,
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn a_chat_is_retried_until_the_transport_takes_it_then_marked_delivered() {
-        let world = world(3);
-        let (envelope, id) = world.to_alice.clone();
-        assert!(run(&world, Lane::Data, &envelope, &CancellationToken::new()).await);
-        let delivered = world.flaky.delivered.lock().unwrap().clone();
-        assert_eq!(delivered.len(), 1);
-        assert_eq!(delivered[0].1, Lane::Data);
-        assert_eq!(delivered[0].2, envelope);
-        assert_eq!(
-            world.flaky.forgotten.load(Ordering::SeqCst),
-            3,
-            "forgotten after each failure"
-        );
-        assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
-        assert_eq!(*world.marked.1.lock().unwrap(), vec![(id, 0, 7)]);
-    }
-
-    #[tokio::test]
-    async fn control_records_are_delivered_but_mark_no_message() {
-        let world = world(0);
-        let (envelope, _) = world.to_alice.clone();
-        assert!(run(&world, Lane::Control, &envelope, &CancellationToken::new()).await);
-        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
-        assert!(world.marked.0.lock().unwrap().is_empty());
-        assert!(world.marked.1.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn channel_records_take_the_data_lane_but_mark_no_message() {
-        let world = world(0);
-        let to = contact(&world.delivery.book, &identity(2));
-        let relay = crate::crypto::envelope::seal(
-            &identity(1),
-            identity(2).id(),
-            &to.pair,
-            wire::Kind::ChannelRelay,
-            crate::crypto::envelope::new_message_id(),
-            b"relay",
-        );
-        assert_eq!(Lane::of(wire::Kind::ChannelRelay), Lane::Data);
-        assert!(run(&world, Lane::Data, &relay, &CancellationToken::new()).await);
-        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
-        assert!(world.marked.0.lock().unwrap().is_empty());
-        assert!(world.marked.1.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn records_for_no_contact_or_of_no_shape_are_skipped_not_retried() {
-        let world = world(0);
-        let cancel = CancellationToken::new();
-        assert!(run(&world, Lane::Data, &world.to_stranger, &cancel).await);
-        assert!(run(&world, Lane::Data, b"not an envelope", &cancel).await);
-        assert!(world.flaky.delivered.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_record_read_before_the_book_is_loaded_waits_for_it() {
-        let (me, alice) = (identity(1), identity(2));
-        let mut world = world(0);
-        // The daemon has just started: the book is not loaded yet.
-        let empty = Arc::new(ContactBook::new(Arc::clone(&me)));
-        world.delivery.book = Arc::clone(&empty);
-        let (envelope, id) = world.to_alice.clone();
-        let cancel = CancellationToken::new();
-        let mut delivering = Box::pin(run(&world, Lane::Data, &envelope, &cancel));
-        assert!(
-            (&mut delivering).now_or_never().is_none(),
-            "the record waits instead of being dropped as a stranger's"
-        );
-        empty.admit_verified(
-            &crate::testing::profile(&alice, "alice", 1),
-            ContactState::Accepted,
-            0,
-        );
-        empty.set_loaded();
-        assert!(delivering.await);
-        assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
-        assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
-    }
-
-    #[tokio::test]
-    async fn a_worker_stopped_while_retrying_leaves_the_record_for_next_time() {
-        let world = world(usize::MAX);
-        let (envelope, _) = world.to_alice.clone();
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        assert!(!run(&world, Lane::Data, &envelope, &cancel).await);
-        assert!(world.marked.0.lock().unwrap().is_empty());
-    }
-}
+mod tests;

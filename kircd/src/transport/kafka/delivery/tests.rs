@@ -1,0 +1,329 @@
+//! The delivery worker's unit tests: a flaky transport, a contact book
+//! and a recorder of what was marked delivered.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::FutureExt;
+
+use super::*;
+use crate::book::{Contact, ContactBook};
+use crate::config::{KafkaConfig, KafkaSecurity, TopicNames};
+use crate::store::ContactState;
+use crate::testing::{book, contact, identity};
+use crate::transport::TransportError;
+
+/// A transport that fails `failures` times, then takes everything, or
+/// never answers while it `hangs`.
+#[derive(Default)]
+struct Flaky {
+    failures: AtomicUsize,
+    hangs: std::sync::atomic::AtomicBool,
+    delivered: Mutex<Vec<(ActorId, Lane, Vec<u8>)>>,
+    forgotten: AtomicUsize,
+}
+
+impl Transport for Flaky {
+    fn deliver<'a>(
+        &'a self,
+        contact: &'a Contact,
+        lane: Lane,
+        _key: &'a [u8],
+        envelope: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<(), TransportError>> {
+        async move {
+            if self.hangs.load(Ordering::SeqCst) {
+                futures::future::pending::<()>().await;
+            }
+            if self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(TransportError::Peer(String::from("unreachable")));
+            }
+            self.delivered
+                .lock()
+                .unwrap()
+                .push((contact.actor_id, lane, envelope.to_vec()));
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn forget(&self, _contact: &Contact) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The messages marked delivered, and the copies kept.
+#[derive(Default)]
+struct Marked(Mutex<Vec<Uuid>>, Mutex<Vec<(Uuid, i32, i64)>>);
+
+impl Delivered for Marked {
+    fn handing_on(&self, _message: Uuid) -> Box<dyn Send> {
+        Box::new(())
+    }
+
+    fn record_copy(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
+        self.1.lock().unwrap().push((message, partition, offset));
+        async { Ok(()) }.boxed()
+    }
+
+    fn delivered(&self, message: Uuid) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
+        self.0.lock().unwrap().push(message);
+        async { Ok(()) }.boxed()
+    }
+}
+
+struct World {
+    delivery: Delivery,
+    flaky: Arc<Flaky>,
+    marked: Arc<Marked>,
+    /// An envelope of ours to alice, and its id.
+    to_alice: (Vec<u8>, Uuid),
+    /// One to an actor who is not a contact.
+    to_stranger: Vec<u8>,
+}
+
+fn world(failures: usize) -> World {
+    let (me, alice, stranger) = (identity(1), identity(2), identity(3));
+    let book = Arc::new(book(&me, &[(&alice, "alice", ContactState::Accepted)]));
+    let to = contact(&book, &alice);
+    let id = crate::crypto::envelope::new_message_id();
+    let sealed =
+        crate::crypto::envelope::seal(&me, alice.id(), &to.pair, wire::Kind::Chat, id, b"hi");
+    let to_stranger = crate::crypto::envelope::seal(
+        &me,
+        stranger.id(),
+        &to.pair,
+        wire::Kind::Chat,
+        crate::crypto::envelope::new_message_id(),
+        b"hi",
+    );
+    let flaky = Arc::new(Flaky {
+        failures: AtomicUsize::new(failures),
+        ..Flaky::default()
+    });
+    let marked = Arc::new(Marked::default());
+    let kafka = KafkaConfig {
+        bootstrap_servers: String::from("127.0.0.1:1"),
+        security: KafkaSecurity::Plaintext,
+        topics: TopicNames {
+            data_in: String::from("data-in"),
+            data_out: String::from("data-out"),
+            rpc_in: String::from("rpc-in"),
+            rpc_out: String::from("rpc-out"),
+        },
+        create_topics: false,
+        partitions: 1,
+        replication_factor: 1,
+    };
+    let delivery = Delivery {
+        topics: Arc::new(OwnTopics::new(kafka, me.id())),
+        health: HealthConfig {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(1),
+            retry_max: Duration::from_millis(4),
+        },
+        book,
+        transport: Arc::clone(&flaky) as Arc<dyn Transport>,
+        delivered: Arc::clone(&marked) as Arc<dyn Delivered>,
+    };
+    World {
+        delivery,
+        flaky,
+        marked,
+        to_alice: (sealed, id),
+        to_stranger,
+    }
+}
+
+async fn run(world: &World, lane: Lane, envelope: &[u8], cancel: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new(
+        world.delivery.health.retry_initial,
+        world.delivery.health.retry_max,
+    );
+    let record = Record {
+        place: (0, 7),
+        key: b"key",
+        value: envelope,
+    };
+    deliver(&world.delivery, lane, record, None, &mut backoff, cancel).await
+}
+
+#[tokio::test]
+async fn the_senders_wait_ends_with_the_first_attempt_though_retries_go_on() {
+    let world = world(usize::MAX);
+    let (envelope, id) = world.to_alice.clone();
+    let (sender_waits, first_attempt) = oneshot::channel::<()>();
+    let cancel = CancellationToken::new();
+    let worker = {
+        let (delivery, cancel) = (world.delivery.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
+            let record = Record {
+                place: (0, 7),
+                key: b"key",
+                value: &envelope,
+            };
+            deliver(
+                &delivery,
+                Lane::Data,
+                record,
+                Some(sender_waits),
+                &mut backoff,
+                &cancel,
+            )
+            .await
+        })
+    };
+    // The worker retries every few milliseconds for ever: a wait that
+    // lasted as long as the retries would not end.
+    let ended = tokio::time::timeout(Duration::from_secs(10), first_attempt).await;
+    assert!(
+        ended.expect("the wait ends").is_err(),
+        "the sender is dropped, never sent"
+    );
+    assert!(!worker.is_finished(), "the worker is still retrying");
+    cancel.cancel();
+    assert!(!worker.await.unwrap());
+    assert_eq!(
+        *world.marked.1.lock().unwrap(),
+        vec![(id, 0, 7)],
+        "the copy's place is kept anyway"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_copys_place_is_written_after_the_first_attempt_or_its_bound() {
+    let world = world(0);
+    world.flaky.hangs.store(true, Ordering::SeqCst);
+    let (envelope, id) = world.to_alice.clone();
+    let worker = {
+        let (delivery, cancel) = (world.delivery.clone(), CancellationToken::new());
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
+            let record = Record {
+                place: (0, 7),
+                key: b"key",
+                value: &envelope,
+            };
+            deliver(&delivery, Lane::Data, record, None, &mut backoff, &cancel).await
+        })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        world.marked.1.lock().unwrap().is_empty(),
+        "not beside the attempt"
+    );
+    tokio::time::sleep(super::super::handoff::FIRST_ATTEMPT_AT_MOST).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        *world.marked.1.lock().unwrap(),
+        vec![(id, 0, 7)],
+        "but at its bound"
+    );
+    // The attempt never ends (a real produce times out), so the worker
+    // is aborted, not cancelled.
+    worker.abort();
+    assert!(worker.await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test]
+async fn a_chat_is_retried_until_the_transport_takes_it_then_marked_delivered() {
+    let world = world(3);
+    let (envelope, id) = world.to_alice.clone();
+    assert!(run(&world, Lane::Data, &envelope, &CancellationToken::new()).await);
+    let delivered = world.flaky.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].1, Lane::Data);
+    assert_eq!(delivered[0].2, envelope);
+    assert_eq!(
+        world.flaky.forgotten.load(Ordering::SeqCst),
+        3,
+        "forgotten after each failure"
+    );
+    assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
+    assert_eq!(*world.marked.1.lock().unwrap(), vec![(id, 0, 7)]);
+}
+
+#[tokio::test]
+async fn control_records_are_delivered_but_mark_no_message() {
+    let world = world(0);
+    let (envelope, _) = world.to_alice.clone();
+    assert!(run(&world, Lane::Control, &envelope, &CancellationToken::new()).await);
+    assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+    assert!(world.marked.0.lock().unwrap().is_empty());
+    assert!(world.marked.1.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn channel_records_take_the_data_lane_but_mark_no_message() {
+    let world = world(0);
+    let to = contact(&world.delivery.book, &identity(2));
+    let relay = crate::crypto::envelope::seal(
+        &identity(1),
+        identity(2).id(),
+        &to.pair,
+        wire::Kind::ChannelRelay,
+        crate::crypto::envelope::new_message_id(),
+        b"relay",
+    );
+    assert_eq!(Lane::of(wire::Kind::ChannelRelay), Lane::Data);
+    assert!(run(&world, Lane::Data, &relay, &CancellationToken::new()).await);
+    assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+    assert!(world.marked.0.lock().unwrap().is_empty());
+    assert!(world.marked.1.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn records_for_no_contact_or_of_no_shape_are_skipped_not_retried() {
+    let world = world(0);
+    let cancel = CancellationToken::new();
+    assert!(run(&world, Lane::Data, &world.to_stranger, &cancel).await);
+    assert!(run(&world, Lane::Data, b"not an envelope", &cancel).await);
+    assert!(world.flaky.delivered.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_record_read_before_the_book_is_loaded_waits_for_it() {
+    let (me, alice) = (identity(1), identity(2));
+    let mut world = world(0);
+    // The daemon has just started: the book is not loaded yet.
+    let empty = Arc::new(ContactBook::new(Arc::clone(&me)));
+    world.delivery.book = Arc::clone(&empty);
+    let (envelope, id) = world.to_alice.clone();
+    let cancel = CancellationToken::new();
+    let mut delivering = Box::pin(run(&world, Lane::Data, &envelope, &cancel));
+    assert!(
+        (&mut delivering).now_or_never().is_none(),
+        "the record waits instead of being dropped as a stranger's"
+    );
+    empty.admit_verified(
+        &crate::testing::profile(&alice, "alice", 1),
+        ContactState::Accepted,
+        0,
+    );
+    empty.set_loaded();
+    assert!(delivering.await);
+    assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
+    assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
+}
+
+#[tokio::test]
+async fn a_worker_stopped_while_retrying_leaves_the_record_for_next_time() {
+    let world = world(usize::MAX);
+    let (envelope, _) = world.to_alice.clone();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    assert!(!run(&world, Lane::Data, &envelope, &cancel).await);
+    assert!(world.marked.0.lock().unwrap().is_empty());
+}
