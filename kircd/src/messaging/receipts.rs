@@ -276,6 +276,26 @@ impl Delivered for ChatStore {
         }
         .boxed()
     }
+
+    fn copy_delivered(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> BoxFuture<'_, Result<(), HandlerError>> {
+        async move {
+            let messaging = &self.0;
+            if let Some(conversation) =
+                store::record_copy_delivered(&messaging.pool, message, partition, offset).await?
+            {
+                messaging
+                    .hub
+                    .message_state_changed(message, conversation, MessageState::Delivered);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 /// A contact's receipt for our messages: received or read.

@@ -153,14 +153,20 @@ impl Messaging {
         // the call answers at once, and the message's place and state are
         // written behind it (a round trip less on every send), once the
         // delivery worker's first attempt to hand it on is over (a commit
-        // beside that produce slows it). Should kircd stop before that
-        // write, the message is still PENDING at the next start, which
-        // produces it again; the contact stores an id once.
+        // beside that produce slows it), and only if that attempt did not
+        // hand it on: then the worker writes DELIVERED, and the place
+        // (kept for the retention check of QUEUED messages) is not needed.
+        // Should kircd stop before either write, the message is still
+        // PENDING at the next start, which produces it again; the contact
+        // stores an id once.
         let pool = self.pool.clone();
         let hub = Arc::clone(&self.hub);
         let id = message.id;
         self.queued_writes.spawn(async move {
-            first_attempt.over().await;
+            if first_attempt.over().await {
+                drop(placement);
+                return;
+            }
             if let Err(err) = record_queued(&pool, &hub, id, partition, offset).await {
                 tracing::warn!(error = %err, message_id = %id, "cannot record a sent message as queued; it is produced again at the next start");
             }

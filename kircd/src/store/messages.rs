@@ -132,6 +132,39 @@ pub async fn record_copy(
     Ok(())
 }
 
+/// [`record_copy`] and the move forward to DELIVERED in one statement, for a
+/// copy handed on at the first attempt; returns the message's conversation
+/// if its state moved.
+pub async fn record_copy_delivered(
+    pool: &PgPool,
+    id: Uuid,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<Uuid>, StoreError> {
+    // Both parts read the row as it was before the statement: the copy is
+    // kept unless a receipt covered the message already.
+    let row = sqlx::query(concat!(
+        "WITH copy AS (
+             INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
+             SELECT id, conversation_id, $2, $3 FROM messages
+             WHERE id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
+             ON CONFLICT DO NOTHING
+         )
+         UPDATE messages SET state = 'delivered'
+         WHERE id = $1 AND outgoing AND ",
+        state_rank!(),
+        " < $4
+         RETURNING conversation_id"
+    ))
+    .bind(id)
+    .bind(partition)
+    .bind(offset)
+    .bind(MessageState::Delivered.rank())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| row.try_get("conversation_id")).transpose()?)
+}
+
 /// Sent messages still QUEUED whose data-out record is gone: below their
 /// partition's earliest offset in `low` (partition, offset); oldest first.
 pub async fn expired_from_outbox(

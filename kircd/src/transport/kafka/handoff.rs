@@ -19,7 +19,10 @@
 //! place of the copy handed on) wait until the worker's first attempt to
 //! hand the message on is over ([`FirstAttempt`]): on the two cores of the
 //! development machine a commit beside the produce to the contact slowed
-//! that produce from 0.60 to 1.07 ms p50, on every message's way.
+//! that produce from 0.56 to 1.07 ms p50, on every message's way. When that
+//! attempt handed it on, the worker writes the copy's place and DELIVERED
+//! in one statement and the send path writes no QUEUED: one commit behind
+//! the message instead of three.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -43,8 +46,9 @@ pub struct Handed {
     pub offset: i64,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
-    /// Dropped once the worker's first attempt to hand the record on is
-    /// over, or with the record when the worker does not take it.
+    /// Sent to once the worker's first attempt handed the record on;
+    /// dropped when that attempt failed, or with the record when the worker
+    /// does not take it.
     pub first_attempt: Option<oneshot::Sender<()>>,
 }
 
@@ -62,17 +66,20 @@ pub const FIRST_ATTEMPT_AT_MOST: Duration = Duration::from_millis(50);
 pub struct FirstAttempt(oneshot::Receiver<()>);
 
 impl FirstAttempt {
-    /// A wait and the sender whose drop ends it.
+    /// A wait and the sender that ends it.
     pub fn new() -> (oneshot::Sender<()>, Self) {
         let (over, wait) = oneshot::channel();
         (over, FirstAttempt(wait))
     }
 
     /// Until the first attempt is over (at once when the worker did not
-    /// take the record), and [`FIRST_ATTEMPT_AT_MOST`] at the latest.
-    pub async fn over(self) {
-        // Either end is the signal: the worker sends nothing, it drops.
-        let _ = tokio::time::timeout(FIRST_ATTEMPT_AT_MOST, self.0).await;
+    /// take the record), and [`FIRST_ATTEMPT_AT_MOST`] at the latest:
+    /// whether it handed the record on.
+    pub async fn over(self) -> bool {
+        matches!(
+            tokio::time::timeout(FIRST_ATTEMPT_AT_MOST, self.0).await,
+            Ok(Ok(()))
+        )
     }
 }
 

@@ -48,6 +48,14 @@ pub trait Delivered: Send + Sync {
         offset: i64,
     ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
     fn delivered(&self, message: Uuid) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
+    /// [`Delivered::record_copy`] and [`Delivered::delivered`] in one
+    /// write, for a copy handed on at the first attempt.
+    fn copy_delivered(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
 }
 
 /// What a delivery worker needs.
@@ -240,8 +248,8 @@ struct Record<'a> {
 }
 
 /// Delivers one record of the own outbox, retrying until it is done or the
-/// worker is cancelled (then false). `sender_waits` is dropped once the
-/// first attempt is over, like the wait of the copy's own write.
+/// worker is cancelled (then false). `sender_waits` ends once the first
+/// attempt is over, like the wait of the copy's own write.
 async fn deliver(
     delivery: &Delivery,
     lane: Lane,
@@ -279,22 +287,33 @@ async fn deliver(
     // would add a commit to every message's way), once the first attempt is
     // over (beside the produce it slows it), and registered first, so that
     // the recipient's receipt, which cannot come before the handing on,
-    // waits for it.
+    // waits for it. When that attempt handed the copy on, the place and
+    // DELIVERED are one statement; otherwise DELIVERED follows the success.
     let (copy_waits, first_attempt) = FirstAttempt::new();
     let copy_kept = async {
         let Some(id) = chat else {
-            return true;
+            return Some(true);
         };
         let _handing_on = delivery.delivered.handing_on(id);
-        first_attempt.over().await;
+        let at_once = first_attempt.over().await;
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
-        while let Err(err) = delivery.delivered.record_copy(id, place.0, place.1).await {
+        loop {
+            let written = if at_once {
+                delivery
+                    .delivered
+                    .copy_delivered(id, place.0, place.1)
+                    .await
+            } else {
+                delivery.delivered.record_copy(id, place.0, place.1).await
+            };
+            let Err(err) = written else {
+                return Some(at_once);
+            };
             tracing::warn!(error = %err, "cannot record where a sent message lies; retrying");
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
-                return false;
+                return None;
             }
         }
-        true
     };
     let handed_on = async {
         let waiting = [Some(copy_waits), sender_waits];
@@ -313,11 +332,11 @@ async fn deliver(
         }
         handed_on
     };
-    let (copy_kept, handed_on) = tokio::join!(copy_kept, handed_on);
-    if !(copy_kept && handed_on) {
+    let (delivered_with_copy, handed_on) = tokio::join!(copy_kept, handed_on);
+    let (Some(delivered_with_copy), true) = (delivered_with_copy, handed_on) else {
         return false;
-    }
-    if let Some(id) = chat {
+    };
+    if let (Some(id), false) = (chat, delivered_with_copy) {
         while let Err(err) = delivery.delivered.delivered(id).await {
             tracing::warn!(error = %err, "cannot record a delivery; retrying");
             if !sleep_or_cancel(backoff.next_delay(), cancel).await {
@@ -329,8 +348,9 @@ async fn deliver(
 }
 
 /// Hands a record (key, value) to the transport for `recipient`, retrying
-/// until it is taken or the worker is cancelled (then false), and drops
-/// `waiting` once the first attempt is over. A record for an actor that is
+/// until it is taken or the worker is cancelled (then false), and ends
+/// `waiting` once the first attempt is over: sent to when it handed the
+/// record on, dropped when not. A record for an actor that is
 /// no longer a contact is dropped (true).
 async fn hand_on(
     delivery: &Delivery,
@@ -348,8 +368,13 @@ async fn hand_on(
             return true;
         };
         let attempt = delivery.transport.deliver(&contact, lane, key, value).await;
-        // Dropping the senders ends the waits of the writes behind it.
-        drop(std::mem::take(&mut waiting));
+        // The waits of the writes behind the record end here: told that it
+        // was handed on, or (dropped) that it was not yet.
+        for wait in &mut waiting {
+            if let (Some(wait), true) = (wait.take(), attempt.is_ok()) {
+                let _ = wait.send(());
+            }
+        }
         match attempt {
             Ok(()) => return true,
             Err(err) => {

@@ -53,9 +53,13 @@ impl Transport for Flaky {
     }
 }
 
-/// The messages marked delivered, and the copies kept.
+/// The messages marked delivered, the copies kept, and the writes made.
 #[derive(Default)]
-struct Marked(Mutex<Vec<Uuid>>, Mutex<Vec<(Uuid, i32, i64)>>);
+struct Marked(
+    Mutex<Vec<Uuid>>,
+    Mutex<Vec<(Uuid, i32, i64)>>,
+    Mutex<Vec<&'static str>>,
+);
 
 impl Delivered for Marked {
     fn handing_on(&self, _message: Uuid) -> Box<dyn Send> {
@@ -69,11 +73,25 @@ impl Delivered for Marked {
         offset: i64,
     ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
         self.1.lock().unwrap().push((message, partition, offset));
+        self.2.lock().unwrap().push("copy");
         async { Ok(()) }.boxed()
     }
 
     fn delivered(&self, message: Uuid) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
         self.0.lock().unwrap().push(message);
+        self.2.lock().unwrap().push("delivered");
+        async { Ok(()) }.boxed()
+    }
+
+    fn copy_delivered(
+        &self,
+        message: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>> {
+        self.0.lock().unwrap().push(message);
+        self.1.lock().unwrap().push((message, partition, offset));
+        self.2.lock().unwrap().push("copy and delivered");
         async { Ok(()) }.boxed()
     }
 }
@@ -253,6 +271,40 @@ async fn a_chat_is_retried_until_the_transport_takes_it_then_marked_delivered() 
     );
     assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
     assert_eq!(*world.marked.1.lock().unwrap(), vec![(id, 0, 7)]);
+    assert_eq!(
+        *world.marked.2.lock().unwrap(),
+        vec!["copy", "delivered"],
+        "the first attempt failed: the place, then DELIVERED on success"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_handed_on_at_the_first_attempt_is_one_write_and_the_sender_is_told() {
+    let world = world(0);
+    let (envelope, id) = world.to_alice.clone();
+    let (sender_waits, first_attempt) = oneshot::channel::<()>();
+    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
+    let record = Record {
+        place: (0, 7),
+        key: b"key",
+        value: &envelope,
+    };
+    let cancel = CancellationToken::new();
+    assert!(
+        deliver(
+            &world.delivery,
+            Lane::Data,
+            record,
+            Some(sender_waits),
+            &mut backoff,
+            &cancel
+        )
+        .await
+    );
+    assert_eq!(first_attempt.await, Ok(()), "told it was handed on");
+    assert_eq!(*world.marked.0.lock().unwrap(), vec![id]);
+    assert_eq!(*world.marked.1.lock().unwrap(), vec![(id, 0, 7)]);
+    assert_eq!(*world.marked.2.lock().unwrap(), vec!["copy and delivered"]);
 }
 
 #[tokio::test]
