@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use kirc_proto::v1::MessageState;
 use kirc_testkit::{Actor, Daemon, befriend, history_bodies, kafka, send, wait_all_sent};
+use sqlx::Connection;
 
 const WAIT: Duration = Duration::from_secs(60);
 const MESSAGES: usize = 20;
@@ -73,5 +74,20 @@ async fn messages_handed_over_reach_the_contact_once_and_their_offsets_are_store
             "data-out partition {partition}: committed up to its end ({handed_over} of {MESSAGES} handed over)"
         );
     }
+
+    // A message handed on at the first attempt skips QUEUED, but keeps its
+    // own place in data-out: a receipt range sent again after a restart
+    // may end at it once its copy's receipt is gone.
+    let mut db =
+        sqlx::PgConnection::connect(&format!("{}/{}", alice.stack.postgres, alice.database))
+            .await
+            .unwrap();
+    let without_place: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE outgoing AND (outbox_partition IS NULL OR outbox_offset IS NULL)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(without_place, 0, "every sent message keeps its own place");
     assert!(bob_daemon.stop().await.success());
 }

@@ -154,8 +154,7 @@ impl Messaging {
         // written behind it (a round trip less on every send), once the
         // delivery worker's first attempt to hand it on is over (a commit
         // beside that produce slows it), and only if that attempt did not
-        // hand it on: then the worker writes DELIVERED, and the place
-        // (kept for the retention check of QUEUED messages) is not needed.
+        // hand it on: then the worker writes the place with DELIVERED.
         // Should kircd stop before either write, the message is still
         // PENDING at the next start, which produces it again; the contact
         // stores an id once.

@@ -132,29 +132,36 @@ pub async fn record_copy(
     Ok(())
 }
 
-/// [`record_copy`] and the move forward to DELIVERED in one statement, for a
-/// copy handed on at the first attempt; returns the message's conversation
-/// if its state moved.
+/// [`record_copy`], the message's own place ([`set_queued`]'s) and the move
+/// forward to DELIVERED in one statement, for a copy handed on at the first
+/// attempt; returns the message's conversation if its state moved. The
+/// own place is kept although the message skips QUEUED: a receipt range
+/// sent again (after a restart) may end at a message whose copy a receipt
+/// already covered, and [`received_range`] then finds that end by it.
 pub async fn record_copy_delivered(
     pool: &PgPool,
     id: Uuid,
     partition: i32,
     offset: i64,
 ) -> Result<Option<Uuid>, StoreError> {
-    // Both parts read the row as it was before the statement: the copy is
-    // kept unless a receipt covered the message already.
+    // One statement, one round trip; every part reads the row as it was
+    // before it.
     let row = sqlx::query(concat!(
-        "WITH copy AS (
+        "WITH earlier AS (
+             SELECT id, ",
+        state_rank!(),
+        " AS rank FROM messages WHERE id = $1 AND outgoing FOR UPDATE
+         ), copy AS (
              INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
              SELECT id, conversation_id, $2, $3 FROM messages
              WHERE id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
              ON CONFLICT DO NOTHING
          )
-         UPDATE messages SET state = 'delivered'
-         WHERE id = $1 AND outgoing AND ",
-        state_rank!(),
-        " < $4
-         RETURNING conversation_id"
+         UPDATE messages m
+         SET outbox_partition = $2, outbox_offset = $3,
+             state = CASE WHEN earlier.rank < $4 THEN 'delivered' ELSE m.state END
+         FROM earlier WHERE m.id = earlier.id
+         RETURNING m.conversation_id, earlier.rank < $4 AS moved"
     ))
     .bind(id)
     .bind(partition)
@@ -162,7 +169,11 @@ pub async fn record_copy_delivered(
     .bind(MessageState::Delivered.rank())
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|row| row.try_get("conversation_id")).transpose()?)
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let moved: bool = row.try_get("moved")?;
+    Ok(moved.then(|| row.try_get("conversation_id")).transpose()?)
 }
 
 /// Sent messages still QUEUED whose data-out record is gone: below their
