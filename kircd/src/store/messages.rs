@@ -80,31 +80,7 @@ pub async fn set_queued(
     partition: i32,
     offset: i64,
 ) -> Result<Option<Uuid>, StoreError> {
-    // One statement, one round trip. `earlier` reads the row as it was
-    // before the update.
-    let row = sqlx::query(concat!(
-        "WITH earlier AS (
-             SELECT id, ",
-        state_rank!(),
-        " AS rank FROM messages WHERE id = $1 AND outgoing FOR UPDATE
-         )
-         UPDATE messages m
-         SET outbox_partition = $2, outbox_offset = $3,
-             state = CASE WHEN earlier.rank < $4 THEN 'queued' ELSE m.state END
-         FROM earlier WHERE m.id = earlier.id
-         RETURNING m.conversation_id, earlier.rank < $4 AS moved"
-    ))
-    .bind(id)
-    .bind(partition)
-    .bind(offset)
-    .bind(MessageState::Queued.rank())
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let moved: bool = row.try_get("moved")?;
-    Ok(moved.then(|| row.try_get("conversation_id")).transpose()?)
+    place_and_advance(pool, id, (partition, offset), MessageState::Queued, false).await
 }
 
 /// Keeps the place of a copy of the sent message `id` in the own data-out,
@@ -144,6 +120,21 @@ pub async fn record_copy_delivered(
     partition: i32,
     offset: i64,
 ) -> Result<Option<Uuid>, StoreError> {
+    place_and_advance(pool, id, (partition, offset), MessageState::Delivered, true).await
+}
+
+/// Writes a sent message's own place (partition, offset) in the own
+/// data-out, moves it forward to `state`, and with `keep_copy` also keeps
+/// that place as a copy's ([`record_copy`]); returns the message's
+/// conversation if its state moved (a message already past `state` keeps
+/// its own).
+async fn place_and_advance(
+    pool: &PgPool,
+    id: Uuid,
+    (partition, offset): (i32, i64),
+    state: MessageState,
+    keep_copy: bool,
+) -> Result<Option<Uuid>, StoreError> {
     // One statement, one round trip; every part reads the row as it was
     // before it.
     let row = sqlx::query(concat!(
@@ -154,19 +145,21 @@ pub async fn record_copy_delivered(
          ), copy AS (
              INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
              SELECT id, conversation_id, $2, $3 FROM messages
-             WHERE id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
+             WHERE $6 AND id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
              ON CONFLICT DO NOTHING
          )
          UPDATE messages m
          SET outbox_partition = $2, outbox_offset = $3,
-             state = CASE WHEN earlier.rank < $4 THEN 'delivered' ELSE m.state END
+             state = CASE WHEN earlier.rank < $4 THEN $5 ELSE m.state END
          FROM earlier WHERE m.id = earlier.id
          RETURNING m.conversation_id, earlier.rank < $4 AS moved"
     ))
     .bind(id)
     .bind(partition)
     .bind(offset)
-    .bind(MessageState::Delivered.rank())
+    .bind(state.rank())
+    .bind(state.as_str())
+    .bind(keep_copy)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else {

@@ -161,44 +161,46 @@ fn world(failures: usize) -> World {
 }
 
 async fn run(world: &World, lane: Lane, envelope: &[u8], cancel: &CancellationToken) -> bool {
-    let mut backoff = Backoff::new(
-        world.delivery.health.retry_initial,
-        world.delivery.health.retry_max,
-    );
+    deliver_at_place(&world.delivery, lane, envelope, None, cancel).await
+}
+
+/// Delivers `envelope` from place (0, 7) with the world's backoff.
+async fn deliver_at_place(
+    delivery: &Delivery,
+    lane: Lane,
+    envelope: &[u8],
+    sender_waits: Option<oneshot::Sender<()>>,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
     let record = Record {
         place: (0, 7),
         key: b"key",
         value: envelope,
     };
-    deliver(&world.delivery, lane, record, None, &mut backoff, cancel).await
+    deliver(delivery, lane, record, sender_waits, &mut backoff, cancel).await
+}
+
+/// The chat to alice delivered by a task of its own, as a worker does.
+fn spawn_worker(
+    world: &World,
+    sender_waits: Option<oneshot::Sender<()>>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<bool> {
+    let delivery = world.delivery.clone();
+    let (envelope, _) = world.to_alice.clone();
+    tokio::spawn(async move {
+        deliver_at_place(&delivery, Lane::Data, &envelope, sender_waits, &cancel).await
+    })
 }
 
 #[tokio::test]
 async fn the_senders_wait_ends_with_the_first_attempt_though_retries_go_on() {
     let world = world(usize::MAX);
-    let (envelope, id) = world.to_alice.clone();
+    let (_, id) = world.to_alice;
     let (sender_waits, first_attempt) = oneshot::channel::<()>();
     let cancel = CancellationToken::new();
-    let worker = {
-        let (delivery, cancel) = (world.delivery.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
-            let record = Record {
-                place: (0, 7),
-                key: b"key",
-                value: &envelope,
-            };
-            deliver(
-                &delivery,
-                Lane::Data,
-                record,
-                Some(sender_waits),
-                &mut backoff,
-                &cancel,
-            )
-            .await
-        })
-    };
+    let worker = spawn_worker(&world, Some(sender_waits), cancel.clone());
     // The worker retries every few milliseconds for ever: a wait that
     // lasted as long as the retries would not end.
     let ended = tokio::time::timeout(Duration::from_secs(10), first_attempt).await;
@@ -220,19 +222,8 @@ async fn the_senders_wait_ends_with_the_first_attempt_though_retries_go_on() {
 async fn the_copys_place_is_written_after_the_first_attempt_or_its_bound() {
     let world = world(0);
     world.flaky.hangs.store(true, Ordering::SeqCst);
-    let (envelope, id) = world.to_alice.clone();
-    let worker = {
-        let (delivery, cancel) = (world.delivery.clone(), CancellationToken::new());
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
-            let record = Record {
-                place: (0, 7),
-                key: b"key",
-                value: &envelope,
-            };
-            deliver(&delivery, Lane::Data, record, None, &mut backoff, &cancel).await
-        })
-    };
+    let (_, id) = world.to_alice;
+    let worker = spawn_worker(&world, None, CancellationToken::new());
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -283,20 +274,13 @@ async fn a_chat_handed_on_at_the_first_attempt_is_one_write_and_the_sender_is_to
     let world = world(0);
     let (envelope, id) = world.to_alice.clone();
     let (sender_waits, first_attempt) = oneshot::channel::<()>();
-    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
-    let record = Record {
-        place: (0, 7),
-        key: b"key",
-        value: &envelope,
-    };
     let cancel = CancellationToken::new();
     assert!(
-        deliver(
+        deliver_at_place(
             &world.delivery,
             Lane::Data,
-            record,
+            &envelope,
             Some(sender_waits),
-            &mut backoff,
             &cancel
         )
         .await
