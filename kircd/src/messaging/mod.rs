@@ -8,7 +8,6 @@ mod placing;
 mod read;
 mod receipts;
 mod send;
-mod storing;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,8 +70,6 @@ pub struct Messaging {
     queued_writes: TaskTracker,
     /// The sent messages whose place those writes have not written yet.
     placing: Arc<placing::Placing>,
-    /// The sent messages being stored while their record is produced.
-    storing: Arc<storing::Storing>,
     /// The messages stored acts and replies wait for (shared with the
     /// channels).
     awaited: Arc<Awaited>,
@@ -97,7 +94,6 @@ impl Messaging {
             kafka_only: Mutex::new(order::KafkaOnly::default()),
             queued_writes: TaskTracker::new(),
             placing: Arc::default(),
-            storing: Arc::default(),
             awaited: Arc::default(),
         })
     }
