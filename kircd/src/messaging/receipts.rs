@@ -77,12 +77,14 @@ impl Messaging {
         ids: &[Uuid],
         kind: wire::ReceiptKind,
     ) -> Result<(), HandlerError> {
-        let (state, name) = match kind {
-            wire::ReceiptKind::Read => (MessageState::Read, "read"),
-            wire::ReceiptKind::Received => (MessageState::Received, "received"),
+        let kind = match kind {
+            wire::ReceiptKind::Read => store::ReceiptKind::Read,
+            wire::ReceiptKind::Received => store::ReceiptKind::Received,
         };
-        store::insert_receipts(&self.pool, ids, name).await?;
-        self.advance(ids, state).await?;
+        for (id, conversation) in store::apply_receipts(&self.pool, ids, kind).await? {
+            self.hub
+                .message_state_changed(id, conversation, kind.state());
+        }
         self.kafka_only().received(contact.conversation_id, ids);
         Ok(())
     }

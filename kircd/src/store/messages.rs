@@ -531,18 +531,61 @@ pub async fn unreceived_outgoing(
     .await?)
 }
 
-/// Records receipts of `kind` for our messages `ids`; a receipt of either
-/// kind means the message was stored, so no later range needs to find it.
-pub async fn insert_receipts(pool: &PgPool, ids: &[Uuid], kind: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH covered AS (DELETE FROM awaiting_receipt WHERE message_id = ANY($1))
-         INSERT INTO receipts (message_id, kind)
-         SELECT id, $2 FROM messages WHERE id = ANY($1) AND outgoing
-         ON CONFLICT DO NOTHING",
-    )
+/// What a contact's receipt says of our messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Received,
+    Read,
+}
+
+impl ReceiptKind {
+    /// The state a message covered by such a receipt moves to; its name is
+    /// also the receipt's kind as stored.
+    pub fn state(self) -> MessageState {
+        match self {
+            ReceiptKind::Received => MessageState::Received,
+            ReceiptKind::Read => MessageState::Read,
+        }
+    }
+}
+
+/// Applies a contact's receipt of `kind` for our messages `ids`: notes it,
+/// takes their copies out of later ranges (a receipt of either kind means
+/// the message was stored) and moves them forward to the receipt's state,
+/// all in one statement. A range finds the messages between its ends by
+/// those copies: were the copies taken out and the states moved in two
+/// statements, a crash between them would leave the covered messages
+/// behind for good, since the range, applied again after the restart, no
+/// longer finds them. Returns (id, conversation) of each message whose
+/// state moved.
+pub async fn apply_receipts(
+    pool: &PgPool,
+    ids: &[Uuid],
+    kind: ReceiptKind,
+) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let state = kind.state();
+    let rows = sqlx::query(concat!(
+        "WITH covered AS (DELETE FROM awaiting_receipt WHERE message_id = ANY($1)),
+         noted AS (
+             INSERT INTO receipts (message_id, kind)
+             SELECT id, $2 FROM messages WHERE id = ANY($1) AND outgoing
+             ON CONFLICT DO NOTHING
+         )
+         UPDATE messages SET state = $2 WHERE id = ANY($1) AND outgoing AND ",
+        state_rank!(),
+        " < $3
+         RETURNING id, conversation_id"
+    ))
     .bind(ids)
-    .bind(kind)
-    .execute(pool)
+    .bind(state.as_str())
+    .bind(state.rank())
+    .fetch_all(pool)
     .await?;
-    Ok(())
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("conversation_id")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
 }

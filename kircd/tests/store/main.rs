@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 mod acts;
 mod channels;
+mod receipts;
 mod received;
 
 async fn database(name: &str) -> PgPool {
@@ -437,7 +438,7 @@ async fn a_receipt_range_covers_what_was_delivered_between_its_ends_and_nothing_
     assert_eq!(range(m[0], theirs).await, of(&[0]));
 
     // A receipt takes the covered messages out of later ranges.
-    store::insert_receipts(&pool, &of(&[1, 2]), "received")
+    store::apply_receipts(&pool, &of(&[1, 2]), store::ReceiptKind::Received)
         .await
         .unwrap();
     assert_eq!(range(m[0], m[4]).await, of(&[0, 3, 4]));
