@@ -85,26 +85,22 @@ pub async fn set_queued(
 
 /// Keeps the place of a copy of the sent message `id` in the own data-out,
 /// which the delivery worker is handing to the contact, among those a
-/// receipt range may name, unless a receipt covered the message already.
-/// This is the only record of a copy whose produce timed out although the
-/// broker wrote it: the sender never learnt its offset.
+/// receipt range may name, unless a receipt covered the message already,
+/// and makes it the message's own place. This is the only record of a copy
+/// whose produce timed out although the broker wrote it: the sender never
+/// learnt its offset. The own place outlives the copy's row (a receipt
+/// deletes that), and a range sent again after a restart may end at the
+/// message; without it here, a message whose `SendMessage` left the place
+/// to the delivery worker (each judges the first attempt by its own clock)
+/// or failed to write it would have no place left to be found by.
 pub async fn record_copy(
     pool: &PgPool,
     id: Uuid,
     partition: i32,
     offset: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO awaiting_receipt (message_id, conversation_id, outbox_partition, outbox_offset)
-         SELECT id, conversation_id, $2, $3 FROM messages
-         WHERE id = $1 AND outgoing AND state IN ('pending', 'queued', 'delivered')
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(partition)
-    .bind(offset)
-    .execute(pool)
-    .await?;
+    // PENDING is below every state: the place is written, no state moves.
+    place_and_advance(pool, id, (partition, offset), MessageState::Pending, true).await?;
     Ok(())
 }
 

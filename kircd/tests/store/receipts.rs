@@ -23,21 +23,30 @@ async fn states(pool: &sqlx::PgPool, ids: &[Uuid]) -> Vec<String> {
     states
 }
 
-#[tokio::test]
-async fn a_receipt_cut_short_leaves_every_covered_message_to_its_next_application() {
-    let pool = database("store_receipt_cut_short").await;
+/// A database of its own named `name` with a contact of ours, and four
+/// messages we sent it, stored but not yet produced: (pool, conversation,
+/// messages).
+async fn four_sent(name: &str) -> (sqlx::PgPool, Uuid, Vec<Uuid>) {
+    let pool = database(name).await;
     let (me, peer) = (identity(1).id(), identity(2));
     save(&pool, me, &peer, "peer", 1, ContactState::Accepted).await;
     let conversation = conversation(me, peer.id());
-    // Four messages handed on one after the other, each at the first
-    // attempt (place, copy and DELIVERED in one write).
     let mut m = Vec::new();
-    for offset in 0..4 {
-        let id = sent(&pool, me, conversation).await;
-        store::record_copy_delivered(&pool, id, 0, offset)
+    for _ in 0..4 {
+        m.push(sent(&pool, me, conversation).await);
+    }
+    (pool, conversation, m)
+}
+
+#[tokio::test]
+async fn a_receipt_cut_short_leaves_every_covered_message_to_its_next_application() {
+    let (pool, conversation, m) = four_sent("store_receipt_cut_short").await;
+    // Handed on one after the other, each at the first attempt (place,
+    // copy and DELIVERED in one write).
+    for (offset, id) in (0..).zip(&m) {
+        store::record_copy_delivered(&pool, *id, 0, offset)
             .await
             .unwrap();
-        m.push(id);
     }
     let covered = store::received_range(&pool, conversation, m[0], m[3])
         .await
@@ -121,4 +130,28 @@ async fn a_receipt_cut_short_leaves_every_covered_message_to_its_next_applicatio
         states(&pool, &m).await,
         ["read", "read", "received", "received"]
     );
+}
+
+#[tokio::test]
+async fn a_copy_the_worker_recorded_alone_keeps_its_message_an_end_after_a_receipt() {
+    let (pool, conversation, m) = four_sent("store_copy_alone").await;
+    // m[0]'s first attempt was judged failed by the delivery worker and
+    // handed on by `SendMessage`'s clock, so neither wrote QUEUED: the
+    // worker's copy is its only place. The others went at once.
+    store::record_copy(&pool, m[0], 0, 0).await.unwrap();
+    for (offset, id) in (1..).zip(&m[1..]) {
+        store::record_copy_delivered(&pool, *id, 0, offset)
+            .await
+            .unwrap();
+    }
+    // A receipt for m[0] alone takes its copy's row; then the contact,
+    // restarted, acknowledges the four again as one range.
+    store::apply_receipts(&pool, &m[..1], ReceiptKind::Received)
+        .await
+        .unwrap();
+    let mut covered = store::received_range(&pool, conversation, m[0], m[3])
+        .await
+        .unwrap();
+    covered.sort();
+    assert_eq!(covered, m, "found by m[0]'s own place");
 }
