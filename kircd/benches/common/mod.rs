@@ -242,8 +242,9 @@ pub const HOPS_LOG: &str = "warn,hops=trace";
 pub const PEER_EVENT: &str = "event on the peer's stream";
 
 /// The timing marks a message passes on the Kafka path, in order: alice's
-/// call and write, her own data-out's acknowledgement (the call answers
-/// then; QUEUED is written beside the delivery), her delivery worker taking
+/// call and write, her own data-out's acknowledgement (produced beside the
+/// write; the call answers once both are done, and the mark is then), her
+/// delivery worker taking
 /// the record (handed over by the send path, or fetched), the produce to
 /// bob's data-in acknowledged, bob's fetch, his checks, his write.
 pub const KAFKA_HOPS: &[&str] = &[

@@ -8,6 +8,7 @@ mod placing;
 mod read;
 mod receipts;
 mod send;
+mod storing;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,6 +71,8 @@ pub struct Messaging {
     queued_writes: TaskTracker,
     /// The sent messages whose place those writes have not written yet.
     placing: Arc<placing::Placing>,
+    /// The sent messages being stored while their record is produced.
+    storing: Arc<storing::Storing>,
     /// The messages stored acts and replies wait for (shared with the
     /// channels).
     awaited: Arc<Awaited>,
@@ -94,6 +97,7 @@ impl Messaging {
             kafka_only: Mutex::new(order::KafkaOnly::default()),
             queued_writes: TaskTracker::new(),
             placing: Arc::default(),
+            storing: Arc::default(),
             awaited: Arc::default(),
         })
     }

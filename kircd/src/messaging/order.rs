@@ -53,6 +53,12 @@ impl KafkaOnly {
         }
     }
 
+    /// `message` was never stored (its write failed, or its idempotency
+    /// key was taken): nothing waits for it.
+    pub(super) fn never_sent(&mut self, conversation: Uuid, message: Uuid) {
+        self.sent_direct(conversation, message);
+    }
+
     /// The contact reported `messages` received (or read).
     pub(super) fn received(&mut self, conversation: Uuid, messages: &[Uuid]) {
         if let Some(unreceived) = self.unreceived.get_mut(&conversation) {

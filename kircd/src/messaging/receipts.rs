@@ -298,6 +298,20 @@ impl Delivered for ChatStore {
         }
         .boxed()
     }
+
+    fn is_stored(&self, message: Uuid) -> BoxFuture<'_, Result<bool, HandlerError>> {
+        async move {
+            let messaging = &self.0;
+            if let Some(mut outcome) = messaging.storing.outcome_of(message)
+                && let Ok(written) = outcome.wait_for(Option::is_some).await
+                && let Some(stored) = *written
+            {
+                return Ok(stored);
+            }
+            Ok(store::outgoing_exists(&messaging.pool, message).await?)
+        }
+        .boxed()
+    }
 }
 
 /// A contact's receipt for our messages: received or read.

@@ -1,7 +1,7 @@
-//! Sending chat: sealed, stored PENDING, produced to the own data-out,
-//! QUEUED (the call answers once the produce is acknowledged; the state is
-//! written behind it); produced again when a crash or an expired record
-//! left it behind.
+//! Sending chat: sealed, stored PENDING while it is produced to the own
+//! data-out (the delivery worker hands it on only once it is stored),
+//! QUEUED (the call answers once both are done; the state is written behind
+//! it); produced again when a crash or an expired record left it behind.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use crate::crypto::envelope;
 use crate::hub::Hub;
 use crate::store::{self, Message, MessageState};
 use crate::transport::Lane;
+use crate::transport::kafka::handoff::Stored;
 
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -101,10 +102,44 @@ impl Messaging {
             reply_to: content.reply_to,
             act: content.act.clone(),
         };
-        // A key used before is found by the insert, not looked up first: a
-        // retry is rare, and a lookup would put a second round trip on
-        // every send.
-        let Some(mut message) = store::insert_outgoing(&self.pool, &outgoing).await? else {
+        // Before the record exists: no receipt can cover it unseen, and
+        // no direct copy overtakes it.
+        let may_go_direct = self.kafka_only().begin(conversation, outgoing.id);
+        let placement = self.placing.begin(outgoing.id);
+        // The message is stored while its record is produced: on every
+        // send the two waits overlap instead of adding up. The delivery
+        // worker hands the record on only once the message is stored (see
+        // `storing.rs`), so a failed write or a taken idempotency key
+        // leaves a record in data-out that is never handed on.
+        let writing = self.storing.begin(outgoing.id);
+        let produced = self.outbound.enqueue(
+            Lane::Data,
+            conversation,
+            &outgoing.envelope,
+            Stored::Pending(writing.outcome()),
+        );
+        let stored = async {
+            // A key used before is found by the insert, not looked up first:
+            // a retry is rare, and a lookup would put a second round trip on
+            // every send.
+            let inserted = store::insert_outgoing(&self.pool, &outgoing).await;
+            let stored = matches!(inserted, Ok(Some(_)));
+            writing.finish(stored);
+            if !stored {
+                self.kafka_only().never_sent(conversation, outgoing.id);
+            }
+            let Some(message) = inserted? else {
+                return Ok(None);
+            };
+            hops::mark_at("send.called", message.id, called);
+            hops::mark("send.stored", message.id);
+            let direct = may_go_direct.then_some(outgoing.envelope.as_slice());
+            self.stored_then_direct(contact, &content, message, direct)
+                .await
+                .map(Some)
+        };
+        let (stored, produced) = tokio::join!(stored, produced);
+        let Some((mut message, acted_on)) = stored? else {
             // A call with the same key stored its message first.
             let key = key.unwrap_or_default();
             let sent = store::outgoing_by_key(&self.pool, &key)
@@ -112,41 +147,6 @@ impl Messaging {
                 .ok_or_else(|| MessagingError::UnknownMessage(key))?;
             return self.sent_before(sent, contact, &content).await;
         };
-        hops::mark_at("send.called", message.id, called);
-        hops::mark("send.stored", message.id);
-        let acted_on = match &content.act {
-            Some(act) => Some(self.apply_own_act(act).await?),
-            None => {
-                if message.reply_to.is_some() {
-                    store::decorate(&self.pool, std::slice::from_mut(&mut message)).await?;
-                }
-                self.hub.message_added(&message);
-                None
-            }
-        };
-        self.outbound.touch_direct(contact.actor_id);
-        // The direct copy (if a channel is open and nothing sent earlier is
-        // still on its way by Kafka alone) and the durable Kafka copy leave
-        // together; the contact stores the id once, whichever arrives first.
-        let may_go_direct = self.kafka_only().begin(conversation, outgoing.id);
-        // Before the record exists, so that no receipt can cover it unseen.
-        let placement = self.placing.begin(outgoing.id);
-        let direct = async {
-            if may_go_direct
-                && self
-                    .outbound
-                    .send_direct(contact.actor_id, &outgoing.envelope)
-                    .await
-            {
-                hops::mark("send.direct", outgoing.id);
-                self.kafka_only().sent_direct(conversation, outgoing.id);
-            }
-        };
-        let ((), produced) = tokio::join!(
-            direct,
-            self.outbound
-                .enqueue(Lane::Data, conversation, &outgoing.envelope)
-        );
         let ((partition, offset), first_attempt) = produced?;
         hops::mark("send.acked", message.id);
         // The record is durable in data-out now, which is what QUEUED means:
@@ -173,6 +173,40 @@ impl Messaging {
         });
         message.state = MessageState::Queued;
         Ok(acted_on.unwrap_or(message))
+    }
+
+    /// What follows the store of a new message: its act applied or the
+    /// message published, and its `direct` copy sent if the order allows
+    /// it. Returns the message and, for an act, its target as it now is.
+    async fn stored_then_direct(
+        &self,
+        contact: &Contact,
+        content: &Content,
+        mut message: Message,
+        direct: Option<&[u8]>,
+    ) -> Result<(Message, Option<Message>), MessagingError> {
+        let acted_on = match &content.act {
+            Some(act) => Some(self.apply_own_act(act).await?),
+            None => {
+                if message.reply_to.is_some() {
+                    store::decorate(&self.pool, std::slice::from_mut(&mut message)).await?;
+                }
+                self.hub.message_added(&message);
+                None
+            }
+        };
+        self.outbound.touch_direct(contact.actor_id);
+        // The direct copy (if a channel is open and nothing sent earlier is
+        // still on its way by Kafka alone) leaves beside the durable Kafka
+        // copy; the contact stores the id once, whichever arrives first.
+        if let Some(envelope) = direct
+            && self.outbound.send_direct(contact.actor_id, envelope).await
+        {
+            hops::mark("send.direct", message.id);
+            self.kafka_only()
+                .sent_direct(contact.conversation_id, message.id);
+        }
+        Ok((message, acted_on))
     }
 
     /// Waits for the QUEUED writes that calls left behind them (at
@@ -222,7 +256,7 @@ impl Messaging {
         let _placement = self.placing.begin(id);
         let ((partition, offset), _) = self
             .outbound
-            .enqueue(Lane::Data, conversation, envelope)
+            .enqueue(Lane::Data, conversation, envelope, Stored::Before)
             .await?;
         record_queued(&self.pool, &self.hub, id, partition, offset).await?;
         Ok(())

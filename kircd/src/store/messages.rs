@@ -56,6 +56,16 @@ pub async fn insert_outgoing(
     Ok(row.as_ref().map(message_from_row).transpose()?)
 }
 
+/// Whether a sent message `id` is stored.
+pub async fn outgoing_exists(pool: &PgPool, id: Uuid) -> Result<bool, StoreError> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1 AND outgoing)")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    Ok(exists)
+}
+
 /// The message sent with `key`, if any.
 pub async fn outgoing_by_key(pool: &PgPool, key: &str) -> Result<Option<Message>, StoreError> {
     let row = sqlx::query(concat!(

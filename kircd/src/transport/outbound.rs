@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::direct::DirectPath;
 use super::kafka::Outbox;
-use super::kafka::handoff::FirstAttempt;
+use super::kafka::handoff::{FirstAttempt, Stored};
 use super::{Lane, TransportError};
 use crate::backends::kafka::Delivered;
 use crate::book::Contact;
@@ -124,15 +124,17 @@ impl Outbound {
     /// Puts a sealed envelope (or one sealed earlier and stored) into the
     /// own outbox of its lane; returns where it landed once the broker
     /// acknowledged it, and the wait for the delivery worker's first
-    /// attempt to hand it on.
+    /// attempt to hand it on. `stored` tells the worker whether a chat
+    /// record's message is stored.
     pub async fn enqueue(
         &self,
         lane: Lane,
         conversation: Uuid,
         bytes: &[u8],
+        stored: Stored,
     ) -> Result<(Delivered, FirstAttempt), TransportError> {
         self.outbox
-            .produce(lane, conversation.as_bytes(), bytes)
+            .produce(lane, conversation.as_bytes(), bytes, stored)
             .await
     }
 
@@ -157,9 +159,14 @@ impl Outbound {
         {
             return Ok(());
         }
-        self.enqueue(sealed.lane(), sealed.conversation, &sealed.bytes)
-            .await
-            .map(drop)
+        self.enqueue(
+            sealed.lane(),
+            sealed.conversation,
+            &sealed.bytes,
+            Stored::Before,
+        )
+        .await
+        .map(drop)
     }
 
     /// Seals a record to this actor itself and produces it straight to the

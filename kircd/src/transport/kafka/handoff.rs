@@ -27,7 +27,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::transport::Lane;
 
@@ -50,6 +50,29 @@ pub struct Handed {
     /// dropped when that attempt failed, or with the record when the worker
     /// does not take it.
     pub first_attempt: Option<oneshot::Sender<()>>,
+    /// Whether its message is stored, for chat.
+    pub stored: Stored,
+}
+
+/// Whether the message of a chat record is in the sender's store, which it
+/// must be before the record is handed on: a record whose message was never
+/// stored (the write failed, or found its idempotency key taken) would show
+/// the contact a message the sender's history lacks, and a retry of the
+/// call would send it again under another id. A new message is stored while
+/// its record is produced (two waits side by side instead of one after the
+/// other on every send), so its record may reach the worker first.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored before the record was produced (a message produced again),
+    /// or not chat.
+    Before,
+    /// Being stored while the record is produced: `Some(stored)` here once
+    /// the write is over; closed without it when the call was cut short
+    /// (then it is looked up).
+    Pending(watch::Receiver<Option<bool>>),
+    /// Not known: a record fetched back from the outbox (after a restart,
+    /// or one the hand-over did not bring), looked up.
+    Unknown,
 }
 
 /// How long the writes behind a message wait for its first attempt at
@@ -318,6 +341,7 @@ mod tests {
                     key: Vec::new(),
                     value: Vec::new(),
                     first_attempt: None,
+                    stored: Stored::Before,
                 },
             );
         }
@@ -336,6 +360,7 @@ mod tests {
                 key: Vec::new(),
                 value: Vec::new(),
                 first_attempt: None,
+                stored: Stored::Before,
             },
         );
     }

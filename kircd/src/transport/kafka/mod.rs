@@ -82,12 +82,14 @@ impl Outbox {
     /// hands it to the lane's delivery worker, which need not wait for its
     /// consumer to fetch it. Returns where it lies, and the wait for the
     /// worker's first attempt to hand it on, which writes behind the
-    /// record keep to.
+    /// record keep to. `stored` tells the worker whether a chat record's
+    /// message is stored.
     pub async fn produce(
         &self,
         lane: Lane,
         key: &[u8],
         value: &[u8],
+        stored: handoff::Stored,
     ) -> Result<(Delivered, handoff::FirstAttempt), TransportError> {
         let topic = self.topic(lane);
         let (partition, offset) = self.produce_to(topic, lane, key, value).await?;
@@ -101,6 +103,7 @@ impl Outbox {
                 key: key.to_vec(),
                 value: value.to_vec(),
                 first_attempt: Some(first_attempt_over),
+                stored,
             },
         );
         Ok(((partition, offset), first_attempt))

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::handoff::{FirstAttempt, Handed, Progress};
+use super::handoff::{FirstAttempt, Handed, Progress, Stored};
 use crate::backends::hops;
 use crate::backends::kafka::consumer::Reader;
 use crate::backends::kafka::{Feed, OwnTopics};
@@ -56,6 +56,12 @@ pub trait Delivered: Send + Sync {
         partition: i32,
         offset: i64,
     ) -> futures::future::BoxFuture<'_, Result<(), HandlerError>>;
+    /// Whether `message` is stored: once the write in progress, if any, is
+    /// over; otherwise as the store has it.
+    fn is_stored(
+        &self,
+        message: Uuid,
+    ) -> futures::future::BoxFuture<'_, Result<bool, HandlerError>>;
 }
 
 /// What a delivery worker needs.
@@ -171,6 +177,7 @@ async fn consume(
         let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
         let mut record = record;
         let sender_waits = record.sender_waits();
+        let stored = record.stored();
         let (topic, partition, offset, key, value) = record.parts();
         if !deliver(
             delivery,
@@ -179,6 +186,7 @@ async fn consume(
                 place: (partition, offset),
                 key,
                 value,
+                stored,
             },
             sender_waits,
             &mut backoff,
@@ -212,6 +220,14 @@ impl Next {
         }
     }
 
+    /// Whether its message is stored, as the send path knows it.
+    fn stored(&mut self) -> Stored {
+        match self {
+            Next::Handed(record) => std::mem::replace(&mut record.stored, Stored::Before),
+            Next::Fetched(_) => Stored::Unknown,
+        }
+    }
+
     /// Its topic, partition, offset, key and value.
     fn parts(&self) -> (&str, i32, i64, &[u8], &[u8]) {
         match self {
@@ -240,11 +256,12 @@ fn store_offset(feed: &Feed, lane: Lane, topic: &str, partition: i32, offset: i6
 }
 
 /// One record of the own outbox: its place (partition, offset), key and
-/// value.
+/// value, and whether its message is stored.
 struct Record<'a> {
     place: (i32, i64),
     key: &'a [u8],
     value: &'a [u8],
+    stored: Stored,
 }
 
 /// Delivers one record of the own outbox, retrying until it is done or the
@@ -253,7 +270,12 @@ struct Record<'a> {
 async fn deliver(
     delivery: &Delivery,
     lane: Lane,
-    Record { place, key, value }: Record<'_>,
+    Record {
+        place,
+        key,
+        value,
+        stored,
+    }: Record<'_>,
     sender_waits: Option<oneshot::Sender<()>>,
     backoff: &mut Backoff,
     cancel: &CancellationToken,
@@ -282,6 +304,16 @@ async fn deliver(
     tokio::select! {
         () = cancel.cancelled() => return false,
         () = delivery.book.wait_loaded() => {}
+    }
+    if let Some(id) = chat {
+        match is_stored(delivery, id, stored, cancel).await {
+            None => return false,
+            Some(false) => {
+                tracing::info!(message_id = %id, "skipping an outbox record whose message was not stored: its send failed or was a retry");
+                return true;
+            }
+            Some(true) => {}
+        }
     }
     // The copy's place is written behind the handing on, not before it (it
     // would add a commit to every message's way), once the first attempt is
@@ -345,6 +377,47 @@ async fn deliver(
         }
     }
     true
+}
+
+/// Whether the message `id` of a chat record is stored, waiting for its
+/// write if it is in progress and retrying a failed look-up; `None` when
+/// cancelled.
+async fn is_stored(
+    delivery: &Delivery,
+    id: Uuid,
+    stored: Stored,
+    cancel: &CancellationToken,
+) -> Option<bool> {
+    match stored {
+        Stored::Before => return Some(true),
+        Stored::Pending(mut outcome) => {
+            let written = tokio::select! {
+                () = cancel.cancelled() => return None,
+                written = outcome.wait_for(Option::is_some) => written.ok().and_then(|written| *written),
+            };
+            if let Some(stored) = written {
+                return Some(stored);
+            }
+            // The call was cut short before it knew: the store has it.
+        }
+        Stored::Unknown => {}
+    }
+    let mut backoff = Backoff::new(delivery.health.retry_initial, delivery.health.retry_max);
+    loop {
+        let looked_up = tokio::select! {
+            () = cancel.cancelled() => return None,
+            looked_up = delivery.delivered.is_stored(id) => looked_up,
+        };
+        match looked_up {
+            Ok(stored) => return Some(stored),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look up whether a sent message is stored; retrying");
+                if !sleep_or_cancel(backoff.next_delay(), cancel).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Hands a record (key, value) to the transport for `recipient`, retrying

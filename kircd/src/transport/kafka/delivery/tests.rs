@@ -1,6 +1,7 @@
 //! The delivery worker's unit tests: a flaky transport, a contact book
 //! and a recorder of what was marked delivered.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -53,12 +54,14 @@ impl Transport for Flaky {
     }
 }
 
-/// The messages marked delivered, the copies kept, and the writes made.
+/// The messages marked delivered, the copies kept, the writes made, and
+/// the messages the store lacks.
 #[derive(Default)]
 struct Marked(
     Mutex<Vec<Uuid>>,
     Mutex<Vec<(Uuid, i32, i64)>>,
     Mutex<Vec<&'static str>>,
+    Mutex<HashSet<Uuid>>,
 );
 
 impl Delivered for Marked {
@@ -93,6 +96,15 @@ impl Delivered for Marked {
         self.1.lock().unwrap().push((message, partition, offset));
         self.2.lock().unwrap().push("copy and delivered");
         async { Ok(()) }.boxed()
+    }
+
+    fn is_stored(
+        &self,
+        message: Uuid,
+    ) -> futures::future::BoxFuture<'_, Result<bool, HandlerError>> {
+        self.2.lock().unwrap().push("looked up");
+        let stored = !self.3.lock().unwrap().contains(&message);
+        async move { Ok(stored) }.boxed()
     }
 }
 
@@ -164,11 +176,32 @@ async fn run(world: &World, lane: Lane, envelope: &[u8], cancel: &CancellationTo
     deliver_at_place(&world.delivery, lane, envelope, None, cancel).await
 }
 
-/// Delivers `envelope` from place (0, 7) with the world's backoff.
+/// Delivers `envelope` from place (0, 7) with the world's backoff, its
+/// message stored before.
 async fn deliver_at_place(
     delivery: &Delivery,
     lane: Lane,
     envelope: &[u8],
+    sender_waits: Option<oneshot::Sender<()>>,
+    cancel: &CancellationToken,
+) -> bool {
+    deliver_stored(
+        delivery,
+        lane,
+        envelope,
+        Stored::Before,
+        sender_waits,
+        cancel,
+    )
+    .await
+}
+
+/// Delivers `envelope` from place (0, 7) with the world's backoff.
+async fn deliver_stored(
+    delivery: &Delivery,
+    lane: Lane,
+    envelope: &[u8],
+    stored: Stored,
     sender_waits: Option<oneshot::Sender<()>>,
     cancel: &CancellationToken,
 ) -> bool {
@@ -177,6 +210,7 @@ async fn deliver_at_place(
         place: (0, 7),
         key: b"key",
         value: envelope,
+        stored,
     };
     deliver(delivery, lane, record, sender_waits, &mut backoff, cancel).await
 }
@@ -362,4 +396,104 @@ async fn a_worker_stopped_while_retrying_leaves_the_record_for_next_time() {
     cancel.cancel();
     assert!(!run(&world, Lane::Data, &envelope, &cancel).await);
     assert!(world.marked.0.lock().unwrap().is_empty());
+}
+
+/// How the worker learns whether a chat record's message is stored, and
+/// what it then does.
+#[tokio::test]
+async fn a_record_whose_message_was_not_stored_is_skipped_not_handed_on() {
+    /// What the send path tells, and whether the store has the message.
+    enum Told {
+        Before,
+        Written(bool),
+        CutShort,
+        Fetched,
+    }
+    let cases = [
+        (Told::Before, true, true, &["copy and delivered"][..]),
+        (Told::Written(true), false, true, &["copy and delivered"]),
+        (Told::Written(false), true, false, &[]),
+        (
+            Told::CutShort,
+            true,
+            true,
+            &["looked up", "copy and delivered"],
+        ),
+        (Told::CutShort, false, false, &["looked up"]),
+        (
+            Told::Fetched,
+            true,
+            true,
+            &["looked up", "copy and delivered"],
+        ),
+        (Told::Fetched, false, false, &["looked up"]),
+    ];
+    for (told, in_store, handed_on, writes) in cases {
+        let world = world(0);
+        let (envelope, id) = world.to_alice.clone();
+        if !in_store {
+            world.marked.3.lock().unwrap().insert(id);
+        }
+        let (outcome, watch) = tokio::sync::watch::channel(None);
+        let stored = match told {
+            Told::Before => Stored::Before,
+            Told::Written(stored) => {
+                outcome.send_replace(Some(stored));
+                Stored::Pending(watch)
+            }
+            Told::CutShort => {
+                drop(outcome);
+                Stored::Pending(watch)
+            }
+            Told::Fetched => Stored::Unknown,
+        };
+        let (sender_waits, first_attempt) = oneshot::channel::<()>();
+        let cancel = CancellationToken::new();
+        assert!(
+            deliver_stored(
+                &world.delivery,
+                Lane::Data,
+                &envelope,
+                stored,
+                Some(sender_waits),
+                &cancel
+            )
+            .await,
+            "done with the record either way"
+        );
+        assert_eq!(
+            world.flaky.delivered.lock().unwrap().len(),
+            usize::from(handed_on)
+        );
+        assert_eq!(first_attempt.await.is_ok(), handed_on);
+        assert_eq!(*world.marked.2.lock().unwrap(), writes);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_waits_for_its_messages_write_in_progress() {
+    let world = world(0);
+    let (outcome, watch) = tokio::sync::watch::channel(None);
+    let delivery = world.delivery.clone();
+    let (envelope, _) = world.to_alice.clone();
+    let worker = tokio::spawn(async move {
+        let cancel = CancellationToken::new();
+        deliver_stored(
+            &delivery,
+            Lane::Data,
+            &envelope,
+            Stored::Pending(watch),
+            None,
+            &cancel,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        world.flaky.delivered.lock().unwrap().is_empty(),
+        "not handed on while the write is in progress"
+    );
+    outcome.send_replace(Some(true));
+    assert!(worker.await.unwrap());
+    assert_eq!(world.flaky.delivered.lock().unwrap().len(), 1);
 }
