@@ -233,6 +233,11 @@ pub async fn advance_messages(
     .bind(only_outgoing)
     .fetch_all(pool)
     .await?;
+    moved_messages(&rows)
+}
+
+/// (id, conversation) of each row a state update returned.
+fn moved_messages(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
     rows.iter()
         .map(|row| Ok((row.try_get("id")?, row.try_get("conversation_id")?)))
         .collect::<Result<_, sqlx::Error>>()
@@ -590,8 +595,5 @@ pub async fn apply_receipts(
     .bind(state.rank())
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("conversation_id")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    moved_messages(&rows)
 }
