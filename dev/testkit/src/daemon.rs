@@ -143,12 +143,14 @@ impl Actor {
         self
     }
 
-    /// kircd's own defaults for what the tests speed up or shrink (health
-    /// probes every 300 ms instead of 10 s, two database connections): a
+    /// kircd's own defaults for what the tests speed up or shrink or make
+    /// louder (health probes every 300 ms instead of 10 s, two database
+    /// connections, kircd's debug lines): a
     /// benchmark measures the daemon as users run it. Each value here is the
     /// default of the key table (`kircd config keys`).
     pub fn as_users_run_it(&mut self) -> &mut Self {
-        self.set("health.probe_interval", "10s")
+        self.set("log.level", "info")
+            .set("health.probe_interval", "10s")
             .set("health.probe_timeout", "5s")
             .set("health.retry_initial", "500ms")
             .set("health.retry_max", "30s")
