@@ -91,7 +91,8 @@ impl RawHop {
 /// The floor's parts timed between the settled path's messages: after a
 /// message settles, the same pause, a raw hop, the same pause, a one-row
 /// commit, the same pause, a round trip on the sending daemon's socket, the
-/// same pause, and the next message. Each part and each message
+/// same pause, a raw hop and a one-row commit started together, the same
+/// pause, and the next message. Each part and each message
 /// then starts after the same idle pause, at the same minutes of the run:
 /// on this VM a part that finds the machine idle is slower (the floor twice
 /// as slow after 3 ms), and the ratio must follow neither the pause nor
@@ -107,6 +108,10 @@ pub struct FloorBetween {
     /// (GetStatus): what the path's call in and event out cost at least,
     /// which the floor of raw clients leaves out.
     pub calls: Vec<Duration>,
+    /// A raw hop and a one-row commit started at the same instant, until
+    /// both ended: what a write beside a produce (as `SendMessage` does
+    /// them) takes on this machine when each is as cheap as it can be.
+    pub side_by_side: Vec<Duration>,
 }
 
 impl FloorBetween {
@@ -125,6 +130,7 @@ impl FloorBetween {
             hops: Vec::new(),
             commits: Vec::new(),
             calls: Vec::new(),
+            side_by_side: Vec::new(),
         }
     }
 
@@ -147,6 +153,11 @@ impl FloorBetween {
             .await
             .unwrap();
         self.calls.push(start.elapsed());
+        tokio::time::sleep(self.pause).await;
+        let start = Instant::now();
+        let (hop, commit) = (&mut self.hop, &mut self.commit);
+        tokio::join!(hop.sample(), commit.sample());
+        self.side_by_side.push(start.elapsed());
         tokio::time::sleep(self.pause).await;
     }
 
