@@ -145,9 +145,9 @@ impl Actor {
 
     /// kircd's own defaults for what the tests speed up or shrink or make
     /// louder (health probes every 300 ms instead of 10 s, two database
-    /// connections, kircd's debug lines): a
-    /// benchmark measures the daemon as users run it. Each value here is the
-    /// default of the key table (`kircd config keys`).
+    /// connections, kircd's debug lines): a benchmark measures the daemon as
+    /// users run it. Each value here is the default of the key table
+    /// (`kircd config keys`).
     pub fn as_users_run_it(&mut self) -> &mut Self {
         self.set("log.level", "info")
             .set("health.probe_interval", "10s")
