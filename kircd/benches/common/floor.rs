@@ -91,6 +91,7 @@ impl RawHop {
 /// The floor's parts timed between the settled path's messages: after a
 /// message settles, the same pause, a raw hop, the same pause, a one-row
 /// commit, the same pause, a round trip on the sending daemon's socket, the
+/// same pause, a raw round trip to another process ([`RawEcho`]), the
 /// same pause, a raw hop and a one-row commit started together, the same
 /// pause, and the next message. Each part and each message
 /// then starts after the same idle pause, at the same minutes of the run:
@@ -101,6 +102,7 @@ pub struct FloorBetween {
     hop: RawHop,
     commit: pg::Commits,
     socket: kirc_proto::DaemonClient,
+    echo: RawEcho,
     pause: Duration,
     pub hops: Vec<Duration>,
     pub commits: Vec<Duration>,
@@ -108,6 +110,10 @@ pub struct FloorBetween {
     /// (GetStatus): what the path's call in and event out cost at least,
     /// which the floor of raw clients leaves out.
     pub calls: Vec<Duration>,
+    /// Round trips of a few bytes on a raw Unix socket to another process:
+    /// what the calls above would cost without HTTP/2, gRPC and the
+    /// daemon's runtime.
+    pub echoes: Vec<Duration>,
     /// A raw hop and a one-row commit started at the same instant, until
     /// both ended: what a write beside a produce (as `SendMessage` does
     /// them) takes on this machine when each is as cheap as it can be.
@@ -126,10 +132,12 @@ impl FloorBetween {
             hop: RawHop::new(&actor.stack.kafka, record_size).await,
             commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
             socket: daemon.client().await,
+            echo: RawEcho::start(),
             pause,
             hops: Vec::new(),
             commits: Vec::new(),
             calls: Vec::new(),
+            echoes: Vec::new(),
             side_by_side: Vec::new(),
         }
     }
@@ -154,6 +162,8 @@ impl FloorBetween {
             .unwrap();
         self.calls.push(start.elapsed());
         tokio::time::sleep(self.pause).await;
+        self.echoes.push(self.echo.sample().await);
+        tokio::time::sleep(self.pause).await;
         let start = Instant::now();
         let (hop, commit) = (&mut self.hop, &mut self.commit);
         tokio::join!(hop.sample(), commit.sample());
@@ -161,9 +171,93 @@ impl FloorBetween {
         tokio::time::sleep(self.pause).await;
     }
 
-    /// Drops the commits' table.
+    /// Drops the commits' table and ends the echo process.
     pub async fn finish(self) {
         self.commit.finish().await;
+        self.echo.finish().await;
+    }
+}
+
+/// Set in the environment of the benchmark's own executable started again
+/// as [`RawEcho`]'s other process.
+const ECHO_CHILD: &str = "KIRC_BENCH_ECHO_CHILD";
+
+/// Serves as [`RawEcho`]'s other process, and exits, when this executable
+/// was started as one; returns at once otherwise. A benchmark that times a
+/// [`FloorBetween`] calls it first thing in `main`.
+pub fn serve_echo_if_asked() {
+    use std::io::{Read as _, Write as _};
+    if std::env::var_os(ECHO_CHILD).is_none() {
+        return;
+    }
+    // stdin and stdout are the two ends of one socket: what comes in goes
+    // back out, until the benchmark closes its end.
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut buffer = [0_u8; 64];
+    loop {
+        match input.read(&mut buffer) {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(read) => {
+                if output
+                    .write_all(&buffer[..read])
+                    .and_then(|()| output.flush())
+                    .is_err()
+                {
+                    std::process::exit(0);
+                }
+            }
+        }
+    }
+}
+
+/// A raw round trip between two processes on this machine: four bytes
+/// written to a Unix socket whose other end is another process (this
+/// executable started again, see [`serve_echo_if_asked`]) and read back.
+/// Beside the GetStatus round trip on a daemon's socket it shows what of
+/// the call in and the event out is the socket and the processes' wake-ups,
+/// and what is HTTP/2, gRPC and the runtimes on either side.
+pub struct RawEcho {
+    child: tokio::process::Child,
+    socket: tokio::net::UnixStream,
+}
+
+impl RawEcho {
+    pub fn start() -> Self {
+        use std::os::fd::OwnedFd;
+        use std::process::Stdio;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let theirs_out = theirs.try_clone().unwrap();
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .env(ECHO_CHILD, "1")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::from(OwnedFd::from(theirs_out)))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        ours.set_nonblocking(true).unwrap();
+        RawEcho {
+            child,
+            socket: tokio::net::UnixStream::from_std(ours).unwrap(),
+        }
+    }
+
+    pub async fn sample(&mut self) -> Duration {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut back = [0_u8; 4];
+        let start = Instant::now();
+        self.socket.write_all(b"ping").await.unwrap();
+        self.socket.read_exact(&mut back).await.unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!(&back, b"ping", "the echo process sent back something else");
+        elapsed
+    }
+
+    /// Closes the socket, which ends the other process.
+    async fn finish(self) {
+        let RawEcho { mut child, socket } = self;
+        drop(socket);
+        assert!(child.wait().await.unwrap().success());
     }
 }
 
