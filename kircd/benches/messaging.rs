@@ -37,6 +37,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::contract::OneEnvelope;
 use common::floor::{FloorBetween, raw_latency};
 use common::idle::Profile;
 use common::pg::{CommitRow, pg_commits};
@@ -55,6 +56,7 @@ use rdkafka::producer::FutureRecord;
 #[tokio::main]
 async fn main() {
     common::floor::serve_echo_if_asked();
+    common::contract::serve_grpc_if_asked().await;
     let messages = count("KIRC_BENCH_MESSAGES", 1000);
     let ingest = count("KIRC_BENCH_INGEST", 100_000);
     let junk = count("KIRC_BENCH_JUNK", 50_000);
@@ -124,7 +126,13 @@ async fn main() {
     // parts are timed between these messages, each part and each message
     // after the same pause (`KIRC_BENCH_PAUSE_MS`).
     let pause = Duration::from_millis(count("KIRC_BENCH_PAUSE_MS", 5) as u64);
-    let mut between = FloorBetween::new(&alice, &alice_daemon, record_size, pause).await;
+    let one_envelope = OneEnvelope::new(
+        Identity::load(&alice.dir.path().join("identity.key")).unwrap(),
+        Identity::load(&bob.dir.path().join("identity.key")).unwrap(),
+        text,
+    );
+    let mut between =
+        FloorBetween::new(&alice, &alice_daemon, record_size, one_envelope, pause).await;
     let settled = kafka_path(
         &alice_daemon,
         &bob_daemon,
@@ -144,6 +152,8 @@ async fn main() {
     let commit_between = summarize(between.commits.clone());
     let call_between = summarize(between.calls.clone());
     let echo_between = summarize(between.echoes.clone());
+    let bare_between = summarize(between.bare_calls.clone());
+    let envelope_between = summarize(between.envelopes.clone());
     let side_by_side = summarize(between.side_by_side.clone());
     between.finish().await;
     let floor_between = raw_between.p50 * 2 + commit_between.p50 * 2;
@@ -312,6 +322,25 @@ async fn main() {
         ms(echo_between.p50),
         ms(echo_between.p99),
         call_between.p50.as_secs_f64() / echo_between.p50.as_secs_f64()
+    );
+    // What of that round trip is kircd: the same call, client and answer
+    // to a server that does nothing else, in another process.
+    println!(
+        "a GetStatus round trip to a bare tonic server in another process (the same client and Status, nothing behind it), timed between the same messages: {} p50 ({} p99); alice's is {:.2}× of it",
+        ms(bare_between.p50),
+        ms(bare_between.p99),
+        call_between.p50.as_secs_f64() / bare_between.p50.as_secs_f64()
+    );
+    // The floor of a path that must take a gRPC call, give a gRPC event and
+    // sign and encrypt what it carries: the raw clients' floor, the bare
+    // server's round trip, and one envelope sealed and opened.
+    let contract_floor = floor_between + bare_between.p50 + envelope_between.p50;
+    println!(
+        "the contract's floor: the floor between + the bare gRPC round trip + one envelope sealed, parsed, verified and opened ({} p50, {} p99, timed between the same messages) = {}; SendMessage → event, settled: {:.2}× of it (goal ≤ 1.3×)",
+        ms(envelope_between.p50),
+        ms(envelope_between.p99),
+        ms(contract_floor),
+        settled.latency.p50.as_secs_f64() / contract_floor.as_secs_f64()
     );
     // Alice's write and her produce run side by side; whether the machine
     // can overlap them at all is what the raw clients show, between the same

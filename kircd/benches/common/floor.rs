@@ -8,6 +8,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::contract::{BareGrpc, OneEnvelope};
 use super::{client, consumer, fresh_topic, pg};
 
 /// Raw produce → consume latency of `count` records of `size` bytes, one at
@@ -92,8 +93,10 @@ impl RawHop {
 /// message settles, the same pause, a raw hop, the same pause, a one-row
 /// commit, the same pause, a round trip on the sending daemon's socket, the
 /// same pause, a raw round trip to another process ([`RawEcho`]), the
-/// same pause, a raw hop and a one-row commit started together, the same
-/// pause, and the next message. Each part and each message
+/// same pause, a gRPC round trip to a server that only answers
+/// ([`BareGrpc`]), the same pause, one envelope sealed and opened
+/// ([`OneEnvelope`]), the same pause, a raw hop and a one-row commit
+/// started together, the same pause, and the next message. Each part and each message
 /// then starts after the same idle pause, at the same minutes of the run:
 /// on this VM a part that finds the machine idle is slower (the floor twice
 /// as slow after 3 ms), and the ratio must follow neither the pause nor
@@ -103,6 +106,8 @@ pub struct FloorBetween {
     commit: pg::Commits,
     socket: kirc_proto::DaemonClient,
     echo: RawEcho,
+    bare: BareGrpc,
+    envelope: OneEnvelope,
     pause: Duration,
     pub hops: Vec<Duration>,
     pub commits: Vec<Duration>,
@@ -114,6 +119,13 @@ pub struct FloorBetween {
     /// what the calls above would cost without HTTP/2, gRPC and the
     /// daemon's runtime.
     pub echoes: Vec<Duration>,
+    /// GetStatus round trips to a bare tonic server in another process,
+    /// answering the daemon's Status: what a call in and an event out cost
+    /// whatever the daemon behind the socket does.
+    pub bare_calls: Vec<Duration>,
+    /// One envelope sealed by alice and opened by bob: what signing and
+    /// encrypting every message costs the path.
+    pub envelopes: Vec<Duration>,
     /// A raw hop and a one-row commit started at the same instant, until
     /// both ended: what a write beside a produce (as `SendMessage` does
     /// them) takes on this machine when each is as cheap as it can be.
@@ -121,23 +133,35 @@ pub struct FloorBetween {
 }
 
 impl FloorBetween {
-    /// The parts on `actor`'s stack and `daemon`'s socket.
+    /// The parts on `actor`'s stack and `daemon`'s socket; the envelope is
+    /// sealed by `envelope`'s sender for its recipient.
     pub async fn new(
         actor: &kirc_testkit::Actor,
         daemon: &kirc_testkit::Daemon,
         record_size: usize,
+        envelope: OneEnvelope,
         pause: Duration,
     ) -> Self {
+        let mut socket = daemon.client().await;
+        let status = socket
+            .get_status(kirc_proto::v1::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         FloorBetween {
             hop: RawHop::new(&actor.stack.kafka, record_size).await,
             commit: pg::Commits::new(actor, pg::CommitRow::Floor).await,
-            socket: daemon.client().await,
+            socket,
             echo: RawEcho::start(),
+            bare: BareGrpc::start(&status).await,
+            envelope,
             pause,
             hops: Vec::new(),
             commits: Vec::new(),
             calls: Vec::new(),
             echoes: Vec::new(),
+            bare_calls: Vec::new(),
+            envelopes: Vec::new(),
             side_by_side: Vec::new(),
         }
     }
@@ -164,6 +188,10 @@ impl FloorBetween {
         tokio::time::sleep(self.pause).await;
         self.echoes.push(self.echo.sample().await);
         tokio::time::sleep(self.pause).await;
+        self.bare_calls.push(self.bare.sample().await);
+        tokio::time::sleep(self.pause).await;
+        self.envelopes.push(self.envelope.sample());
+        tokio::time::sleep(self.pause).await;
         let start = Instant::now();
         let (hop, commit) = (&mut self.hop, &mut self.commit);
         tokio::join!(hop.sample(), commit.sample());
@@ -171,10 +199,11 @@ impl FloorBetween {
         tokio::time::sleep(self.pause).await;
     }
 
-    /// Drops the commits' table and ends the echo process.
+    /// Drops the commits' table and ends the echo and gRPC processes.
     pub async fn finish(self) {
         self.commit.finish().await;
         self.echo.finish().await;
+        self.bare.finish().await;
     }
 }
 

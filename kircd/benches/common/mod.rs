@@ -4,6 +4,7 @@
 // Each benchmark uses a part of this module.
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod floor;
 pub mod idle;
 pub mod pg;
