@@ -35,22 +35,21 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::contract::OneEnvelope;
+use common::contract::ChatPair;
 use common::floor::{FloorBetween, raw_latency};
 use common::idle::Profile;
 use common::pg::{CommitRow, pg_commits};
 use common::proc::{CpuUse, cpu_snapshot};
 use common::{
-    HOPS_LOG, Pacing, bulk_producer, consumer, count, fill_inbox, kafka_path, ms, summarize,
+    HOPS_LOG, Pacing, bulk_producer, consumer, cores, count, fill_inbox, kafka_path, ms, summarize,
     wait_added,
 };
 use kirc_proto::wire::v1 as wire;
 use kirc_testkit::{Actor, Daemon, befriend, random_records};
-use kircd::crypto::envelope;
 use kircd::crypto::identity::Identity;
-use prost::Message as _;
 use rdkafka::producer::FutureRecord;
 
 #[tokio::main]
@@ -79,35 +78,19 @@ async fn main() {
     befriend((&alice, &alice_daemon), (&bob, &bob_daemon)).await;
 
     // Wire bytes: a sealed chat envelope plus its 16-byte key.
-    let alice_keys = Identity::load(&alice.dir.path().join("identity.key")).unwrap();
-    let bob_keys = Identity::load(&bob.dir.path().join("identity.key")).unwrap();
+    let pair = Arc::new(ChatPair::load(&alice, &bob));
     let text = "a typical chat line of about sixty bytes, give or take a few";
-    let sealed = |text: &str| {
-        envelope::seal(
-            &alice_keys,
-            bob_keys.id(),
-            &envelope::PairKey::new(&alice_keys, &bob_keys.box_key()),
-            wire::Kind::Chat,
-            envelope::new_message_id(),
-            &wire::ChatPayload {
-                text: text.to_owned(),
-                action: false,
-                ..wire::ChatPayload::default()
-            }
-            .encode_to_vec(),
-        )
-    };
     let mut wire_rows = Vec::new();
     for size in [1usize, 60, 500, 4000] {
         let text = "x".repeat(size);
-        let bytes = sealed(&text).len() + 16;
+        let bytes = pair.seal(&text).len() + 16;
         wire_rows.push((size, bytes));
     }
 
     // Latency, baseline first, once the daemons run as they do after their
     // first minutes.
     common::until_rates_are_counted_here().await;
-    let record_size = sealed(text).len();
+    let record_size = pair.seal(text).len();
     let raw = summarize(raw_latency(&alice.stack.kafka, messages, record_size, None).await);
     let back_to_back = kafka_path(
         &alice_daemon,
@@ -126,13 +109,8 @@ async fn main() {
     // parts are timed between these messages, each part and each message
     // after the same pause (`KIRC_BENCH_PAUSE_MS`).
     let pause = Duration::from_millis(count("KIRC_BENCH_PAUSE_MS", 5) as u64);
-    let one_envelope = OneEnvelope::new(
-        Identity::load(&alice.dir.path().join("identity.key")).unwrap(),
-        Identity::load(&bob.dir.path().join("identity.key")).unwrap(),
-        text,
-    );
     let mut between =
-        FloorBetween::new(&alice, &alice_daemon, record_size, one_envelope, pause).await;
+        FloorBetween::new(&alice, &alice_daemon, Arc::clone(&pair), text, pause).await;
     let settled = kafka_path(
         &alice_daemon,
         &bob_daemon,
@@ -165,13 +143,13 @@ async fn main() {
     let fill = Fill {
         alice: &alice,
         alice_pid: alice_daemon.pid(),
-        alice_keys: &alice_keys,
-        bob_keys: &bob_keys,
+        alice_keys: &pair.sender,
+        bob_keys: &pair.recipient,
         count: ingest,
     };
     let lifted = ingest_run(&fill, &mut bob, LIFTED_BUDGET).await;
     let budgeted = ingest_run(&fill, &mut bob, DEFAULT_BUDGET).await;
-    let crypto = crypto_floor(&alice_keys, &bob_keys, ingest);
+    let crypto = pair.crypto_floor(ingest);
 
     assert!(alice_daemon.stop().await.success());
 
@@ -559,49 +537,4 @@ fn print_cpu_per_message(cpu: &CpuUse, count: usize, crypto_rate: f64) {
         cores() as f64 * 1e6 / busy,
         cores() as f64 * 1e6 / crypto_rate,
     );
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-}
-
-/// Messages per second that the inbox's per-record checks alone reach over
-/// every core: parse, Ed25519 verify, box open and payload decode of `count`
-/// envelopes sealed beforehand, with no I/O, store or event around them.
-fn crypto_floor(alice: &Identity, bob: &Identity, count: usize) -> f64 {
-    let sealing = envelope::PairKey::new(alice, &bob.box_key());
-    let records: Vec<Vec<u8>> = (0..count)
-        .map(|index| {
-            envelope::seal(
-                alice,
-                bob.id(),
-                &sealing,
-                wire::Kind::Chat,
-                envelope::new_message_id(),
-                &wire::ChatPayload {
-                    text: format!("ingest {index}"),
-                    action: false,
-                    ..wire::ChatPayload::default()
-                }
-                .encode_to_vec(),
-            )
-        })
-        .collect();
-    let opening = envelope::PairKey::new(bob, &alice.box_key());
-    let sender_key = alice.signing_key();
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for chunk in records.chunks(count.div_ceil(cores()).max(1)) {
-            let (opening, sender_key) = (&opening, &sender_key);
-            scope.spawn(move || {
-                for bytes in chunk {
-                    let (sealed, header) = envelope::parse(bytes, bob.id()).unwrap();
-                    envelope::verify(&sealed, sender_key).unwrap();
-                    let payload = envelope::open(&sealed, &header, opening).unwrap();
-                    wire::ChatPayload::decode(payload.as_slice()).unwrap();
-                }
-            });
-        }
-    });
-    count as f64 / start.elapsed().as_secs_f64()
 }

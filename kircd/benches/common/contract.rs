@@ -1,13 +1,12 @@
 //! What the socket API's contract and the envelope's security add to any
 //! path from one client to another, timed without kircd: a gRPC round trip
 //! to a server that does nothing but answer ([`BareGrpc`]), and one
-//! envelope sealed, then parsed, verified and opened ([`OneEnvelope`]).
+//! envelope sealed, then parsed, verified and opened ([`ChatPair`]).
 //! Beside the floor of raw Kafka and PostgreSQL clients they make the floor
 //! of a path that must take a gRPC call in, give a gRPC event out, and sign
 //! and encrypt what it carries.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -114,7 +113,7 @@ impl BareGrpc {
         use std::process::Stdio;
         use tokio::io::AsyncBufReadExt as _;
         let folder = tempfile::tempdir().unwrap();
-        let path: PathBuf = folder.path().join("bare.sock");
+        let path = folder.path().join("bare.sock");
         let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
             .env(GRPC_CHILD, &path)
             .env(
@@ -143,14 +142,11 @@ impl BareGrpc {
     /// One GetStatus round trip, timed.
     pub async fn sample(&mut self) -> Duration {
         let start = Instant::now();
-        let status = self
-            .client
+        self.client
             .get_status(pb::GetStatusRequest {})
             .await
             .unwrap();
-        let elapsed = start.elapsed();
-        drop(status);
-        elapsed
+        start.elapsed()
     }
 
     /// Stops the server.
@@ -159,53 +155,85 @@ impl BareGrpc {
     }
 }
 
-/// One chat envelope sealed by the sender (signed and encrypted to the
-/// pair's key), then parsed, verified and opened by the recipient, as the
-/// path does once on each side.
-pub struct OneEnvelope {
-    sender: Identity,
-    recipient: Identity,
+/// Alice's and bob's keys, to seal chat envelopes as alice's kircd does
+/// and to open them as bob's does: the wire bytes a benchmark produces, the
+/// envelope part of the contract's floor, and the ingest's crypto floor.
+pub struct ChatPair {
+    pub sender: Identity,
+    pub recipient: Identity,
     sealing: envelope::PairKey,
     opening: envelope::PairKey,
-    text: String,
 }
 
-impl OneEnvelope {
-    pub fn new(sender: Identity, recipient: Identity, text: &str) -> Self {
-        OneEnvelope {
+impl ChatPair {
+    /// The two actors' identities, as their daemons load them.
+    pub fn load(sender: &kirc_testkit::Actor, recipient: &kirc_testkit::Actor) -> Self {
+        let load = |actor: &kirc_testkit::Actor| {
+            Identity::load(&actor.dir.path().join("identity.key")).unwrap()
+        };
+        let (sender, recipient) = (load(sender), load(recipient));
+        ChatPair {
             sealing: envelope::PairKey::new(&sender, &recipient.box_key()),
             opening: envelope::PairKey::new(&recipient, &sender.box_key()),
             sender,
             recipient,
-            text: text.to_owned(),
         }
     }
 
-    /// Sealed and opened once, timed.
-    pub fn sample(&self) -> Duration {
-        let start = Instant::now();
-        let payload = wire::ChatPayload {
-            text: self.text.clone(),
-            action: false,
-            ..wire::ChatPayload::default()
-        }
-        .encode_to_vec();
-        let bytes = envelope::seal(
+    /// A chat line sealed by the sender for the recipient (signed, and
+    /// encrypted to the pair's key).
+    pub fn seal(&self, text: &str) -> Vec<u8> {
+        envelope::seal(
             &self.sender,
             self.recipient.id(),
             &self.sealing,
             wire::Kind::Chat,
             envelope::new_message_id(),
-            &payload,
-        );
-        let (sealed, header) = envelope::parse(&bytes, self.recipient.id()).unwrap();
+            &wire::ChatPayload {
+                text: text.to_owned(),
+                action: false,
+                ..wire::ChatPayload::default()
+            }
+            .encode_to_vec(),
+        )
+    }
+
+    /// What the recipient's inbox checks on each record: parse, Ed25519
+    /// verify, box open and payload decode.
+    pub fn open(&self, bytes: &[u8]) -> wire::ChatPayload {
+        let (sealed, header) = envelope::parse(bytes, self.recipient.id()).unwrap();
         envelope::verify(&sealed, &self.sender.signing_key()).unwrap();
-        let opened = envelope::open(&sealed, &header, &self.opening).unwrap();
+        let payload = envelope::open(&sealed, &header, &self.opening).unwrap();
+        wire::ChatPayload::decode(payload.as_slice()).unwrap()
+    }
+
+    /// One chat line sealed and opened, timed: the path does each once, on
+    /// either side.
+    pub fn sample(&self, text: &str) -> Duration {
+        let start = Instant::now();
+        let opened = self.open(&self.seal(text));
         let elapsed = start.elapsed();
-        assert_eq!(
-            wire::ChatPayload::decode(opened.as_slice()).unwrap().text,
-            self.text
-        );
+        assert_eq!(opened.text, text);
         elapsed
+    }
+
+    /// Messages per second that the inbox's per-record checks alone reach
+    /// over every core: [`Self::open`] on `count` envelopes sealed
+    /// beforehand, with no I/O, store or event around them.
+    pub fn crypto_floor(&self, count: usize) -> f64 {
+        let records: Vec<Vec<u8>> = (0..count)
+            .map(|index| self.seal(&format!("ingest {index}")))
+            .collect();
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in records.chunks(count.div_ceil(super::cores()).max(1)) {
+                scope.spawn(move || {
+                    for bytes in chunk {
+                        self.open(bytes);
+                    }
+                });
+            }
+        });
+        count as f64 / start.elapsed().as_secs_f64()
     }
 }

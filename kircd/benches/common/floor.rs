@@ -8,7 +8,9 @@ use rdkafka::Message as _;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::contract::{BareGrpc, OneEnvelope};
+use std::sync::Arc;
+
+use super::contract::{BareGrpc, ChatPair};
 use super::{client, consumer, fresh_topic, pg};
 
 /// Raw produce → consume latency of `count` records of `size` bytes, one at
@@ -95,7 +97,7 @@ impl RawHop {
 /// same pause, a raw round trip to another process ([`RawEcho`]), the
 /// same pause, a gRPC round trip to a server that only answers
 /// ([`BareGrpc`]), the same pause, one envelope sealed and opened
-/// ([`OneEnvelope`]), the same pause, a raw hop and a one-row commit
+/// ([`ChatPair::sample`]), the same pause, a raw hop and a one-row commit
 /// started together, the same pause, and the next message. Each part and each message
 /// then starts after the same idle pause, at the same minutes of the run:
 /// on this VM a part that finds the machine idle is slower (the floor twice
@@ -107,7 +109,8 @@ pub struct FloorBetween {
     socket: kirc_proto::DaemonClient,
     echo: RawEcho,
     bare: BareGrpc,
-    envelope: OneEnvelope,
+    pair: Arc<ChatPair>,
+    text: String,
     pause: Duration,
     pub hops: Vec<Duration>,
     pub commits: Vec<Duration>,
@@ -133,15 +136,16 @@ pub struct FloorBetween {
 }
 
 impl FloorBetween {
-    /// The parts on `actor`'s stack and `daemon`'s socket; the envelope is
-    /// sealed by `envelope`'s sender for its recipient.
+    /// The parts on `actor`'s stack and `daemon`'s socket, with records and
+    /// envelopes of `text` sealed by `pair`'s sender.
     pub async fn new(
         actor: &kirc_testkit::Actor,
         daemon: &kirc_testkit::Daemon,
-        record_size: usize,
-        envelope: OneEnvelope,
+        pair: Arc<ChatPair>,
+        text: &str,
         pause: Duration,
     ) -> Self {
+        let record_size = pair.seal(text).len();
         let mut socket = daemon.client().await;
         let status = socket
             .get_status(kirc_proto::v1::GetStatusRequest {})
@@ -154,7 +158,8 @@ impl FloorBetween {
             socket,
             echo: RawEcho::start(),
             bare: BareGrpc::start(&status).await,
-            envelope,
+            pair,
+            text: text.to_owned(),
             pause,
             hops: Vec::new(),
             commits: Vec::new(),
@@ -190,7 +195,7 @@ impl FloorBetween {
         tokio::time::sleep(self.pause).await;
         self.bare_calls.push(self.bare.sample().await);
         tokio::time::sleep(self.pause).await;
-        self.envelopes.push(self.envelope.sample());
+        self.envelopes.push(self.pair.sample(&self.text));
         tokio::time::sleep(self.pause).await;
         let start = Instant::now();
         let (hop, commit) = (&mut self.hop, &mut self.commit);

@@ -21,6 +21,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use floor::{FloorBetween, Rhythm};
 
+/// The cores this machine offers the benchmark.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// A count from the environment, or `default`.
 pub fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
