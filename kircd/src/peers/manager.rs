@@ -84,6 +84,9 @@ struct Peer {
     retry_at: Instant,
     /// Waiting for a place under `rtc.max_peers`, and since when.
     room_wait: Option<(RoomWait, Instant)>,
+    /// The session that ended last: its hang-up can arrive after the
+    /// connection's own close, and still say why it ended.
+    ended: Option<SessionId>,
     status: DirectStatus,
 }
 
@@ -225,6 +228,7 @@ impl Manager {
                 failures: 0,
                 retry_at: Instant::now(),
                 room_wait: None,
+                ended: None,
                 status: DirectStatus::off(contact.actor_id),
             })
     }
@@ -469,6 +473,7 @@ impl Manager {
         let Some(session) = peer.session.take() else {
             return;
         };
+        peer.ended = Some(session.id);
         tracing::debug!(contact = %actor, session = signal::short(&session.id), reason, "direct session ended");
         peer.status = DirectStatus {
             state: DirectState::Off,

@@ -150,6 +150,16 @@ impl Manager {
                         self.end_session(actor, None, "the contact hung up").await;
                         self.backoff(actor, "the contact hung up");
                     }
+                } else if reason == negotiation::NO_ROOM
+                    && current.is_none()
+                    && self.contacts.get(&actor).and_then(|peer| peer.ended) == Some(signal.session)
+                {
+                    // The contact closed the session to make room for
+                    // another, and the connection's close came before
+                    // these words: what ended as a failure, to be retried
+                    // within seconds, is a wait for a place there, or this
+                    // side would offer again only to be turned away.
+                    self.wait_for_room(actor, RoomWait::There, "the contact has no place free");
                 }
             }
         }
